@@ -1,0 +1,151 @@
+"""``dropdown-rank build``: validated logs → time split → vocabularies → neighbor tables → samples.
+
+Writes a work directory:
+
+* ``build.json``: the configuration, the split periods and the logs it came from;
+* ``stats.json``: validation reports, graph size and degree distribution, sample counts, stage
+  timings and peak memory;
+* ``vocab/{users,queries,items}.parquet``; ``graph/{q2q,i2i}.npz``;
+* ``samples/{train,valid,test}/part-*.parquet``;
+* ``truth.parquet`` when the logs carry ground truth (synthetic worlds).
+"""
+from __future__ import annotations
+
+import dataclasses
+import resource
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from dropdown_rank._io import read_json, write_json, write_parquet
+from dropdown_rank.graph import RELATIONS, GraphConfig, NeighborTable, build_graphs
+from dropdown_rank.logs.schema import load_logs
+from dropdown_rank.samples import SampleConfig, build_samples
+from dropdown_rank.split import SplitConfig, TimeSplit, time_split
+from dropdown_rank.vocab import build_vocabularies, read_vocabulary, write_vocabularies
+
+
+@dataclasses.dataclass(frozen=True)
+class BuildConfig:
+    split: SplitConfig = SplitConfig()
+    graph: GraphConfig = GraphConfig()
+    samples: SampleConfig = SampleConfig()
+    min_count: int = 1
+    bad_rows: str = "error"
+
+
+def peak_memory_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def build(logs_dir: str | Path, work_dir: str | Path, config: BuildConfig = BuildConfig(), progress=print, progress_bar: bool = True) -> dict:
+    logs_dir, work_dir = Path(logs_dir), Path(work_dir)
+    timings = {}
+    clock = time.perf_counter()
+
+    logs = load_logs(logs_dir, bad_rows=config.bad_rows)
+    for report in logs.reports:
+        progress(f"validate: {report.summary()}")
+    timings["validate_s"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    events, impressions = logs.events, logs.impressions
+    split = time_split(impressions["ts"].to_numpy(), config.split)
+    split_of = split.assign(impressions["ts"].to_numpy())
+    outside = int((split_of == "").sum())
+    if outside:
+        progress(f"split: {outside:,} impressions before the training period (--train-days) are not used")
+    train_events = events[(events["ts"] >= split.train_start) & (events["ts"] < split.valid_start)]
+    train_impressions = impressions[split_of == "train"]
+    vocabs = build_vocabularies(train_events, train_impressions, config.min_count)
+    write_vocabularies(vocabs, work_dir / "vocab")
+    progress("vocab: " + ", ".join(f"{len(v):,} {k}" for k, v in vocabs.items()) + f" (min count {config.min_count})")
+    timings["vocab_s"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    tables, graph_stats = build_graphs(train_events, vocabs, split.valid_start, config.graph, progress=progress)
+    for relation, table in tables.items():
+        table.save(work_dir / "graph" / f"{relation}.npz")
+    timings["graph_s"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    staging = work_dir / ".samples.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    candidate_pv = train_impressions["candidate"].value_counts()
+    rows = build_samples(events, impressions, split_of, candidate_pv, staging, config.samples, progress_bar=progress_bar)
+    shutil.rmtree(work_dir / "samples", ignore_errors=True)
+    staging.rename(work_dir / "samples")
+    timings["samples_s"] = time.perf_counter() - clock
+
+    truth_path = logs_dir / "truth.parquet"
+    if truth_path.exists():
+        write_parquet(work_dir / "truth.parquet", pd.read_parquet(truth_path))
+
+    stats = {
+        "validation": [r.to_dict() for r in logs.reports],
+        "impressions_outside_periods": outside,
+        "events": {"all": len(events), "train_period": len(train_events)},
+        "samples": rows,
+        "vocab": {k: len(v) for k, v in vocabs.items()},
+        "graph": graph_stats,
+        "timings": {k: round(v, 3) for k, v in timings.items()},
+        "peak_memory_mb": round(peak_memory_mb(), 1),
+        "events_per_second": round(len(events) / max(sum(timings.values()), 1e-9), 1),
+    }
+    write_json(work_dir / "build.json", {
+        "logs": str(logs_dir.resolve()),
+        "split": split.to_dict(),
+        "config": dataclasses.asdict(config),
+        "has_truth": truth_path.exists(),
+    })
+    write_json(work_dir / "stats.json", stats)
+    progress(
+        f"build: samples train {rows['train']:,} / valid {rows['valid']:,} / test {rows['test']:,}; "
+        f"stage times " + ", ".join(f"{k[:-2]} {v:.1f}s" for k, v in timings.items()) +
+        f"; peak memory {stats['peak_memory_mb']:.0f} MB; wrote {work_dir}"
+    )
+    return stats
+
+
+@dataclasses.dataclass
+class Work:
+    """A built work directory, read back: what training, evaluation and export need."""
+
+    path: Path
+    split: TimeSplit
+    config: dict
+    has_truth: bool
+
+    @classmethod
+    def open(cls, path: str | Path) -> "Work":
+        path = Path(path)
+        if not (path / "build.json").exists():
+            raise FileNotFoundError(f"{path}: not a work directory (no build.json); run `dropdown-rank build` first")
+        meta = read_json(path / "build.json")
+        split = TimeSplit(**{k: v for k, v in meta["split"].items() if not k.endswith("_iso")})
+        return cls(path, split, meta["config"], bool(meta["has_truth"]))
+
+    def vocabulary(self, name: str) -> list[str]:
+        return read_vocabulary(self.path / "vocab", name)
+
+    def neighbor_table(self, relation: str) -> NeighborTable:
+        return NeighborTable.load(self.path / "graph" / f"{relation}.npz", self.vocabulary(RELATIONS[relation][1]))
+
+    @property
+    def samples_dir(self) -> Path:
+        return self.path / "samples"
+
+    def truth(self) -> pd.DataFrame | None:
+        return pd.read_parquet(self.path / "truth.parquet") if self.has_truth else None
+
+    @property
+    def max_len(self) -> int:
+        return int(self.config["samples"]["max_len"])
+
+    @property
+    def neighbors(self) -> int:
+        return int(self.config["graph"]["neighbors"])
+

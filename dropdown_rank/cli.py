@@ -1,0 +1,136 @@
+"""``dropdown-rank``: the command line. Each subcommand is one stage; ``demo`` chains them.
+
+Stage modules are imported inside the handlers so that ``--help`` and argument errors answer
+without loading TensorFlow.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+
+def _add_build_args(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("split")
+    g.add_argument("--valid-days", type=int, default=3, help="days of validation before the test period (default 3)")
+    g.add_argument("--test-days", type=int, default=3, help="last days of the log used for test (default 3)")
+    g.add_argument("--train-days", type=int, default=None, help="training days before validation (default: all earlier days)")
+    g = parser.add_argument_group("graph")
+    g.add_argument("--neighbors", type=int, default=10, help="top-K neighbors kept per node (default 10)")
+    g.add_argument("--cooccurrence", choices=("session", "window"), default="session",
+                   help="count pairs inside a session (default) or within --window-minutes")
+    g.add_argument("--session-gap-minutes", type=float, default=30.0, help="a gap longer than this ends a session (default 30)")
+    g.add_argument("--window-minutes", type=float, default=60.0, help="pair window in window mode (default 60)")
+    g.add_argument("--max-distance", type=int, default=10, help="pairs at most this many same-kind behaviors apart (default 10)")
+    g.add_argument("--min-cooccur", type=int, default=1, help="drop edges seen fewer times (default 1)")
+    g.add_argument("--min-weight", type=float, default=0.0, help="drop edges with a smaller normalized weight (default 0)")
+    g = parser.add_argument_group("samples")
+    g.add_argument("--seq-len", type=int, default=50, help="history length stored per sample; models read a prefix (default 50)")
+    g.add_argument("--lookback-days", type=float, default=30.0, help="window for the activity slice field (default 30)")
+    g.add_argument("--min-count", type=int, default=1, help="vocabulary minimum count in the training period (default 1)")
+    g.add_argument("--bad-rows", choices=("error", "skip"), default="error",
+                   help="on a bad row: stop with an error (default), or skip it and count it in stats.json")
+
+
+def _build_config(args):
+    from dropdown_rank.build import BuildConfig
+    from dropdown_rank.graph import GraphConfig
+    from dropdown_rank.samples import SampleConfig
+    from dropdown_rank.split import SplitConfig
+
+    return BuildConfig(
+        split=SplitConfig(args.valid_days, args.test_days, args.train_days),
+        graph=GraphConfig(
+            neighbors=args.neighbors, mode=args.cooccurrence, session_gap_minutes=args.session_gap_minutes,
+            window_minutes=args.window_minutes, max_distance=args.max_distance, min_count=args.min_cooccur,
+            min_weight=args.min_weight,
+        ),
+        samples=SampleConfig(max_len=args.seq_len, lookback_days=args.lookback_days),
+        min_count=args.min_count,
+        bad_rows=args.bad_rows,
+    )
+
+
+def cmd_synth(args) -> None:
+    from dropdown_rank.logs.synth import write_world
+
+    write_world(args.out, scale=args.scale, seed=args.seed)
+
+
+def cmd_bestbuy(args) -> None:
+    from dropdown_rank.logs.bestbuy import convert_bestbuy
+
+    convert_bestbuy(args.src, args.out, prefix_len=args.prefix_len, candidates=args.candidates)
+
+
+def cmd_build(args) -> None:
+    from dropdown_rank.build import build
+
+    build(args.logs, args.out, _build_config(args))
+
+
+def cmd_demo(args) -> None:
+    from dropdown_rank.build import build
+    from dropdown_rank.logs.synth import write_world
+
+    out = Path(args.out)
+    timings = {}
+    started = time.perf_counter()
+    write_world(out / "logs", scale=args.scale, seed=args.seed)
+    timings["synth"] = time.perf_counter() - started
+    started = time.perf_counter()
+    build(out / "logs", out / "work", _build_config(args))
+    timings["build"] = time.perf_counter() - started
+    print("\ndemo outputs:")
+    print(f"  logs (synthetic world): {out / 'logs'}")
+    print(f"  work (graph, samples, stats.json): {out / 'work'}")
+    print("demo stage times: " + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()))
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dropdown-rank", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("synth", help="write a synthetic dropdown world (events, impressions, truth)")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--scale", choices=("tiny", "small", "default"), default="default")
+    p.set_defaults(handler=cmd_synth)
+
+    p = sub.add_parser("bestbuy", help="convert the Best Buy search→click log into the log schema")
+    p.add_argument("--src", required=True, help="directory with train.csv and test.csv")
+    p.add_argument("--out", required=True)
+    p.add_argument("--prefix-len", type=int, default=3, help="prefix length of reconstructed requests (default 3)")
+    p.add_argument("--candidates", type=int, default=8, help="candidates per reconstructed request (default 8)")
+    p.set_defaults(handler=cmd_bestbuy)
+
+    p = sub.add_parser("build", help="split, vocabularies, q2q/i2i neighbor tables and samples from logs")
+    p.add_argument("--logs", required=True, help="directory with events and impressions (.parquet or .csv)")
+    p.add_argument("--out", required=True, help="work directory to write")
+    _add_build_args(p)
+    p.set_defaults(handler=cmd_build)
+
+    p = sub.add_parser("demo", help="run the whole job end to end on the synthetic world")
+    p.add_argument("--out", default="demo_out")
+    p.add_argument("--scale", choices=("tiny", "small", "default"), default="default")
+    p.add_argument("--seed", type=int, default=0)
+    _add_build_args(p)
+    p.set_defaults(handler=cmd_demo)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = make_parser().parse_args(argv)
+    from dropdown_rank.logs.schema import SchemaError
+
+    try:
+        args.handler(args)
+    except (SchemaError, FileNotFoundError) as error:
+        print(f"dropdown-rank {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,111 @@
+"""tf.data pipeline over sample shards: shuffle, batch, prefetch.
+
+Parquet shards are read with pyarrow one batch at a time (never one example at a time): histories
+are cut to the model's ``seq_len`` by ``pyarrow.compute.list_slice`` (the stored lists are most recent
+first, so this keeps the latest behaviors) and handed to TensorFlow as flat values plus row splits;
+a ``map`` pads them to dense ``[batch, seq_len]`` tensors with "" (ids) and 0 (timestamps).
+
+Shuffling: each epoch visits the shards in a seeded random order and shuffles rows within windows
+of ``window_rows`` rows (a shuffle buffer that spans shards). Epoch ``e`` of a dataset made with
+``seed`` always yields the same batches; evaluation (``shuffle=False``) yields the rows in
+``read_samples`` order, so predictions line up with it.
+
+Each element is ``(features, label)``; ``features`` holds :data:`FEATURES` (``position`` too, for
+the position-bias tower), ``label`` is float32 ``[batch]``.
+"""
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import tensorflow as tf
+
+from dropdown_rank.samples import HISTORY_FIELDS
+
+SCALAR_FIELDS = {"user_id": tf.string, "candidate": tf.string, "request_ts": tf.int64, "position": tf.int32}
+FEATURES = ("user_id", "candidate", "query_history", "query_history_ts", "item_history", "item_history_ts", "request_ts", "position")
+_HISTORY_DTYPES = {"query_history": tf.string, "query_history_ts": tf.int64, "item_history": tf.string, "item_history_ts": tf.int64}
+_COLUMNS = list(SCALAR_FIELDS) + list(HISTORY_FIELDS) + ["label"]
+
+
+def shard_files(samples_dir: str | Path, split: str) -> list[Path]:
+    files = sorted((Path(samples_dir) / split).glob("part-*.parquet"))
+    if not files:
+        raise FileNotFoundError(f"{Path(samples_dir) / split}: no sample shards (run `dropdown-rank build` first)")
+    return files
+
+
+def _numpy_batch(table: pa.Table) -> dict:
+    out = {name: table.column(name).to_numpy() for name in SCALAR_FIELDS}
+    out["label"] = table.column("label").to_numpy().astype(np.float32)
+    for name in HISTORY_FIELDS:
+        column = table.column(name).combine_chunks()
+        out[f"{name}/values"] = column.values.to_numpy(zero_copy_only=False)
+        out[f"{name}/splits"] = (column.offsets.to_numpy() - column.offsets[0].as_py()).astype(np.int64)
+    return out
+
+
+class _ShardReader:
+    """A generator factory over shards; each call is one epoch with its own seeded order."""
+
+    def __init__(self, files, seq_len, batch_size, shuffle, seed, window_rows):
+        self.files, self.seq_len, self.batch_size = files, seq_len, batch_size
+        self.shuffle, self.seed, self.window_rows = shuffle, seed, window_rows
+        self._epochs = itertools.count()
+
+    def _tables(self, rng):
+        order = rng.permutation(len(self.files)) if self.shuffle else range(len(self.files))
+        for index in order:
+            table = pq.read_table(self.files[index], columns=_COLUMNS)
+            for name in HISTORY_FIELDS:
+                cut = pc.list_slice(table.column(name), 0, self.seq_len)
+                table = table.set_column(table.schema.get_field_index(name), name, cut)
+            yield table
+
+    def __call__(self):
+        rng = np.random.default_rng([self.seed, next(self._epochs)])
+        pending = None
+        for table in self._tables(rng):
+            pending = table if pending is None else pa.concat_tables([pending, table])
+            if pending.num_rows < self.window_rows:
+                continue
+            if self.shuffle:
+                pending = pending.take(rng.permutation(pending.num_rows))
+            full = pending.num_rows // self.batch_size * self.batch_size
+            for lo in range(0, full, self.batch_size):
+                yield _numpy_batch(pending.slice(lo, self.batch_size))
+            pending = pending.slice(full)
+        if pending is not None and pending.num_rows:
+            if self.shuffle:
+                pending = pending.take(rng.permutation(pending.num_rows))
+            for lo in range(0, pending.num_rows, self.batch_size):
+                yield _numpy_batch(pending.slice(lo, self.batch_size))
+
+
+def _signature():
+    sig = {name: tf.TensorSpec([None], dtype) for name, dtype in SCALAR_FIELDS.items()}
+    sig["label"] = tf.TensorSpec([None], tf.float32)
+    for name, dtype in _HISTORY_DTYPES.items():
+        sig[f"{name}/values"] = tf.TensorSpec([None], dtype)
+        sig[f"{name}/splits"] = tf.TensorSpec([None], tf.int64)
+    return sig
+
+
+def make_dataset(samples_dir: str | Path, split: str, seq_len: int, batch_size: int = 1024, shuffle: bool = False,
+                 seed: int = 0, window_rows: int = 131072) -> tf.data.Dataset:
+    """``(features, label)`` batches of one split, histories padded to ``seq_len``."""
+    reader = _ShardReader(shard_files(samples_dir, split), seq_len, batch_size, shuffle, seed, window_rows)
+
+    def to_model_inputs(batch):
+        features = {name: batch[name] for name in SCALAR_FIELDS}
+        for name, dtype in _HISTORY_DTYPES.items():
+            ragged = tf.RaggedTensor.from_row_splits(batch[f"{name}/values"], batch[f"{name}/splits"], validate=False)
+            features[name] = ragged.to_tensor(default_value="" if dtype == tf.string else 0, shape=[None, seq_len])
+        return features, batch["label"]
+
+    dataset = tf.data.Dataset.from_generator(reader, output_signature=_signature())
+    return dataset.map(to_model_inputs, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,349 @@
+"""A synthetic dropdown world: events and impressions that behave like a real dropdown log.
+
+Generative story (every draw comes from one ``numpy`` generator seeded by ``seed``):
+
+1. **Topics.** ``T`` latent topics in ``G`` groups of related topics (topics ``g*T/G`` …
+   ``(g+1)*T/G - 1`` form group ``g``).
+2. **Queries.** Each query has one topic (topic sizes from a Dirichlet draw) and a popularity
+   weight ``rank**-zipf`` with ranks shuffled over queries, so page views (PV) are Zipf with a long
+   tail. Its text is one to three pseudo-words of random syllables, so a typed prefix matches
+   queries from many topics. Each query has an intrinsic appeal ``b_q ~ N(0, appeal_sd)``.
+3. **Items.** Each item has one topic and a Zipf popularity weight. Items are tied to queries only
+   through topics: after a query, a user clicks items of that query's topic (or, sometimes, of a
+   related topic in the same group).
+4. **Users.** A user's interest ``theta_u`` is a sparse topic mixture: one primary group (and
+   sometimes a second one), with Dirichlet weights over the topics of those groups. Activity is
+   heavy-tailed: the number of sessions is log-normal, so many users have fewer than 5 behaviors
+   and a few have hundreds.
+5. **Sessions.** A session starts at a uniform time in the period, draws its topic
+   ``z ~ theta_u``, and issues one or more queries. Each query stays on ``z`` or drifts to a related
+   topic in the same group; within the topic, the intended query ``q*`` is drawn by popularity.
+   After each query the user clicks a Poisson number of items. Co-occurrence graphs therefore
+   emerge from behavior; nothing about neighbors is planted.
+6. **Dropdown requests.** Some queries are typed through the dropdown and logged as a request: the
+   prefix is the first 1-3 characters of ``q*``; the legacy engine's candidate list mixes
+   queries with that prefix from the user's top topics with the prefix's most popular queries (and
+   sometimes ``q*`` itself), ordered by a noisy popularity score. Positions are 0-based.
+7. **Clicks.** Each candidate ``c`` at position ``p`` is clicked independently with the ground-truth
+   probability ``(1 + p) ** -position_decay * sigmoid(logit)``, where ``logit`` adds: a base rate;
+   the user's long-term interest ``theta_u[topic(c)]`` (the whole mixture, of which the last 20
+   behaviors reveal only part); the session's current topic and its group; whether ``c`` is the
+   intended ``q*``; ``log`` popularity; and ``b_c``. The query the user then issues is the clicked
+   candidate (the top-most one), or else ``q*``, a few seconds after the request.
+
+Outputs in ``out``: ``events.parquet`` and ``impressions.parquet`` (the log schema),
+``truth.parquet`` (request_id, candidate, p_click: each impression's true click probability, not a
+log table; evaluation uses it for the oracle AUC), and ``world.json`` (parameters and summary).
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_auc_score
+
+from dropdown_rank._io import write_json, write_parquet
+
+START_TS = int(pd.Timestamp("2026-01-01", tz="UTC").timestamp())
+_CONSONANTS = np.array(list("bdfgklmnprstvz"))
+_VOWELS = np.array(list("aeiou"))
+
+
+@dataclasses.dataclass(frozen=True)
+class WorldConfig:
+    users: int
+    queries: int
+    items: int
+    days: int
+    topics: int = 100
+    groups: int = 20
+    session_log_mean: float = 1.1
+    session_log_sd: float = 1.8
+    max_sessions: int = 300
+    extra_queries_per_session: float = 0.9
+    items_per_query: float = 0.9
+    drift: float = 0.2
+    request_rate: float = 0.1
+    candidates: int = 10
+    zipf: float = 1.0
+    appeal_sd: float = 0.3
+    second_group_rate: float = 0.4
+    base_logit: float = -3.0
+    w_interest: float = 1.6
+    w_session: float = 1.2
+    w_group: float = 0.4
+    w_intended: float = 1.6
+    w_popularity: float = 0.25
+    position_decay: float = 0.6
+
+
+SCALES = {
+    "tiny": WorldConfig(users=400, queries=1500, items=800, days=12, topics=20, groups=5),
+    "small": WorldConfig(users=3000, queries=10000, items=6000, days=20, topics=50, groups=10),
+    "default": WorldConfig(users=20000, queries=50000, items=30000, days=30),
+}
+
+
+def _zipf_weights(rng, n: int, exponent: float) -> np.ndarray:
+    return (rng.permutation(n) + 1.0) ** -exponent
+
+
+class _TopicSampler:
+    """Draw members of given topics in proportion to their weights, vectorized.
+
+    Members are sorted by topic; each topic's cumulative weights are scaled into [t, t+1), so one
+    ``searchsorted`` of ``t + u`` draws a member of topic ``t`` for every request at once.
+    """
+
+    def __init__(self, topic_of: np.ndarray, weight: np.ndarray, topics: int):
+        order = np.argsort(topic_of, kind="stable")
+        topic_sorted = topic_of[order]
+        totals = np.bincount(topic_of, weights=weight, minlength=topics)
+        if (totals == 0).any():
+            raise ValueError("every topic needs at least one member; raise the item/query counts")
+        cum = np.cumsum(weight[order])
+        before = np.concatenate([[0.0], np.cumsum(totals)])[topic_sorted]
+        self._keys = topic_sorted + (cum - before) / totals[topic_sorted]
+        self._members = order
+
+    def draw(self, rng, topics: np.ndarray) -> np.ndarray:
+        u = rng.uniform(1e-9, 1.0 - 1e-9, size=len(topics))
+        idx = np.searchsorted(self._keys, topics + u, side="left")
+        return self._members[np.minimum(idx, len(self._members) - 1)]
+
+
+def _pseudo_words(rng, n: int) -> np.ndarray:
+    """``n`` unique query texts of 1-3 words, each word 2-3 consonant-vowel syllables."""
+    texts: list[str] = []
+    seen: set[str] = set()
+    while len(texts) < n:
+        m = 2 * (n - len(texts)) + 16
+        words = []
+        for _ in range(3):
+            syllables = rng.integers(2, 4, size=m)
+            word = np.char.add(rng.choice(_CONSONANTS, m), rng.choice(_VOWELS, m))
+            for k in range(1, 3):
+                extra = np.char.add(rng.choice(_CONSONANTS, m), rng.choice(_VOWELS, m))
+                word = np.where(syllables > k, np.char.add(word, extra), word)
+            words.append(word)
+        n_words = rng.choice([1, 2, 3], size=m, p=[0.3, 0.5, 0.2])
+        text = words[0]
+        for k in (1, 2):
+            text = np.where(n_words > k, np.char.add(np.char.add(text, " "), words[k]), text)
+        for t in text.tolist():
+            if t not in seen:
+                seen.add(t)
+                texts.append(t)
+    return np.array(texts[:n], dtype=object)
+
+
+def _csr(keys: np.ndarray, order_within: np.ndarray, n_keys: int):
+    """Group indices by ``keys`` (sorted by ``order_within`` inside a key): members, start, size."""
+    order = np.lexsort((order_within, keys))
+    size = np.bincount(keys, minlength=n_keys)
+    start = np.concatenate([[0], np.cumsum(size)[:-1]])
+    return order, start, size
+
+
+def generate_world(config: WorldConfig, seed: int = 0, progress=print) -> dict:
+    """Generate one world in memory. Returns frames ``events``, ``impressions``, ``truth`` and ``summary``."""
+    rng = np.random.default_rng(seed)
+    cfg = config
+    per_group = cfg.topics // cfg.groups
+    if per_group * cfg.groups != cfg.topics:
+        raise ValueError("topics must be a multiple of groups")
+    horizon = cfg.days * 86400
+
+    # Queries and items.
+    topic_share = rng.dirichlet(np.full(cfg.topics, 2.0))
+    q_topic = rng.choice(cfg.topics, size=cfg.queries, p=topic_share)
+    q_topic[: cfg.topics] = np.arange(cfg.topics)  # every topic has at least one query
+    q_pop = _zipf_weights(rng, cfg.queries, cfg.zipf)
+    q_appeal = rng.normal(0.0, cfg.appeal_sd, cfg.queries)
+    q_text = _pseudo_words(rng, cfg.queries)
+    i_topic = rng.choice(cfg.topics, size=cfg.items, p=topic_share)
+    i_topic[: cfg.topics] = np.arange(cfg.topics)
+    i_pop = _zipf_weights(rng, cfg.items, cfg.zipf)
+    item_ids = np.array([f"{x:07d}" for x in rng.choice(9_000_000, cfg.items, replace=False) + 1_000_000], dtype=object)
+    query_by_topic = _TopicSampler(q_topic, q_pop, cfg.topics)
+    item_by_topic = _TopicSampler(i_topic, i_pop, cfg.topics)
+
+    # Users: sparse interest over the topics of one or two groups.
+    n_slots = 2 * per_group
+    g1 = rng.integers(cfg.groups, size=cfg.users)
+    g2 = np.where(rng.random(cfg.users) < cfg.second_group_rate, rng.integers(cfg.groups, size=cfg.users), g1)
+    u_topics = np.concatenate([g1[:, None] * per_group + np.arange(per_group), g2[:, None] * per_group + np.arange(per_group)], axis=1)
+    u_weight = rng.gamma(0.3, size=(cfg.users, n_slots)) * np.r_[np.ones(per_group), np.full(per_group, 0.5)]
+    u_weight[g2 == g1, per_group:] = 0.0
+    u_weight += 1e-12
+    u_weight /= u_weight.sum(axis=1, keepdims=True)
+    theta = np.zeros((cfg.users, cfg.topics))
+    np.add.at(theta, (np.repeat(np.arange(cfg.users), n_slots), u_topics.ravel()), u_weight.ravel())
+    theta_rel = theta / theta.max(axis=1, keepdims=True)
+    top_topics = np.argsort(-theta, axis=1)[:, :2]
+    user_ids = np.array([f"u{x:08x}" for x in rng.choice(16**8, cfg.users, replace=False)], dtype=object)
+
+    # Sessions.
+    n_sessions = np.clip(np.round(rng.lognormal(cfg.session_log_mean, cfg.session_log_sd, cfg.users)), 1, cfg.max_sessions).astype(int)
+    s_user = np.repeat(np.arange(cfg.users), n_sessions)
+    n_s = len(s_user)
+    s_start = rng.integers(0, horizon - 3600, size=n_s)
+    cum_w = np.cumsum(u_weight[s_user], axis=1)
+    pick = (cum_w < rng.random(n_s)[:, None] * cum_w[:, -1:]).sum(axis=1)
+    s_topic = u_topics[s_user, np.minimum(pick, n_slots - 1)]
+    s_len = 1 + rng.poisson(cfg.extra_queries_per_session, size=n_s)
+
+    # Query slots: one per query a session issues.
+    slot_session = np.repeat(np.arange(n_s), s_len)
+    n_q = len(slot_session)
+    drift = rng.random(n_q) < cfg.drift
+    related = (s_topic[slot_session] // per_group) * per_group + rng.integers(per_group, size=n_q)
+    slot_topic = np.where(drift, related, s_topic[slot_session])
+    intended = query_by_topic.draw(rng, slot_topic)
+    gaps = 30 + rng.exponential(150.0, size=n_q)
+    first = np.r_[True, slot_session[1:] != slot_session[:-1]]
+    cum_gaps = np.cumsum(gaps)
+    offset = cum_gaps - np.maximum.accumulate(np.where(first, cum_gaps, 0.0))
+    slot_ts = START_TS + s_start[slot_session] + offset.astype(np.int64)
+    slot_user = s_user[slot_session]
+    progress(f"synth: {cfg.users:,} users, {n_s:,} sessions, {n_q:,} queries")
+
+    # Dropdown requests and the legacy engine's candidate lists.
+    req_slot = np.flatnonzero(rng.random(n_q) < cfg.request_rate)
+    n_r = len(req_slot)
+    req_user = slot_user[req_slot]
+    req_q = intended[req_slot]
+    prefix_len = rng.choice([1, 2, 3], size=n_r, p=[0.3, 0.4, 0.3])
+    prefix_table = np.stack([np.array([t[:k] for t in q_text], dtype=object) for k in (1, 2, 3)], axis=1)
+    prefix_codes, prefix_values = pd.factorize(prefix_table.ravel())
+    prefix_code = prefix_codes.reshape(cfg.queries, 3)
+    n_prefix = len(prefix_values)
+    # For every (query, k) the pool is the queries sharing that prefix; both lookups are CSR.
+    owner = np.repeat(np.arange(cfg.queries), 3)
+    pool, pool_start, pool_size = _csr(prefix_code.ravel(), -q_pop[owner], n_prefix)
+    pool_member = owner[pool]
+    tkey = prefix_code.ravel() * cfg.topics + q_topic[owner]
+    tkey_codes, tkey_values = pd.factorize(tkey)
+    tpool, tpool_start, tpool_size = _csr(tkey_codes, np.zeros(len(tkey)), len(tkey_values))
+    tpool_member = owner[tpool]
+    tkey_index = pd.Index(tkey_values)
+
+    req_prefix = prefix_code[req_q, prefix_len - 1]
+    width = cfg.candidates
+    top_idx = pool_start[req_prefix][:, None] + np.arange(width)
+    top_ok = np.arange(width) < pool_size[req_prefix][:, None]
+    top = np.where(top_ok, pool_member[np.minimum(top_idx, len(pool_member) - 1)], -1)
+    personal = np.full((n_r, 4), -1)
+    for j in range(4):
+        topic = top_topics[req_user, j % 2]
+        code = tkey_index.get_indexer(req_prefix * cfg.topics + topic)
+        ok = code >= 0
+        size = np.where(ok, tpool_size[np.maximum(code, 0)], 0)
+        pick = tpool_start[np.maximum(code, 0)] + (rng.random(n_r) * np.maximum(size, 1)).astype(int)
+        personal[:, j] = np.where(ok & (size > 0), tpool_member[np.minimum(pick, len(tpool_member) - 1)], -1)
+    with_intended = np.where(rng.random(n_r) < 0.5, req_q, -1)
+    pool_cands = np.concatenate([with_intended[:, None], personal, top], axis=1)
+    bonus = np.concatenate([np.full((n_r, 1), 1.0), np.full((n_r, 4), 1.0), np.zeros((n_r, width))], axis=1)
+    rows = np.repeat(np.arange(n_r), pool_cands.shape[1])
+    cand = pool_cands.ravel()
+    score = np.log(q_pop[np.maximum(cand, 0)]) + bonus.ravel() + rng.normal(0.0, 0.7, size=len(cand))
+    shown = pd.DataFrame({"r": rows, "c": cand, "s": score})
+    shown = shown[shown["c"] >= 0].drop_duplicates(["r", "c"], keep="first")
+    shown = shown.sort_values(["r", "s"], ascending=[True, False], kind="stable")
+    shown["position"] = shown.groupby("r", sort=False).cumcount()
+    shown = shown[shown["position"] < width]
+    r = shown["r"].to_numpy()
+    c = shown["c"].to_numpy()
+    pos = shown["position"].to_numpy()
+
+    # Ground-truth clicks.
+    u = req_user[r]
+    slot = req_slot[r]
+    c_topic = q_topic[c]
+    logit = (
+        cfg.base_logit
+        + cfg.w_interest * theta_rel[u, c_topic]
+        + cfg.w_session * (c_topic == slot_topic[slot])
+        + cfg.w_group * (c_topic // per_group == slot_topic[slot] // per_group)
+        + cfg.w_intended * (c == intended[slot])
+        + cfg.w_popularity * np.log(q_pop[c] / np.median(q_pop))
+        + q_appeal[c]
+    )
+    p_click = (1.0 + pos) ** -cfg.position_decay / (1.0 + np.exp(-logit))
+    clicked = rng.random(len(p_click)) < p_click
+
+    # The query actually issued: the top-most clicked suggestion, else the intended query.
+    issued = intended.copy()
+    first_click = pd.DataFrame({"r": r[clicked], "pos": pos[clicked], "c": c[clicked]}).sort_values(["r", "pos"]).drop_duplicates("r")
+    issued[req_slot[first_click["r"].to_numpy()]] = first_click["c"].to_numpy()
+    query_ts = slot_ts.copy()
+    query_ts[req_slot] += rng.integers(2, 20, size=n_r)
+
+    # Item clicks after each issued query.
+    n_items = rng.poisson(cfg.items_per_query, size=n_q)
+    item_slot = np.repeat(np.arange(n_q), n_items)
+    item_drift = rng.random(len(item_slot)) < cfg.drift / 2
+    base_topic = q_topic[issued[item_slot]]
+    item_topic = np.where(item_drift, (base_topic // per_group) * per_group + rng.integers(per_group, size=len(item_slot)), base_topic)
+    items = item_by_topic.draw(rng, item_topic)
+    item_first = np.r_[True, item_slot[1:] != item_slot[:-1]] if len(item_slot) else np.zeros(0, bool)
+    item_gap = 5 + rng.exponential(25.0, size=len(item_slot))
+    cum_item = np.cumsum(item_gap)
+    item_offset = cum_item - np.maximum.accumulate(np.where(item_first, cum_item - item_gap, 0.0))
+    item_ts = query_ts[item_slot] + item_offset.astype(np.int64)
+
+    events = pd.DataFrame({
+        "user_id": np.concatenate([user_ids[slot_user], user_ids[slot_user[item_slot]]]),
+        "ts": np.concatenate([query_ts, item_ts]).astype(np.int64),
+        "kind": np.concatenate([np.full(n_q, "query", dtype=object), np.full(len(item_slot), "item", dtype=object)]),
+        "id": np.concatenate([q_text[issued], item_ids[items]]),
+    })
+    events = events.sort_values(["ts", "user_id"], kind="stable").reset_index(drop=True)
+    request_ids = np.array([f"r{i:07d}" for i in range(n_r)], dtype=object)
+    impressions = pd.DataFrame({
+        "request_id": request_ids[r],
+        "user_id": user_ids[u],
+        "ts": slot_ts[slot].astype(np.int64),
+        "prefix": np.asarray(prefix_values, dtype=object)[req_prefix[r]],
+        "candidate": q_text[c],
+        "position": pos.astype(np.int32),
+        "clicked": clicked.astype(np.int8),
+    })
+    truth = pd.DataFrame({"request_id": impressions["request_id"], "candidate": impressions["candidate"], "p_click": p_click})
+    behaviors = np.bincount(np.concatenate([slot_user, slot_user[item_slot]]), minlength=cfg.users)
+    summary = {
+        "users": cfg.users,
+        "queries": cfg.queries,
+        "items": cfg.items,
+        "days": cfg.days,
+        "events": len(events),
+        "impressions": len(impressions),
+        "requests": n_r,
+        "ctr": float(clicked.mean()),
+        "users_with_fewer_than_5_behaviors": float((behaviors < 5).mean()),
+        "behaviors_per_user_quantiles": {q: float(np.quantile(behaviors, q)) for q in (0.5, 0.9, 0.99, 1.0)},
+    }
+    return {"events": events, "impressions": impressions, "truth": truth, "summary": summary}
+
+
+def write_world(out: str | Path, scale: str = "default", seed: int = 0, progress=print) -> dict:
+    """Generate the world of ``scale`` and write it to ``out``. Returns the summary."""
+    if scale not in SCALES:
+        raise ValueError(f"scale must be one of {', '.join(SCALES)}, not {scale!r}")
+    out = Path(out)
+    started = time.perf_counter()
+    world = generate_world(SCALES[scale], seed=seed, progress=progress)
+    for name in ("events", "impressions", "truth"):
+        write_parquet(out / f"{name}.parquet", world[name])
+    summary = dict(world["summary"], scale=scale, seed=seed, seconds=round(time.perf_counter() - started, 2))
+    summary["oracle_auc"] = float(roc_auc_score(world["impressions"]["clicked"], world["truth"]["p_click"]))
+    write_json(out / "world.json", {"config": dataclasses.asdict(SCALES[scale]), "summary": summary})
+    progress(
+        f"synth: wrote {summary['events']:,} events, {summary['impressions']:,} impressions to {out} "
+        f"in {summary['seconds']:.1f}s (CTR {summary['ctr']:.3f}, oracle AUC {summary['oracle_auc']:.4f})"
+    )
+    return summary
+

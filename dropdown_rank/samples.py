@@ -1,0 +1,123 @@
+"""Training samples: one row per impression, with the user's histories as sequences.
+
+Each row holds the request (``request_id``, ``user_id``, ``request_ts``), the ``candidate``, its
+``position`` and ``label``; the user's last ``max_len`` queries and last ``max_len`` items strictly
+before ``request_ts`` with their timestamps (``query_history``, ``query_history_ts``,
+``item_history``, ``item_history_ts``; **most recent first**, so a model with L=20 reads the first 20
+of the L=50 stored once); and two slicing fields: ``activity`` (the user's behaviors in the
+``lookback_days`` before the request) and ``candidate_pv`` (the candidate's training-period
+impressions). Neighbors are never stored here: models look them up in the graph tables.
+
+Histories are gathered with ``searchsorted`` on a (user, ts) key over all events, per chunk of
+impressions, so memory stays bounded and no Python runs per example. Shards are Parquet files
+``<split>/part-NNNNN.parquet`` of at most ``shard_rows`` rows, time-ordered.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm.auto import tqdm
+
+from dropdown_rank._io import atomic_path
+
+HISTORY_FIELDS = ("query_history", "query_history_ts", "item_history", "item_history_ts")
+_TS_SHIFT = np.int64(1) << 33  # > 272 years of seconds: the ts part never reaches the user part
+
+
+@dataclasses.dataclass(frozen=True)
+class SampleConfig:
+    max_len: int = 50
+    lookback_days: float = 30.0
+    shard_rows: int = 65536
+
+
+class _History:
+    """Behaviors of one kind (or all) sorted by a combined (user, ts) int64 key."""
+
+    def __init__(self, user_codes: np.ndarray, ts: np.ndarray, ids: np.ndarray, ts0: int):
+        self.ts0 = ts0
+        key = user_codes.astype(np.int64) * _TS_SHIFT + (ts - ts0)
+        order = np.argsort(key, kind="stable")
+        self.key, self.ts, self.ids = key[order], ts[order], ids[order]
+
+    def window(self, user_codes: np.ndarray, ts: np.ndarray, since: np.ndarray | None = None):
+        """Index range [start, end) of each request's behaviors strictly before ``ts`` (and >= ``since``)."""
+        base = user_codes.astype(np.int64) * _TS_SHIFT
+        end = np.searchsorted(self.key, base + (ts - self.ts0), side="left")
+        start = np.searchsorted(self.key, base if since is None else base + np.maximum(since - self.ts0, 0), side="left")
+        return start, end
+
+    def last(self, user_codes, ts, max_len: int):
+        """Most-recent-first ids and ts of the last ``max_len`` behaviors before ``ts``, as Arrow lists."""
+        start, end = self.window(user_codes, ts)
+        lengths = np.minimum(end - start, max_len)
+        # Row r takes end[r]-1, end[r]-2, ...: build the flat index of all kept positions at once.
+        offsets = np.concatenate([[0], np.cumsum(lengths)])
+        step = np.arange(offsets[-1]) - np.repeat(offsets[:-1], lengths)
+        flat = np.repeat(end - 1, lengths) - step
+        offsets = pa.array(offsets.astype(np.int32))
+        return (pa.ListArray.from_arrays(offsets, pa.array(self.ids[flat], type=pa.string())),
+                pa.ListArray.from_arrays(offsets, pa.array(self.ts[flat], type=pa.int64())))
+
+
+def build_samples(events: pd.DataFrame, impressions: pd.DataFrame, split_of: np.ndarray, candidate_pv: pd.Series,
+                  out_dir: str | Path, config: SampleConfig, progress_bar: bool = True) -> dict:
+    """Write sample shards for every split named in ``split_of`` (one name per impression row).
+
+    ``events`` are all validated events (any period: history is known at request time).
+    ``candidate_pv`` maps candidate text to its training-period impressions. Returns rows per split.
+    """
+    out_dir = Path(out_dir)
+    users = pd.Index(pd.unique(np.concatenate([events["user_id"].to_numpy(), impressions["user_id"].to_numpy()])))
+    ev_user = users.get_indexer(events["user_id"].to_numpy())
+    ev_ts = events["ts"].to_numpy(dtype=np.int64)
+    ts0 = int(min(ev_ts.min(initial=0), impressions["ts"].min()))
+    ev_ids = events["id"].to_numpy(dtype=object)
+    is_query = (events["kind"] == "query").to_numpy()
+    queries = _History(ev_user[is_query], ev_ts[is_query], ev_ids[is_query], ts0)
+    items = _History(ev_user[~is_query], ev_ts[~is_query], ev_ids[~is_query], ts0)
+    everything = _History(ev_user, ev_ts, ev_ids, ts0)
+    lookback = int(config.lookback_days * 86400)
+
+    rows_per_split = {}
+    for split in ("train", "valid", "test"):
+        part = impressions[split_of == split].sort_values(["ts", "request_id", "position"], kind="stable")
+        rows_per_split[split] = len(part)
+        shards = range(0, len(part), config.shard_rows)
+        for shard, lo in enumerate(tqdm(shards, desc=f"samples {split}", unit="shard", disable=not progress_bar)):
+            chunk = part.iloc[lo: lo + config.shard_rows]
+            user = users.get_indexer(chunk["user_id"].to_numpy())
+            ts = chunk["ts"].to_numpy(dtype=np.int64)
+            q_ids, q_ts = queries.last(user, ts, config.max_len)
+            i_ids, i_ts = items.last(user, ts, config.max_len)
+            start, end = everything.window(user, ts, since=ts - lookback)
+            table = pa.table({
+                "request_id": pa.array(chunk["request_id"].to_numpy(dtype=object), pa.string()),
+                "user_id": pa.array(chunk["user_id"].to_numpy(dtype=object), pa.string()),
+                "request_ts": pa.array(ts, pa.int64()),
+                "candidate": pa.array(chunk["candidate"].to_numpy(dtype=object), pa.string()),
+                "position": pa.array(chunk["position"].to_numpy(), pa.int32()),
+                "label": pa.array(chunk["clicked"].to_numpy(), pa.int8()),
+                "query_history": q_ids,
+                "query_history_ts": q_ts,
+                "item_history": i_ids,
+                "item_history_ts": i_ts,
+                "activity": pa.array((end - start).astype(np.int32), pa.int32()),
+                "candidate_pv": pa.array(candidate_pv.reindex(chunk["candidate"].to_numpy()).fillna(0).to_numpy(np.int32), pa.int32()),
+            })
+            with atomic_path(out_dir / split / f"part-{shard:05d}.parquet") as tmp:
+                pq.write_table(table, tmp)
+    return rows_per_split
+
+
+def read_samples(samples_dir: str | Path, split: str, columns=None) -> pd.DataFrame:
+    """All shards of one split as a DataFrame (for evaluation and inspection, not for training)."""
+    files = sorted((Path(samples_dir) / split).glob("part-*.parquet"))
+    if not files:
+        raise FileNotFoundError(f"{Path(samples_dir) / split}: no sample shards (run `dropdown-rank build` first)")
+    return pa.concat_tables([pq.read_table(f, columns=columns) for f in files]).to_pandas()

@@ -1,0 +1,33 @@
+"""dropdown_rank: CTR ranking of query-dropdown suggestions with a GNN context module.
+
+Pins follow ../shared/STACK.md: the four ML libraries below were verified together on
+Python 3.11 / CPU; change one only after re-running `make test` and the benchmarks.
+"""
+from setuptools import find_packages, setup
+
+setup(
+    name="dropdown_rank",
+    version="0.1.0",
+    packages=find_packages(include=["dropdown_rank", "dropdown_rank.*"]),
+    python_requires=">=3.11,<3.12",
+    install_requires=[
+        # `tensorflow`, not `tensorflow-cpu`: tensorflow-recommenders pulls in `tensorflow`,
+        # and having both installed makes one overwrite the other.
+        "tensorflow==2.21.0",
+        "tf-keras==2.21.0",
+        "spektral==1.3.1",
+        "tensorflow-recommenders==0.7.7",
+        "numpy>=2.0,<3",
+        "pandas>=2.2,<4",
+        "scikit-learn>=1.4,<2",
+        "pyarrow>=15",
+        "matplotlib>=3.8,<4",
+        "tqdm>=4.60",
+    ],
+    extras_require={
+        "test": ["pytest>=8"],
+        # The peer used by benchmarks/; kept out of the core install on purpose.
+        "peer": ["deepctr==0.9.3"],
+    },
+    entry_points={"console_scripts": ["dropdown-rank=dropdown_rank.cli:main"]},
+)

@@ -1,0 +1,25 @@
+"""Shared fixtures: one tiny synthetic world and its build, made once per test session."""
+import dropdown_rank  # noqa: F401  (sets TF_USE_LEGACY_KERAS before any test imports tensorflow)
+import pytest
+
+from dropdown_rank.build import BuildConfig, build
+from dropdown_rank.logs.synth import write_world
+from dropdown_rank.split import SplitConfig
+
+
+def quiet(*_args, **_kwargs):
+    pass
+
+
+@pytest.fixture(scope="session")
+def tiny_logs(tmp_path_factory):
+    out = tmp_path_factory.mktemp("tiny_logs")
+    write_world(out, scale="tiny", seed=7, progress=quiet)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_work(tiny_logs, tmp_path_factory):
+    out = tmp_path_factory.mktemp("tiny_work")
+    build(tiny_logs, out, BuildConfig(split=SplitConfig(valid_days=2, test_days=2)), progress=quiet, progress_bar=False)
+    return out

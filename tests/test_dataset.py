@@ -1,0 +1,33 @@
+"""The tf.data pipeline: dense padded features, L as a prefix of the stored 50, seeded shuffling."""
+import numpy as np
+
+from dropdown_rank.dataset import FEATURES, make_dataset
+from dropdown_rank.samples import read_samples
+
+
+def test_unshuffled_batches_follow_read_samples_order_and_pad(tiny_work):
+    frame = read_samples(tiny_work / "samples", "valid")
+    batches = list(make_dataset(tiny_work / "samples", "valid", seq_len=20, batch_size=256))
+    features = {k: np.concatenate([b[0][k].numpy() for b in batches]) for k in FEATURES}
+    labels = np.concatenate([b[1].numpy() for b in batches])
+    assert features["query_history"].shape == (len(frame), 20)
+    np.testing.assert_array_equal(labels, frame["label"].to_numpy(np.float32))
+    for row in (0, len(frame) // 2, len(frame) - 1):
+        stored = list(frame["query_history"].iloc[row])[:20]
+        got = [s.decode() for s in features["query_history"][row]]
+        assert got == stored + [""] * (20 - len(stored))
+        ts = features["query_history_ts"][row]
+        assert (ts[len(stored):] == 0).all() and list(ts[: len(stored)]) == list(frame["query_history_ts"].iloc[row])[:20]
+
+
+def test_shuffle_is_seeded_and_covers_every_row_once(tiny_work):
+    def labels_and_users(seed):
+        ds = make_dataset(tiny_work / "samples", "train", seq_len=5, batch_size=100, shuffle=True, seed=seed, window_rows=1000)
+        return np.concatenate([f["request_ts"].numpy() for f, _ in ds])
+
+    a, b, c = labels_and_users(1), labels_and_users(1), labels_and_users(2)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+    frame = read_samples(tiny_work / "samples", "train", columns=["request_ts"])
+    np.testing.assert_array_equal(np.sort(a), np.sort(frame["request_ts"].to_numpy()))
+    assert not np.array_equal(a, frame["request_ts"].to_numpy())
