@@ -17,6 +17,7 @@ setup(
         "tf-keras==2.21.0",
         "spektral==1.3.1",
         "tensorflow-recommenders==0.7.7",
+        "tensorboard==2.21.0",  # TF 2.21 no longer installs it; the TensorBoard callback needs it
         "numpy>=2.0,<3",
         "pandas>=2.2,<4",
         "scikit-learn>=1.4,<2",

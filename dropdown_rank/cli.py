@@ -70,6 +70,47 @@ def cmd_build(args) -> None:
     build(args.logs, args.out, _build_config(args))
 
 
+def _add_model_args(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("model")
+    g.add_argument("--model", choices=("base", "hgcn", "attention"), default="base", help="ranker kind (default base)")
+    g.add_argument("--seq-len", type=int, default=20, help="history length L the model reads (default 20)")
+    g.add_argument("--id-time-only", action="store_true", help="GNN neighbors carry only id and time features (no weights)")
+    g.add_argument("--graph-impl", choices=("fused", "spektral"), default="fused",
+                   help="fused layers (default, faster) or spektral GCNConv/GATConv over star subgraphs (same function)")
+    g.add_argument("--dim", type=int, default=16, help="embedding size (default 16)")
+    g.add_argument("--heads", type=int, default=1, help="attention heads of the attention GNN (default 1)")
+    g.add_argument("--position-bias", action="store_true",
+                   help="train with a PAL position-bias tower; serving scores ignore position")
+    g = parser.add_argument_group("training")
+    g.add_argument("--epochs", type=int, default=4, help="maximum epochs; early stopping on exact val AUC (default 4)")
+    g.add_argument("--batch-size", type=int, default=1024)
+    g.add_argument("--learning-rate", type=float, default=1e-3)
+    g.add_argument("--patience", type=int, default=1, help="epochs without val AUC gain before stopping (default 1)")
+    g.add_argument("--seed", type=int, default=0, help="fixes initialization and shuffling")
+
+
+def _model_config(args, **override):
+    from dropdown_rank.model import ModelConfig
+
+    values = dict(kind=args.model, seq_len=args.seq_len, id_time_only=args.id_time_only, graph_impl=args.graph_impl,
+                  dim=args.dim, heads=args.heads, position_bias=args.position_bias)
+    values.update(override)
+    return ModelConfig(**values)
+
+
+def _train_config(args):
+    from dropdown_rank.train import TrainConfig
+
+    return TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
+                       patience=args.patience, seed=args.seed)
+
+
+def cmd_train(args) -> None:
+    from dropdown_rank.train import train
+
+    train(args.data, args.out, _model_config(args), _train_config(args))
+
+
 def cmd_demo(args) -> None:
     from dropdown_rank.build import build
     from dropdown_rank.logs.synth import write_world
@@ -110,6 +151,12 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="work directory to write")
     _add_build_args(p)
     p.set_defaults(handler=cmd_build)
+
+    p = sub.add_parser("train", help="train one ranker (base, hgcn, attention) with Keras fit")
+    p.add_argument("--data", required=True, help="work directory written by `build`")
+    p.add_argument("--out", required=True, help="run directory to write")
+    _add_model_args(p)
+    p.set_defaults(handler=cmd_train)
 
     p = sub.add_parser("demo", help="run the whole job end to end on the synthetic world")
     p.add_argument("--out", default="demo_out")

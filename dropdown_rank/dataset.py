@@ -6,16 +6,17 @@ first, so this keeps the latest behaviors) and handed to TensorFlow as flat valu
 a ``map`` pads them to dense ``[batch, seq_len]`` tensors with "" (ids) and 0 (timestamps).
 
 Shuffling: each epoch visits the shards in a seeded random order and shuffles rows within windows
-of ``window_rows`` rows (a shuffle buffer that spans shards). Epoch ``e`` of a dataset made with
-``seed`` always yields the same batches; evaluation (``shuffle=False``) yields the rows in
-``read_samples`` order, so predictions line up with it.
+of ``window_rows`` rows (a shuffle buffer that spans shards). Epoch ``e`` with seed ``s`` always
+yields the same batches: :class:`SampleStream` counts epochs itself, or takes the epoch from
+``set_epoch`` (training sets it from Keras, so a run resumed by BackupAndRestore sees the batches
+an uninterrupted run would). Evaluation (``shuffle=False``) yields the rows in ``read_samples``
+order, so predictions line up with it.
 
 Each element is ``(features, label)``; ``features`` holds :data:`FEATURES` (``position`` too, for
 the position-bias tower), ``label`` is float32 ``[batch]``.
 """
 from __future__ import annotations
 
-import itertools
 from pathlib import Path
 
 import numpy as np
@@ -49,13 +50,25 @@ def _numpy_batch(table: pa.Table) -> dict:
     return out
 
 
-class _ShardReader:
-    """A generator factory over shards; each call is one epoch with its own seeded order."""
+def _signature():
+    sig = {name: tf.TensorSpec([None], dtype) for name, dtype in SCALAR_FIELDS.items()}
+    sig["label"] = tf.TensorSpec([None], tf.float32)
+    for name, dtype in _HISTORY_DTYPES.items():
+        sig[f"{name}/values"] = tf.TensorSpec([None], dtype)
+        sig[f"{name}/splits"] = tf.TensorSpec([None], tf.int64)
+    return sig
 
-    def __init__(self, files, seq_len, batch_size, shuffle, seed, window_rows):
-        self.files, self.seq_len, self.batch_size = files, seq_len, batch_size
+
+class SampleStream:
+    """Batches of one split's shards as a ``tf.data.Dataset`` (:meth:`dataset`); one pass per epoch."""
+
+    def __init__(self, samples_dir, split, seq_len, batch_size=1024, shuffle=False, seed=0, window_rows=131072):
+        self.files, self.seq_len, self.batch_size = shard_files(samples_dir, split), seq_len, batch_size
         self.shuffle, self.seed, self.window_rows = shuffle, seed, window_rows
-        self._epochs = itertools.count()
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
 
     def _tables(self, rng):
         order = rng.permutation(len(self.files)) if self.shuffle else range(len(self.files))
@@ -66,8 +79,9 @@ class _ShardReader:
                 table = table.set_column(table.schema.get_field_index(name), name, cut)
             yield table
 
-    def __call__(self):
-        rng = np.random.default_rng([self.seed, next(self._epochs)])
+    def _batches(self):
+        rng = np.random.default_rng([self.seed, self.epoch])
+        self.epoch += 1
         pending = None
         for table in self._tables(rng):
             pending = table if pending is None else pa.concat_tables([pending, table])
@@ -85,27 +99,23 @@ class _ShardReader:
             for lo in range(0, pending.num_rows, self.batch_size):
                 yield _numpy_batch(pending.slice(lo, self.batch_size))
 
+    def dataset(self) -> tf.data.Dataset:
+        """``(features, label)`` batches, histories padded to ``seq_len``."""
+        seq_len = self.seq_len
 
-def _signature():
-    sig = {name: tf.TensorSpec([None], dtype) for name, dtype in SCALAR_FIELDS.items()}
-    sig["label"] = tf.TensorSpec([None], tf.float32)
-    for name, dtype in _HISTORY_DTYPES.items():
-        sig[f"{name}/values"] = tf.TensorSpec([None], dtype)
-        sig[f"{name}/splits"] = tf.TensorSpec([None], tf.int64)
-    return sig
+        def to_model_inputs(batch):
+            features = {name: batch[name] for name in SCALAR_FIELDS}
+            for name, dtype in _HISTORY_DTYPES.items():
+                ragged = tf.RaggedTensor.from_row_splits(batch[f"{name}/values"], batch[f"{name}/splits"], validate=False)
+                features[name] = ragged.to_tensor(default_value="" if dtype == tf.string else 0, shape=[None, seq_len])
+            return features, batch["label"]
+
+        dataset = tf.data.Dataset.from_generator(self._batches, output_signature=_signature())
+        # A sequential map: padding is cheap, and the parallel map logs a spurious NodeDef error on TF 2.21.
+        return dataset.map(to_model_inputs).prefetch(tf.data.AUTOTUNE)
 
 
 def make_dataset(samples_dir: str | Path, split: str, seq_len: int, batch_size: int = 1024, shuffle: bool = False,
                  seed: int = 0, window_rows: int = 131072) -> tf.data.Dataset:
     """``(features, label)`` batches of one split, histories padded to ``seq_len``."""
-    reader = _ShardReader(shard_files(samples_dir, split), seq_len, batch_size, shuffle, seed, window_rows)
-
-    def to_model_inputs(batch):
-        features = {name: batch[name] for name in SCALAR_FIELDS}
-        for name, dtype in _HISTORY_DTYPES.items():
-            ragged = tf.RaggedTensor.from_row_splits(batch[f"{name}/values"], batch[f"{name}/splits"], validate=False)
-            features[name] = ragged.to_tensor(default_value="" if dtype == tf.string else 0, shape=[None, seq_len])
-        return features, batch["label"]
-
-    dataset = tf.data.Dataset.from_generator(reader, output_signature=_signature())
-    return dataset.map(to_model_inputs, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
+    return SampleStream(samples_dir, split, seq_len, batch_size, shuffle, seed, window_rows).dataset()

@@ -1,0 +1,38 @@
+"""The attention aggregator written with spektral's GATConv over star subgraphs (reference form)."""
+import spektral
+import tensorflow as tf
+
+from dropdown_rank.layers.star_graph import star_graph
+
+
+@tf.keras.utils.register_keras_serializable(package="dropdown_rank")
+class SpektralGATStar(tf.keras.layers.Layer):
+    """Same function and weights as :class:`GATAggregator`, computed by ``spektral.layers.GATConv``.
+
+    ``GATConv(concat_heads=False, add_self_loops=True)`` in batch mode on each center node's star
+    subgraph; the center row is the output. Selected with ``--graph-impl spektral``. This is the
+    layer whose training crashed under oneDNN (STACK.md); ``tests/test_training.py`` guards it.
+
+    **Mode**: batch. **Input**: ``center`` [nodes, F], ``neighbors`` [nodes, K, F], ``mask``
+    [nodes, K]. **Output**: ``[nodes, channels]`` (and ``[nodes, heads, K+1]`` attention weights with
+    ``return_attention=True``).
+    """
+
+    def __init__(self, channels: int, heads: int = 1, dropout_rate: float = 0.0, activation=None, use_bias: bool = True, **kwargs):
+        super().__init__(**kwargs)
+        self.channels, self.heads, self.dropout_rate, self.use_bias = channels, heads, dropout_rate, use_bias
+        self.activation = tf.keras.activations.get(activation)
+        self.gat = spektral.layers.GATConv(channels, attn_heads=heads, concat_heads=False, dropout_rate=dropout_rate,
+                                           return_attn_coef=True, add_self_loops=True, activation=activation,
+                                           use_bias=use_bias, name="gat")
+
+    def call(self, inputs, training=None, return_attention: bool = False):
+        center, neighbors, mask = inputs
+        x, a = star_graph(center, neighbors, tf.cast(tf.cast(mask, tf.bool), center.dtype))
+        out, attention = self.gat([x, a], training=training)
+        out, attention = out[:, 0], attention[:, 0]
+        return (out, attention) if return_attention else out
+
+    def get_config(self):
+        return {**super().get_config(), "channels": self.channels, "heads": self.heads, "dropout_rate": self.dropout_rate,
+                "use_bias": self.use_bias, "activation": tf.keras.activations.serialize(self.activation)}

@@ -1,0 +1,44 @@
+"""Log-scale time buckets and the time-gap embedding of a history."""
+import tensorflow as tf
+
+
+def log2_bucket(values, num_buckets: int):
+    """Bucket ``1 + floor(log2(1 + max(values, 0)))``, capped at ``num_buckets - 1``; int32.
+
+    Bucket 0 is never produced here: callers reserve it for padding. Used for behavior-to-request
+    gaps and edge ages (in seconds) and for edge counts.
+    """
+    values = tf.maximum(tf.cast(values, tf.float64), 0.0)
+    bucket = 1 + tf.cast(tf.floor(tf.math.log(1.0 + values) / tf.math.log(tf.constant(2.0, tf.float64))), tf.int32)
+    return tf.minimum(bucket, num_buckets - 1)
+
+
+@tf.keras.utils.register_keras_serializable(package="dropdown_rank")
+class TimeGapEmbedding(tf.keras.layers.Layer):
+    """Embeds how long before the request each behavior happened, on a log2 scale of seconds.
+
+    **Mode**: batch.
+
+    **Input**
+    - ``behavior_ts``: int64 ``[batch, L]``, epoch seconds (anything at padded positions);
+    - ``request_ts``: int64 ``[batch]``;
+    - ``mask``: bool ``[batch, L]``, True where a behavior exists.
+
+    **Output**: float32 ``[batch, L, dim]``; padded positions get bucket 0 (the padding row).
+
+    Gaps below 1 s share bucket 1; about 30 days fall in bucket 22; beyond ``num_buckets - 1`` all
+    gaps share the last bucket.
+    """
+
+    def __init__(self, dim: int, num_buckets: int = 26, **kwargs):
+        super().__init__(**kwargs)
+        self.dim, self.num_buckets = dim, num_buckets
+        self.embedding = tf.keras.layers.Embedding(num_buckets, dim, name="buckets")
+
+    def call(self, behavior_ts, request_ts, mask):
+        gap = tf.cast(request_ts, tf.int64)[:, None] - tf.cast(behavior_ts, tf.int64)
+        bucket = tf.where(mask, log2_bucket(gap, self.num_buckets), 0)
+        return self.embedding(bucket)
+
+    def get_config(self):
+        return {**super().get_config(), "dim": self.dim, "num_buckets": self.num_buckets}

@@ -1,0 +1,257 @@
+"""``dropdown-rank train``: fit one ranker on a built work directory with Keras ``fit``.
+
+Callbacks, in order:
+
+1. :class:`ExactValidation` computes the **exact** validation AUC and logloss (scikit-learn, on all
+   predictions) at each epoch end, puts them in the logs as ``val_auc`` and ``val_logloss`` so
+   the callbacks after it see exact numbers, and appends them to ``RUN/epochs.json``;
+2. ``EarlyStopping`` on ``val_auc``;
+3. ``ModelCheckpoint`` of the best epoch's weights (``RUN/checkpoints/best``);
+4. ``BackupAndRestore`` (``RUN/backup``): an interrupted run resumes at the last finished epoch.
+   Keras restores weights and optimizer but not the other callbacks' memory, so on resume the
+   best AUC so far and the epochs since it are re-read from ``epochs.json``: a worse resumed
+   epoch never overwrites the best checkpoint, and early stopping keeps counting;
+5. ``TensorBoard`` (``RUN/tensorboard``);
+6. :class:`SteadyRate`: examples per second from the end of each epoch's first batch to the end
+   of the epoch (whole-call times include tracing and tf.data teardown; see STACK.md).
+
+The run directory gets ``config.json``, the ``vocab/`` and ``graph/`` it trained with,
+``weights/`` (the best epoch), ``predictions/test.parquet`` and ``metrics.json`` (exact test AUC
+and logloss, train time, steady examples per second).
+
+Determinism: ``tf.keras.utils.set_random_seed(seed)`` seeds Python, NumPy and TensorFlow;
+``tf.config.experimental.enable_op_determinism()`` makes TF ops deterministic; the input pipeline's
+shuffle is a NumPy generator seeded by (seed, epoch). Same seed and data give the same AUC.
+"""
+from __future__ import annotations
+
+import dataclasses
+import platform
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+from sklearn.metrics import log_loss, roc_auc_score
+
+from dropdown_rank import __version__
+from dropdown_rank._io import read_json, write_json, write_parquet
+from dropdown_rank.build import Work
+from dropdown_rank.dataset import SampleStream, make_dataset
+from dropdown_rank.graph import RELATIONS, NeighborTable
+from dropdown_rank.model import CTRModel, DropdownRanker, ModelConfig, make_ranker
+from dropdown_rank.samples import read_samples
+from dropdown_rank.vocab import VOCABULARIES, read_vocabulary
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 4
+    batch_size: int = 1024
+    learning_rate: float = 1e-3
+    patience: int = 1
+    seed: int = 0
+    eval_batch_size: int = 4096
+
+
+def predictor(ranker: DropdownRanker):
+    """A ``tf.function`` giving click probabilities; Keras ``predict`` adds per-call overhead (STACK.md)."""
+    return tf.function(lambda features: tf.sigmoid(ranker(features, training=False)))
+
+
+def predict(predict_fn, dataset: tf.data.Dataset) -> np.ndarray:
+    return np.concatenate([predict_fn(features).numpy() for features, _ in dataset])
+
+
+def exact_metrics(labels: np.ndarray, predictions: np.ndarray) -> dict:
+    return {"auc": float(roc_auc_score(labels, predictions)),
+            "logloss": float(log_loss(labels, np.clip(predictions, 1e-7, 1 - 1e-7), labels=[0, 1]))}
+
+
+class ExactValidation(tf.keras.callbacks.Callback):
+    """Exact validation AUC/logloss into the epoch logs (``val_auc``, ``val_logloss``) and ``epochs.json``."""
+
+    def __init__(self, ranker: DropdownRanker, dataset: tf.data.Dataset, labels: np.ndarray, log_path: Path, history: list):
+        super().__init__()
+        self.predict_fn, self.dataset, self.labels = predictor(ranker), dataset, labels
+        self.log_path, self.history = log_path, history
+
+    def on_epoch_end(self, epoch, logs=None):
+        metrics = exact_metrics(self.labels, predict(self.predict_fn, self.dataset))
+        logs["val_auc"], logs["val_logloss"] = metrics["auc"], metrics["logloss"]
+        self.history.append({"epoch": epoch + 1, "val_auc": metrics["auc"], "val_logloss": metrics["logloss"]})
+        write_json(self.log_path, self.history)
+
+
+class ResumableEarlyStopping(tf.keras.callbacks.EarlyStopping):
+    """EarlyStopping that starts from the best AUC and patience count of epochs already run."""
+
+    def __init__(self, prior_aucs: list, **kwargs):
+        super().__init__(**kwargs)
+        self.prior_aucs = prior_aucs
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        if self.prior_aucs:
+            self.best = max(self.prior_aucs)
+            self.best_epoch = int(np.argmax(self.prior_aucs))
+            self.wait = len(self.prior_aucs) - 1 - self.best_epoch
+
+
+class SteadyRate(tf.keras.callbacks.Callback):
+    """Examples/second per epoch, from the end of the first batch to the end of the last."""
+
+    def __init__(self, examples_per_epoch: int, batch_size: int):
+        super().__init__()
+        self.examples, self.batch_size, self.rates = examples_per_epoch, batch_size, []
+
+    def on_train_batch_end(self, batch, logs=None):
+        if batch == 0:
+            self._start = time.perf_counter()
+        self._last = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        measured = self.examples - self.batch_size
+        if measured > 0 and self._last > self._start:
+            self.rates.append(measured / (self._last - self._start))
+
+
+class StreamEpoch(tf.keras.callbacks.Callback):
+    """Keeps the training stream's shuffle epoch equal to Keras's epoch (also after a resume)."""
+
+    def __init__(self, stream: SampleStream):
+        super().__init__()
+        self.stream = stream
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.stream.set_epoch(epoch)
+
+
+def load_tables(graph_dir: Path, vocab_dir: Path) -> dict:
+    return {relation: NeighborTable.load(graph_dir / f"{relation}.npz", read_vocabulary(vocab_dir, vocab_name))
+            for relation, (_, vocab_name) in RELATIONS.items()}
+
+
+def train(work_dir: str | Path, run_dir: str | Path, model_config: ModelConfig, train_config: TrainConfig = TrainConfig(),
+          verbose="auto", callbacks=()) -> dict:
+    """Train one ranker; returns ``metrics.json``'s content. The CLI's ``train`` calls this.
+
+    Calling it again on the same ``run_dir`` after an interruption resumes the run. Extra Keras
+    ``callbacks`` run after the built-in ones.
+    """
+    tf.keras.utils.set_random_seed(train_config.seed)
+    tf.config.experimental.enable_op_determinism()
+    work, run_dir = Work.open(work_dir), Path(run_dir)
+    if model_config.seq_len > work.max_len:
+        raise ValueError(f"seq_len {model_config.seq_len} > the {work.max_len} stored per sample; rebuild with --seq-len")
+    if model_config.is_gnn and model_config.neighbors != work.neighbors:
+        model_config = dataclasses.replace(model_config, neighbors=work.neighbors)
+    vocabularies = {name: work.vocabulary(name) for name in VOCABULARIES}
+    tables = {relation: work.neighbor_table(relation) for relation in RELATIONS} if model_config.is_gnn else None
+    ranker = make_ranker(model_config, vocabularies, tables)
+    model = CTRModel(ranker)
+    model.compile(optimizer=tf.keras.optimizers.legacy.Adam(train_config.learning_rate))
+
+    stream = SampleStream(work.samples_dir, "train", model_config.seq_len, train_config.batch_size, shuffle=True, seed=train_config.seed)
+    valid = make_dataset(work.samples_dir, "valid", model_config.seq_len, train_config.eval_batch_size)
+    valid_labels = read_samples(work.samples_dir, "valid", columns=["label"])["label"].to_numpy()
+    train_rows = len(read_samples(work.samples_dir, "train", columns=["label"]))
+    rate = SteadyRate(train_rows, train_config.batch_size)
+    best = run_dir / "checkpoints" / "best"
+    backup = run_dir / "backup"
+    epochs_log = run_dir / "epochs.json"
+    resuming = backup.exists() and any(backup.iterdir()) and epochs_log.exists()
+    history = read_json(epochs_log) if resuming else []
+    prior_aucs = [entry["val_auc"] for entry in history]
+    if resuming:
+        print(f"resuming {run_dir} after epoch {len(history)} (best val AUC so far {max(prior_aucs):.4f})")
+    callbacks = [
+        ExactValidation(ranker, valid, valid_labels, epochs_log, history),
+        ResumableEarlyStopping(prior_aucs, monitor="val_auc", mode="max", patience=train_config.patience),
+        tf.keras.callbacks.ModelCheckpoint(str(best), monitor="val_auc", mode="max", save_best_only=True, save_weights_only=True,
+                                           initial_value_threshold=max(prior_aucs) if prior_aucs else None),
+        tf.keras.callbacks.BackupAndRestore(str(backup)),
+        tf.keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), profile_batch=0),
+        rate,
+        StreamEpoch(stream),
+        *callbacks,
+    ]
+    print(f"train {model_config.name}: {train_rows:,} examples, batch {train_config.batch_size}, up to {train_config.epochs} epochs")
+    started = time.perf_counter()
+    model.fit(stream.dataset(), epochs=train_config.epochs, callbacks=callbacks, verbose=verbose)
+    train_seconds = time.perf_counter() - started
+    model.load_weights(str(best))
+
+    test = make_dataset(work.samples_dir, "test", model_config.seq_len, train_config.eval_batch_size)
+    predictions = predict(predictor(ranker), test)
+    frame = read_samples(work.samples_dir, "test", columns=["request_id", "user_id", "candidate", "label", "activity", "candidate_pv"])
+    frame["prediction"] = predictions
+    test_metrics = exact_metrics(frame["label"].to_numpy(), predictions)
+    val_auc = [entry["val_auc"] for entry in history]
+
+    save_run(run_dir, ranker, work, train_config)
+    write_parquet(run_dir / "predictions" / "test.parquet", frame)
+    metrics = {
+        "model": model_config.name,
+        "test_auc": test_metrics["auc"],
+        "test_logloss": test_metrics["logloss"],
+        "test_impressions": int(len(frame)),
+        "best_epoch": int(np.argmax(val_auc)) + 1 if val_auc else None,
+        "epochs_run": len(val_auc),
+        "val_auc_per_epoch": val_auc,
+        "train_seconds_whole_call": round(train_seconds, 2),
+        "steady_examples_per_second": round(float(np.median(rate.rates)), 1) if rate.rates else None,
+        "steady_examples_per_second_per_epoch": [round(r, 1) for r in rate.rates],
+        "train_examples": train_rows,
+    }
+    write_json(run_dir / "metrics.json", metrics)
+    print(f"{model_config.name}: test AUC {metrics['test_auc']:.4f} (exact), logloss {metrics['test_logloss']:.4f}, "
+          f"steady {metrics['steady_examples_per_second'] or 0:,.0f} examples/s; run in {run_dir}")
+    return metrics
+
+
+def save_run(run_dir: Path, ranker: DropdownRanker, work: Work, train_config: TrainConfig) -> None:
+    """Config, vocabularies, neighbor tables and final weights: all a run needs to be reloaded."""
+    for name in VOCABULARIES:
+        shutil.copy2(work.path / "vocab" / f"{name}.parquet", _fresh(run_dir / "vocab" / f"{name}.parquet"))
+    if ranker.config.is_gnn:
+        for relation in RELATIONS:
+            shutil.copy2(work.path / "graph" / f"{relation}.npz", _fresh(run_dir / "graph" / f"{relation}.npz"))
+    ranker.save_weights(str(run_dir / "weights" / "ranker"))
+    write_json(run_dir / "config.json", {
+        "model": ranker.config.to_dict(),
+        "train": dataclasses.asdict(train_config),
+        "work": str(work.path.resolve()),
+        "split": work.split.to_dict(),
+        "versions": {"dropdown_rank": __version__, "tensorflow": tf.__version__, "python": platform.python_version()},
+    })
+
+
+def _fresh(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def load_run(run_dir: str | Path, graph_dir: str | Path | None = None) -> DropdownRanker:
+    """Rebuild a trained ranker from its run directory: no custom_objects, no pickled Keras model.
+
+    ``graph_dir`` (a work directory) swaps in that build's neighbor tables instead of the run's own.
+    """
+    run_dir = Path(run_dir)
+    config = ModelConfig.from_dict(read_json(run_dir / "config.json")["model"])
+    vocabularies = {name: read_vocabulary(run_dir / "vocab", name) for name in VOCABULARIES}
+    tables = None
+    if config.is_gnn:
+        source = Path(graph_dir) if graph_dir is not None else run_dir
+        tables = load_tables(source / "graph", source / "vocab")
+    ranker = make_ranker(config, vocabularies, tables)
+    ranker.load_weights(str(run_dir / "weights" / "ranker")).assert_existing_objects_matched()
+    if graph_dir is not None:
+        ranker.set_graph(tables)  # the weights restored the run's own tables; the swap must win
+    return ranker
+
+
+def read_predictions(run_dir: str | Path) -> pd.DataFrame:
+    return pd.read_parquet(Path(run_dir) / "predictions" / "test.parquet")

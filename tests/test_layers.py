@@ -1,0 +1,257 @@
+"""Every layer: shapes, masking, get_config round trip, SavedModel round trip, and numerics.
+
+The fused GNN layers are checked against spektral's GCNConv / GATConv on star subgraphs.
+"""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from dropdown_rank.layers import (GATAggregator, GraphContext, HGCNAggregator, PositionBias, SpektralGATStar,
+                                  SpektralGCNStar, TargetAttention, TimeGapEmbedding)
+from dropdown_rank.layers.time_gap import log2_bucket
+
+RNG = np.random.default_rng(0)
+
+
+def star_inputs(n=6, k=4, f=5, padded_from=2):
+    center = tf.constant(RNG.normal(size=(n, f)), tf.float32)
+    neighbors = tf.constant(RNG.normal(size=(n, k, f)), tf.float32)
+    weight = RNG.random((n, k)).astype("float32")
+    weight[:, padded_from:] = 0.0
+    weight[0] = 0.0  # a node without neighbors
+    return center, neighbors, tf.constant(weight)
+
+
+def saved_round_trip(tmp_path, layer, specs, inputs, packed=False):
+    """Save ``layer`` behind a signature as a SavedModel, reload it, and return its outputs.
+
+    ``packed``: the layer takes its inputs as one list (the GNN aggregators' convention).
+    """
+    module = tf.Module()
+    module.layer = layer  # tracked, so its variables are saved
+    module.serve = tf.function(lambda *args: module.layer(list(args)) if packed else module.layer(*args), input_signature=specs)
+    tf.saved_model.save(module, str(tmp_path / "saved"))
+    loaded = tf.saved_model.load(str(tmp_path / "saved"))  # keep it alive: the function holds weak refs
+    return loaded.serve(*inputs)
+
+
+def assert_config_round_trip(layer):
+    clone = type(layer).from_config(layer.get_config())
+    assert clone.get_config() == layer.get_config()
+    return clone
+
+
+# -- time gaps ----------------------------------------------------------------------------------
+
+def test_log2_bucket_edges():
+    gaps = tf.constant([-5, 0, 1, 2, 3, 86400 * 30, 10**12])
+    assert log2_bucket(gaps, 26).numpy().tolist() == [1, 1, 2, 2, 3, 22, 25]
+
+
+def test_time_gap_embedding_shape_padding_and_config(tmp_path):
+    layer = TimeGapEmbedding(4, num_buckets=26)
+    ts = tf.constant([[100, 40, 999], [0, 0, 0]], tf.int64)
+    mask = tf.constant([[True, True, False], [False, False, False]])
+    out = layer(ts, tf.constant([100, 100], tf.int64), mask)
+    assert out.shape == (2, 3, 4)
+    padding_row = layer.embedding.embeddings[0]
+    np.testing.assert_allclose(out[0, 2], padding_row)  # masked: bucket 0 whatever the timestamp
+    np.testing.assert_allclose(out[1], np.tile(padding_row, (3, 1)))
+    clone = assert_config_round_trip(layer)
+    clone(ts, tf.constant([100, 100], tf.int64), mask)
+    clone.set_weights(layer.get_weights())
+    np.testing.assert_allclose(clone(ts, tf.constant([100, 100], tf.int64), mask), out)
+    specs = [tf.TensorSpec([None, None], tf.int64), tf.TensorSpec([None], tf.int64), tf.TensorSpec([None, None], tf.bool)]
+    np.testing.assert_allclose(saved_round_trip(tmp_path, layer, specs, (ts, tf.constant([100, 100], tf.int64), mask)), out)
+
+
+# -- target attention ---------------------------------------------------------------------------
+
+def test_target_attention_ignores_padding_and_handles_empty_histories(tmp_path):
+    layer = TargetAttention(hidden_units=(8,))
+    target = tf.constant(RNG.normal(size=(3, 4)), tf.float32)
+    keys = RNG.normal(size=(3, 5, 4)).astype("float32")
+    mask = tf.constant([[1, 1, 0, 0, 0], [1, 1, 1, 1, 1], [0, 0, 0, 0, 0]]) > 0
+    pooled, weights = layer(target, tf.constant(keys), mask, return_weights=True)
+    assert pooled.shape == (3, 4) and weights.shape == (3, 5)
+    np.testing.assert_allclose(tf.reduce_sum(weights, -1), [1.0, 1.0, 0.0], atol=1e-6)
+    assert (weights.numpy()[~mask.numpy()] == 0).all()
+    np.testing.assert_allclose(pooled[2], np.zeros(4))  # empty history pools to zeros
+    garbage = keys.copy()
+    garbage[~mask.numpy()] = 1e6 * RNG.normal(size=garbage[~mask.numpy()].shape)
+    np.testing.assert_allclose(layer(target, tf.constant(garbage), mask), pooled, rtol=1e-6, atol=1e-6)
+    clone = assert_config_round_trip(layer)
+    clone(target, tf.constant(keys), mask)
+    clone.set_weights(layer.get_weights())
+    np.testing.assert_allclose(clone(target, tf.constant(keys), mask), pooled, rtol=1e-6)
+    specs = [tf.TensorSpec([None, 4]), tf.TensorSpec([None, None, 4]), tf.TensorSpec([None, None], tf.bool)]
+    np.testing.assert_allclose(saved_round_trip(tmp_path, layer, specs, (target, tf.constant(keys), mask)), pooled, rtol=1e-6)
+
+
+# -- HGCN ---------------------------------------------------------------------------------------
+
+def test_hgcn_by_hand():
+    layer = HGCNAggregator(2, use_bias=False)
+    center = tf.constant([[1.0, 0.0]])
+    neighbors = tf.constant([[[0.0, 1.0], [4.0, 4.0]]])
+    weight = tf.constant([[1.0, 0.0]])  # second neighbor is padding
+    layer([center, neighbors, weight])
+    layer.kernel_self.assign(tf.eye(2))
+    layer.kernel.assign(2 * tf.eye(2))
+    # self [1, 0] + 2 * mean([1, 0], [0, 1]) = [1, 0] + [1, 1]
+    np.testing.assert_allclose(layer([center, neighbors, weight]), [[2.0, 1.0]])
+
+
+def copy_gcn(fused: HGCNAggregator, spektral: SpektralGCNStar):
+    spektral.self_transform.kernel.assign(fused.kernel_self)
+    spektral.gcn.kernel.assign(fused.kernel)
+    fused.bias.assign(tf.random.normal(fused.bias.shape))
+    spektral.gcn.bias.assign(fused.bias)
+
+
+def copy_gat(fused, spektral_gat):
+    for name in ("kernel", "attn_kernel_self", "attn_kernel_neighs"):
+        getattr(spektral_gat, name).assign(getattr(fused, name))
+    fused.bias.assign(tf.random.normal(fused.bias.shape))
+    spektral_gat.bias.assign(fused.bias)
+
+
+def test_hgcn_matches_spektral_gcnconv_on_star_graphs(tmp_path):
+    center, neighbors, weight = star_inputs()
+    fused, reference = HGCNAggregator(3, activation="tanh"), SpektralGCNStar(3, activation="tanh")
+    fused([center, neighbors, weight])
+    reference([center, neighbors, weight])
+    copy_gcn(fused, reference)
+    expected = reference([center, neighbors, weight])
+    np.testing.assert_allclose(fused([center, neighbors, weight]), expected, atol=1e-5)
+    combined = fused.combine(center, tf.einsum("nk,nkf->nf", weight, neighbors), tf.reduce_sum(weight, -1))
+    np.testing.assert_allclose(combined, expected, atol=1e-5)
+    for layer in (fused, reference):
+        clone = assert_config_round_trip(layer)
+        clone([center, neighbors, weight])
+        clone.set_weights(layer.get_weights())
+        np.testing.assert_allclose(clone([center, neighbors, weight]), expected, atol=1e-5)
+    specs = [tf.TensorSpec([None, 5]), tf.TensorSpec([None, None, 5]), tf.TensorSpec([None, None])]
+    np.testing.assert_allclose(saved_round_trip(tmp_path, reference, specs, (center, neighbors, weight), packed=True), expected, atol=1e-5)
+
+
+# -- attention ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("heads", [1, 3])
+def test_gat_matches_spektral_gatconv_and_padding_gets_zero_attention(tmp_path, heads):
+    center, neighbors, weight = star_inputs()
+    mask = weight > 0
+    fused, reference = GATAggregator(3, heads=heads), SpektralGATStar(3, heads=heads)
+    fused([center, neighbors, mask])
+    reference([center, neighbors, mask])
+    copy_gat(fused, reference.gat)
+    out, attention = fused([center, neighbors, mask], return_attention=True)
+    expected, expected_attention = reference([center, neighbors, mask], return_attention=True)
+    np.testing.assert_allclose(out, expected, atol=1e-5)
+    np.testing.assert_allclose(attention, expected_attention, atol=1e-6)
+    assert attention.shape == (6, heads, 5)
+    padded = ~np.concatenate([np.ones((6, 1), bool), mask.numpy()], axis=1)
+    assert (attention.numpy().transpose(0, 2, 1)[padded] == 0).all()
+    np.testing.assert_allclose(attention[0, :, 0], np.ones(heads))  # no neighbors: all weight on self
+    clone = assert_config_round_trip(fused)
+    clone([center, neighbors, mask])
+    clone.set_weights(fused.get_weights())
+    np.testing.assert_allclose(clone([center, neighbors, mask]), out, atol=1e-6)
+    specs = [tf.TensorSpec([None, 5]), tf.TensorSpec([None, None, 5]), tf.TensorSpec([None, None], tf.bool)]
+    np.testing.assert_allclose(saved_round_trip(tmp_path, fused, specs, (center, neighbors, mask), packed=True), out, atol=1e-6)
+
+
+def test_spektral_gat_star_config_round_trip():
+    layer = SpektralGATStar(4, heads=2, activation="relu")
+    assert_config_round_trip(layer)
+
+
+# -- graph context ------------------------------------------------------------------------------
+
+NODES, K, DIM = 30, 4, 8
+
+
+def neighbor_tables(seed=1):
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(1, NODES, (NODES, K))
+    ids[rng.random((NODES, K)) < 0.3] = 0
+    ids[:2] = 0  # padding and OOV rows have no neighbors
+    ids[7] = [3, 3, 0, 2]  # a repeated neighbor id
+    return dict(ids=ids, weight=rng.random((NODES, K)), age_seconds=rng.integers(0, 10**7, (NODES, K)),
+                count=rng.integers(1, 50, (NODES, K)))
+
+
+def paired_contexts(aggregator, use_edge_weight, heads=1):
+    embeddings = tf.constant(RNG.normal(size=(NODES, DIM)), tf.float32)
+    fused = GraphContext(NODES, K, DIM, aggregator=aggregator, impl="fused", use_edge_weight=use_edge_weight, heads=heads, activation="tanh")
+    reference = GraphContext(NODES, K, DIM, aggregator=aggregator, impl="spektral", use_edge_weight=use_edge_weight, heads=heads, activation="tanh")
+    ids = tf.constant([[1, 5, 7], [0, 7, 12]])
+    for layer in (fused, reference):
+        layer.set_tables(**neighbor_tables())
+        layer(ids, embeddings)
+    reference.edge_time.embeddings.assign(fused.edge_time.embeddings)
+    if fused.weight_vector is not None:
+        reference.weight_vector.assign(fused.weight_vector)
+    if aggregator == "hgcn":
+        copy_gcn(fused.aggregate, reference.aggregate)
+    else:
+        copy_gat(fused.aggregate, reference.aggregate.gat)
+    return fused, reference, ids, embeddings
+
+
+@pytest.mark.parametrize("aggregator,use_edge_weight,heads", [("hgcn", True, 1), ("hgcn", False, 1), ("attention", True, 1),
+                                                              ("attention", False, 2)])
+def test_fused_graph_context_equals_spektral_form(aggregator, use_edge_weight, heads):
+    fused, reference, ids, embeddings = paired_contexts(aggregator, use_edge_weight, heads)
+    out = fused(ids, embeddings)
+    assert out.shape == (2, 3, DIM)
+    np.testing.assert_allclose(out, reference(ids, embeddings), atol=1e-5)
+    if aggregator == "attention":
+        _, a = fused.node_context(tf.constant([7, 12]), embeddings, return_attention=True)
+        _, b = reference.node_context(tf.constant([7, 12]), embeddings, return_attention=True)
+        np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_unique_node_computation_equals_per_occurrence():
+    fused, _, ids, embeddings = paired_contexts("attention", True)
+    per_occurrence = tf.reshape(fused.node_context(tf.reshape(ids, [-1]), embeddings), [2, 3, DIM])
+    np.testing.assert_allclose(fused(ids, embeddings), per_occurrence, atol=1e-6)
+    np.testing.assert_allclose(tf.gather(fused.precompute(embeddings), ids), per_occurrence, atol=1e-6)
+
+
+def test_tables_are_swappable_and_shape_checked(tmp_path):
+    fused, _, ids, embeddings = paired_contexts("hgcn", True)
+    before = fused(ids, embeddings).numpy()
+    fused.set_tables(**neighbor_tables(seed=2))
+    assert not np.allclose(fused(ids, embeddings), before)
+    bad = neighbor_tables()
+    bad["ids"] = bad["ids"][:, :2]
+    with pytest.raises(ValueError, match=r"neighbor table 'ids' has shape \(30, 2\), expected \(30, 4\)"):
+        fused.set_tables(**bad)
+    clone = assert_config_round_trip(fused)
+    assert clone.neighbor_ids.shape == (NODES, K)
+    specs = [tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([NODES, DIM])]
+    np.testing.assert_allclose(saved_round_trip(tmp_path, fused, specs, (ids, embeddings)), fused(ids, embeddings), atol=1e-6)
+
+
+def test_neighbor_embeddings_receive_gradients():
+    fused, _, _, _ = paired_contexts("attention", True)
+    embeddings = tf.Variable(RNG.normal(size=(NODES, DIM)).astype("float32"))
+    node = tf.constant([7])  # neighbors 3 and 2
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(fused(node, embeddings) ** 2)
+    grad = tf.convert_to_tensor(tape.gradient(loss, embeddings)).numpy()
+    assert np.abs(grad[[2, 3, 7]]).sum(axis=1).min() > 0
+    assert np.abs(np.delete(grad, [2, 3, 7], axis=0)).sum() == 0
+
+
+# -- position bias ------------------------------------------------------------------------------
+
+def test_position_bias_clips_and_round_trips(tmp_path):
+    layer = PositionBias(max_position=3)
+    positions = tf.constant([0, 3, 10])
+    out = layer(positions)
+    assert out.shape == (3,) and ((out > 0) & (out < 1)).numpy().all()
+    assert out[1] == out[2]  # beyond max_position shares the last bucket
+    assert_config_round_trip(layer)
+    np.testing.assert_allclose(saved_round_trip(tmp_path, layer, [tf.TensorSpec([None], tf.int32)], (positions,)), out)

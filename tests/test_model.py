@@ -1,0 +1,129 @@
+"""Rankers: raw-string inputs, padding invariance, table swapping, and a few training steps on a tiny world."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from dropdown_rank.build import Work
+from dropdown_rank.dataset import make_dataset
+from dropdown_rank.graph import NeighborTable
+from dropdown_rank.model import CTRModel, ModelConfig, make_ranker, table_in_model_space
+from dropdown_rank.vocab import VOCABULARIES
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_work):
+    work = Work.open(tiny_work)
+    vocabularies = {name: work.vocabulary(name) for name in VOCABULARIES}
+    tables = {relation: work.neighbor_table(relation) for relation in ("q2q", "i2i")}
+    batch = next(iter(make_dataset(work.samples_dir, "train", 50, batch_size=64, shuffle=True, seed=3)))
+    return work, vocabularies, tables, batch
+
+
+def tiny_table(nodes, ids, weight=None):
+    ids = np.array(ids, dtype=np.int32)
+    weight = np.where(ids > 0, 0.5, 0.0).astype(np.float32) if weight is None else np.array(weight, np.float32)
+    return NeighborTable("q2q", np.array(nodes, dtype=object), ids, weight,
+                         np.where(ids > 0, 1000, 0).astype(np.int64), np.where(ids > 0, 3, 0).astype(np.int32), 2000)
+
+
+def test_table_in_model_space_matches_by_string_and_keeps_rank_order():
+    # graph rows: 0 "", 1 "a", 2 "b", 3 "c", 4 "zz" (not in the model); a -> [zz, c, b], b -> [a]
+    table = tiny_table(["", "a", "b", "c", "zz"], [[0, 0, 0], [4, 3, 2], [1, 0, 0], [0, 0, 0], [1, 0, 0]])
+    arrays, stats = table_in_model_space(table, ["c", "a", "b", "new"], num_oov=1, neighbors=3)
+    # model ids: 0 pad, 1 OOV, 2 "c", 3 "a", 4 "b", 5 "new"
+    assert arrays["ids"].shape == (6, 3)
+    assert arrays["ids"][3].tolist() == [2, 4, 0]  # a -> c, b (zz dropped, order kept)
+    assert arrays["ids"][4].tolist() == [3, 0, 0]
+    assert arrays["ids"][5].tolist() == [0, 0, 0] and arrays["ids"][:2].sum() == 0
+    assert arrays["age_seconds"][3].tolist() == [1000, 1000, 0]
+    assert stats == {"tokens_with_table_row": 3, "tokens": 4, "neighbors_dropped_out_of_vocabulary": 1}
+    narrower, _ = table_in_model_space(table, ["c", "a", "b", "new"], num_oov=1, neighbors=2)
+    assert narrower["ids"][3].tolist() == [2, 4]
+
+
+def test_config_names_and_validation():
+    assert ModelConfig(kind="hgcn", id_time_only=True).name == "hgcn*_20"
+    assert ModelConfig(kind="base", seq_len=50).name == "base_50"
+    with pytest.raises(ValueError, match="--id-time-only applies to GNN models"):
+        ModelConfig(kind="base", id_time_only=True)
+    assert ModelConfig.from_dict(ModelConfig(kind="attention").to_dict()) == ModelConfig(kind="attention")
+
+
+@pytest.mark.parametrize("kind", ["base", "hgcn", "attention"])
+def test_padded_positions_have_no_effect_and_long_histories_keep_the_latest(tiny, kind):
+    _, vocabularies, tables, (features, _) = tiny
+    ranker = make_ranker(ModelConfig(kind=kind, seq_len=20), vocabularies, tables)
+    logits = ranker(features).numpy()
+    assert logits.shape == (64,)
+    # Garbage timestamps where the history is padding must not move the output.
+    scrambled = dict(features)
+    for name in ("query", "item"):
+        ids, ts = features[f"{name}_history"], features[f"{name}_history_ts"]
+        scrambled[f"{name}_history_ts"] = tf.where(ids == "", tf.random.uniform(ts.shape, 0, 2**40, tf.int64), ts)
+    np.testing.assert_allclose(ranker(scrambled), logits, atol=1e-6)
+    # Inputs are 50 long: the model reads the 20 most recent; cutting them first changes nothing.
+    cut = {k: (v[:, :20] if v.shape.rank == 2 else v) for k, v in features.items()}
+    np.testing.assert_allclose(ranker(cut), logits, atol=1e-6)
+    # A shorter input padded with "" gives the same score as the unpadded one.
+    short = {k: (v[:, :7] if v.shape.rank == 2 else v) for k, v in features.items()}
+    padded = {k: (tf.concat([v, tf.fill([64, 13], "" if v.dtype == tf.string else tf.constant(0, v.dtype))], 1)
+                  if v.shape.rank == 2 else v) for k, v in short.items()}
+    np.testing.assert_allclose(ranker(padded), ranker(short), atol=1e-6)
+
+
+def test_unseen_ids_map_to_oov_and_still_score(tiny):
+    _, vocabularies, tables, (features, _) = tiny
+    ranker = make_ranker(ModelConfig(kind="hgcn"), vocabularies, tables)
+    unseen = dict(features, user_id=tf.fill([64], "nobody"), candidate=tf.fill([64], "never typed"))
+    assert np.isfinite(ranker(unseen).numpy()).all()
+    assert ranker.query_lookup(tf.constant(["never typed", ""])).numpy().tolist() == [1, 0]
+
+
+def test_swapping_tables_changes_predictions_and_keeps_shapes(tiny):
+    work, vocabularies, tables, (features, _) = tiny
+    ranker = make_ranker(ModelConfig(kind="attention"), vocabularies, tables)
+    before = ranker(features).numpy()
+    shapes = [v.shape for v in ranker.weights]
+    rng = np.random.default_rng(0)
+    swapped = {}
+    for relation, table in tables.items():  # another day's graph: same nodes, shuffled neighbors
+        swapped[relation] = NeighborTable(relation, table.nodes, rng.permutation(table.ids), table.weight,
+                                          table.last_ts, table.count, table.snapshot_ts + 86400)
+    ranker.set_graph(swapped)
+    after = ranker(features).numpy()
+    assert [v.shape for v in ranker.weights] == shapes
+    assert not np.allclose(before, after)
+    ranker.set_graph(tables)
+    np.testing.assert_allclose(ranker(features), before, atol=1e-6)
+    with pytest.raises(ValueError, match="only hgcn/attention models take neighbor tables"):
+        make_ranker(ModelConfig(kind="base"), vocabularies).set_graph(tables)
+
+
+@pytest.mark.parametrize("config", [ModelConfig(kind="base"), ModelConfig(kind="base", seq_len=50),
+                                    ModelConfig(kind="hgcn"), ModelConfig(kind="hgcn", id_time_only=True),
+                                    ModelConfig(kind="attention"), ModelConfig(kind="attention", graph_impl="spektral"),
+                                    ModelConfig(kind="hgcn", position_bias=True)], ids=lambda c: f"{c.name}-{c.graph_impl}-pal{int(c.position_bias)}")
+def test_each_model_trains_and_its_loss_decreases(tiny, config):
+    work, vocabularies, tables, (features, labels) = tiny
+    tf.keras.utils.set_random_seed(1)
+    model = CTRModel(make_ranker(config, vocabularies, tables if config.is_gnn else None))
+    model.compile(optimizer=tf.keras.optimizers.legacy.Adam(3e-3))
+    data = make_dataset(work.samples_dir, "train", config.seq_len, batch_size=256, shuffle=True, seed=1)
+
+    def train_set_loss():
+        return np.mean([float(model.compute_loss(batch)) for batch in data])
+
+    before = train_set_loss()
+    model.fit(data, epochs=2, verbose=0)
+    assert train_set_loss() < before - 0.05
+
+
+def test_position_tower_is_training_only(tiny):
+    _, vocabularies, _, (features, labels) = tiny
+    model = CTRModel(make_ranker(ModelConfig(kind="base", position_bias=True), vocabularies))
+    serving = model(features).numpy()
+    np.testing.assert_allclose(model(dict(features, position=tf.fill([64], 9))), serving)
+    np.testing.assert_allclose(serving, tf.sigmoid(model.ranker(features)).numpy())
+    # In the loss, the examination probability of the logged position multiplies the ranker's.
+    model.position_bias.logit.embeddings.assign(tf.fill([21, 1], -50.0))
+    assert float(model.compute_loss((features, tf.zeros_like(labels)))) < 1e-6
