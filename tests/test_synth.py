@@ -15,6 +15,10 @@ def test_world_is_valid_log_schema_and_truth_lines_up(tiny_logs):
     assert (truth["candidate"].to_numpy() == pd.read_parquet(tiny_logs / "impressions.parquet")["candidate"].to_numpy()).all()
     summary = json.loads((tiny_logs / "world.json").read_text())["summary"]
     assert 0.6 < summary["oracle_auc"] < 0.95  # a useful ceiling: neither a coin flip nor solved
+    # The last 20 behaviors reveal only part of an active user's interest; 50 reveal more.
+    revealed = summary["interest_revealed"]
+    assert revealed["last_20_users_with_50_plus"] < 0.9
+    assert revealed["last_50_users_with_50_plus"] > revealed["last_20_users_with_50_plus"] + 0.05
 
 
 def test_same_seed_same_world_other_seed_other_world():

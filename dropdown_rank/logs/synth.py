@@ -70,7 +70,9 @@ class WorldConfig:
     candidates: int = 10
     zipf: float = 1.0
     appeal_sd: float = 0.3
-    second_group_rate: float = 0.4
+    second_group_rate: float = 0.6
+    interest_concentration: float = 0.8
+    engine_knowledge: float = 0.5
     base_logit: float = -3.0
     w_interest: float = 1.6
     w_session: float = 1.2
@@ -176,14 +178,13 @@ def generate_world(config: WorldConfig, seed: int = 0, progress=print) -> dict:
     g1 = rng.integers(cfg.groups, size=cfg.users)
     g2 = np.where(rng.random(cfg.users) < cfg.second_group_rate, rng.integers(cfg.groups, size=cfg.users), g1)
     u_topics = np.concatenate([g1[:, None] * per_group + np.arange(per_group), g2[:, None] * per_group + np.arange(per_group)], axis=1)
-    u_weight = rng.gamma(0.3, size=(cfg.users, n_slots)) * np.r_[np.ones(per_group), np.full(per_group, 0.5)]
+    u_weight = rng.gamma(cfg.interest_concentration, size=(cfg.users, n_slots)) * np.r_[np.ones(per_group), np.full(per_group, 0.5)]
     u_weight[g2 == g1, per_group:] = 0.0
     u_weight += 1e-12
     u_weight /= u_weight.sum(axis=1, keepdims=True)
     theta = np.zeros((cfg.users, cfg.topics))
     np.add.at(theta, (np.repeat(np.arange(cfg.users), n_slots), u_topics.ravel()), u_weight.ravel())
     theta_rel = theta / theta.max(axis=1, keepdims=True)
-    top_topics = np.argsort(-theta, axis=1)[:, :2]
     user_ids = np.array([f"u{x:08x}" for x in rng.choice(16**8, cfg.users, replace=False)], dtype=object)
 
     # Sessions.
@@ -236,9 +237,13 @@ def generate_world(config: WorldConfig, seed: int = 0, progress=print) -> dict:
     top_idx = pool_start[req_prefix][:, None] + np.arange(width)
     top_ok = np.arange(width) < pool_size[req_prefix][:, None]
     top = np.where(top_ok, pool_member[np.minimum(top_idx, len(pool_member) - 1)], -1)
+    # The legacy engine knows the user only roughly: each personal pick's topic comes from the
+    # user's interest with probability engine_knowledge, otherwise it is a random topic.
     personal = np.full((n_r, 4), -1)
     for j in range(4):
-        topic = top_topics[req_user, j % 2]
+        cum_u = np.cumsum(u_weight[req_user], axis=1)
+        guess = u_topics[req_user, np.minimum((cum_u < rng.random(n_r)[:, None]).sum(axis=1), n_slots - 1)]
+        topic = np.where(rng.random(n_r) < cfg.engine_knowledge, guess, rng.integers(cfg.topics, size=n_r))
         code = tkey_index.get_indexer(req_prefix * cfg.topics + topic)
         ok = code >= 0
         size = np.where(ok, tpool_size[np.maximum(code, 0)], 0)
@@ -314,6 +319,10 @@ def generate_world(config: WorldConfig, seed: int = 0, progress=print) -> dict:
     })
     truth = pd.DataFrame({"request_id": impressions["request_id"], "candidate": impressions["candidate"], "p_click": p_click})
     behaviors = np.bincount(np.concatenate([slot_user, slot_user[item_slot]]), minlength=cfg.users)
+    revealed = _interest_revealed(
+        rng, theta, np.concatenate([slot_user, slot_user[item_slot]]), np.concatenate([query_ts, item_ts]),
+        np.concatenate([q_topic[issued], i_topic[items]]), req_user, slot_ts[req_slot],
+    )
     summary = {
         "users": cfg.users,
         "queries": cfg.queries,
@@ -325,8 +334,35 @@ def generate_world(config: WorldConfig, seed: int = 0, progress=print) -> dict:
         "ctr": float(clicked.mean()),
         "users_with_fewer_than_5_behaviors": float((behaviors < 5).mean()),
         "behaviors_per_user_quantiles": {q: float(np.quantile(behaviors, q)) for q in (0.5, 0.9, 0.99, 1.0)},
+        "interest_revealed": revealed,
     }
     return {"events": events, "impressions": impressions, "truth": truth, "summary": summary}
+
+
+def _interest_revealed(rng, theta, user, ts, topic, req_user, req_ts, sample: int = 20000) -> dict:
+    """Share of a user's interest mass (theta) on topics seen in their last 20 / 50 behaviors.
+
+    Averaged over a sample of requests, for all requests and for users with 50+ earlier
+    behaviors: the number that shows how much a longer history could reveal.
+    """
+    key = user.astype(np.int64) * (1 << 33) + ts
+    order = np.argsort(key, kind="stable")
+    key, topic = key[order], topic[order]
+    pick = rng.choice(len(req_user), size=min(sample, len(req_user)), replace=False)
+    base = req_user[pick].astype(np.int64) * (1 << 33)
+    end = np.searchsorted(key, base + req_ts[pick], side="left")
+    count = end - np.searchsorted(key, base, side="left")
+    out = {}
+    for length in (20, 50):
+        steps = np.arange(1, length + 1)
+        valid = steps[None, :] <= count[:, None]
+        seen = np.zeros((len(pick), theta.shape[1]))
+        rows = np.repeat(np.arange(len(pick)), length).reshape(len(pick), length)
+        seen[rows[valid], topic[(end[:, None] - steps[None, :])[valid]]] = 1.0
+        mass = (seen * theta[req_user[pick]]).sum(axis=1)
+        out[f"last_{length}"] = float(mass.mean())
+        out[f"last_{length}_users_with_50_plus"] = float(mass[count >= 50].mean()) if (count >= 50).any() else None
+    return out
 
 
 def write_world(out: str | Path, scale: str = "default", seed: int = 0, progress=print) -> dict:
