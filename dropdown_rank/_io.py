@@ -60,6 +60,7 @@ def write_parquet(path: str | Path, frame) -> None:
 
 
 def write_npz(path: str | Path, **arrays) -> None:
+    """Compressed, like the Parquet artifacts, so storage comparisons between them are fair."""
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as handle:
-            np.savez(handle, **arrays)
+            np.savez_compressed(handle, **arrays)

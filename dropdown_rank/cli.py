@@ -70,10 +70,11 @@ def cmd_build(args) -> None:
     build(args.logs, args.out, _build_config(args))
 
 
-def _add_model_args(parser: argparse.ArgumentParser) -> None:
+def _add_model_args(parser: argparse.ArgumentParser, choose_model: bool = True) -> None:
     g = parser.add_argument_group("model")
-    g.add_argument("--model", choices=("base", "hgcn", "attention"), default="base", help="ranker kind (default base)")
-    g.add_argument("--seq-len", type=int, default=20, help="history length L the model reads (default 20)")
+    if choose_model:  # demo trains fixed models and uses --seq-len for the stored length
+        g.add_argument("--model", choices=("base", "hgcn", "attention"), default="base", help="ranker kind (default base)")
+        g.add_argument("--seq-len", type=int, default=20, help="history length L the model reads (default 20)")
     g.add_argument("--id-time-only", action="store_true", help="GNN neighbors carry only id and time features (no weights)")
     g.add_argument("--graph-impl", choices=("fused", "spektral"), default="fused",
                    help="fused layers (default, faster) or spektral GCNConv/GATConv over star subgraphs (same function)")
@@ -92,8 +93,10 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
 def _model_config(args, **override):
     from dropdown_rank.model import ModelConfig
 
-    values = dict(kind=args.model, seq_len=args.seq_len, id_time_only=args.id_time_only, graph_impl=args.graph_impl,
-                  dim=args.dim, heads=args.heads, position_bias=args.position_bias)
+    values = dict(id_time_only=args.id_time_only, graph_impl=args.graph_impl, dim=args.dim, heads=args.heads,
+                  position_bias=args.position_bias)
+    if hasattr(args, "model"):
+        values.update(kind=args.model, seq_len=args.seq_len)
     values.update(override)
     return ModelConfig(**values)
 
@@ -111,21 +114,45 @@ def cmd_train(args) -> None:
     train(args.data, args.out, _model_config(args), _train_config(args))
 
 
+def cmd_evaluate(args) -> None:
+    from dropdown_rank.evaluate.report import evaluate
+    from dropdown_rank.evaluate.slices import SliceConfig
+
+    config = SliceConfig(activity_edges=tuple(args.activity_edges), pv_edges=tuple(args.pv_edges) if args.pv_edges else None)
+    evaluate(args.data, args.runs, args.out, config, replicates=args.bootstrap, seed=args.seed, storage=not args.no_storage)
+
+
 def cmd_demo(args) -> None:
+    """synth → build → train base_20 and hgcn_20 → evaluate, printing each stage's time."""
     from dropdown_rank.build import build
+    from dropdown_rank.evaluate.report import evaluate
     from dropdown_rank.logs.synth import write_world
+    from dropdown_rank.train import train
 
     out = Path(args.out)
-    timings = {}
-    started = time.perf_counter()
-    write_world(out / "logs", scale=args.scale, seed=args.seed)
-    timings["synth"] = time.perf_counter() - started
-    started = time.perf_counter()
-    build(out / "logs", out / "work", _build_config(args))
-    timings["build"] = time.perf_counter() - started
-    print("\ndemo outputs:")
+    timings, aucs = {}, {}
+
+    def stage(name, fn, *fn_args, **fn_kwargs):
+        started = time.perf_counter()
+        result = fn(*fn_args, **fn_kwargs)
+        timings[name] = time.perf_counter() - started
+        return result
+
+    stage("synth", write_world, out / "logs", scale=args.scale, seed=args.seed)
+    stage("build", build, out / "logs", out / "work", _build_config(args))
+    for kind in ("base", "hgcn"):
+        config = _model_config(args, kind=kind, seq_len=20)
+        aucs[config.name] = stage(f"train {config.name}", train, out / "work", out / "runs" / config.name, config,
+                                  _train_config(args))["test_auc"]
+    stage("evaluate", evaluate, out / "work", [out / "runs" / name for name in aucs], out / "report", seed=args.seed)
+    print("\ndemo results (exact test AUC):")
+    for name, value in aucs.items():
+        print(f"  {name}: {value:.4f}")
+    print("demo outputs:")
     print(f"  logs (synthetic world): {out / 'logs'}")
     print(f"  work (graph, samples, stats.json): {out / 'work'}")
+    print(f"  runs: {out / 'runs'}")
+    print(f"  report: {out / 'report' / 'report.md'}")
     print("demo stage times: " + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()))
 
 
@@ -158,11 +185,24 @@ def make_parser() -> argparse.ArgumentParser:
     _add_model_args(p)
     p.set_defaults(handler=cmd_train)
 
+    p = sub.add_parser("evaluate", help="sliced AUC/GAUC/logloss with intervals, storage and plots for trained runs")
+    p.add_argument("--data", required=True, help="the work directory the runs were trained on")
+    p.add_argument("--runs", required=True, nargs="+", help="run directories to compare")
+    p.add_argument("--out", required=True, help="report directory")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates over users (default 1000)")
+    p.add_argument("--activity-edges", type=int, nargs="+", default=[5, 20, 50],
+                   help="user-activity bucket edges (default 5 20 50: 0-4 / 5-19 / 20-49 / 50+)")
+    p.add_argument("--pv-edges", type=int, nargs="+", default=None,
+                   help="candidate-PV bucket edges (default: test-impression tertiles, tail/torso/head)")
+    p.add_argument("--no-storage", action="store_true", help="skip writing files to measure storage")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    p.set_defaults(handler=cmd_evaluate)
+
     p = sub.add_parser("demo", help="run the whole job end to end on the synthetic world")
     p.add_argument("--out", default="demo_out")
     p.add_argument("--scale", choices=("tiny", "small", "default"), default="default")
-    p.add_argument("--seed", type=int, default=0)
     _add_build_args(p)
+    _add_model_args(p, choose_model=False)
     p.set_defaults(handler=cmd_demo)
     return parser
 

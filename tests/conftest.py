@@ -23,3 +23,17 @@ def tiny_work(tiny_logs, tmp_path_factory):
     out = tmp_path_factory.mktemp("tiny_work")
     build(tiny_logs, out, BuildConfig(split=SplitConfig(valid_days=2, test_days=2)), progress=quiet, progress_bar=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_runs(tiny_work, tmp_path_factory):
+    """base_20 and attention_20 trained briefly on the tiny world, shared by evaluation and export tests."""
+    from dropdown_rank.model import ModelConfig
+    from dropdown_rank.train import TrainConfig, train
+
+    root = tmp_path_factory.mktemp("tiny_runs")
+    runs = {}
+    for config in (ModelConfig(kind="base"), ModelConfig(kind="attention")):
+        runs[config.name] = root / config.name
+        train(tiny_work, runs[config.name], config, TrainConfig(epochs=2, batch_size=512, seed=3), verbose=0)
+    return runs

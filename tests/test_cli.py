@@ -24,3 +24,10 @@ def test_bad_log_exits_2_naming_file_column_and_row(tmp_path, capsys):
     assert main(["build", "--logs", str(tmp_path / "logs"), "--out", str(tmp_path / "work")]) == 2
     err = capsys.readouterr().err
     assert "events.csv, column 'ts': unparseable timestamp" in err and "row 1 ('soon')" in err
+
+
+def test_demo_runs_end_to_end_on_the_tiny_world(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path), "--scale", "tiny", "--valid-days", "2", "--test-days", "2", "--epochs", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "base_20:" in out and "hgcn_20:" in out and "report.md" in out
+    assert (tmp_path / "report" / "report.md").exists() and (tmp_path / "runs" / "hgcn_20" / "metrics.json").exists()

@@ -10,7 +10,8 @@ class SpektralGATStar(tf.keras.layers.Layer):
     """Same function and weights as :class:`GATAggregator`, computed by ``spektral.layers.GATConv``.
 
     ``GATConv(concat_heads=False, add_self_loops=True)`` in batch mode on each center node's star
-    subgraph; the center row is the output. Selected with ``--graph-impl spektral``. This is the
+    subgraph; its center row plus a bias-free ``Dense`` skip of the center is the output (the
+    activation moves after the sum). Selected with ``--graph-impl spektral``. This is the
     layer whose training crashed under oneDNN (STACK.md); ``tests/test_training.py`` guards it.
 
     **Mode**: batch. **Input**: ``center`` [nodes, F], ``neighbors`` [nodes, K, F], ``mask``
@@ -22,15 +23,16 @@ class SpektralGATStar(tf.keras.layers.Layer):
         super().__init__(**kwargs)
         self.channels, self.heads, self.dropout_rate, self.use_bias = channels, heads, dropout_rate, use_bias
         self.activation = tf.keras.activations.get(activation)
+        self.self_transform = tf.keras.layers.Dense(channels, use_bias=False, name="self_transform")
         self.gat = spektral.layers.GATConv(channels, attn_heads=heads, concat_heads=False, dropout_rate=dropout_rate,
-                                           return_attn_coef=True, add_self_loops=True, activation=activation,
+                                           return_attn_coef=True, add_self_loops=True, activation=None,
                                            use_bias=use_bias, name="gat")
 
     def call(self, inputs, training=None, return_attention: bool = False):
         center, neighbors, mask = inputs
         x, a = star_graph(center, neighbors, tf.cast(tf.cast(mask, tf.bool), center.dtype))
         out, attention = self.gat([x, a], training=training)
-        out, attention = out[:, 0], attention[:, 0]
+        out, attention = self.activation(out[:, 0] + self.self_transform(center)), attention[:, 0]
         return (out, attention) if return_attention else out
 
     def get_config(self):
