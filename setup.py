@@ -28,7 +28,7 @@ setup(
     extras_require={
         "test": ["pytest>=8"],
         # The peer used by benchmarks/; kept out of the core install on purpose.
-        "peer": ["deepctr==0.9.3"],
+        "peer": ["deepctr==0.9.4"],  # 0.9.3 imports keras modules TF 2.21 removed
     },
     entry_points={"console_scripts": ["dropdown-rank=dropdown_rank.cli:main"]},
 )

@@ -17,7 +17,6 @@ import shutil
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from dropdown_rank._io import read_json, write_json, write_parquet

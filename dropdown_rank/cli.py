@@ -122,10 +122,31 @@ def cmd_evaluate(args) -> None:
     evaluate(args.data, args.runs, args.out, config, replicates=args.bootstrap, seed=args.seed, storage=not args.no_storage)
 
 
+def cmd_export(args) -> None:
+    from dropdown_rank.export import export
+
+    export(args.run, args.out, graph_dir=args.graph, precompute_context=args.precompute_context)
+
+
+def score_example(saved_model_dir: Path) -> list:
+    """Load a SavedModel the way a serving process would and score its example request."""
+    import json
+
+    import tensorflow as tf
+
+    from dropdown_rank.export import instances_to_tensors
+
+    model = tf.saved_model.load(str(saved_model_dir))
+    body = json.loads((saved_model_dir / "serving_example.json").read_text())
+    scores = model.signatures["serving_default"](**instances_to_tensors(body))["ctr"].numpy()
+    return [(i["candidate"], float(s)) for i, s in zip(body["instances"], scores)]
+
+
 def cmd_demo(args) -> None:
-    """synth → build → train base_20 and hgcn_20 → evaluate, printing each stage's time."""
+    """synth → build → train base_20 and hgcn_20 → evaluate → export hgcn_20 and score a request."""
     from dropdown_rank.build import build
     from dropdown_rank.evaluate.report import evaluate
+    from dropdown_rank.export import export
     from dropdown_rank.logs.synth import write_world
     from dropdown_rank.train import train
 
@@ -145,14 +166,20 @@ def cmd_demo(args) -> None:
         aucs[config.name] = stage(f"train {config.name}", train, out / "work", out / "runs" / config.name, config,
                                   _train_config(args))["test_auc"]
     stage("evaluate", evaluate, out / "work", [out / "runs" / name for name in aucs], out / "report", seed=args.seed)
+    stage("export hgcn_20", export, out / "runs" / "hgcn_20", out / "export" / "hgcn_20")
+    scored = stage("score via SavedModel", score_example, out / "export" / "hgcn_20")
     print("\ndemo results (exact test AUC):")
     for name, value in aucs.items():
         print(f"  {name}: {value:.4f}")
+    print(f"one dropdown request scored by the loaded SavedModel ({out / 'export' / 'hgcn_20'}):")
+    for candidate, score in scored:
+        print(f"  {score:.4f}  {candidate}")
     print("demo outputs:")
     print(f"  logs (synthetic world): {out / 'logs'}")
     print(f"  work (graph, samples, stats.json): {out / 'work'}")
     print(f"  runs: {out / 'runs'}")
     print(f"  report: {out / 'report' / 'report.md'}")
+    print(f"  SavedModel: {out / 'export' / 'hgcn_20'} (model_card.json, serving_example.json)")
     print("demo stage times: " + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()))
 
 
@@ -197,6 +224,14 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-storage", action="store_true", help="skip writing files to measure storage")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     p.set_defaults(handler=cmd_evaluate)
+
+    p = sub.add_parser("export", help="write a TF SavedModel that scores raw string features")
+    p.add_argument("--run", required=True, help="a trained run directory")
+    p.add_argument("--out", required=True, help="SavedModel directory to write")
+    p.add_argument("--graph", help="work directory whose neighbor tables replace the run's (a new day's graph)")
+    p.add_argument("--precompute-context", action="store_true",
+                   help="store every node's graph context as a table: serving gathers instead of aggregating")
+    p.set_defaults(handler=cmd_export)
 
     p = sub.add_parser("demo", help="run the whole job end to end on the synthetic world")
     p.add_argument("--out", default="demo_out")

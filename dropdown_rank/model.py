@@ -154,6 +154,7 @@ class DropdownRanker(tf.keras.Model):
                 )
         self.query_context = self.contexts.get("query")
         self.item_context = self.contexts.get("item")
+        self.context_tables = {}
         self.mlp = tf.keras.Sequential([tf.keras.layers.Dense(u, activation="relu") for u in config.mlp_units], name="mlp")
         self.logit = tf.keras.layers.Dense(1, name="logit")
 
@@ -169,10 +170,24 @@ class DropdownRanker(tf.keras.Model):
             self.contexts[kind].set_tables(**arrays)
         return stats
 
+    def freeze_context(self) -> None:
+        """Materialize every node's graph context into a table; afterwards contexts are gathered.
+
+        The context is request-independent, so serving can look it up instead of aggregating
+        neighbors per request (computing embeddings once, as PinSAGE does). Call it after the
+        weights and neighbor tables are final: the table is a snapshot of both.
+        """
+        for kind, context in self.contexts.items():
+            embedding = self.query_embedding if kind == "query" else self.item_embedding
+            self.context_tables[kind] = tf.Variable(context.precompute(embedding.embeddings), trainable=False,
+                                                    name=f"{kind}_context_table")
+
     # -- forward -----------------------------------------------------------------------------
     def node_vectors(self, kind: str, ids, training=None):
-        """Id embedding (base) or graph context (GNN) of query or item ids of any shape."""
+        """Id embedding (base), graph context (GNN) or its frozen table, for ids of any shape."""
         embedding = self.query_embedding if kind == "query" else self.item_embedding
+        if kind in self.context_tables:
+            return tf.gather(self.context_tables[kind], ids)
         if kind in self.contexts:
             return self.contexts[kind](ids, embedding.embeddings, training=training)
         return embedding(ids)

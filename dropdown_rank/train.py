@@ -37,7 +37,7 @@ import tensorflow as tf
 from sklearn.metrics import log_loss, roc_auc_score
 
 from dropdown_rank import __version__
-from dropdown_rank._io import read_json, write_json, write_parquet
+from dropdown_rank._io import atomic_path, read_json, write_json, write_parquet
 from dropdown_rank.build import Work
 from dropdown_rank.dataset import SampleStream, make_dataset
 from dropdown_rank.graph import RELATIONS, NeighborTable
@@ -214,12 +214,17 @@ def train(work_dir: str | Path, run_dir: str | Path, model_config: ModelConfig, 
 
 def save_run(run_dir: Path, ranker: DropdownRanker, work: Work, train_config: TrainConfig) -> None:
     """Config, vocabularies, neighbor tables and final weights: all a run needs to be reloaded."""
-    for name in VOCABULARIES:
-        shutil.copy2(work.path / "vocab" / f"{name}.parquet", _fresh(run_dir / "vocab" / f"{name}.parquet"))
-    if ranker.config.is_gnn:
-        for relation in RELATIONS:
-            shutil.copy2(work.path / "graph" / f"{relation}.npz", _fresh(run_dir / "graph" / f"{relation}.npz"))
-    ranker.save_weights(str(run_dir / "weights" / "ranker"))
+    copies = [f"vocab/{name}.parquet" for name in VOCABULARIES]
+    copies += [f"graph/{relation}.npz" for relation in RELATIONS] if ranker.config.is_gnn else []
+    for relative in copies:
+        with atomic_path(run_dir / relative) as tmp:
+            shutil.copy2(work.path / relative, tmp)
+    # A checkpoint is several files: write them into a staging directory, then swap it in.
+    staging = run_dir / ".weights.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    ranker.save_weights(str(staging / "ranker"))
+    shutil.rmtree(run_dir / "weights", ignore_errors=True)
+    staging.rename(run_dir / "weights")
     write_json(run_dir / "config.json", {
         "model": ranker.config.to_dict(),
         "train": dataclasses.asdict(train_config),
@@ -227,11 +232,6 @@ def save_run(run_dir: Path, ranker: DropdownRanker, work: Work, train_config: Tr
         "split": work.split.to_dict(),
         "versions": {"dropdown_rank": __version__, "tensorflow": tf.__version__, "python": platform.python_version()},
     })
-
-
-def _fresh(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def load_run(run_dir: str | Path, graph_dir: str | Path | None = None) -> DropdownRanker:

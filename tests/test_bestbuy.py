@@ -1,7 +1,6 @@
 """The Best Buy real log converts into the schema and builds."""
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from dropdown_rank.build import BuildConfig, Work, build

@@ -1,7 +1,6 @@
 """The co-occurrence graph on a hand-worked log, against a naive reference, and the leakage rule."""
 import numpy as np
 import pandas as pd
-import pytest
 
 from dropdown_rank.build import Work
 from dropdown_rank.graph import GraphConfig, build_graphs, session_ids

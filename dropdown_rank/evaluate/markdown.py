@@ -46,7 +46,6 @@ def _focus_pairs(report: dict) -> list:
 
 def render(report: dict) -> str:
     models = list(report["models"])
-    trained = [m for m in models if m != ORACLE]
     lines = ["# dropdown_rank evaluation report", ""]
     test = report["test_period"]
     overall = report["models"][models[0]]["all"]["all"]
