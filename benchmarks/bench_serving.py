@@ -15,7 +15,7 @@ import json
 import time
 
 import numpy as np
-from common import CACHE, bench_parser, default_work, write_result
+from common import CACHE, bench_parser, default_work, profile_ops, write_result
 
 EXPORTS = {
     "base_20": ("base", False),
@@ -111,7 +111,9 @@ def main(argv=None):
         signature = model.signatures["serving_default"]
         results[name] = summarize(timed_calls(signature, one, args.calls), timed_calls(signature, batch, 30, warmup=5),
                                   int(batch["user_id"].shape[0]))
-        print(f"{name}: {json.dumps(results[name])}", flush=True)
+        results[name]["op_profile_10_candidates"] = profile_ops(lambda: signature(**one)["ctr"].numpy(), 100)
+        print(f"{name}: p50 {results[name]['p50_ms']} ms, p99 {results[name]['p99_ms']} ms, "
+              f"{results[name]['rows_per_second_at_batch_1000']:,.0f} rows/s", flush=True)
     try:
         results["DeepCTR DIN (tf.function, int ids)"] = din_peer(work, one, batch, args.calls)
         print(f"DIN: {json.dumps(results['DeepCTR DIN (tf.function, int ids)'])}")

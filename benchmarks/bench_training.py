@@ -12,15 +12,13 @@ framework op stats) of one train step per model, naming where the time goes.
 """
 from __future__ import annotations
 
-import glob
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-from common import bench_parser, default_work, run_python, write_result
+from common import bench_parser, default_work, profile_ops, run_python, write_result
 
 MODELS = {
     "base_20": dict(kind="base", seq_len=20),
@@ -78,36 +76,17 @@ print(json.dumps({name: steady_rate(work, spec, steps) for name, spec in
 
 
 def op_profile(work, spec: dict, steps: int = 12) -> dict:
-    """Self time per op type and the top op names, per train step, from the TF profiler."""
+    """Where a train step's time goes (TF profiler, framework op stats), per step."""
     import tensorflow as tf
-    from tensorflow.python.profiler.internal import _pywrap_profiler_plugin as plugin
 
     from dropdown_rank.dataset import make_dataset
 
     model, config = compiled_model(work, spec)
     step = tf.function(model.train_step)
-    batches = list(make_dataset(work.samples_dir, "train", config.seq_len, 1024, shuffle=True).repeat().take(steps + 4))
-    for batch in batches[:4]:
-        step(batch)
-    with tempfile.TemporaryDirectory() as logdir:
-        tf.profiler.experimental.start(logdir)
-        for batch in batches[4:]:
-            step(batch)["loss"].numpy()
-        tf.profiler.experimental.stop()
-        data, _ = plugin.xspace_to_tools_data(glob.glob(f"{logdir}/**/*.xplane.pb", recursive=True), "framework_op_stats", {})
-    table = json.loads(data)
-    table = table[0] if isinstance(table, list) else table
-    columns = {c["label"]: i for i, c in enumerate(table["cols"])}
-    by_type, by_name = {}, {}
-    for row in table["rows"]:
-        cells = [c["v"] if c else None for c in row["c"]]
-        if cells[columns["Host/device"]] != "Host" or cells[columns["Operation Type"]] == "IDLE":
-            continue
-        self_ms = cells[columns["Total self-time (us)"]] / 1000.0 / steps
-        by_type[cells[columns["Operation Type"]]] = by_type.get(cells[columns["Operation Type"]], 0.0) + self_ms
-        by_name[cells[columns["Operation Name"]]] = by_name.get(cells[columns["Operation Name"]], 0.0) + self_ms
-    top = lambda d, n: {k: round(v, 2) for k, v in sorted(d.items(), key=lambda kv: -kv[1])[:n]}
-    return {"self_ms_per_step_total": round(sum(by_type.values()), 1), "by_op_type": top(by_type, 10), "top_ops": top(by_name, 12)}
+    batches = iter(make_dataset(work.samples_dir, "train", config.seq_len, 1024, shuffle=True).repeat())
+    for _ in range(4):
+        step(next(batches))
+    return profile_ops(lambda: step(next(batches))["loss"].numpy(), steps)
 
 
 def main(argv=None):

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import glob
 import json
 import os
+import tempfile
 import platform
 import subprocess
 import sys
@@ -62,3 +64,29 @@ def default_work(scale: str = "default", seed: int = 0) -> Path:
 
 def run_python(code: str, *args, env=None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True, env=env, check=False)
+
+
+def profile_ops(step, calls: int) -> dict:
+    """Run ``step()`` ``calls`` times under the TF profiler; host self time per call, by op type and op."""
+    import tensorflow as tf
+    from tensorflow.python.profiler.internal import _pywrap_profiler_plugin as plugin
+
+    with tempfile.TemporaryDirectory() as logdir:
+        tf.profiler.experimental.start(logdir)
+        for _ in range(calls):
+            step()
+        tf.profiler.experimental.stop()
+        data, _ = plugin.xspace_to_tools_data(glob.glob(f"{logdir}/**/*.xplane.pb", recursive=True), "framework_op_stats", {})
+    table = json.loads(data)
+    table = table[0] if isinstance(table, list) else table
+    columns = {c["label"]: i for i, c in enumerate(table["cols"])}
+    by_type, by_name = {}, {}
+    for row in table["rows"]:
+        cells = [c["v"] if c else None for c in row["c"]]
+        if cells[columns["Host/device"]] != "Host" or cells[columns["Operation Type"]] == "IDLE":
+            continue
+        self_ms = cells[columns["Total self-time (us)"]] / 1000.0 / calls
+        by_type[cells[columns["Operation Type"]]] = by_type.get(cells[columns["Operation Type"]], 0.0) + self_ms
+        by_name[cells[columns["Operation Name"]]] = by_name.get(cells[columns["Operation Name"]], 0.0) + self_ms
+    top = lambda d, n: {k: round(v, 3) for k, v in sorted(d.items(), key=lambda kv: -kv[1])[:n]}
+    return {"self_ms_per_call_total": round(sum(by_type.values()), 2), "by_op_type": top(by_type, 10), "top_ops": top(by_name, 12)}

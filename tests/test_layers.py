@@ -202,13 +202,14 @@ def paired_contexts(aggregator, use_edge_weight, heads=1):
 
 @pytest.mark.parametrize("aggregator,use_edge_weight,heads", [("hgcn", True, 1), ("hgcn", False, 1), ("attention", True, 1),
                                                               ("attention", False, 2)])
-def test_fused_graph_context_equals_spektral_form(aggregator, use_edge_weight, heads):
+@pytest.mark.parametrize("training", [True, False], ids=["factorized (training)", "gathered (inference)"])
+def test_fused_graph_context_equals_spektral_form(aggregator, use_edge_weight, heads, training):
     fused, reference, ids, embeddings = paired_contexts(aggregator, use_edge_weight, heads)
-    out = fused(ids, embeddings)
+    out = fused(ids, embeddings, training=training)
     assert out.shape == (2, 3, DIM)
     np.testing.assert_allclose(out, reference(ids, embeddings), atol=1e-5)
     if aggregator == "attention":
-        _, a = fused.node_context(tf.constant([7, 12]), embeddings, return_attention=True)
+        _, a = fused.node_context(tf.constant([7, 12]), embeddings, training=training, return_attention=True)
         _, b = reference.node_context(tf.constant([7, 12]), embeddings, return_attention=True)
         np.testing.assert_allclose(a, b, atol=1e-6)
 
@@ -240,7 +241,7 @@ def test_neighbor_embeddings_receive_gradients():
     embeddings = tf.Variable(RNG.normal(size=(NODES, DIM)).astype("float32"))
     node = tf.constant([7])  # neighbors 3 and 2
     with tf.GradientTape() as tape:
-        loss = tf.reduce_sum(fused(node, embeddings) ** 2)
+        loss = tf.reduce_sum(fused(node, embeddings, training=True) ** 2)
     grad = tf.convert_to_tensor(tape.gradient(loss, embeddings)).numpy()
     assert np.abs(grad[[2, 3, 7]]).sum(axis=1).min() > 0
     assert np.abs(np.delete(grad, [2, 3, 7], axis=0)).sum() == 0
