@@ -37,3 +37,11 @@ def test_tensorflow_imported_first_with_legacy_keras_is_fine():
     result = run("import tensorflow, dropdown_rank; print('ok')", TF_USE_LEGACY_KERAS="1", TF_ENABLE_ONEDNN_OPTS="0")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
+
+
+def test_spektral_gatconv_refuses_to_build_under_onednn():
+    code = ("import dropdown_rank\nfrom dropdown_rank.layers import SpektralGATStar, GATAggregator\n"
+            "GATAggregator(4)\nprint('fused ok')\nSpektralGATStar(4)")
+    result = run(code, TF_ENABLE_ONEDNN_OPTS="1")
+    assert "fused ok" in result.stdout
+    assert result.returncode != 0 and "spektral's GATConv crashes under oneDNN" in result.stderr

@@ -1,4 +1,6 @@
 """The attention aggregator written with spektral's GATConv over star subgraphs (reference form)."""
+import os
+
 import spektral
 import tensorflow as tf
 
@@ -20,6 +22,13 @@ class SpektralGATStar(tf.keras.layers.Layer):
     """
 
     def __init__(self, channels: int, heads: int = 1, dropout_rate: float = 0.0, activation=None, use_bias: bool = True, **kwargs):
+        if os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1") != "0":
+            # A segfault mid-fit loses the run and says nothing; refuse up front instead.
+            raise RuntimeError(
+                "spektral's GATConv crashes under oneDNN (training segfaulted in 4 of 4 fresh processes, "
+                "benchmarks/README.md). Unset TF_ENABLE_ONEDNN_OPTS (dropdown_rank then turns oneDNN off) "
+                "or use --graph-impl fused, which trained cleanly with oneDNN on."
+            )
         super().__init__(**kwargs)
         self.channels, self.heads, self.dropout_rate, self.use_bias = channels, heads, dropout_rate, use_bias
         self.activation = tf.keras.activations.get(activation)

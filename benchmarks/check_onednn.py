@@ -1,0 +1,60 @@
+"""Does training survive with oneDNN's CPU ops on? Fresh processes, several runs per model.
+
+    python benchmarks/check_onednn.py [--scale default] [--runs 4] [--steps 60]
+
+STACK.md: with TF_ENABLE_ONEDNN_OPTS=1, training spektral's GATConv segfaulted in most runs,
+which is why dropdown_rank turns oneDNN off. Turning it off costs training speed (see
+bench_training's onednn_off_vs_on), so this records, per model, how many of ``--runs`` fresh
+training processes with oneDNN **on** exit cleanly. spektral GATConv is the positive control.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from common import bench_parser, default_work, write_result
+
+TRAIN = r"""
+import sys
+import dropdown_rank
+from dropdown_rank.build import Work
+from dropdown_rank.dataset import make_dataset
+from dropdown_rank.model import CTRModel, ModelConfig, make_ranker
+import tensorflow as tf
+work = Work.open(sys.argv[1])
+config = ModelConfig(kind=sys.argv[2], graph_impl=sys.argv[3])
+vocab = {n: work.vocabulary(n) for n in ("users", "queries", "items")}
+tables = {r: work.neighbor_table(r) for r in ("q2q", "i2i")} if config.is_gnn else None
+model = CTRModel(make_ranker(config, vocab, tables))
+model.compile(optimizer=tf.keras.optimizers.legacy.Adam(1e-3))
+model.fit(make_dataset(work.samples_dir, "train", 20, 1024, shuffle=True, seed=int(sys.argv[5])).take(int(sys.argv[4])), verbose=0)
+print("finished")
+"""
+
+MODELS = {"base_20": ("base", "fused"), "hgcn_20": ("hgcn", "fused"), "attention_20": ("attention", "fused"),
+          "attention_20 (spektral GATConv)": ("attention", "spektral")}
+
+
+def main(argv=None):
+    parser = bench_parser(__doc__)
+    parser.add_argument("--runs", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=60)
+    args = parser.parse_args(argv)
+    work = default_work(args.scale)
+    env = dict(os.environ, TF_ENABLE_ONEDNN_OPTS="1")
+    results = {}
+    for name, (kind, impl) in MODELS.items():
+        codes = []
+        for run in range(args.runs):
+            done = subprocess.run([sys.executable, "-c", TRAIN, str(work), kind, impl, str(args.steps), str(run)],
+                                  capture_output=True, text=True, env=env)
+            codes.append(done.returncode if "finished" in done.stdout else (done.returncode or "no output"))
+        results[name] = {"clean_runs": sum(c == 0 for c in codes), "runs": args.runs, "exit_codes": codes}
+        print(f"{name}: {results[name]}", flush=True)
+    write_result("onednn_on_crash_check", {"scale": args.scale, "steps": args.steps, "TF_ENABLE_ONEDNN_OPTS": "1",
+                                           "models": results}, args.out)
+
+
+if __name__ == "__main__":
+    main()
