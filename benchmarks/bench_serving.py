@@ -1,6 +1,6 @@
 """Serving latency and throughput through loaded SavedModels, beside DeepCTR's DIN.
 
-    python benchmarks/bench_serving.py [--scale default] [--calls 500]
+    python benchmarks/bench_serving.py [--scale default] [--calls 500] [--rounds 5]
 
 For base_20, hgcn_20 and attention_20 (the GNNs both live and with --precompute-context), each
 exported and loaded with ``tf.saved_model.load``: latency p50/p99 of one dropdown request of 10
@@ -24,6 +24,7 @@ EXPORTS = {
     "attention_20": ("attention", False),
     "attention_20 precomputed": ("attention", True),
 }
+DIN_NAME = "DeepCTR DIN (tf.function, int ids)"
 
 
 def timed_calls(fn, inputs: dict, calls: int, warmup: int = 30) -> np.ndarray:
@@ -56,7 +57,8 @@ def requests(work):
     return {k: tf.identity(v) for k, v in one.items()}, batch
 
 
-def din_peer(work, one: dict, batch: dict, calls: int) -> dict:
+def din_peer(work, one: dict, batch: dict):
+    """DeepCTR's DIN with the same request shapes, as a ``tf.function`` and its integer inputs."""
     import tensorflow as tf
     from deepctr.feature_column import SparseFeat, VarLenSparseFeat
     from deepctr.models import DIN
@@ -80,14 +82,13 @@ def din_peer(work, one: dict, batch: dict, calls: int) -> dict:
                 "hist_candidate": tf.constant(rng.integers(0, sizes["queries"], (rows, 20)), tf.int32),
                 "seq_length": tf.fill([rows], 20)}
 
-    latency = timed_calls(serve, as_ids(one), calls)
-    throughput = timed_calls(serve, as_ids(batch), 30, warmup=5)
-    return summarize(latency, throughput, int(batch["user_id"].shape[0]))
+    return serve, as_ids(one), as_ids(batch)
 
 
 def main(argv=None):
     parser = bench_parser(__doc__)
-    parser.add_argument("--calls", type=int, default=500)
+    parser.add_argument("--calls", type=int, default=500, help="10-candidate calls per model, over all rounds")
+    parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args(argv)
 
     import tensorflow as tf
@@ -100,30 +101,41 @@ def main(argv=None):
     work = Work.open(default_work(args.scale))
     root = CACHE / f"serving-{args.scale}"
     one, batch = requests(work)
-    results = {}
+    servers = {}
     for name, (kind, precompute) in EXPORTS.items():
         run = root / "runs" / kind
         if not (run / "metrics.json").exists():
             train(work.path, run, ModelConfig(kind=kind), TrainConfig(epochs=1), verbose=0)
         saved = root / "export" / name.replace(" ", "_")
         export(run, saved, precompute_context=precompute)
-        model = tf.saved_model.load(str(saved))
-        signature = model.signatures["serving_default"]
-        results[name] = summarize(timed_calls(signature, one, args.calls), timed_calls(signature, batch, 30, warmup=5),
+        servers[name] = (tf.saved_model.load(str(saved)).signatures["serving_default"], one, batch)
+    results = {}
+    try:
+        servers[DIN_NAME] = din_peer(work, one, batch)
+    except ImportError as error:
+        results[DIN_NAME] = {"skipped": f"deepctr not installed ({error}); pip install -e '.[peer]'"}
+
+    # The VM's speed drifts over minutes, so every model is timed in each round, and the ratios
+    # compare models measured side by side rather than one after another.
+    latency = {name: [] for name in servers}
+    batch_seconds = {name: [] for name in servers}
+    for _ in range(args.rounds):
+        for name, (fn, one_inputs, batch_inputs) in servers.items():
+            latency[name].append(timed_calls(fn, one_inputs, args.calls // args.rounds))
+            batch_seconds[name].append(timed_calls(fn, batch_inputs, 6, warmup=1))
+    for name, (fn, one_inputs, _) in servers.items():
+        results[name] = summarize(np.concatenate(latency[name]), np.concatenate(batch_seconds[name]),
                                   int(batch["user_id"].shape[0]))
-        results[name]["op_profile_10_candidates"] = profile_ops(lambda: signature(**one)["ctr"].numpy(), 100)
+        if name != DIN_NAME:
+            results[name]["op_profile_10_candidates"] = profile_ops(lambda: fn(**one_inputs)["ctr"].numpy(), 100)
         print(f"{name}: p50 {results[name]['p50_ms']} ms, p99 {results[name]['p99_ms']} ms, "
               f"{results[name]['rows_per_second_at_batch_1000']:,.0f} rows/s", flush=True)
-    try:
-        results["DeepCTR DIN (tf.function, int ids)"] = din_peer(work, one, batch, args.calls)
-        print(f"DIN: {json.dumps(results['DeepCTR DIN (tf.function, int ids)'])}")
-    except ImportError as error:
-        results["DeepCTR DIN (tf.function, int ids)"] = {"skipped": f"deepctr not installed ({error}); pip install -e '.[peer]'"}
     base = results["base_20"]["p50_ms"]
     for name, row in results.items():
         if "p50_ms" in row:
             row["p50_ratio_to_base_20"] = round(row["p50_ms"] / base, 3)
-    write_result("serving", {"scale": args.scale, "request_candidates": 10, "calls": args.calls, "models": results}, args.out)
+    write_result("serving", {"scale": args.scale, "request_candidates": 10, "calls": args.calls, "rounds": args.rounds,
+                             "models": results}, args.out)
 
 
 if __name__ == "__main__":
