@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import dropdown_rank  # noqa: F401  (environment before tensorflow)
+from dropdown_rank._io import write_json
 
 HERE = Path(__file__).resolve().parent
 CACHE = HERE / ".cache"
@@ -43,9 +44,8 @@ def machine() -> dict:
 
 def write_result(name: str, payload: dict, out: Path | None = None) -> Path:
     out = out or HERE / "results" / f"{name}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"benchmark": name, "date": datetime.datetime.now().isoformat(timespec="seconds"), "machine": machine(), **payload}
-    out.write_text(json.dumps(payload, indent=2) + "\n")
+    write_json(out, {"benchmark": name, "date": datetime.datetime.now().isoformat(timespec="seconds"), "machine": machine(),
+                     **payload})
     print(f"{name}: wrote {out}")
     return out
 
