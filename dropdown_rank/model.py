@@ -178,32 +178,38 @@ class DropdownRanker(tf.keras.Model):
         weights and neighbor tables are final: the table is a snapshot of both.
         """
         for kind, context in self.contexts.items():
-            embedding = self.query_embedding if kind == "query" else self.item_embedding
-            self.context_tables[kind] = tf.Variable(context.precompute(embedding.embeddings), trainable=False,
+            self.context_tables[kind] = tf.Variable(context.precompute(self._embedding(kind).embeddings), trainable=False,
                                                     name=f"{kind}_context_table")
 
     # -- forward -----------------------------------------------------------------------------
+    def _embedding(self, kind: str) -> tf.keras.layers.Embedding:
+        return self.query_embedding if kind == "query" else self.item_embedding
+
+    def node_ids(self, features) -> dict:
+        """Model ids of the nodes a request reads: ``query`` is ``[B, 1 + L]`` (the candidate, then the
+        query history), ``item`` is ``[B, L]``. The candidate and history queries go through the context
+        module together, so a query that is both the candidate and in a history is computed once."""
+        length = self.config.seq_len
+        return {"query": tf.concat([self.query_lookup(features["candidate"])[:, None],
+                                    self.query_lookup(features["query_history"][:, :length])], axis=1),
+                "item": self.item_lookup(features["item_history"][:, :length])}
+
     def node_vectors(self, kind: str, ids, training=None):
         """Id embedding (base), graph context (GNN) or its frozen table, for ids of any shape."""
-        embedding = self.query_embedding if kind == "query" else self.item_embedding
         if kind in self.context_tables:
             return tf.gather(self.context_tables[kind], ids)
         if kind in self.contexts:
-            return self.contexts[kind](ids, embedding.embeddings, training=training)
-        return embedding(ids)
+            return self.contexts[kind](ids, self._embedding(kind).embeddings, training=training)
+        return self._embedding(kind)(ids)
 
     def encode(self, features, training=None):
         """The pieces the MLP reads, and the history masks: a dict of tensors."""
         length = self.config.seq_len
-        candidate_id = self.query_lookup(features["candidate"])
-        query_ids = self.query_lookup(features["query_history"][:, :length])
-        item_ids = self.item_lookup(features["item_history"][:, :length])
-        query_mask, item_mask = query_ids != 0, item_ids != 0
-        # Candidate and history queries go through the context module together, so a query that is
-        # both the candidate and in a history is computed once.
-        queries = self.node_vectors("query", tf.concat([candidate_id[:, None], query_ids], axis=1), training)
+        ids = self.node_ids(features)
+        query_mask, item_mask = ids["query"][:, 1:] != 0, ids["item"] != 0
+        queries = self.node_vectors("query", ids["query"], training)
         candidate, history_queries = queries[:, 0], queries[:, 1:]
-        history_items = self.node_vectors("item", item_ids, training)
+        history_items = self.node_vectors("item", ids["item"], training)
         request_ts = features["request_ts"]
         query_keys = history_queries + self.query_time(features["query_history_ts"][:, :length], request_ts, query_mask)
         item_keys = history_items + self.item_time(features["item_history_ts"][:, :length], request_ts, item_mask)
@@ -228,14 +234,10 @@ class DropdownRanker(tf.keras.Model):
         _, out["item_history_weights"] = self.item_pool(parts["candidate"], parts["item_keys"], parts["item_mask"], return_weights=True)
         out["query_mask"], out["item_mask"] = parts["query_mask"], parts["item_mask"]
         if self.config.kind == "attention":
-            length = self.config.seq_len
-            for kind, ids in (("query", tf.concat([self.query_lookup(features["candidate"])[:, None],
-                                                   self.query_lookup(features["query_history"][:, :length])], axis=1)),
-                              ("item", self.item_lookup(features["item_history"][:, :length]))):
+            for kind, ids in self.node_ids(features).items():
                 unique, _ = tf.unique(tf.reshape(ids, [-1]))
                 unique = tf.boolean_mask(unique, unique > 0)
-                embedding = self.query_embedding if kind == "query" else self.item_embedding
-                _, attention = self.contexts[kind].node_context(unique, embedding.embeddings, return_attention=True)
+                _, attention = self.contexts[kind].node_context(unique, self._embedding(kind).embeddings, return_attention=True)
                 out[f"{kind}_neighbor_attention"] = tf.reduce_mean(attention, axis=1)
                 out[f"{kind}_neighbor_mask"] = tf.gather(self.contexts[kind].neighbor_ids, unique) > 0
         return out
@@ -282,6 +284,9 @@ class CTRModel(tfrs.models.Model):
             loss=tf.keras.losses.BinaryCrossentropy(),
             metrics=[tf.keras.metrics.AUC(name="auc_approx")],  # progress bar only; reports use exact AUC
         )
+        # BackupAndRestore wants a built model. The ranker is built already, so this creates no
+        # variables and draws no random numbers: the initial weights are those of an unbuilt wrapper.
+        self(example_features())
 
     def call(self, features, training=False):
         return tf.sigmoid(self.ranker(features, training=training))
