@@ -5,8 +5,8 @@ T[bucket_k, 1]`` (node embedding plus edge-time embeddings). A weighted sum over
 a sparse matrix times ``E`` plus a bucket histogram times ``T``. Computing it that way, rather than
 gathering a ``[nodes, K, F]`` tensor, matters for speed: the gradient reaching ``E`` is a dense
 ``[V, F]`` matrix instead of IndexedSlices with nodes x K duplicate rows, and Adam updates every row
-of a table anyway. On the default world this took an HGCN train step from 0.56x to 0.81x of
-base_20's rate (benchmarks/README.md).
+of a table anyway. On the default world this took an HGCN train step from about 0.57x to 0.71-0.85x
+of base_20's rate (benchmarks/README.md).
 """
 import tensorflow as tf
 
