@@ -66,8 +66,9 @@ class ModelConfig:
 
     @property
     def name(self) -> str:
-        """``base_20``, ``hgcn_20``, ``attention*_20`` (``*``: neighbors carry only id and time)."""
-        return f"{self.kind}{'*' if self.id_time_only else ''}_{self.seq_len}"
+        """``base_20``, ``hgcn_20``, ``attention*_20`` (``*``: neighbors carry only id and time), ``base_20+pal``
+        (trained with the position-bias tower)."""
+        return f"{self.kind}{'*' if self.id_time_only else ''}_{self.seq_len}{'+pal' if self.position_bias else ''}"
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -126,7 +127,7 @@ class DropdownRanker(tf.keras.Model):
     """
 
     def __init__(self, config: ModelConfig, vocabularies: dict, **kwargs):
-        super().__init__(name=config.name.replace("*", "_star"), **kwargs)
+        super().__init__(name=config.name.replace("*", "_star").replace("+", "_"), **kwargs)
         self.config = config
         self.vocabularies = {k: list(v) for k, v in vocabularies.items()}
         lookup = dict(mask_token="", num_oov_indices=config.num_oov)
