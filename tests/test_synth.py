@@ -3,9 +3,10 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from dropdown_rank.logs.schema import load_logs
-from dropdown_rank.logs.synth import SCALES, generate_world
+from dropdown_rank.logs.synth import SCALES, START_TS, generate_world
 
 
 def test_world_is_valid_log_schema_and_truth_lines_up(tiny_logs):
@@ -35,6 +36,67 @@ def test_activity_is_heavy_tailed(tiny_logs):
     assert (behaviors < 5).mean() > 0.15  # many users with fewer than 5 behaviors
     assert behaviors.max() > 200  # and a few with hundreds
     assert behaviors.max() > 10 * behaviors.median()
+    assert (behaviors >= 50).sum() >= 40  # enough active users (65-104 over tiny seeds 0-29)
+
+
+def test_arriving_users_do_nothing_before_arrival_and_start_with_it():
+    world = generate_world(SCALES["tiny"], seed=5, progress=lambda *a: None)
+    users, events = world["users"], world["events"]
+    # About arrival_share of the users arrive, at times spread uniformly over the period.
+    assert abs(users["arrives"].mean() - SCALES["tiny"].arrival_share) < 0.05
+    arrivals = users[users["arrives"]]
+    where = (arrivals["arrival_ts"] - START_TS) / (SCALES["tiny"].days * 86400)
+    assert abs(where.mean() - 0.5) < 0.05 and where.min() < 0.05 and where.max() > 0.95
+    first = events.groupby("user_id")["ts"].min().reindex(arrivals["user_id"]).to_numpy()
+    assert not np.isnan(first).any()  # every arriving user has at least their first session
+    lag = first - arrivals["arrival_ts"].to_numpy()
+    # Nothing before arrival; the first session starts at it (a dropdown query is issued 2-19 s later).
+    assert lag.min() >= 0 and lag.max() < 20
+    # Residents, by contrast, start anywhere in the period.
+    residents = events.groupby("user_id")["ts"].min().reindex(users.loc[~users["arrives"], "user_id"])
+    assert (residents - START_TS).median() > 86400
+
+
+def earlier_behaviors(events, impressions):
+    """Per impression, the user's events strictly before the request, counted from the log files."""
+    codes, _ = pd.factorize(pd.concat([events["user_id"], impressions["user_id"]], ignore_index=True))
+    user_e, user_i = codes[: len(events)].astype(np.int64), codes[len(events):].astype(np.int64)
+    key = np.sort(user_e * (1 << 33) + events["ts"].to_numpy())
+    base = user_i * (1 << 33)
+    return np.searchsorted(key, base + impressions["ts"].to_numpy(), "left") - np.searchsorted(key, base, "left")
+
+
+def test_light_users_make_a_measured_share_of_impressions(tiny_logs):
+    events = pd.read_parquet(tiny_logs / "events.parquet")
+    impressions = pd.read_parquet(tiny_logs / "impressions.parquet")
+    light = earlier_behaviors(events, impressions) < 5
+    ts = impressions["ts"].to_numpy()
+    last3 = ts >= (ts.max() // 86400 + 1 - 3) * 86400
+    # Tiny worlds, seeds 0-29: 0.176-0.292 overall and 0.114-0.241 in the last 3 days (seed 7:
+    # 0.213 and 0.156). Without arriving users the same seeds give 0.079-0.136 and 0.013-0.073.
+    assert 0.15 < light.mean() < 0.32
+    assert 0.10 < light[last3].mean() < 0.28
+    summary = json.loads((tiny_logs / "world.json").read_text())["summary"]
+    recorded = summary["impressions_from_users_with_fewer_than_5_earlier_behaviors"]
+    assert recorded["share"] == pytest.approx(light.mean(), abs=1e-12)
+    assert recorded["share_last_3_days"] == pytest.approx(light[last3].mean(), abs=1e-12)
+    assert recorded["count_last_3_days"] == light[last3].sum() and recorded["impressions_last_3_days"] == last3.sum()
+
+
+def test_relevance_is_click_probability_without_the_position_factor(tiny_logs):
+    truth = pd.read_parquet(tiny_logs / "truth.parquet")
+    position = pd.read_parquet(tiny_logs / "impressions.parquet")["position"].to_numpy()
+    assert list(truth.columns) == ["request_id", "candidate", "p_click", "p_relevance"]
+    assert truth["p_relevance"].between(0, 1).all()
+    assert (truth["p_relevance"] >= truth["p_click"]).all()
+    top = position == 0
+    assert top.any() and (truth["p_relevance"][top] == truth["p_click"][top]).all()
+    assert (truth["p_relevance"][~top] > truth["p_click"][~top]).all()
+    decay = SCALES["tiny"].position_decay
+    np.testing.assert_allclose(truth["p_click"], (1.0 + position) ** -decay * truth["p_relevance"], rtol=1e-12)
+    # Relevance alone ranks clicks less well than the full truth, which knows the position.
+    summary = json.loads((tiny_logs / "world.json").read_text())["summary"]
+    assert 0.6 < summary["oracle_auc_relevance_only"] < summary["oracle_auc"]
 
 
 def test_query_pv_is_zipf_with_a_long_tail(tiny_logs):

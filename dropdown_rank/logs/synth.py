@@ -13,11 +13,20 @@ Generative story (every draw comes from one ``numpy`` generator seeded by ``seed
    related topic in the same group).
 4. **Users.** A user's interest ``theta_u`` is a sparse topic mixture: one primary group (and
    sometimes a second one), with Dirichlet weights over the topics of those groups. Activity is
-   heavy-tailed: the number of sessions is log-normal, so many users have fewer than 5 behaviors
-   and a few have hundreds.
-5. **Sessions.** A session starts at a uniform time in the period, draws its topic
-   ``z ~ theta_u``, and issues one or more queries. Each query stays on ``z`` or drifts to a related
-   topic in the same group; within the topic, the intended query ``q*`` is drawn by popularity.
+   heavy-tailed: a user's session count for the whole period, ``n_u``, is log-normal, so many users
+   have fewer than 5 behaviors and a few have hundreds.
+   **Arriving users.** A share ``arrival_share`` of users (0.75) is new: each arrives at a uniform
+   time ``a_u`` in the period, and their log-normal has the lower log-mean
+   ``arrival_session_log_mean`` (new users are mostly light). The others are residents, there
+   from the start with log-mean ``session_log_mean``. An arriving user keeps their own rate from
+   arrival on: the first session starts at ``a_u``, and each of the other ``n_u - 1`` sessions
+   happens with probability equal to the share of the period left after ``a_u``, at a uniform
+   time after it. Nothing of theirs precedes ``a_u``. Since the user base grows, so does traffic
+   (the last days have about a third more impressions than the first).
+5. **Sessions.** A resident's session starts at a uniform time in the period (an arriving user's,
+   as above); it draws its topic ``z ~ theta_u`` and issues one or more queries. Each query stays
+   on ``z`` or drifts to a related topic in the same group; within the topic, the intended query
+   ``q*`` is drawn by popularity.
    After each query the user clicks a Poisson number of items. Co-occurrence graphs therefore
    emerge from behavior; nothing about neighbors is planted.
 6. **Dropdown requests.** Some queries are typed through the dropdown and logged as a request: the
@@ -32,8 +41,14 @@ Generative story (every draw comes from one ``numpy`` generator seeded by ``seed
    candidate (the top-most one), or else ``q*``, a few seconds after the request.
 
 Outputs in ``out``: ``events.parquet`` and ``impressions.parquet`` (the log schema),
-``truth.parquet`` (request_id, candidate, p_click: each impression's true click probability, not a
-log table; evaluation uses it for the oracle AUC), and ``world.json`` (parameters and summary).
+``truth.parquet`` (not a log table: request_id, candidate, ``p_click``, each impression's true
+click probability including the position factor, and ``p_relevance = sigmoid(logit)``, the same
+probability with the position factor removed, what a ranker that ranks by relevance should
+approach; evaluation uses them for the oracle and the relevance-only oracle), and ``world.json``
+(parameters and summary). The summary records, among others, the share of impressions whose user
+had fewer than 5 events strictly before the request, overall and in the last 3 days (the default
+test split). ``generate_world`` also returns ``users`` (user_id, arrives, arrival_ts), which is not
+written.
 """
 from __future__ import annotations
 
@@ -63,6 +78,8 @@ class WorldConfig:
     session_log_mean: float = 1.1
     session_log_sd: float = 1.8
     max_sessions: int = 300
+    arrival_share: float = 0.75
+    arrival_session_log_mean: float = -0.5
     extra_queries_per_session: float = 0.9
     items_per_query: float = 0.9
     drift: float = 0.2
@@ -83,9 +100,9 @@ class WorldConfig:
 
 
 SCALES = {
-    "tiny": WorldConfig(users=400, queries=1500, items=800, days=12, topics=20, groups=5),
-    "small": WorldConfig(users=3000, queries=10000, items=6000, days=20, topics=50, groups=10),
-    "default": WorldConfig(users=20000, queries=50000, items=30000, days=30),
+    "tiny": WorldConfig(users=1280, queries=1500, items=800, days=12, topics=20, groups=5),
+    "small": WorldConfig(users=9600, queries=10000, items=6000, days=20, topics=50, groups=10),
+    "default": WorldConfig(users=64000, queries=50000, items=30000, days=30),
 }
 
 
@@ -151,7 +168,8 @@ def _csr(keys: np.ndarray, order_within: np.ndarray, n_keys: int):
 
 
 def generate_world(config: WorldConfig, seed: int = 0, progress=print) -> dict:
-    """Generate one world in memory. Returns frames ``events``, ``impressions``, ``truth`` and ``summary``."""
+    """Generate one world in memory: frames ``events``, ``impressions``, ``truth``, ``users`` (user_id,
+    arrives, arrival_ts; not written) and the ``summary`` dict."""
     rng = np.random.default_rng(seed)
     cfg = config
     per_group = cfg.topics // cfg.groups
@@ -187,11 +205,21 @@ def generate_world(config: WorldConfig, seed: int = 0, progress=print) -> dict:
     theta_rel = theta / theta.max(axis=1, keepdims=True)
     user_ids = np.array([f"u{x:08x}" for x in rng.choice(16**8, cfg.users, replace=False)], dtype=object)
 
-    # Sessions.
-    n_sessions = np.clip(np.round(rng.lognormal(cfg.session_log_mean, cfg.session_log_sd, cfg.users)), 1, cfg.max_sessions).astype(int)
+    # Sessions. Residents are there all period; arriving users start at a uniform arrival time and
+    # keep their own rate from then on: their first session starts at arrival, and each of their
+    # other n_rate - 1 sessions (a count for the whole period) survives with the share of the
+    # period left after arrival, at a uniform time after it.
+    span = horizon - 3600
+    arriving = rng.random(cfg.users) < cfg.arrival_share
+    arrival = np.where(arriving, rng.integers(0, span, size=cfg.users), 0)
+    log_mean = np.where(arriving, cfg.arrival_session_log_mean, cfg.session_log_mean)
+    n_rate = np.clip(np.round(rng.lognormal(log_mean, cfg.session_log_sd)), 1, cfg.max_sessions).astype(np.int64)
+    n_sessions = np.where(arriving, 1 + rng.binomial(n_rate - 1, (span - arrival) / span), n_rate)
     s_user = np.repeat(np.arange(cfg.users), n_sessions)
     n_s = len(s_user)
-    s_start = rng.integers(0, horizon - 3600, size=n_s)
+    s_start = arrival[s_user] + (rng.random(n_s) * (span - arrival[s_user])).astype(np.int64)
+    s_first = np.r_[True, s_user[1:] != s_user[:-1]]
+    s_start = np.where(s_first & arriving[s_user], arrival[s_user], s_start)
     cum_w = np.cumsum(u_weight[s_user], axis=1)
     pick = (cum_w < rng.random(n_s)[:, None] * cum_w[:, -1:]).sum(axis=1)
     s_topic = u_topics[s_user, np.minimum(pick, n_slots - 1)]
@@ -277,7 +305,8 @@ def generate_world(config: WorldConfig, seed: int = 0, progress=print) -> dict:
         + cfg.w_popularity * np.log(q_pop[c] / np.median(q_pop))
         + q_appeal[c]
     )
-    p_click = (1.0 + pos) ** -cfg.position_decay / (1.0 + np.exp(-logit))
+    p_relevance = 1.0 / (1.0 + np.exp(-logit))
+    p_click = (1.0 + pos) ** -cfg.position_decay * p_relevance
     clicked = rng.random(len(p_click)) < p_click
 
     # The query actually issued: the top-most clicked suggestion, else the intended query.
@@ -317,12 +346,20 @@ def generate_world(config: WorldConfig, seed: int = 0, progress=print) -> dict:
         "position": pos.astype(np.int32),
         "clicked": clicked.astype(np.int8),
     })
-    truth = pd.DataFrame({"request_id": impressions["request_id"], "candidate": impressions["candidate"], "p_click": p_click})
-    behaviors = np.bincount(np.concatenate([slot_user, slot_user[item_slot]]), minlength=cfg.users)
+    truth = pd.DataFrame({
+        "request_id": impressions["request_id"], "candidate": impressions["candidate"], "p_click": p_click,
+        "p_relevance": p_relevance,
+    })
+    users = pd.DataFrame({"user_id": user_ids, "arrives": arriving, "arrival_ts": START_TS + arrival.astype(np.int64)})
+    event_user = np.concatenate([slot_user, slot_user[item_slot]])
+    event_ts = np.concatenate([query_ts, item_ts])
+    behaviors = np.bincount(event_user, minlength=cfg.users)
     revealed = _interest_revealed(
-        rng, theta, np.concatenate([slot_user, slot_user[item_slot]]), np.concatenate([query_ts, item_ts]),
-        np.concatenate([q_topic[issued], i_topic[items]]), req_user, slot_ts[req_slot],
+        rng, theta, event_user, event_ts, np.concatenate([q_topic[issued], i_topic[items]]), req_user, slot_ts[req_slot],
     )
+    imp_ts = slot_ts[slot]
+    light = (_earlier_behaviors(event_user, event_ts, req_user, slot_ts[req_slot]) < 5)[r]
+    last3 = imp_ts >= (imp_ts.max() // 86400 + 1 - 3) * 86400 if len(imp_ts) else np.zeros(0, bool)
     summary = {
         "users": cfg.users,
         "queries": cfg.queries,
@@ -333,10 +370,26 @@ def generate_world(config: WorldConfig, seed: int = 0, progress=print) -> dict:
         "requests": n_r,
         "ctr": float(clicked.mean()),
         "users_with_fewer_than_5_behaviors": float((behaviors < 5).mean()),
+        "users_arriving_during_period": float(arriving.mean()),
+        # At request time, counting all of the user's events strictly before the request; the
+        # last 3 days are the default test split (day-aligned, as build splits).
+        "impressions_from_users_with_fewer_than_5_earlier_behaviors": {
+            "share": float(light.mean()),
+            "share_last_3_days": float(light[last3].mean()),
+            "count_last_3_days": int(light[last3].sum()),
+            "impressions_last_3_days": int(last3.sum()),
+        },
         "behaviors_per_user_quantiles": {q: float(np.quantile(behaviors, q)) for q in (0.5, 0.9, 0.99, 1.0)},
         "interest_revealed": revealed,
     }
-    return {"events": events, "impressions": impressions, "truth": truth, "summary": summary}
+    return {"events": events, "impressions": impressions, "truth": truth, "users": users, "summary": summary}
+
+
+def _earlier_behaviors(user, ts, req_user, req_ts) -> np.ndarray:
+    """Per request, the number of the user's events strictly before the request time."""
+    key = np.sort(user.astype(np.int64) * (1 << 33) + ts)
+    base = req_user.astype(np.int64) * (1 << 33)
+    return np.searchsorted(key, base + req_ts, side="left") - np.searchsorted(key, base, side="left")
 
 
 def _interest_revealed(rng, theta, user, ts, topic, req_user, req_ts, sample: int = 20000) -> dict:
@@ -376,6 +429,7 @@ def write_world(out: str | Path, scale: str = "default", seed: int = 0, progress
         write_parquet(out / f"{name}.parquet", world[name])
     summary = dict(world["summary"], scale=scale, seed=seed, seconds=round(time.perf_counter() - started, 2))
     summary["oracle_auc"] = float(roc_auc_score(world["impressions"]["clicked"], world["truth"]["p_click"]))
+    summary["oracle_auc_relevance_only"] = float(roc_auc_score(world["impressions"]["clicked"], world["truth"]["p_relevance"]))
     write_json(out / "world.json", {"config": dataclasses.asdict(SCALES[scale]), "summary": summary})
     progress(
         f"synth: wrote {summary['events']:,} events, {summary['impressions']:,} impressions to {out} "
