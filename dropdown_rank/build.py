@@ -5,7 +5,9 @@ Writes a work directory:
 * ``build.json``: the configuration, the split periods and the logs it came from;
 * ``stats.json``: validation reports, graph size and degree distribution, sample counts, stage
   timings and peak memory;
-* ``vocab/{users,queries,items}.parquet``; ``graph/{q2q,i2i}.npz``;
+* ``vocab/{users,queries,items}.parquet`` (token, count, known_since);
+* ``graph/{q2q,i2i}.npz``: one neighbor-table snapshot per day with samples, plus the day after the
+  log (``graph.py``);
 * ``samples/{train,valid,test}/part-*.parquet``;
 * ``truth.parquet`` when the logs carry ground truth (synthetic worlds).
 """
@@ -20,11 +22,11 @@ from pathlib import Path
 import pandas as pd
 
 from dropdown_rank._io import read_json, write_json, write_parquet
-from dropdown_rank.graph import RELATIONS, GraphConfig, NeighborTable, build_graphs
+from dropdown_rank.graph import RELATIONS, DailyTables, GraphConfig, NeighborTable, build_graphs
 from dropdown_rank.logs.schema import load_logs
 from dropdown_rank.samples import SampleConfig, build_samples
 from dropdown_rank.split import SplitConfig, TimeSplit, time_split
-from dropdown_rank.vocab import build_vocabularies, read_vocabulary, write_vocabularies
+from dropdown_rank.vocab import build_vocabularies, read_known_since, read_vocabulary, write_vocabularies
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,17 +57,22 @@ def build(logs_dir: str | Path, work_dir: str | Path, config: BuildConfig = Buil
     split = time_split(impressions["ts"].to_numpy(), config.split)
     split_of = split.assign(impressions["ts"].to_numpy())
     outside = int((split_of == "").sum())
+    warmup = int(((impressions["ts"] >= split.train_start) & (impressions["ts"] < split.rows_start)).sum())
     if outside:
-        progress(f"split: {outside:,} impressions before the training period (--train-days) are not used")
+        progress(f"split: {outside:,} impressions are not samples: {warmup:,} in the {config.split.warmup_days}-day graph "
+                 f"warm-up (--warmup-days), {outside - warmup:,} before the training period (--train-days)")
     train_events = events[(events["ts"] >= split.train_start) & (events["ts"] < split.valid_start)]
-    train_impressions = impressions[split_of == "train"]
+    in_train_period = ((impressions["ts"] >= split.train_start) & (impressions["ts"] < split.valid_start)).to_numpy()
+    train_impressions = impressions[in_train_period]
     vocabs = build_vocabularies(train_events, train_impressions, config.min_count)
     write_vocabularies(vocabs, work_dir / "vocab")
     progress("vocab: " + ", ".join(f"{len(v):,} {k}" for k, v in vocabs.items()) + f" (min count {config.min_count})")
     timings["vocab_s"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    tables, graph_stats = build_graphs(train_events, vocabs, split.valid_start, config.graph, progress=progress)
+    graph_events = events[(events["ts"] >= split.train_start) & (events["ts"] < split.test_end)]
+    tables, graph_stats = build_graphs(graph_events, vocabs, split.snapshot_days(), config.graph, progress=progress,
+                                       progress_bar=progress_bar)
     for relation, table in tables.items():
         table.save(work_dir / "graph" / f"{relation}.npz")
     timings["graph_s"] = time.perf_counter() - clock
@@ -86,7 +93,8 @@ def build(logs_dir: str | Path, work_dir: str | Path, config: BuildConfig = Buil
     stats = {
         "validation": [r.to_dict() for r in logs.reports],
         "impressions_outside_periods": outside,
-        "events": {"all": len(events), "train_period": len(train_events)},
+        "events": {"all": len(events), "train_period": len(train_events), "graph_snapshots": len(graph_events)},
+        "impressions_graph_warmup": warmup,
         "samples": rows,
         "vocab": {k: len(v) for k, v in vocabs.items()},
         "graph": graph_stats,
@@ -130,8 +138,16 @@ class Work:
     def vocabulary(self, name: str) -> list[str]:
         return read_vocabulary(self.path / "vocab", name)
 
+    def known_since(self, name: str):
+        return read_known_since(self.path / "vocab", name)
+
+    def daily_tables(self, relation: str) -> DailyTables:
+        """Every snapshot: one per day with samples, then the day after the log."""
+        return DailyTables.load(self.path / "graph" / f"{relation}.npz", self.vocabulary(RELATIONS[relation][1]))
+
     def neighbor_table(self, relation: str) -> NeighborTable:
-        return NeighborTable.load(self.path / "graph" / f"{relation}.npz", self.vocabulary(RELATIONS[relation][1]))
+        """The latest snapshot (built from every event of the log): what a fresh export serves."""
+        return self.daily_tables(relation).latest()
 
     @property
     def samples_dir(self) -> Path:

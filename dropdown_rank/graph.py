@@ -1,29 +1,40 @@
-"""First-order query→query (q2q) and item→item (i2i) co-occurrence graphs, as neighbor tables.
+"""First-order query→query (q2q) and item→item (i2i) co-occurrence graphs, as daily neighbor tables.
 
-Built from training-period events only. Events are sorted by (user, ts). Two behaviors of the same
-kind co-occur when they belong to the same user and
+**Point in time.** A graph is a *snapshot* taken at the start of a UTC day ``d``: it is built from
+the events in the trailing window ``[d - window_days, d)`` only, so no edge in it was formed at or
+after any request of day ``d``. Every sample reads the snapshot of its own request day (training,
+validation and test rows alike: that is the table a daily-refreshed serving system would use on
+that day), and an edge's age is measured from that snapshot. A row therefore never sees the
+co-occurrence its own click creates (after a click the clicked candidate becomes the user's next
+query, which session co-occurrence would link to the row's own query history).
+
+Two behaviors of the same kind co-occur when they belong to the same user and
 
 * ``mode="session"`` (default): the same session, where a session ends after a gap longer than
-  ``session_gap_minutes`` between consecutive behaviors of the user (of either kind); or
+  ``session_gap_minutes`` between consecutive behaviors of the user (of either kind), and at
+  midnight UTC, so that each session's pairs belong to exactly one day; or
 * ``mode="window"``: they are at most ``window_minutes`` apart.
 
 Either way the pair must be at most ``max_distance`` same-kind behaviors apart, which bounds the
 pairs a very long session can produce. A pair of identical ids is not an edge.
 
-Per directed edge a→b:
+Per directed edge a→b of a snapshot:
 
-* ``count``: in session mode, the number of sessions in which a and b co-occur; in window mode, the
-  number of co-occurring event pairs;
+* ``count``: in session mode, the number of sessions in the window in which a and b co-occur; in
+  window mode, the number of co-occurring event pairs;
 * ``weight``: count(a, b) / sum over b' of count(a, b'), the share of a's co-occurrences that go to b,
   computed before the top-K cut so it keeps its meaning;
-* ``last_ts``: the last time the pair co-occurred (the later event's ts).
+* ``last_ts``: the last time the pair co-occurred (the later event's ts), always before the snapshot.
 
 Edges with ``count < min_count`` or ``weight < min_weight`` are dropped; each node keeps its top-K
 neighbors by weight (ties: count, then recency, then id). Counting is vectorized: one shifted
-comparison per distance 1..max_distance over the sorted arrays, then pandas groupbys.
+comparison per distance 1..max_distance over the sorted arrays gives per-day pair counts once;
+each snapshot then sums the days of its window.
 
 Tables index nodes as the vocabulary does, shifted by one: row 0 is the padding node (no
-neighbors, and neighbor id 0 means "no neighbor"); row i is vocabulary entry i-1.
+neighbors, and neighbor id 0 means "no neighbor"); row i is vocabulary entry i-1. A token that is
+not yet known on day d (see ``vocab.py``: its ``known_since`` is later) has no row content and is
+nobody's neighbor in snapshot d.
 """
 from __future__ import annotations
 
@@ -32,10 +43,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 
 from dropdown_rank._io import write_npz
 
 RELATIONS = {"q2q": ("query", "queries"), "i2i": ("item", "items")}
+
+
+DAY = 86400
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,20 +62,24 @@ class GraphConfig:
     max_distance: int = 10
     min_count: int = 1
     min_weight: float = 0.0
+    window_days: int = 30
 
     def __post_init__(self):
         if self.mode not in ("session", "window"):
             raise ValueError(f"co-occurrence mode must be 'session' or 'window', not {self.mode!r}")
         if self.neighbors < 1 or self.max_distance < 1:
             raise ValueError("neighbors and max_distance must be at least 1")
+        if self.window_days < 1:
+            raise ValueError("the graph window must be at least 1 day")
 
 
 @dataclasses.dataclass
 class NeighborTable:
-    """Top-K neighbors per node. Arrays are [num_nodes + 1, K]; row 0 is padding.
+    """Top-K neighbors per node, one snapshot. Arrays are [num_nodes + 1, K]; row 0 is padding.
 
-    ``nodes[i]`` is the id string of row i (``nodes[0] == ""``). ``snapshot_ts`` is the end of the
-    period the graph was built from; an edge's age is ``snapshot_ts - last_ts``.
+    ``nodes[i]`` is the id string of row i (``nodes[0] == ""``). ``snapshot_ts`` is the start of the
+    day the snapshot serves; every edge's ``last_ts`` is before it, and its age is
+    ``snapshot_ts - last_ts``.
     """
 
     relation: str
@@ -79,17 +98,12 @@ class NeighborTable:
         return (self.ids[1:] > 0).sum(axis=1)
 
     def save(self, path: str | Path) -> None:
-        # Node strings live in the vocabulary files; the table stores only their row order.
-        write_npz(path, relation=np.array(self.relation), ids=self.ids, weight=self.weight,
-                  last_ts=self.last_ts, count=self.count, snapshot_ts=np.array(self.snapshot_ts))
+        DailyTables.stack([self]).save(path)
 
     @classmethod
     def load(cls, path: str | Path, vocabulary: list[str]) -> "NeighborTable":
-        with np.load(path) as data:
-            nodes = np.array([""] + list(vocabulary), dtype=object)
-            if data["ids"].shape[0] != len(nodes):
-                raise ValueError(f"{path}: {data['ids'].shape[0]} rows, but the vocabulary has {len(vocabulary)} tokens (+1 padding)")
-            return cls(str(data["relation"]), nodes, data["ids"], data["weight"], data["last_ts"], data["count"], int(data["snapshot_ts"]))
+        """The latest snapshot stored at ``path``: what serving loads."""
+        return DailyTables.load(path, vocabulary).latest()
 
     def neighbors_of(self, node: str) -> list[tuple[str, float, int, int]]:
         row = int(np.flatnonzero(self.nodes == node)[0])
@@ -98,18 +112,81 @@ class NeighborTable:
                         self.count[row][keep].tolist(), self.last_ts[row][keep].tolist()))
 
 
+@dataclasses.dataclass
+class DailyTables:
+    """One relation's snapshots, oldest first: arrays ``[S, num_nodes + 1, K]``, ``snapshot_ts`` ``[S]``.
+
+    Stored as one ``.npz`` (node strings live in the vocabulary files; the file stores row order).
+    A run directory stores the single snapshot it serves with, in the same format (S = 1).
+    """
+
+    relation: str
+    nodes: np.ndarray
+    ids: np.ndarray
+    weight: np.ndarray
+    last_ts: np.ndarray
+    count: np.ndarray
+    snapshot_ts: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.snapshot_ts)
+
+    def __getitem__(self, index: int) -> NeighborTable:
+        return NeighborTable(self.relation, self.nodes, self.ids[index], self.weight[index], self.last_ts[index],
+                             self.count[index], int(self.snapshot_ts[index]))
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+    def latest(self) -> NeighborTable:
+        return self[len(self) - 1]
+
+    def at(self, snapshot_ts: int) -> NeighborTable:
+        found = np.flatnonzero(self.snapshot_ts == snapshot_ts)
+        if not len(found):
+            days = ", ".join(_iso(t) for t in self.snapshot_ts)
+            raise KeyError(f"{self.relation}: no snapshot for {_iso(snapshot_ts)} (have {days})")
+        return self[int(found[0])]
+
+    @classmethod
+    def stack(cls, tables: list[NeighborTable]) -> "DailyTables":
+        first = tables[0]
+        return cls(first.relation, first.nodes, *(np.stack([getattr(t, f) for t in tables]) for f in ("ids", "weight", "last_ts", "count")),
+                   np.array([t.snapshot_ts for t in tables], dtype=np.int64))
+
+    def save(self, path: str | Path) -> None:
+        write_npz(path, relation=np.array(self.relation), ids=self.ids, weight=self.weight, last_ts=self.last_ts,
+                  count=self.count, snapshot_ts=self.snapshot_ts)
+
+    @classmethod
+    def load(cls, path: str | Path, vocabulary: list[str]) -> "DailyTables":
+        with np.load(path) as data:
+            nodes = np.array([""] + list(vocabulary), dtype=object)
+            if data["ids"].ndim != 3:
+                raise ValueError(f"{path}: not a daily neighbor-table file (written by an older dropdown_rank?); rebuild")
+            if data["ids"].shape[1] != len(nodes):
+                raise ValueError(f"{path}: {data['ids'].shape[1]} rows, but the vocabulary has {len(vocabulary)} tokens (+1 padding)")
+            return cls(str(data["relation"]), nodes, data["ids"], data["weight"], data["last_ts"], data["count"],
+                       data["snapshot_ts"].astype(np.int64))
+
+
+def _iso(ts) -> str:
+    return pd.Timestamp(int(ts), unit="s", tz="UTC").strftime("%Y-%m-%d")
+
+
 def session_ids(user_codes: np.ndarray, ts: np.ndarray, gap_seconds: float) -> np.ndarray:
-    """Session number per behavior; arrays must be sorted by (user, ts)."""
+    """Session number per behavior; arrays must be sorted by (user, ts). Sessions also end at midnight UTC."""
     new = np.ones(len(ts), dtype=bool)
-    new[1:] = (user_codes[1:] != user_codes[:-1]) | (np.diff(ts) > gap_seconds)
+    new[1:] = (user_codes[1:] != user_codes[:-1]) | (np.diff(ts) > gap_seconds) | (np.diff(ts // DAY) != 0)
     return np.cumsum(new) - 1
 
 
-def cooccurrence_edges(user_codes, ts, session, node, config: GraphConfig) -> pd.DataFrame:
-    """Directed edges (src, dst, count, last_ts) among ``node`` codes; inputs sorted by (user, ts).
+def daily_pair_counts(user_codes, ts, session, node, config: GraphConfig) -> pd.DataFrame:
+    """Directed pairs per day (day, src, dst, count, last_ts) among ``node`` codes; inputs sorted by (user, ts).
 
-    ``node`` < 0 marks behaviors outside the vocabulary: they keep their place in the sequence (so
-    distances are real) but form no edge.
+    ``day`` is the UTC day of the later event, so a snapshot at day start ``d`` may use exactly the
+    rows with ``day < d``. ``node`` < 0 marks behaviors outside the vocabulary: they keep their place in
+    the sequence (so distances are real) but form no edge.
     """
     srcs, dsts, sessions, lasts = [], [], [], []
     window = config.window_minutes * 60.0
@@ -125,16 +202,25 @@ def cooccurrence_edges(user_codes, ts, session, node, config: GraphConfig) -> pd
         dsts += [b[keep], a[keep]]
         sessions += [session[d:][keep]] * 2
         lasts += [ts[d:][keep]] * 2
+    empty = np.zeros(0, np.int64)
     pairs = pd.DataFrame({
-        "src": np.concatenate(srcs or [np.zeros(0, np.int64)]),
-        "dst": np.concatenate(dsts or [np.zeros(0, np.int64)]),
-        "session": np.concatenate(sessions or [np.zeros(0, np.int64)]),
-        "last_ts": np.concatenate(lasts or [np.zeros(0, np.int64)]),
+        "src": np.concatenate(srcs or [empty]),
+        "dst": np.concatenate(dsts or [empty]),
+        "session": np.concatenate(sessions or [empty]),
+        "last_ts": np.concatenate(lasts or [empty]),
     })
     if config.mode == "session":
-        # A pair repeated inside one session counts once.
+        # A pair repeated inside one session counts once (sessions never cross midnight).
         pairs = pairs.groupby(["session", "src", "dst"], sort=False)["last_ts"].max().reset_index()
-    return pairs.groupby(["src", "dst"], sort=False).agg(count=("last_ts", "size"), last_ts=("last_ts", "max")).reset_index()
+    pairs["day"] = pairs["last_ts"] // DAY
+    return pairs.groupby(["day", "src", "dst"], sort=False).agg(count=("last_ts", "size"), last_ts=("last_ts", "max")).reset_index()
+
+
+def window_edges(pairs: pd.DataFrame, snapshot_ts: int, window_days: int) -> pd.DataFrame:
+    """Edges (src, dst, count, last_ts) of the snapshot at ``snapshot_ts``: the days of ``[snapshot - window, snapshot)``."""
+    day = snapshot_ts // DAY
+    inside = pairs[(pairs["day"] < day) & (pairs["day"] >= day - window_days)]
+    return inside.groupby(["src", "dst"], sort=False).agg(count=("count", "sum"), last_ts=("last_ts", "max")).reset_index()
 
 
 def neighbor_table(edges: pd.DataFrame, num_nodes: int, config: GraphConfig, relation: str, nodes, snapshot_ts: int):
@@ -159,6 +245,7 @@ def neighbor_table(edges: pd.DataFrame, num_nodes: int, config: GraphConfig, rel
     table = NeighborTable(relation, np.asarray(nodes, dtype=object), ids, weight, last_ts, count, int(snapshot_ts))
     degree = table.degree()
     stats = {
+        "snapshot": _iso(snapshot_ts),
         "nodes": int(num_nodes),
         "nodes_with_neighbors": int((degree > 0).sum()),
         "edges_before_top_k": int(len(edges)),
@@ -178,9 +265,16 @@ def _quantiles(values: np.ndarray) -> dict:
     return {str(q): float(np.quantile(values, q)) for q in (0.0, 0.25, 0.5, 0.75, 0.9, 0.99, 1.0)}
 
 
-def build_graphs(train_events: pd.DataFrame, vocabs: dict, snapshot_ts: int, config: GraphConfig, progress=print):
-    """q2q and i2i tables from training events. Returns ({relation: table}, {relation: stats})."""
-    events = train_events.sort_values(["user_id", "ts"], kind="stable")
+def build_graphs(events: pd.DataFrame, vocabs: dict, snapshot_days: np.ndarray, config: GraphConfig, progress=print,
+                 progress_bar: bool = False):
+    """Daily q2q and i2i snapshots. Returns ({relation: DailyTables}, {relation: stats}).
+
+    ``events`` are the events the snapshots may draw on (a snapshot only reads those of its own
+    trailing window, all before it); ``snapshot_days`` are the day starts (epoch seconds) to build.
+    ``vocabs[name]`` has ``token`` and ``known_since``: a token not known at a snapshot is left out of it.
+    Stats hold the full statistics of the latest snapshot and per-snapshot sizes.
+    """
+    events = events.sort_values(["user_id", "ts"], kind="stable")
     user_codes = pd.factorize(events["user_id"])[0]
     ts = events["ts"].to_numpy(dtype=np.int64)
     session = session_ids(user_codes, ts, config.session_gap_minutes * 60.0)
@@ -189,13 +283,23 @@ def build_graphs(train_events: pd.DataFrame, vocabs: dict, snapshot_ts: int, con
     for relation, (kind, vocab_name) in RELATIONS.items():
         mask = kinds == kind
         vocab = vocabs[vocab_name]["token"]
+        known_since = vocabs[vocab_name]["known_since"].to_numpy(dtype=np.int64)
         codes = pd.Index(vocab).get_indexer(events["id"].to_numpy()[mask])
-        edges = cooccurrence_edges(user_codes[mask], ts[mask], session[mask], codes, config)
-        tables[relation], stats[relation] = neighbor_table(edges, len(vocab), config, relation, [""] + list(vocab), snapshot_ts)
-        stats[relation]["behaviors"] = int(mask.sum())
-        stats[relation]["behaviors_outside_vocabulary"] = int((codes < 0).sum())
+        pairs = daily_pair_counts(user_codes[mask], ts[mask], session[mask], codes, config)
+        snapshots, sizes = [], []
+        for day in tqdm(snapshot_days, desc=f"graph {relation}", unit="day", disable=not progress_bar):
+            edges = window_edges(pairs, int(day), config.window_days)
+            known = (known_since[edges["src"].to_numpy()] <= day) & (known_since[edges["dst"].to_numpy()] <= day)
+            table, day_stats = neighbor_table(edges[known], len(vocab), config, relation, [""] + list(vocab), int(day))
+            snapshots.append(table)
+            sizes.append({k: day_stats[k] for k in ("snapshot", "nodes_with_neighbors", "edges_kept", "mean_degree")})
+        tables[relation] = DailyTables.stack(snapshots)
+        stats[relation] = {**day_stats, "behaviors": int(mask.sum()), "behaviors_outside_vocabulary": int((codes < 0).sum()),
+                           "snapshots": len(snapshots), "window_days": config.window_days, "per_snapshot": sizes}
         progress(
-            f"graph {relation}: {stats[relation]['nodes']:,} nodes, {stats[relation]['edges_kept']:,} edges kept "
-            f"of {stats[relation]['edges_before_top_k']:,}, mean degree {stats[relation]['mean_degree']:.2f}"
+            f"graph {relation}: {len(snapshots)} daily snapshots ({sizes[0]['snapshot']} .. {sizes[-1]['snapshot']}, "
+            f"{config.window_days}-day window); latest {day_stats['nodes_with_neighbors']:,} of {day_stats['nodes']:,} nodes "
+            f"with neighbors, {day_stats['edges_kept']:,} edges kept of {day_stats['edges_before_top_k']:,}, "
+            f"mean degree {day_stats['mean_degree']:.2f}"
         )
     return tables, stats

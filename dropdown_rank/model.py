@@ -3,10 +3,14 @@
 All three share one body:
 
 * ``StringLookup`` layers map the user id, the candidate and the histories to ids, with an OOV
-  bucket; "" is the padding token (id 0). Vocabularies come from the training period.
+  bucket; "" is the padding token (id 0). Vocabularies come from the training period. With
+  ``lagged_vocab`` (default) an id whose ``known_since`` is after the request reads as OOV, as it
+  would have in a vocabulary refreshed daily (``vocab.py``): this is what trains the OOV vectors.
 * The candidate query, each history query and each history item become a vector: their id
   embedding (``base``), or their graph context (GNN: :class:`~dropdown_rank.layers.GraphContext`
-  over the q2q or i2i table, computed once per unique id in the batch).
+  over the q2q or i2i table of the request's day, computed once per unique (day, id) in the batch).
+  A model may hold several daily snapshots (training does); each request reads the latest one that
+  starts at or before its ``request_ts``, so an exported model holding one snapshot reads it always.
 * Each history behavior adds an embedding of its log-bucketed gap to the request time.
 * Target attention, conditioned on the candidate and masking padding, pools each history.
 * An MLP over ``[candidate, pooled queries, pooled items, user, candidate * pooled queries,
@@ -27,7 +31,7 @@ import pandas as pd
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
-from dropdown_rank.graph import NeighborTable
+from dropdown_rank.graph import DailyTables, NeighborTable
 from dropdown_rank.layers import GraphContext, PositionBias, TargetAttention, TimeGapEmbedding
 
 KINDS = ("base", "hgcn", "attention")
@@ -51,6 +55,7 @@ class ModelConfig:
     neighbors: int = 10
     position_bias: bool = False
     max_position: int = 20
+    lagged_vocab: bool = True
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -80,41 +85,48 @@ class ModelConfig:
         return cls(**values)
 
 
-def table_in_model_space(table: NeighborTable, vocabulary: list[str], num_oov: int, neighbors: int) -> tuple[dict, dict]:
-    """Re-index a neighbor table by a model's vocabulary. Returns (arrays [rows, neighbors], stats).
+def table_in_model_space(tables: DailyTables, vocabulary: list[str], num_oov: int, neighbors: int) -> tuple[dict, dict]:
+    """Re-index daily neighbor tables by a model's vocabulary. Returns (arrays [S * rows, neighbors], stats).
 
-    Model ids: 0 = padding, 1..num_oov = OOV buckets, then the vocabulary. A model token missing
-    from the table gets no neighbors; a neighbor missing from the model vocabulary is dropped (the
-    model has no embedding for it) and the remaining neighbors keep their rank order. Tables from
-    another day or another build are matched by id strings, which is what makes them swappable.
+    Model ids: 0 = padding, 1..num_oov = OOV buckets, then the vocabulary; snapshot s occupies rows
+    ``s * rows .. (s + 1) * rows - 1``. A model token missing from the tables gets no neighbors; a
+    neighbor missing from the model vocabulary is dropped (the model has no embedding for it) and
+    the remaining neighbors keep their rank order. Tables from another day or another build are
+    matched by id strings, which is what makes them swappable.
     """
     rows = len(vocabulary) + 1 + num_oov
     first = 1 + num_oov
-    graph_row = pd.Index(table.nodes).get_indexer(vocabulary)  # -1: token not in the graph
-    to_model = pd.Index(vocabulary).get_indexer(table.nodes)
+    graph_row = pd.Index(tables.nodes).get_indexer(vocabulary)  # -1: token not in the graph
+    to_model = pd.Index(vocabulary).get_indexer(tables.nodes)
     to_model = np.where(to_model >= 0, to_model + first, 0)
     to_model[0] = 0
     found = graph_row >= 0
     source = graph_row[found]
-    ids = to_model[table.ids[source]]
-    dropped = int(((table.ids[source] > 0) & (ids == 0)).sum())
-    order = np.argsort(ids == 0, axis=1, kind="stable")  # real neighbors first, in rank order
-    k_table = table.ids.shape[1]
+    ids = to_model[tables.ids[:, source]]  # [S, found, K]
+    dropped = int(((tables.ids[:, source] > 0) & (ids == 0)).sum())
+    order = np.argsort(ids == 0, axis=-1, kind="stable")  # real neighbors first, in rank order
+    k_table = tables.ids.shape[-1]
+    snapshots = len(tables)
 
     def place(values, dtype):
-        out = np.zeros((rows, neighbors), dtype=dtype)
-        ranked = np.take_along_axis(np.where(ids > 0, values, 0), order, axis=1)[:, :neighbors]
-        out[first:][found, : min(neighbors, k_table)] = ranked
-        return out
+        out = np.zeros((snapshots, rows, neighbors), dtype=dtype)
+        ranked = np.take_along_axis(np.where(ids > 0, values, 0), order, axis=-1)[..., :neighbors]
+        out[:, first:][:, found, : min(neighbors, k_table)] = ranked
+        return out.reshape(snapshots * rows, neighbors)
 
     arrays = {
         "ids": place(ids, np.int32),
-        "weight": place(table.weight[source], np.float32),
-        "age_seconds": place(table.snapshot_ts - table.last_ts[source], np.int64),
-        "count": place(table.count[source], np.int64),
+        "weight": place(tables.weight[:, source], np.float32),
+        "age_seconds": place(tables.snapshot_ts[:, None, None] - tables.last_ts[:, source], np.int64),
+        "count": place(tables.count[:, source], np.int64),
     }
-    stats = {"tokens_with_table_row": int(found.sum()), "tokens": len(vocabulary), "neighbors_dropped_out_of_vocabulary": dropped}
+    stats = {"tokens_with_table_row": int(found.sum()), "tokens": len(vocabulary), "snapshots": snapshots,
+             "neighbors_dropped_out_of_vocabulary": dropped}
     return arrays, stats
+
+
+def as_daily(table) -> DailyTables:
+    return table if isinstance(table, DailyTables) else DailyTables.stack([table])
 
 
 class DropdownRanker(tf.keras.Model):
@@ -126,11 +138,20 @@ class DropdownRanker(tf.keras.Model):
     ``seq_len`` are cut to the latest ``seq_len``. Other keys (``position``) are ignored.
     """
 
-    def __init__(self, config: ModelConfig, vocabularies: dict, **kwargs):
+    def __init__(self, config: ModelConfig, vocabularies: dict, known_since: dict | None = None, **kwargs):
         super().__init__(name=config.name.replace("*", "_star").replace("+", "_"), **kwargs)
         self.config = config
         self.vocabularies = {k: list(v) for k, v in vocabularies.items()}
         lookup = dict(mask_token="", num_oov_indices=config.num_oov)
+        # Per model id, the day start from which the id is known (padding and OOV: always).
+        self.known_since = {}
+        for name, tokens in self.vocabularies.items():
+            since = np.zeros(len(tokens) + 1 + config.num_oov, np.int64)
+            if known_since is not None and config.lagged_vocab:
+                since[1 + config.num_oov:] = known_since[name]
+            self.known_since[name] = tf.Variable(since, trainable=False, name=f"{name}_known_since")
+        # Day starts of the loaded graph snapshots (GNN models): a request reads the latest one not after it.
+        self.graph_days = tf.Variable(tf.zeros([1], tf.int64), shape=tf.TensorShape([None]), trainable=False, name="graph_days")
         self.user_lookup = tf.keras.layers.StringLookup(vocabulary=self.vocabularies["users"], name="user_lookup", **lookup)
         self.query_lookup = tf.keras.layers.StringLookup(vocabulary=self.vocabularies["queries"], name="query_lookup", **lookup)
         self.item_lookup = tf.keras.layers.StringLookup(vocabulary=self.vocabularies["items"], name="item_lookup", **lookup)
@@ -161,14 +182,20 @@ class DropdownRanker(tf.keras.Model):
 
     # -- graph state -------------------------------------------------------------------------
     def set_graph(self, tables: dict) -> dict:
-        """Load neighbor tables ``{"q2q": NeighborTable, "i2i": NeighborTable}``; no retraining needed."""
+        """Load neighbor tables ``{"q2q": ..., "i2i": ...}``, each a ``NeighborTable`` (one snapshot, as
+        served) or ``DailyTables`` (one per day, as trained); no retraining needed."""
         if not self.config.is_gnn:
             raise ValueError(f"{self.config.name} has no graph context; only hgcn/attention models take neighbor tables")
+        tables = {relation: as_daily(table) for relation, table in tables.items()}
+        days = tables["q2q"].snapshot_ts
+        if not np.array_equal(days, tables["i2i"].snapshot_ts) or np.any(np.diff(days) <= 0):
+            raise ValueError("q2q and i2i tables must hold the same snapshots, in time order")
         stats = {}
         for kind, (relation, vocab_name) in RELATION_OF.items():
             arrays, stats[relation] = table_in_model_space(tables[relation], self.vocabularies[vocab_name], self.config.num_oov,
                                                            self.config.neighbors)
             self.contexts[kind].set_tables(**arrays)
+        self.graph_days.assign(days)
         return stats
 
     def freeze_context(self) -> None:
@@ -186,36 +213,50 @@ class DropdownRanker(tf.keras.Model):
     def _embedding(self, kind: str) -> tf.keras.layers.Embedding:
         return self.query_embedding if kind == "query" else self.item_embedding
 
+    def _known(self, name: str, ids, request_ts):
+        """``ids`` with those not yet known at each row's ``request_ts`` (``[B]``) replaced by OOV."""
+        since = tf.gather(self.known_since[name], ids)
+        request_ts = tf.reshape(tf.cast(request_ts, tf.int64), tf.concat([[-1], tf.ones([tf.rank(ids) - 1], tf.int32)], 0))
+        return tf.where(since > request_ts, tf.ones_like(ids), ids)
+
     def node_ids(self, features) -> dict:
         """Model ids of the nodes a request reads: ``query`` is ``[B, 1 + L]`` (the candidate, then the
-        query history), ``item`` is ``[B, L]``. The candidate and history queries go through the context
-        module together, so a query that is both the candidate and in a history is computed once."""
-        length = self.config.seq_len
-        return {"query": tf.concat([self.query_lookup(features["candidate"])[:, None],
-                                    self.query_lookup(features["query_history"][:, :length])], axis=1),
-                "item": self.item_lookup(features["item_history"][:, :length])}
+        query history), ``item`` is ``[B, L]``, ``user`` is ``[B]``. The candidate and history queries go
+        through the context module together, so a query that is both the candidate and in a history is
+        computed once."""
+        length, request_ts = self.config.seq_len, features["request_ts"]
+        queries = tf.concat([self.query_lookup(features["candidate"])[:, None],
+                             self.query_lookup(features["query_history"][:, :length])], axis=1)
+        return {"query": self._known("queries", queries, request_ts),
+                "item": self._known("items", self.item_lookup(features["item_history"][:, :length]), request_ts),
+                "user": self._known("users", self.user_lookup(features["user_id"]), request_ts)}
 
-    def node_vectors(self, kind: str, ids, training=None):
-        """Id embedding (base), graph context (GNN) or its frozen table, for ids of any shape."""
+    def snapshot_index(self, request_ts):
+        """Per request ``[B]``, the index of the latest loaded graph snapshot starting at or before it."""
+        found = tf.searchsorted(self.graph_days[None, :], tf.cast(request_ts, tf.int64)[None, :], side="right")[0] - 1
+        return tf.maximum(found, 0)
+
+    def node_vectors(self, kind: str, ids, request_ts=None, training=None):
+        """Id embedding (base), graph context (GNN) or its frozen table, for ids ``[B, ...]``."""
         if kind in self.context_tables:
             return tf.gather(self.context_tables[kind], ids)
         if kind in self.contexts:
-            return self.contexts[kind](ids, self._embedding(kind).embeddings, training=training)
+            snapshot = None if request_ts is None else self.snapshot_index(request_ts)
+            return self.contexts[kind](ids, self._embedding(kind).embeddings, snapshot=snapshot, training=training)
         return self._embedding(kind)(ids)
 
     def encode(self, features, training=None):
         """The pieces the MLP reads, and the history masks: a dict of tensors."""
-        length = self.config.seq_len
+        length, request_ts = self.config.seq_len, features["request_ts"]
         ids = self.node_ids(features)
         query_mask, item_mask = ids["query"][:, 1:] != 0, ids["item"] != 0
-        queries = self.node_vectors("query", ids["query"], training)
+        queries = self.node_vectors("query", ids["query"], request_ts, training)
         candidate, history_queries = queries[:, 0], queries[:, 1:]
-        history_items = self.node_vectors("item", ids["item"], training)
-        request_ts = features["request_ts"]
+        history_items = self.node_vectors("item", ids["item"], request_ts, training)
         query_keys = history_queries + self.query_time(features["query_history_ts"][:, :length], request_ts, query_mask)
         item_keys = history_items + self.item_time(features["item_history_ts"][:, :length], request_ts, item_mask)
         return {"candidate": candidate, "query_keys": query_keys, "query_mask": query_mask, "item_keys": item_keys,
-                "item_mask": item_mask, "user": self.user_embedding(self.user_lookup(features["user_id"]))}
+                "item_mask": item_mask, "user": self.user_embedding(ids["user"])}
 
     def call(self, features, training=None):
         parts = self.encode(features, training)
@@ -235,12 +276,14 @@ class DropdownRanker(tf.keras.Model):
         _, out["item_history_weights"] = self.item_pool(parts["candidate"], parts["item_keys"], parts["item_mask"], return_weights=True)
         out["query_mask"], out["item_mask"] = parts["query_mask"], parts["item_mask"]
         if self.config.kind == "attention":
-            for kind, ids in self.node_ids(features).items():
-                unique, _ = tf.unique(tf.reshape(ids, [-1]))
-                unique = tf.boolean_mask(unique, unique > 0)
-                _, attention = self.contexts[kind].node_context(unique, self._embedding(kind).embeddings, return_attention=True)
+            snapshot = self.snapshot_index(features["request_ts"])
+            for kind, context in self.contexts.items():
+                ids = self.node_ids(features)[kind]
+                unique, _ = tf.unique(tf.reshape(context.keys(ids, snapshot), [-1]))
+                unique = tf.boolean_mask(unique, unique % context.num_nodes > 0)
+                _, attention = context.node_context(unique, self._embedding(kind).embeddings, return_attention=True)
                 out[f"{kind}_neighbor_attention"] = tf.reduce_mean(attention, axis=1)
-                out[f"{kind}_neighbor_mask"] = tf.gather(self.contexts[kind].neighbor_ids, unique) > 0
+                out[f"{kind}_neighbor_mask"] = tf.gather(context.neighbor_ids, unique) > 0
         return out
 
 
@@ -254,9 +297,10 @@ def example_features(batch: int = 2, length: int = 3) -> dict:
     }
 
 
-def make_ranker(config: ModelConfig, vocabularies: dict, tables: dict | None = None) -> DropdownRanker:
-    """A built ranker; GNN rankers need ``tables`` (``{"q2q": ..., "i2i": ...}``)."""
-    ranker = DropdownRanker(config, vocabularies)
+def make_ranker(config: ModelConfig, vocabularies: dict, tables: dict | None = None, known_since: dict | None = None) -> DropdownRanker:
+    """A built ranker; GNN rankers need ``tables`` (``{"q2q": ..., "i2i": ...}``). ``known_since``
+    (``{name: int64 array}`` aligned with ``vocabularies``) makes the vocabulary point-in-time."""
+    ranker = DropdownRanker(config, vocabularies, known_since)
     ranker(example_features())
     if config.is_gnn:
         if tables is None:

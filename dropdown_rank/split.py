@@ -1,9 +1,11 @@
 """Time split: train, valid and test periods, day-aligned (UTC), from the impressions' time range.
 
 The last ``test_days`` days are test, the ``valid_days`` before them valid, and the rest (or the
-``train_days`` before valid) train. Graphs, vocabularies and statistics come from the training
-period only; a user's history may reach back into any earlier period, since it is known at
-request time.
+``train_days`` before valid) train. The first ``warmup_days`` of the training period are graph
+warm-up: their events build vocabularies and graphs, but their impressions are not training rows
+(a row of the first day would see an empty graph). Vocabularies and statistics come from the
+training period only, graphs from the days before each row's own day; a user's history may reach
+back into any earlier period, since it is known at request time.
 """
 from __future__ import annotations
 
@@ -21,23 +23,33 @@ class SplitConfig:
     valid_days: int = 3
     test_days: int = 3
     train_days: int | None = None
+    warmup_days: int = 3
 
 
 @dataclasses.dataclass(frozen=True)
 class TimeSplit:
-    """Half-open periods [train_start, valid_start), [valid_start, test_start), [test_start, test_end)."""
+    """Half-open periods [train_start, valid_start), [valid_start, test_start), [test_start, test_end).
+
+    Training rows start at ``rows_start`` (after the graph warm-up); events count from ``train_start``.
+    """
 
     train_start: int
     valid_start: int
     test_start: int
     test_end: int
+    rows_start: int
 
     def assign(self, ts: np.ndarray) -> np.ndarray:
-        """Split name per timestamp; "" outside every period."""
-        edges = np.array([self.train_start, self.valid_start, self.test_start, self.test_end])
+        """Split name of each impression timestamp; "" outside every period (warm-up included)."""
+        edges = np.array([self.rows_start, self.valid_start, self.test_start, self.test_end])
         slot = np.searchsorted(edges, ts, side="right") - 1
         names = np.array(list(SPLITS) + [""], dtype=object)
         return names[np.where((slot >= 0) & (slot < 3), slot, 3)]
+
+    def snapshot_days(self) -> np.ndarray:
+        """Day starts of the graph snapshots a build makes: one per day with samples, plus ``test_end``
+        (the graph of the day after the log, which a fresh export would serve)."""
+        return np.arange(self.rows_start, self.test_end + 1, DAY, dtype=np.int64)
 
     def to_dict(self) -> dict:
         out = dataclasses.asdict(self)
@@ -53,10 +65,12 @@ def time_split(impression_ts: np.ndarray, config: SplitConfig) -> TimeSplit:
     test_start = test_end - config.test_days * DAY
     valid_start = test_start - config.valid_days * DAY
     train_start = first_day if config.train_days is None else valid_start - config.train_days * DAY
-    if train_start >= valid_start:
+    train_start = max(train_start, first_day)
+    rows_start = train_start + config.warmup_days * DAY
+    if rows_start >= valid_start:
         days = (test_end - first_day) // DAY
         raise ValueError(
             f"the impressions cover {days} day(s): too few for {config.valid_days} valid and "
-            f"{config.test_days} test day(s) plus a training period"
+            f"{config.test_days} test day(s) plus {config.warmup_days} graph warm-up day(s) and a training period"
         )
-    return TimeSplit(max(train_start, first_day), valid_start, test_start, test_end)
+    return TimeSplit(train_start, valid_start, test_start, test_end, rows_start)

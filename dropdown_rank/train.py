@@ -3,21 +3,32 @@
 Callbacks, in order:
 
 1. :class:`ExactValidation` computes the **exact** validation AUC and logloss (scikit-learn, on all
-   predictions) at each epoch end, puts them in the logs as ``val_auc`` and ``val_logloss`` so
-   the callbacks after it see exact numbers, and appends them to ``RUN/epochs.json``;
+   predictions of the validation days; test days are never read before training ends) at each
+   epoch end, puts them in the logs as ``val_auc`` and ``val_logloss`` so the callbacks after it see
+   exact numbers, and appends them to ``RUN/epochs.json``;
 2. ``EarlyStopping`` on ``val_auc``;
 3. ``ModelCheckpoint`` of the best epoch's weights (``RUN/checkpoints/best``);
 4. ``BackupAndRestore`` (``RUN/backup``): an interrupted run resumes at the last finished epoch.
-   Keras restores weights and optimizer but not the other callbacks' memory, so on resume the
-   best AUC so far and the epochs since it are re-read from ``epochs.json``: a worse resumed
-   epoch never overwrites the best checkpoint, and early stopping keeps counting;
+   Keras restores weights and optimizer but not the other callbacks' memory, so when the first
+   epoch begins, :class:`ExactValidation` cuts ``epochs.json`` back to the epochs the restored
+   backup holds (an epoch logged just before a crash, but not backed up, runs again and is logged
+   once) and hands the best AUC so far and the epochs since it to early stopping and the
+   checkpoint: a worse resumed epoch never overwrites the best checkpoint, and early stopping
+   keeps counting;
 5. ``TensorBoard`` (``RUN/tensorboard``);
 6. :class:`SteadyRate`: examples per second from the end of each epoch's first batch to the end
    of the epoch (whole-call times include tracing and tf.data teardown; see STACK.md).
 
-The run directory gets ``config.json``, the ``vocab/`` and ``graph/`` it trained with,
-``weights/`` (the best epoch), ``predictions/test.parquet`` and ``metrics.json`` (exact test AUC
-and logloss, train time, steady examples per second).
+**Daily graphs.** A GNN trains holding every daily snapshot of the build; each row reads its own
+day's (``graph.py``, ``model.py``), and so do validation and test rows: that is what a serving
+system refreshing its graph daily would use. The test split is also scored with one *frozen*
+snapshot (the graph of the first test day, what an export made at the end of training ships) for
+every test day: ``prediction_frozen`` beside ``prediction``, and ``test_auc_frozen_graph`` in
+``metrics.json``.
+
+The run directory gets ``config.json``, the ``vocab/`` it trained with, ``graph/`` (the frozen
+snapshot, which export serves), ``weights/`` (the best epoch), ``predictions/test.parquet`` and
+``metrics.json`` (exact test AUC and logloss, train time, steady examples per second).
 
 Determinism: ``tf.keras.utils.set_random_seed(seed)`` seeds Python, NumPy and TensorFlow;
 ``tf.config.experimental.enable_op_determinism()`` makes TF ops deterministic; the input pipeline's
@@ -43,7 +54,7 @@ from dropdown_rank.dataset import SampleStream, make_dataset
 from dropdown_rank.graph import RELATIONS, NeighborTable
 from dropdown_rank.model import CTRModel, DropdownRanker, ModelConfig, make_ranker
 from dropdown_rank.samples import read_samples
-from dropdown_rank.vocab import VOCABULARIES, read_vocabulary
+from dropdown_rank.vocab import VOCABULARIES, read_known_since, read_vocabulary
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,33 +82,39 @@ def exact_metrics(labels: np.ndarray, predictions: np.ndarray) -> dict:
 
 
 class ExactValidation(tf.keras.callbacks.Callback):
-    """Exact validation AUC/logloss into the epoch logs (``val_auc``, ``val_logloss``) and ``epochs.json``."""
+    """Exact validation AUC/logloss into the epoch logs (``val_auc``, ``val_logloss``) and ``epochs.json``.
 
-    def __init__(self, ranker: DropdownRanker, dataset: tf.data.Dataset, labels: np.ndarray, log_path: Path, history: list):
+    At the first epoch Keras starts (after ``BackupAndRestore`` restored the weights of ``epoch``
+    finished epochs), the log is cut back to those epochs, and ``early_stopping`` and ``checkpoint``
+    resume from the best AUC among them: the record of epochs always matches the backed-up state.
+    """
+
+    def __init__(self, ranker: DropdownRanker, dataset: tf.data.Dataset, labels: np.ndarray, log_path: Path, history: list,
+                 early_stopping: tf.keras.callbacks.EarlyStopping, checkpoint: tf.keras.callbacks.ModelCheckpoint):
         super().__init__()
         self.predict_fn, self.dataset, self.labels = predictor(ranker), dataset, labels
         self.log_path, self.history = log_path, history
+        self.early_stopping, self.checkpoint = early_stopping, checkpoint
+        self._resumed = False
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self._resumed:
+            return
+        self._resumed = True
+        del self.history[epoch:]
+        write_json(self.log_path, self.history)
+        aucs = [entry["val_auc"] for entry in self.history]
+        if aucs:
+            best = int(np.argmax(aucs))
+            self.early_stopping.best, self.early_stopping.best_epoch = aucs[best], best
+            self.early_stopping.wait = len(aucs) - 1 - best
+            self.checkpoint.best = aucs[best]
 
     def on_epoch_end(self, epoch, logs=None):
         metrics = exact_metrics(self.labels, predict(self.predict_fn, self.dataset))
         logs["val_auc"], logs["val_logloss"] = metrics["auc"], metrics["logloss"]
         self.history.append({"epoch": epoch + 1, "val_auc": metrics["auc"], "val_logloss": metrics["logloss"]})
         write_json(self.log_path, self.history)
-
-
-class ResumableEarlyStopping(tf.keras.callbacks.EarlyStopping):
-    """EarlyStopping that starts from the best AUC and patience count of epochs already run."""
-
-    def __init__(self, prior_aucs: list, **kwargs):
-        super().__init__(**kwargs)
-        self.prior_aucs = prior_aucs
-
-    def on_train_begin(self, logs=None):
-        super().on_train_begin(logs)
-        if self.prior_aucs:
-            self.best = max(self.prior_aucs)
-            self.best_epoch = int(np.argmax(self.prior_aucs))
-            self.wait = len(self.prior_aucs) - 1 - self.best_epoch
 
 
 class SteadyRate(tf.keras.callbacks.Callback):
@@ -130,6 +147,7 @@ class StreamEpoch(tf.keras.callbacks.Callback):
 
 
 def load_tables(graph_dir: Path, vocab_dir: Path) -> dict:
+    """The latest snapshot of each relation in ``graph_dir`` (a run's own, or a build's newest day)."""
     return {relation: NeighborTable.load(graph_dir / f"{relation}.npz", read_vocabulary(vocab_dir, vocab_name))
             for relation, (_, vocab_name) in RELATIONS.items()}
 
@@ -149,8 +167,9 @@ def train(work_dir: str | Path, run_dir: str | Path, model_config: ModelConfig, 
     if model_config.is_gnn and model_config.neighbors != work.neighbors:
         model_config = dataclasses.replace(model_config, neighbors=work.neighbors)
     vocabularies = {name: work.vocabulary(name) for name in VOCABULARIES}
-    tables = {relation: work.neighbor_table(relation) for relation in RELATIONS} if model_config.is_gnn else None
-    ranker = make_ranker(model_config, vocabularies, tables)
+    known_since = {name: work.known_since(name) for name in VOCABULARIES}
+    tables = {relation: work.daily_tables(relation) for relation in RELATIONS} if model_config.is_gnn else None
+    ranker = make_ranker(model_config, vocabularies, tables, known_since)
     model = CTRModel(ranker)
     model.compile(optimizer=tf.keras.optimizers.legacy.Adam(train_config.learning_rate))
 
@@ -164,14 +183,14 @@ def train(work_dir: str | Path, run_dir: str | Path, model_config: ModelConfig, 
     epochs_log = run_dir / "epochs.json"
     resuming = backup.exists() and any(backup.iterdir()) and epochs_log.exists()
     history = read_json(epochs_log) if resuming else []
-    prior_aucs = [entry["val_auc"] for entry in history]
     if resuming:
-        print(f"resuming {run_dir} after epoch {len(history)} (best val AUC so far {max(prior_aucs):.4f})")
+        print(f"resuming {run_dir} from its last backed-up epoch ({len(history)} epoch(s) logged)")
+    early_stopping = tf.keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=train_config.patience)
+    checkpoint = tf.keras.callbacks.ModelCheckpoint(str(best), monitor="val_auc", mode="max", save_best_only=True, save_weights_only=True)
     callbacks = [
-        ExactValidation(ranker, valid, valid_labels, epochs_log, history),
-        ResumableEarlyStopping(prior_aucs, monitor="val_auc", mode="max", patience=train_config.patience),
-        tf.keras.callbacks.ModelCheckpoint(str(best), monitor="val_auc", mode="max", save_best_only=True, save_weights_only=True,
-                                           initial_value_threshold=max(prior_aucs) if prior_aucs else None),
+        ExactValidation(ranker, valid, valid_labels, epochs_log, history, early_stopping, checkpoint),
+        early_stopping,
+        checkpoint,
         tf.keras.callbacks.BackupAndRestore(str(backup)),
         tf.keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), profile_batch=0),
         rate,
@@ -185,10 +204,16 @@ def train(work_dir: str | Path, run_dir: str | Path, model_config: ModelConfig, 
     model.load_weights(str(best))
 
     test = make_dataset(work.samples_dir, "test", model_config.seq_len, train_config.eval_batch_size)
-    predictions = predict(predictor(ranker), test)
-    frame = read_samples(work.samples_dir, "test", columns=["request_id", "user_id", "candidate", "label", "activity", "candidate_pv"])
-    frame["prediction"] = predictions
-    test_metrics = exact_metrics(frame["label"].to_numpy(), predictions)
+    predict_fn = predictor(ranker)
+    frame = read_samples(work.samples_dir, "test", columns=["request_id", "user_id", "candidate", "position", "label", "activity",
+                                                            "candidate_pv"])
+    frame["prediction"] = predict(predict_fn, test)
+    test_metrics = exact_metrics(frame["label"].to_numpy(), frame["prediction"].to_numpy())
+    frozen_metrics = {}
+    if model_config.is_gnn:
+        ranker.set_graph({relation: work.daily_tables(relation).at(work.split.test_start) for relation in RELATIONS})
+        frame["prediction_frozen"] = predict(predict_fn, test)
+        frozen_metrics = {"test_auc_frozen_graph": exact_metrics(frame["label"].to_numpy(), frame["prediction_frozen"].to_numpy())["auc"]}
     val_auc = [entry["val_auc"] for entry in history]
 
     save_run(run_dir, ranker, work, train_config)
@@ -197,6 +222,7 @@ def train(work_dir: str | Path, run_dir: str | Path, model_config: ModelConfig, 
         "model": model_config.name,
         "test_auc": test_metrics["auc"],
         "test_logloss": test_metrics["logloss"],
+        **frozen_metrics,
         "test_impressions": int(len(frame)),
         "best_epoch": int(np.argmax(val_auc)) + 1 if val_auc else None,
         "epochs_run": len(val_auc),
@@ -213,12 +239,15 @@ def train(work_dir: str | Path, run_dir: str | Path, model_config: ModelConfig, 
 
 
 def save_run(run_dir: Path, ranker: DropdownRanker, work: Work, train_config: TrainConfig) -> None:
-    """Config, vocabularies, neighbor tables and final weights: all a run needs to be reloaded."""
-    copies = [f"vocab/{name}.parquet" for name in VOCABULARIES]
-    copies += [f"graph/{relation}.npz" for relation in RELATIONS] if ranker.config.is_gnn else []
-    for relative in copies:
-        with atomic_path(run_dir / relative) as tmp:
-            shutil.copy2(work.path / relative, tmp)
+    """Config, vocabularies, the served (frozen) graph snapshot and final weights: all a run needs to be reloaded.
+
+    A GNN ranker must hold that one snapshot already, so the weights store it too."""
+    for name in VOCABULARIES:
+        with atomic_path(run_dir / "vocab" / f"{name}.parquet") as tmp:
+            shutil.copy2(work.path / "vocab" / f"{name}.parquet", tmp)
+    if ranker.config.is_gnn:
+        for relation in RELATIONS:
+            work.daily_tables(relation).at(work.split.test_start).save(run_dir / "graph" / f"{relation}.npz")
     # A checkpoint is several files: write them into a staging directory, then swap it in.
     staging = run_dir / ".weights.partial"
     shutil.rmtree(staging, ignore_errors=True)
@@ -242,11 +271,12 @@ def load_run(run_dir: str | Path, graph_dir: str | Path | None = None) -> Dropdo
     run_dir = Path(run_dir)
     config = ModelConfig.from_dict(read_json(run_dir / "config.json")["model"])
     vocabularies = {name: read_vocabulary(run_dir / "vocab", name) for name in VOCABULARIES}
+    known_since = {name: read_known_since(run_dir / "vocab", name) for name in VOCABULARIES}
     tables = None
     if config.is_gnn:
         source = Path(graph_dir) if graph_dir is not None else run_dir
         tables = load_tables(source / "graph", source / "vocab")
-    ranker = make_ranker(config, vocabularies, tables)
+    ranker = make_ranker(config, vocabularies, tables, known_since)
     ranker.load_weights(str(run_dir / "weights" / "ranker")).assert_existing_objects_matched()
     if graph_dir is not None:
         ranker.set_graph(tables)  # the weights restored the run's own tables; the swap must win

@@ -22,10 +22,14 @@ def hand_log():
     return frame.sample(frac=1.0, random_state=0)  # order must not matter
 
 
+DAY = 86400
+
+
 def graphs(events, **config):
-    vocabs = build_vocabularies(events, pd.DataFrame({"user_id": [], "candidate": []}))
-    tables, stats = build_graphs(events, vocabs, T0 + 3000, GraphConfig(**config), progress=lambda *a: None)
-    return tables, stats
+    """The snapshot of the day after the hand log (it holds every pair)."""
+    vocabs = build_vocabularies(events, pd.DataFrame({"user_id": [], "candidate": [], "ts": []}))
+    tables, stats = build_graphs(events, vocabs, np.array([T0 + DAY]), GraphConfig(**config), progress=lambda *a: None)
+    return {relation: daily.latest() for relation, daily in tables.items()}, stats
 
 
 def as_dict(table, node):
@@ -66,10 +70,10 @@ def test_top_k_and_thresholds():
     assert as_dict(tables["q2q"], "b") == {"a": (1.0, 2, 2640)}
 
 
-def test_session_ids_split_on_gap_and_user():
-    users = np.array([0, 0, 0, 1])
-    ts = np.array([0, 100, 5000, 5001])
-    assert session_ids(users, ts, 1800).tolist() == [0, 0, 1, 2]
+def test_session_ids_split_on_gap_user_and_midnight():
+    users = np.array([0, 0, 0, 1, 1, 1])
+    ts = np.array([0, 100, 5000, 5001, DAY - 10, DAY + 10])
+    assert session_ids(users, ts, 1800).tolist() == [0, 0, 1, 2, 3, 4]
 
 
 def naive_edges(events, gap_seconds, max_distance, kind):
@@ -79,7 +83,7 @@ def naive_edges(events, gap_seconds, max_distance, kind):
         rows = list(user_events.itertuples(index=False))
         sessions, current = [], [rows[0]]
         for prev, row in zip(rows, rows[1:]):
-            if row.ts - prev.ts > gap_seconds:
+            if row.ts - prev.ts > gap_seconds or row.ts // DAY != prev.ts // DAY:
                 sessions.append(current)
                 current = []
             current.append(row)
@@ -92,18 +96,18 @@ def naive_edges(events, gap_seconds, max_distance, kind):
     return counts
 
 
-def test_vectorized_counts_match_naive_reference_and_use_training_events_only(tiny_logs, tiny_work):
+def test_vectorized_counts_match_naive_reference_and_use_only_earlier_events(tiny_logs, tiny_work):
     work = Work.open(tiny_work)
     events = pd.read_parquet(tiny_logs / "events.parquet")
-    train = events[(events["ts"] >= work.split.train_start) & (events["ts"] < work.split.valid_start)]
-    expected = naive_edges(train, 30 * 60, 10, "query")
+    # the snapshot of the first validation day counts the training period's events, no later one
+    earlier = events[(events["ts"] >= work.split.train_start) & (events["ts"] < work.split.valid_start)]
+    expected = naive_edges(earlier, 30 * 60, 10, "query")
     vocab = np.array([""] + work.vocabulary("queries"), dtype=object)
     counts = {}
-    for relation in ("q2q",):
-        table = work.neighbor_table(relation)
-        for row in range(1, len(vocab)):
-            for col in np.flatnonzero(table.ids[row]):
-                counts[(vocab[row], vocab[table.ids[row, col]])] = int(table.count[row, col])
+    table = work.daily_tables("q2q").at(work.split.valid_start)
+    for row in range(1, len(vocab)):
+        for col in np.flatnonzero(table.ids[row]):
+            counts[(vocab[row], vocab[table.ids[row, col]])] = int(table.count[row, col])
     # Every kept edge has exactly the reference count; no edge exists without training evidence.
     assert counts and all(expected.get(pair) == n for pair, n in counts.items())
     # Nodes with <= K reference neighbors keep all of them.
@@ -112,26 +116,43 @@ def test_vectorized_counts_match_naive_reference_and_use_training_events_only(ti
         degree[a] = degree.get(a, 0) + 1
     full = [a for a, d in degree.items() if d <= 10]
     assert all(sum(1 for (x, _) in counts if x == a) == degree[a] for a in full)
-    assert work.neighbor_table("q2q").snapshot_ts == work.split.valid_start
+    assert table.snapshot_ts == work.split.valid_start and table.last_ts.max() < work.split.valid_start
 
 
-def test_no_edge_from_valid_or_test_events(tmp_path):
+def test_each_day_snapshot_holds_only_edges_of_earlier_days(tmp_path):
+    """Test rows never see their own clicks: a pair first formed on day d is in no snapshot up to d."""
     from dropdown_rank.build import BuildConfig, build
     from dropdown_rank.split import SplitConfig
 
-    day = 86400
     rows, impressions = [], []
     for d in range(6):  # one request and one session per day
-        rows += [("u", T0 + d * day, "query", f"q{d}"), ("u", T0 + d * day + 60, "query", f"q{d}b")]
-        impressions.append((f"r{d}", "u", T0 + d * day + 30, "q", f"q{d}", 0, 1))
+        rows += [("u", T0 + d * DAY, "query", f"q{d}"), ("u", T0 + d * DAY + 60, "query", f"q{d}b")]
+        impressions.append((f"r{d}", "u", T0 + d * DAY + 30, "q", f"q{d}", 0, 1))
     # a pair that only ever co-occurs on the last (test) day
-    rows += [("v", T0 + 5 * day + 100, "query", "q0"), ("v", T0 + 5 * day + 160, "query", "q1")]
+    rows += [("v", T0 + 5 * DAY + 100, "query", "q0"), ("v", T0 + 5 * DAY + 160, "query", "q1")]
     logs = tmp_path / "logs"
     logs.mkdir()
     pd.DataFrame(rows, columns=["user_id", "ts", "kind", "id"]).to_csv(logs / "events.csv", index=False)
     pd.DataFrame(impressions, columns=["request_id", "user_id", "ts", "prefix", "candidate", "position", "clicked"]).to_csv(logs / "impressions.csv", index=False)
-    build(logs, tmp_path / "work", BuildConfig(split=SplitConfig(valid_days=1, test_days=1)), progress=lambda *a: None, progress_bar=False)
-    q2q = Work.open(tmp_path / "work").neighbor_table("q2q")
-    assert as_dict(q2q, "q0") == {"q0b": (1.0, 1, 60)}
-    assert as_dict(q2q, "q1") == {"q1b": (1.0, 1, day + 60)}
-    assert "q4" not in set(q2q.nodes) and "q5" not in set(q2q.nodes)  # valid/test ids are not even nodes
+    build(logs, tmp_path / "work", BuildConfig(split=SplitConfig(valid_days=1, test_days=1, warmup_days=1)),
+          progress=lambda *a: None, progress_bar=False)
+    daily = Work.open(tmp_path / "work").daily_tables("q2q")
+    assert [(t - T0) // DAY for t in daily.snapshot_ts] == [1, 2, 3, 4, 5, 6]  # days with samples, then the day after
+    assert as_dict(daily.at(T0 + DAY), "q0") == {"q0b": (1.0, 1, 60)}
+    assert as_dict(daily.at(T0 + DAY), "q1") == {}  # q1's session is on day 1 itself
+    assert as_dict(daily.at(T0 + 2 * DAY), "q1") == {"q1b": (1.0, 1, DAY + 60)}
+    assert as_dict(daily.at(T0 + 5 * DAY), "q0") == {"q0b": (1.0, 1, 60)}  # the test day's snapshot: no test-day pair
+    assert as_dict(daily.at(T0 + 6 * DAY), "q0") == {"q0b": (0.5, 1, 60), "q1": (0.5, 1, 5 * DAY + 160)}
+    assert "q4" not in set(daily.nodes) and "q5" not in set(daily.nodes)  # valid/test ids are not even nodes
+    for table in daily:
+        assert table.last_ts[table.ids > 0].max() < table.snapshot_ts
+
+
+def test_trailing_window_forgets_old_days(tmp_path):
+    rows = [("u", T0, "query", "a"), ("u", T0 + 60, "query", "b"), ("u", T0 + 3 * DAY, "query", "a"), ("u", T0 + 3 * DAY + 60, "query", "c")]
+    events = pd.DataFrame(rows, columns=["user_id", "ts", "kind", "id"])
+    vocabs = build_vocabularies(events, pd.DataFrame({"user_id": [], "candidate": [], "ts": []}))
+    tables, _ = build_graphs(events, vocabs, np.array([T0 + 4 * DAY]), GraphConfig(window_days=2), progress=lambda *a: None)
+    assert as_dict(tables["q2q"].latest(), "a") == {"c": (1.0, 1, 3 * DAY + 60)}
+    tables, _ = build_graphs(events, vocabs, np.array([T0 + 4 * DAY]), GraphConfig(window_days=4), progress=lambda *a: None)
+    assert set(as_dict(tables["q2q"].latest(), "a")) == {"b", "c"}

@@ -231,9 +231,30 @@ def test_tables_are_swappable_and_shape_checked(tmp_path):
     with pytest.raises(ValueError, match=r"neighbor table 'ids' has shape \(30, 2\), expected \(30, 4\)"):
         fused.set_tables(**bad)
     clone = assert_config_round_trip(fused)
-    assert clone.neighbor_ids.shape == (NODES, K)
+    assert clone.neighbor_ids.numpy().shape == (NODES, K)
     specs = [tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([NODES, DIM])]
     np.testing.assert_allclose(saved_round_trip(tmp_path, fused, specs, (ids, embeddings)), fused(ids, embeddings), atol=1e-6)
+
+
+@pytest.mark.parametrize("aggregator", ["hgcn", "attention"])
+@pytest.mark.parametrize("training", [True, False])
+def test_each_row_reads_its_own_snapshot(aggregator, training):
+    """Two stacked daily snapshots: a row of snapshot s gets exactly what a layer holding only s gives."""
+    fused, _, ids, embeddings = paired_contexts(aggregator, True)
+    day0, day1 = neighbor_tables(seed=1), neighbor_tables(seed=2)
+    only = {}
+    for s, tables in enumerate((day0, day1)):
+        fused.set_tables(**tables)
+        only[s] = fused(ids, embeddings, training=training).numpy()
+    assert not np.allclose(only[0], only[1])
+    fused.set_tables(**{name: np.concatenate([day0[name], day1[name]]) for name in day0})
+    both = fused(ids, embeddings, snapshot=tf.constant([1, 0]), training=training).numpy()
+    np.testing.assert_allclose(both[0], only[1][0], atol=1e-6)
+    np.testing.assert_allclose(both[1], only[0][1], atol=1e-6)
+    # the precomputed (serving) table is the last snapshot's
+    np.testing.assert_allclose(tf.gather(fused.precompute(embeddings), ids), only[1], atol=1e-6)
+    with pytest.raises(ValueError, match="expected a multiple of 30 nodes"):
+        fused.set_tables(**{name: array[:-1] for name, array in day0.items()})
 
 
 def test_neighbor_embeddings_receive_gradients():
@@ -251,9 +272,11 @@ def test_neighbor_embeddings_receive_gradients():
 
 def test_position_bias_clips_and_round_trips(tmp_path):
     layer = PositionBias(max_position=3)
-    positions = tf.constant([0, 3, 10])
+    logits = np.array([[2.0], [1.0], [0.0], [-1.0]], np.float32)
+    layer.logit.embeddings.assign(logits)
+    positions = tf.constant([0, 2, 3, 10, -4])
     out = layer(positions)
-    assert out.shape == (3,) and ((out > 0) & (out < 1)).numpy().all()
-    assert out[1] == out[2]  # beyond max_position shares the last bucket
+    # each position reads its own logit; beyond max_position the last one, below 0 the first
+    np.testing.assert_allclose(out, 1 / (1 + np.exp(-logits[[0, 2, 3, 3, 0], 0])), rtol=1e-6)
     assert_config_round_trip(layer)
     np.testing.assert_allclose(saved_round_trip(tmp_path, layer, [tf.TensorSpec([None], tf.int32)], (positions,)), out)

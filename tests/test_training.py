@@ -10,6 +10,7 @@ import pytest
 import tensorflow as tf
 from sklearn.metrics import roc_auc_score
 
+from dropdown_rank.build import Work
 from dropdown_rank.cli import main
 from dropdown_rank.dataset import make_dataset
 from dropdown_rank.model import ModelConfig
@@ -39,9 +40,12 @@ def test_test_auc_is_exact_and_reloaded_model_reproduces_predictions(hgcn_run, t
     metrics = json.loads((hgcn_run / "metrics.json").read_text())
     frame = pd.read_parquet(hgcn_run / "predictions" / "test.parquet")
     assert metrics["test_auc"] == pytest.approx(roc_auc_score(frame["label"], frame["prediction"]), abs=1e-12)
-    ranker = load_run(hgcn_run)
-    again = predict(predictor(ranker), make_dataset(tiny_work / "samples", "test", 20, 4096))
-    np.testing.assert_allclose(again, frame["prediction"].to_numpy(), atol=1e-6)
+    ranker = load_run(hgcn_run)  # serves the frozen snapshot it was exported with
+    test = make_dataset(tiny_work / "samples", "test", 20, 4096)
+    np.testing.assert_allclose(predict(predictor(ranker), test), frame["prediction_frozen"].to_numpy(), atol=1e-6)
+    work = Work.open(tiny_work)
+    ranker.set_graph({relation: work.daily_tables(relation) for relation in ("q2q", "i2i")})  # each day's own snapshot
+    np.testing.assert_allclose(predict(predictor(ranker), test), frame["prediction"].to_numpy(), atol=1e-6)
 
 
 class Interrupt(tf.keras.callbacks.Callback):
@@ -66,6 +70,42 @@ def test_same_seed_same_auc_and_an_interrupted_run_resumes_to_the_same_result(ti
     assert resumed["val_auc_per_epoch"] == pytest.approx(first["val_auc_per_epoch"], abs=1e-6)
     assert round(resumed["test_auc"], 4) == round(first["test_auc"], 4)
     assert resumed["best_epoch"] == first["best_epoch"]
+
+
+def test_an_epoch_logged_but_not_backed_up_runs_again_and_is_logged_once(tiny_work, tmp_path, monkeypatch):
+    """A crash after ExactValidation wrote epoch 2 to epochs.json but before BackupAndRestore saved it."""
+    config = ModelConfig(kind="base")
+    reference = train(tiny_work, tmp_path / "reference", config, QUICK, verbose=0)
+    backup_epoch_end = tf.keras.callbacks.BackupAndRestore.on_epoch_end
+
+    def crash_before_second_backup(self, epoch, logs=None):
+        if epoch == 1:
+            raise KeyboardInterrupt("killed between the epoch log and the backup")
+        return backup_epoch_end(self, epoch, logs)
+
+    monkeypatch.setattr(tf.keras.callbacks.BackupAndRestore, "on_epoch_end", crash_before_second_backup)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_work, tmp_path / "run", config, QUICK, verbose=0)
+    assert [e["epoch"] for e in json.loads((tmp_path / "run" / "epochs.json").read_text())] == [1, 2]
+    monkeypatch.setattr(tf.keras.callbacks.BackupAndRestore, "on_epoch_end", backup_epoch_end)
+    resumed = train(tiny_work, tmp_path / "run", config, QUICK, verbose=0)
+    assert [e["epoch"] for e in json.loads((tmp_path / "run" / "epochs.json").read_text())] == [1, 2, 3]
+    assert resumed["val_auc_per_epoch"] == pytest.approx(reference["val_auc_per_epoch"], abs=1e-6)
+    assert resumed["best_epoch"] == reference["best_epoch"]
+
+
+def test_gnn_test_rows_read_their_own_day_graph_and_the_frozen_one_is_reported(hgcn_run, tiny_work):
+    from dropdown_rank.samples import read_samples
+
+    split = Work.open(tiny_work).split
+    frame = pd.read_parquet(hgcn_run / "predictions" / "test.parquet")
+    metrics = json.loads((hgcn_run / "metrics.json").read_text())
+    assert metrics["test_auc_frozen_graph"] == pytest.approx(roc_auc_score(frame["label"], frame["prediction_frozen"]), abs=1e-12)
+    first_day = read_samples(tiny_work / "samples", "test", columns=["request_ts"])["request_ts"].to_numpy() < split.test_start + 86400
+    # the frozen graph is the first test day's snapshot: identical there, different on later days
+    np.testing.assert_allclose(frame["prediction"][first_day], frame["prediction_frozen"][first_day], atol=1e-7)
+    assert (np.abs(frame["prediction"][~first_day] - frame["prediction_frozen"][~first_day]) > 1e-6).mean() > 0.5
+    assert (frame["position"] >= 0).all()
 
 
 GAT_TRAINING = """

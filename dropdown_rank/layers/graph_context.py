@@ -23,16 +23,20 @@ EDGE_BUCKETS = AGE_BUCKETS + COUNT_BUCKETS
 class GraphContext(tf.keras.layers.Layer):
     """Replaces node ids by a graph-context representation built from their first-order neighbors.
 
-    The neighbor table (ids, edge weights, edge-time buckets; ``[num_nodes, K]``) is non-trainable
-    layer state, swappable with :meth:`set_tables` without retraining. A neighbor's features are its
-    id embedding (the model's node embedding, shared and trained end to end) plus embeddings of the
-    edge's static time features: its age at graph-snapshot time and its co-occurrence count, both
-    log2-bucketed (one table, ``edge_time``, of ``AGE_BUCKETS + COUNT_BUCKETS`` rows). Attention
-    models also add ``weight * edge_weight_vector``; HGCN uses the weight in its weighted mean.
+    The neighbor tables (ids, edge weights, edge-time buckets) are non-trainable layer state,
+    swappable with :meth:`set_tables` without retraining. They hold one or more **daily snapshots**
+    stacked as ``[snapshots * num_nodes, K]`` (a variable whose first dimension may change): a
+    training model holds every day's snapshot and each row reads its own day's (``snapshot``),
+    while an exported model holds one. A neighbor's features are its id embedding (the model's node
+    embedding, shared and trained end to end) plus embeddings of the edge's time features: its age
+    at the snapshot and its co-occurrence count, both log2-bucketed (one table, ``edge_time``, of
+    ``AGE_BUCKETS + COUNT_BUCKETS`` rows). Attention models also add ``weight * edge_weight_vector``;
+    HGCN uses the weight in its weighted mean.
 
-    The context is request-independent: a function of the node, its neighbors and their static
-    edge features only. So ``call`` computes it once per **unique** id in the batch (``tf.unique``,
-    then a gather back), and :meth:`precompute` materializes it for every node at export.
+    The context is request-independent: a function of the (snapshot, node) pair, its neighbors and
+    their edge features only. So ``call`` computes it once per **unique** (snapshot, node) pair in the
+    batch (``tf.unique``, then a gather back), and :meth:`precompute` materializes it for every node
+    of the last snapshot at export.
 
     ``impl="fused"`` (default) in training never gathers neighbor features: neighbor sums are
     sparse products with the embedding table, whose gradient is dense (``neighbor_sums.py``). That
@@ -48,10 +52,11 @@ class GraphContext(tf.keras.layers.Layer):
     **Mode**: any shape of ids.
 
     **Input**
-    - ``node_ids``: int ``[...]``, model ids (0 = padding, which has no neighbors);
-    - ``embeddings``: float ``[num_nodes, dim]``, the node embedding matrix.
+    - ``node_ids``: int ``[B, ...]``, model ids (0 = padding, which has no neighbors);
+    - ``embeddings``: float ``[num_nodes, dim]``, the node embedding matrix;
+    - ``snapshot``: int ``[B]``, each row's snapshot index (default: all 0).
 
-    **Output**: float ``[..., dim]``.
+    **Output**: float ``[B, ..., dim]``.
     """
 
     def __init__(self, num_nodes: int, neighbors: int, dim: int, aggregator: str = "hgcn", impl: str = "fused",
@@ -70,23 +75,26 @@ class GraphContext(tf.keras.layers.Layer):
             self.aggregate.build([tf.TensorShape([None, dim]), tf.TensorShape([None, neighbors, dim]), tf.TensorShape([None, neighbors])])
         self.edge_time = tf.keras.layers.Embedding(EDGE_BUCKETS, dim, name="edge_time")
         self.edge_time.build((None,))
-        state = {"initializer": "zeros", "trainable": False}
-        self.neighbor_ids = self.add_weight(name="neighbor_ids", shape=[num_nodes, neighbors], dtype=tf.int32, **state)
-        self.edge_weight = self.add_weight(name="edge_weight", shape=[num_nodes, neighbors], dtype=tf.float32, **state)
-        self.edge_buckets = self.add_weight(name="edge_buckets", shape=[num_nodes, neighbors, 2], dtype=tf.int32, **state)
-        # Per node, sum of edge weights per time bucket: HGCN's edge-time term is edge_mass @ edge_time.
-        self.edge_mass = self.add_weight(name="edge_mass", shape=[num_nodes, EDGE_BUCKETS], dtype=tf.float32, **state)
+        # The first dimension is snapshots * num_nodes, so a day's tables (or every day's) load in place.
+        def table(name, dtype, *inner):
+            return tf.Variable(tf.zeros([num_nodes, *inner], dtype), shape=tf.TensorShape([None, *inner]), trainable=False, name=name)
+        self.neighbor_ids = table("neighbor_ids", tf.int32, neighbors)
+        self.edge_weight = table("edge_weight", tf.float32, neighbors)
+        self.edge_buckets = table("edge_buckets", tf.int32, neighbors, 2)
         self.weight_vector = None
         if aggregator == "attention" and use_edge_weight:
             self.weight_vector = self.add_weight(name="edge_weight_vector", shape=[dim], initializer="glorot_uniform")
 
     def set_tables(self, ids, weight, age_seconds, count) -> None:
-        """Load a neighbor table already in this layer's id space: arrays ``[num_nodes, K]``.
+        """Load neighbor tables already in this layer's id space: arrays ``[snapshots * num_nodes, K]``.
 
-        ``weight`` is the normalized co-occurrence weight, ``age_seconds`` the edge's age at the
-        graph snapshot, ``count`` its co-occurrence count. Padding entries have id 0.
+        ``weight`` is the normalized co-occurrence weight, ``age_seconds`` the edge's age at its
+        snapshot, ``count`` its co-occurrence count. Padding entries have id 0.
         """
-        expected = (self.num_nodes, self.neighbors)
+        rows = ids.shape[0]
+        if rows == 0 or rows % self.num_nodes:
+            raise ValueError(f"neighbor table 'ids' has {rows} rows, expected a multiple of {self.num_nodes} nodes")
+        expected = (rows, self.neighbors)
         for name, array in (("ids", ids), ("weight", weight), ("age_seconds", age_seconds), ("count", count)):
             if tuple(array.shape) != expected:
                 raise ValueError(f"neighbor table '{name}' has shape {tuple(array.shape)}, expected {expected}")
@@ -98,19 +106,23 @@ class GraphContext(tf.keras.layers.Layer):
         self.neighbor_ids.assign(tf.cast(ids, tf.int32))
         self.edge_weight.assign(effective)
         self.edge_buckets.assign(buckets)
-        self.edge_mass.assign(bucket_mass(effective, buckets, EDGE_BUCKETS))
 
-    def node_context(self, node_ids, embeddings, training=None, return_attention: bool = False):
-        """Context of each id in a 1-D ``node_ids`` (no deduplication): ``[n, dim]``.
+    @property
+    def snapshots(self):
+        return tf.shape(self.neighbor_ids)[0] // self.num_nodes
+
+    def node_context(self, keys, embeddings, training=None, return_attention: bool = False):
+        """Context of each (snapshot, node) key ``snapshot * num_nodes + node`` in a 1-D ``keys``
+        (no deduplication; a plain node id is a key of snapshot 0): ``[n, dim]``.
 
         With ``return_attention=True`` returns ``(context, attention)``; attention is
         ``[n, heads, K+1]`` (0 = self) for attention aggregators and None for HGCN.
         """
-        node_ids = tf.cast(node_ids, tf.int32)
-        neighbor_ids = tf.gather(self.neighbor_ids, node_ids)
-        weight = tf.gather(self.edge_weight, node_ids)
-        buckets = tf.gather(self.edge_buckets, node_ids)
-        center = tf.gather(embeddings, node_ids)
+        keys = tf.cast(keys, tf.int32)
+        neighbor_ids = tf.gather(self.neighbor_ids, keys)
+        weight = tf.gather(self.edge_weight, keys)
+        buckets = tf.gather(self.edge_buckets, keys)
+        center = tf.gather(embeddings, keys % self.num_nodes)
         edge_table = self.edge_time.embeddings
         if self.impl == "spektral" or not training:
             features = tf.gather(embeddings, neighbor_ids) + tf.reduce_sum(tf.gather(edge_table, buckets), axis=-2)
@@ -122,7 +134,7 @@ class GraphContext(tf.keras.layers.Layer):
             return self.aggregate([center, features, neighbor_ids > 0], training=training, return_attention=return_attention)
         if self.aggregator == "hgcn":
             neighbor_sum = weighted_rows(neighbor_ids, weight, embeddings)
-            neighbor_sum += tf.matmul(tf.gather(self.edge_mass, node_ids), edge_table)
+            neighbor_sum += tf.matmul(bucket_mass(weight, buckets, EDGE_BUCKETS), edge_table)
             out = self.aggregate.combine(center, neighbor_sum, tf.reduce_sum(weight, axis=-1))
             return (out, None) if return_attention else out
         return self.aggregate.call_factorized(
@@ -130,14 +142,22 @@ class GraphContext(tf.keras.layers.Layer):
             weight_vector=self.weight_vector, training=training, return_attention=return_attention,
         )
 
-    def call(self, node_ids, embeddings, training=None):
-        unique, index = tf.unique(tf.reshape(node_ids, [-1]))
+    def keys(self, node_ids, snapshot=None):
+        """``snapshot * num_nodes + node_ids`` with ``snapshot`` ``[B]`` broadcast over ``node_ids`` ``[B, ...]``."""
+        node_ids = tf.cast(node_ids, tf.int32)
+        if snapshot is None:
+            return node_ids
+        snapshot = tf.reshape(tf.cast(snapshot, tf.int32), tf.concat([[-1], tf.ones([tf.rank(node_ids) - 1], tf.int32)], 0))
+        return snapshot * self.num_nodes + node_ids
+
+    def call(self, node_ids, embeddings, snapshot=None, training=None):
+        unique, index = tf.unique(tf.reshape(self.keys(node_ids, snapshot), [-1]))
         context = tf.gather(self.node_context(unique, embeddings, training=training), index)
         return tf.reshape(context, tf.concat([tf.shape(node_ids), [self.dim]], axis=0))
 
     def precompute(self, embeddings):
-        """The context of every node id, ``[num_nodes, dim]`` (for serving by lookup)."""
-        return self.node_context(tf.range(self.num_nodes), embeddings, training=False)
+        """The context of every node id in the last snapshot, ``[num_nodes, dim]`` (for serving by lookup)."""
+        return self.node_context((self.snapshots - 1) * self.num_nodes + tf.range(self.num_nodes), embeddings, training=False)
 
     def get_config(self):
         return {**super().get_config(), "num_nodes": self.num_nodes, "neighbors": self.neighbors, "dim": self.dim,

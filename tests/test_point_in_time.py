@@ -1,0 +1,97 @@
+"""Point in time: what a training row sees (graph edges, their ages, vocabulary) predates its request."""
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+
+from dropdown_rank.build import BuildConfig, Work, build
+from dropdown_rank.graph import RELATIONS
+from dropdown_rank.model import ModelConfig, make_ranker
+from dropdown_rank.samples import read_samples
+from dropdown_rank.split import SplitConfig
+from dropdown_rank.vocab import VOCABULARIES
+
+T0 = 1767225600  # 2026-01-01 00:00 UTC
+DAY = 86400
+
+
+def ranker_of(work: Work, **config):
+    return make_ranker(ModelConfig(**{"kind": "hgcn", **config}), {n: work.vocabulary(n) for n in VOCABULARIES},
+                       {r: work.daily_tables(r) for r in RELATIONS}, {n: work.known_since(n) for n in VOCABULARIES})
+
+
+def test_every_training_row_sees_only_edges_before_its_request(tiny_work):
+    work = Work.open(tiny_work)
+    rows = read_samples(work.samples_dir, "train")
+    request_ts = rows["request_ts"].to_numpy()
+    snapshot = ranker_of(work).snapshot_index(tf.constant(request_ts)).numpy()
+    seen_edges = 0
+    for relation, (kind, _) in RELATIONS.items():
+        daily = work.daily_tables(relation)
+        # the model reads the snapshot of the row's own day
+        np.testing.assert_array_equal(daily.snapshot_ts[snapshot], request_ts // DAY * DAY)
+        if kind == "query":
+            nodes = np.concatenate([rows["candidate"].to_numpy(dtype=object), np.concatenate(rows["query_history"].to_list())])
+            owner = np.concatenate([np.arange(len(rows)), np.repeat(np.arange(len(rows)), rows["query_history"].map(len))])
+        else:
+            nodes = np.concatenate(rows["item_history"].to_list())
+            owner = np.repeat(np.arange(len(rows)), rows["item_history"].map(len))
+        graph_row = pd.Index(daily.nodes).get_indexer(nodes)
+        known = graph_row > 0
+        ids = daily.ids[snapshot[owner[known]], graph_row[known]]
+        last_ts = daily.last_ts[snapshot[owner[known]], graph_row[known]]
+        visible = ids > 0
+        seen_edges += int(visible.sum())
+        edge_owner_ts = np.broadcast_to(request_ts[owner[known]][:, None], ids.shape)
+        assert (last_ts[visible] < edge_owner_ts[visible]).all()
+        assert (last_ts[visible] < (edge_owner_ts[visible] // DAY * DAY)).all()  # formed before the row's day began
+    assert seen_edges > 10000  # the rule was checked on real edges, not on empty tables
+
+
+@pytest.fixture(scope="module")
+def click_log(tmp_path_factory):
+    """A user types "shoe", clicks the suggestion "shoes" at day 1, then issues "shoes" in the same session."""
+    root = tmp_path_factory.mktemp("click_log")
+    events, impressions = [], []
+    for d in range(5):  # background traffic so every day has requests
+        events += [("bg", T0 + d * DAY, "query", "bg"), ("bg", T0 + d * DAY + 1, "item", "sku")]
+        impressions.append((f"bg{d}", "bg", T0 + d * DAY + 5, "b", "bg", 0, 1))
+    events += [("u", T0 + DAY + 100, "query", "shoe"), ("u", T0 + DAY + 200, "query", "shoes")]
+    impressions += [("r1", "u", T0 + DAY + 150, "sh", "shoes", 0, 1), ("r1", "u", T0 + DAY + 150, "sh", "shirt", 1, 0),
+                    ("r2", "u", T0 + 2 * DAY + 150, "sh", "shoes", 0, 1), ("r2", "u", T0 + 2 * DAY + 150, "sh", "shirt", 1, 0)]
+    events.append(("u", T0 + 2 * DAY + 200, "query", "shoes"))
+    logs = root / "logs"
+    logs.mkdir()
+    pd.DataFrame(events, columns=["user_id", "ts", "kind", "id"]).to_csv(logs / "events.csv", index=False)
+    pd.DataFrame(impressions, columns=["request_id", "user_id", "ts", "prefix", "candidate", "position", "clicked"]).to_csv(
+        logs / "impressions.csv", index=False)
+    build(logs, root / "work", BuildConfig(split=SplitConfig(valid_days=1, test_days=1, warmup_days=1)),
+          progress=lambda *a: None, progress_bar=False)
+    return Work.open(root / "work")
+
+
+def test_a_row_never_sees_the_edge_its_own_click_creates(click_log):
+    q2q = click_log.daily_tables("q2q")
+    row_day = q2q.at(T0 + DAY)  # the snapshot r1 reads
+    assert "shoes" not in [n for n, *_ in row_day.neighbors_of("shoe")]
+    next_day = q2q.at(T0 + 2 * DAY)  # r2, a day later, may use the session that followed r1's click
+    assert [(n, c) for n, _, c, _ in next_day.neighbors_of("shoe")] == [("shoes", 1)]
+
+
+def test_ids_first_seen_on_the_row_day_read_as_oov_until_the_next_day(click_log):
+    rows = read_samples(click_log.samples_dir, "train")
+    features = {name: tf.constant(np.stack(rows[name].map(lambda v: np.pad(np.asarray(v, dtype=object if "ts" not in name else np.int64),
+                                                                               (0, 3 - len(v)), constant_values="" if "ts" not in name else 0))))
+                for name in ("query_history", "query_history_ts", "item_history", "item_history_ts")}
+    features.update({name: tf.constant(rows[name].to_numpy(dtype=object if name != "request_ts" else np.int64))
+                     for name in ("user_id", "candidate", "request_ts")})
+    day = (rows["request_ts"] - T0) // DAY
+    lagged = ranker_of(click_log, seq_len=3).node_ids(features)
+    candidate, user = lagged["query"][:, 0].numpy(), lagged["user"].numpy()
+    is_u = (rows["user_id"] == "u").to_numpy()
+    # day 1: "shoes", "shirt" and user u appear for the first time -> OOV (id 1); day 2: known
+    assert (candidate[is_u & (day == 1)] == 1).all() and (user[is_u & (day == 1)] == 1).all()
+    assert (candidate[is_u & (day == 2)] > 1).all() and (user[is_u & (day == 2)] > 1).all()
+    assert (lagged["query"][:, 1:].numpy()[is_u & (day == 1)][:, 0] == 1).all()  # "shoe", issued that day, too
+    everything_known = ranker_of(click_log, seq_len=3, lagged_vocab=False).node_ids(features)
+    assert (everything_known["query"][:, 0].numpy() > 1).all()
