@@ -14,6 +14,7 @@ Writes a work directory:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import resource
 import shutil
 import time
@@ -42,8 +43,49 @@ def peak_memory_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def _staging_paths(work_dir: Path) -> tuple[Path, Path]:
+    return work_dir.parent / f".{work_dir.name}.building", work_dir.parent / f".{work_dir.name}.previous"
+
+
 def build(logs_dir: str | Path, work_dir: str | Path, config: BuildConfig = BuildConfig(), progress=print, progress_bar: bool = True) -> dict:
+    """Build a work directory from validated logs. Returns the content of ``stats.json``.
+
+    Everything is written into a staging directory beside ``work_dir`` and swapped in whole when
+    complete, so an interrupted build leaves the previous work directory (or none) untouched, never
+    a mix. A ``work_dir`` that exists but is not a work directory is never replaced.
+    """
     logs_dir, work_dir = Path(logs_dir), Path(work_dir)
+    staging, previous = _staging_paths(work_dir)
+    if not work_dir.exists() and previous.is_dir():  # killed between the two renames of a swap
+        previous.rename(work_dir)
+    if work_dir.exists() and not work_dir.is_dir():
+        raise ValueError(f"{work_dir}: --out is a file, not a directory")
+    if work_dir.is_dir() and any(work_dir.iterdir()) and not (work_dir / "build.json").exists():
+        raise ValueError(f"{work_dir}: exists and is not a dropdown-rank work directory (no build.json); "
+                         "refusing to replace it: choose another --out")
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.rmtree(previous, ignore_errors=True)
+    stats = _build_into(logs_dir, staging, config, progress, progress_bar)
+    if work_dir.exists():
+        work_dir.rename(previous)
+    staging.rename(work_dir)
+    shutil.rmtree(previous, ignore_errors=True)
+    progress(f"build: wrote {work_dir}")
+    return stats
+
+
+def fingerprint(work_dir: Path) -> str:
+    """SHA-256 of a work directory's data files (samples, vocabularies, graphs): its identity for runs."""
+    digest = hashlib.sha256()
+    for path in sorted(p for part in ("vocab", "graph", "samples") for p in (work_dir / part).rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(work_dir)).encode())
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def _build_into(logs_dir: Path, work_dir: Path, config: BuildConfig, progress, progress_bar: bool) -> dict:
     timings = {}
     clock = time.perf_counter()
 
@@ -78,12 +120,8 @@ def build(logs_dir: str | Path, work_dir: str | Path, config: BuildConfig = Buil
     timings["graph_s"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    staging = work_dir / ".samples.partial"
-    shutil.rmtree(staging, ignore_errors=True)
     candidate_pv = train_impressions["candidate"].value_counts()
-    rows = build_samples(events, impressions, split_of, candidate_pv, staging, config.samples, progress_bar=progress_bar)
-    shutil.rmtree(work_dir / "samples", ignore_errors=True)
-    staging.rename(work_dir / "samples")
+    rows = build_samples(events, impressions, split_of, candidate_pv, work_dir / "samples", config.samples, progress_bar=progress_bar)
     timings["samples_s"] = time.perf_counter() - clock
 
     truth_path = logs_dir / "truth.parquet"
@@ -102,17 +140,18 @@ def build(logs_dir: str | Path, work_dir: str | Path, config: BuildConfig = Buil
         "peak_memory_mb": round(peak_memory_mb(), 1),
         "events_per_second": round(len(events) / max(sum(timings.values()), 1e-9), 1),
     }
-    write_json(work_dir / "build.json", {
+    write_json(work_dir / "stats.json", stats)
+    write_json(work_dir / "build.json", {  # last: a directory with build.json is complete
         "logs": str(logs_dir.resolve()),
         "split": split.to_dict(),
         "config": dataclasses.asdict(config),
         "has_truth": truth_path.exists(),
+        "fingerprint": fingerprint(work_dir),
     })
-    write_json(work_dir / "stats.json", stats)
     progress(
         f"build: samples train {rows['train']:,} / valid {rows['valid']:,} / test {rows['test']:,}; "
         f"stage times " + ", ".join(f"{k[:-2]} {v:.1f}s" for k, v in timings.items()) +
-        f"; peak memory {stats['peak_memory_mb']:.0f} MB; wrote {work_dir}"
+        f"; peak memory {stats['peak_memory_mb']:.0f} MB"
     )
     return stats
 
@@ -125,15 +164,20 @@ class Work:
     split: TimeSplit
     config: dict
     has_truth: bool
+    fingerprint: str
 
     @classmethod
     def open(cls, path: str | Path) -> "Work":
         path = Path(path)
+        staging, _ = _staging_paths(path)
         if not (path / "build.json").exists():
-            raise FileNotFoundError(f"{path}: not a work directory (no build.json); run `dropdown-rank build` first")
+            building = f" (a build into it is unfinished or was interrupted: {staging} exists)" if staging.exists() else ""
+            raise FileNotFoundError(f"{path}: not a complete work directory (no build.json){building}; run `dropdown-rank build`")
         meta = read_json(path / "build.json")
+        if "fingerprint" not in meta or "rows_start" not in meta["split"]:
+            raise ValueError(f"{path}: built by an older dropdown_rank (no daily graphs); rebuild it with `dropdown-rank build`")
         split = TimeSplit(**{k: v for k, v in meta["split"].items() if not k.endswith("_iso")})
-        return cls(path, split, meta["config"], bool(meta["has_truth"]))
+        return cls(path, split, meta["config"], bool(meta["has_truth"]), meta["fingerprint"])
 
     def vocabulary(self, name: str) -> list[str]:
         return read_vocabulary(self.path / "vocab", name)

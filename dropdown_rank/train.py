@@ -37,6 +37,7 @@ shuffle is a NumPy generator seeded by (seed, epoch). Same seed and data give th
 from __future__ import annotations
 
 import dataclasses
+import json
 import platform
 import shutil
 import time
@@ -152,6 +153,42 @@ def load_tables(graph_dir: Path, vocab_dir: Path) -> dict:
             for relation, (_, vocab_name) in RELATIONS.items()}
 
 
+def run_identity(model_config: ModelConfig, train_config: TrainConfig, work: Work) -> dict:
+    """What a run directory is bound to: the model, the training settings and the work directory's data."""
+    return {"model": model_config.to_dict(), "train": dataclasses.asdict(train_config), "work_fingerprint": work.fingerprint}
+
+
+def _flatten(record: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in record.items():
+        flat.update(_flatten(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
+    return flat
+
+
+def claim_run_dir(run_dir: Path, identity: dict) -> None:
+    """Start ``run_dir``, or resume it if it was started with the same identity; refuse anything else.
+
+    A run directory holds ``run.json`` from its first moment. Rerunning with another model, other
+    training settings or other data would mix two runs' epochs and weights, and a finished run
+    would be silently retrained, so both are refused with what differs and how to start over.
+    """
+    record = run_dir / "run.json"
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ValueError(f"{run_dir}: --out is a file, not a directory")
+    if record.exists():
+        started, wanted = _flatten(read_json(record)), _flatten(json.loads(json.dumps(identity)))
+        differs = sorted(key for key in started.keys() | wanted.keys() if started.get(key) != wanted.get(key))
+        if differs:
+            raise ValueError(f"{run_dir} was started with another configuration or work directory (differs: "
+                             f"{', '.join(differs)}); choose another --out, or delete {run_dir} to start over")
+        if (run_dir / "metrics.json").exists():
+            raise ValueError(f"{run_dir} is a finished run (metrics.json); choose another --out, or delete {run_dir} to retrain")
+        return
+    if run_dir.is_dir() and any(run_dir.iterdir()):
+        raise ValueError(f"{run_dir}: exists and is not a dropdown-rank run (no run.json); choose another --out")
+    write_json(record, identity)
+
+
 def train(work_dir: str | Path, run_dir: str | Path, model_config: ModelConfig, train_config: TrainConfig = TrainConfig(),
           verbose="auto", callbacks=()) -> dict:
     """Train one ranker; returns ``metrics.json``'s content. The CLI's ``train`` calls this.
@@ -166,6 +203,7 @@ def train(work_dir: str | Path, run_dir: str | Path, model_config: ModelConfig, 
         raise ValueError(f"seq_len {model_config.seq_len} > the {work.max_len} stored per sample; rebuild with --seq-len")
     if model_config.is_gnn and model_config.neighbors != work.neighbors:
         model_config = dataclasses.replace(model_config, neighbors=work.neighbors)
+    claim_run_dir(run_dir, run_identity(model_config, train_config, work))
     vocabularies = {name: work.vocabulary(name) for name in VOCABULARIES}
     known_since = {name: work.known_since(name) for name in VOCABULARIES}
     tables = {relation: work.daily_tables(relation) for relation in RELATIONS} if model_config.is_gnn else None
@@ -258,6 +296,7 @@ def save_run(run_dir: Path, ranker: DropdownRanker, work: Work, train_config: Tr
         "model": ranker.config.to_dict(),
         "train": dataclasses.asdict(train_config),
         "work": str(work.path.resolve()),
+        "work_fingerprint": work.fingerprint,
         "split": work.split.to_dict(),
         "versions": {"dropdown_rank": __version__, "tensorflow": tf.__version__, "python": platform.python_version()},
     })

@@ -1,4 +1,5 @@
 """Training on the tiny world: run directory, exact metrics, determinism, resume, and the oneDNN guard."""
+import dataclasses
 import json
 import os
 import subprocess
@@ -128,3 +129,24 @@ def test_spektral_gatconv_training_survives_in_fresh_processes(tiny_work, tmp_pa
                                 capture_output=True, text=True, env=env, timeout=600)
         assert result.returncode == 0, f"attempt {attempt} exited {result.returncode}:\n{result.stderr[-3000:]}"
         assert "trained 2" in result.stdout
+
+
+def test_a_run_directory_refuses_another_configuration_data_or_a_finished_run(tiny_work, tmp_path):
+    run = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_work, run, ModelConfig(kind="hgcn"), QUICK, verbose=0, callbacks=[Interrupt()])
+    with pytest.raises(ValueError, match=r"started with another configuration .*differs: model.kind\)"):
+        train(tiny_work, run, ModelConfig(kind="base"), QUICK, verbose=0)
+    with pytest.raises(ValueError, match=r"differs: train.seed\)"):
+        train(tiny_work, run, ModelConfig(kind="hgcn"), dataclasses.replace(QUICK, seed=12), verbose=0)
+    assert len(json.loads((run / "epochs.json").read_text())) == 1  # nothing of the refused runs was mixed in
+    finished = train(tiny_work, run, ModelConfig(kind="hgcn"), QUICK, verbose=0)
+    assert finished["model"] == "hgcn_20" and finished["epochs_run"] == QUICK.epochs
+    with pytest.raises(ValueError, match="is a finished run"):
+        train(tiny_work, run, ModelConfig(kind="hgcn"), QUICK, verbose=0)
+    stranger = tmp_path / "stranger"
+    stranger.mkdir()
+    (stranger / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="is not a dropdown-rank run"):
+        train(tiny_work, stranger, ModelConfig(kind="base"), QUICK, verbose=0)
+    assert (stranger / "notes.txt").read_text() == "mine"
