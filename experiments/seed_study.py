@@ -1,17 +1,26 @@
-"""The seed study: base_20 / base_50 against the GNN-20 variants, end to end, on any logs.
+"""The seed study: base_20 / base_50 against the GNN-20 variants, several training seeds each, end to end, on any logs.
 
-    python experiments/seed_study.py --out study/                  # the default synthetic world
-    python experiments/seed_study.py --logs my_logs/ --out study/   # your logs, in the log schema
+    python experiments/seed_study.py --out study/                        # the default synthetic world, seeds 0 1 2
+    python experiments/seed_study.py --logs my_logs/ --out study/         # your logs, in the log schema
+    python experiments/seed_study.py --out study/ --seeds 0 --scale tiny  # one seed, a tiny world (a smoke run)
 
-Steps: (synthesize the world unless --logs is given) → build → train base_20, base_50, hgcn_20,
-attention_20, hgcn*_20, attention*_20 → one evaluation report with intervals and storage. A model
-whose run already has ``metrics.json`` is reused, so an interrupted study continues where it
-stopped. Writes ``OUT/study.json`` (timings, AUCs) and ``OUT/report/report.md``.
+Steps: (synthesize the world unless --logs is given) → build → train every model once per training
+seed → one evaluation report with seed-aware intervals, baselines, OOV shares and storage.
+
+* Models: base_20, base_50, hgcn_20, attention_20, hgcn*_20, attention*_20, and the position-bias
+  (PAL) variants base_20+pal and hgcn_20+pal (``--no-position-bias`` leaves those out).
+* Seeds: ``--seed`` fixes the world (synthesis) and nothing else: there is one world and one build.
+  ``--seeds`` are the **training** seeds (initialization, data order); each model is trained once per
+  seed, in ``runs/<name>/seed<k>`` (``*`` is spelled ``_star`` in directory names).
+* Resuming: a run whose directory has ``metrics.json`` is reused, so an interrupted study continues
+  where it stopped, and adding a seed trains only the new runs.
+
+Writes ``OUT/study.json`` (per model and seed: test AUC, steady examples/second; timings) and
+``OUT/report/report.md``.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -21,7 +30,7 @@ from dropdown_rank.build import BuildConfig, build
 from dropdown_rank.evaluate.report import evaluate
 from dropdown_rank.logs.synth import write_world
 from dropdown_rank.model import ModelConfig
-from dropdown_rank.train import TrainConfig, train
+from dropdown_rank.train import TrainConfig, train_or_reuse
 
 MODELS = [
     ModelConfig(kind="base", seq_len=20),
@@ -31,10 +40,18 @@ MODELS = [
     ModelConfig(kind="hgcn", seq_len=20, id_time_only=True),
     ModelConfig(kind="attention", seq_len=20, id_time_only=True),
 ]
+POSITION_BIAS_MODELS = [
+    ModelConfig(kind="base", seq_len=20, position_bias=True),
+    ModelConfig(kind="hgcn", seq_len=20, position_bias=True),
+]
 
 
 def run_name(config: ModelConfig) -> str:
     return config.name.replace("*", "_star")
+
+
+def run_dir(out: Path, config: ModelConfig, seed: int) -> Path:
+    return out / "runs" / run_name(config) / f"seed{seed}"
 
 
 def main(argv=None) -> None:
@@ -42,10 +59,15 @@ def main(argv=None) -> None:
     parser.add_argument("--logs", help="log directory in the schema (default: generate the synthetic world)")
     parser.add_argument("--out", required=True)
     parser.add_argument("--scale", choices=("tiny", "small", "default"), default="default")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="the world's seed (synthesis); one world for every run")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds: every model is trained once per seed")
+    parser.add_argument("--no-position-bias", action="store_true", help="leave out base_20+pal and hgcn_20+pal")
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--bootstrap", type=int, default=1000)
     args = parser.parse_args(argv)
+    if len(set(args.seeds)) != len(args.seeds):
+        parser.error(f"--seeds: repeated seed in {args.seeds}")
+    models = MODELS + ([] if args.no_position_bias else POSITION_BIAS_MODELS)
 
     out = Path(args.out)
     timings = {}
@@ -59,30 +81,30 @@ def main(argv=None) -> None:
     build(logs, out / "work", BuildConfig())
     timings["build"] = time.perf_counter() - clock
 
-    results = {}
-    for config in MODELS:
-        run = out / "runs" / run_name(config)
-        if (run / "metrics.json").exists():
-            print(f"seed study: reusing {run}")
-            results[config.name] = json.loads((run / "metrics.json").read_text())
-            continue
-        clock = time.perf_counter()
-        results[config.name] = train(out / "work", run, config, TrainConfig(epochs=args.epochs, seed=args.seed))
-        timings[f"train {config.name}"] = time.perf_counter() - clock
+    results, runs = {}, []
+    for config in models:
+        for seed in args.seeds:
+            run = run_dir(out, config, seed)
+            runs.append(run)
+            clock = time.perf_counter()
+            metrics = train_or_reuse(out / "work", run, config, TrainConfig(epochs=args.epochs, seed=seed))
+            timings[f"train {config.name} seed {seed}"] = time.perf_counter() - clock
+            results.setdefault(config.name, {})[seed] = metrics
 
     clock = time.perf_counter()
-    evaluate(out / "work", [out / "runs" / run_name(c) for c in MODELS], out / "report", replicates=args.bootstrap, seed=args.seed)
+    evaluate(out / "work", runs, out / "report", replicates=args.bootstrap, seed=args.seed)
     timings["evaluate"] = time.perf_counter() - clock
     timings["total"] = time.perf_counter() - started
     write_json(out / "study.json", {
-        "logs": str(logs), "scale": None if args.logs else args.scale, "seed": args.seed,
-        "test_auc": {name: m["test_auc"] for name, m in results.items()},
-        "steady_examples_per_second": {name: m["steady_examples_per_second"] for name, m in results.items()},
+        "logs": str(logs), "scale": None if args.logs else args.scale, "world_seed": args.seed, "training_seeds": args.seeds,
+        "test_auc": {name: {str(s): m["test_auc"] for s, m in per.items()} for name, per in results.items()},
+        "steady_examples_per_second": {name: {str(s): m.get("steady_examples_per_second") for s, m in per.items()} for name, per in results.items()},
         "seconds": {k: round(v, 1) for k, v in timings.items()},
     })
-    print("\nseed study (exact test AUC):")
-    for name, metrics in results.items():
-        print(f"  {name:14s} {metrics['test_auc']:.4f}")
+    print(f"\nseed study (exact test AUC per training seed {args.seeds}, and their mean):")
+    for name, per in results.items():
+        aucs = [per[s]["test_auc"] for s in args.seeds]
+        print(f"  {name:14s} " + " ".join(f"{a:.4f}" for a in aucs) + f"   mean {sum(aucs) / len(aucs):.4f}")
     print(f"report: {out / 'report' / 'report.md'}; total {timings['total'] / 60:.1f} min")
 
 

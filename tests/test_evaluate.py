@@ -1,14 +1,19 @@
-"""Evaluation: metrics by hand, interval coverage where the truth is known, bucket edges, reports."""
+"""Evaluation: metrics by hand, the `*` rule across seeds, slice minimums, OOV shares, baselines, reports."""
 import json
+import shutil
 
 import numpy as np
+import pandas as pd
+import pyarrow as pa
 import pytest
 from sklearn.metrics import roc_auc_score
 
 from dropdown_rank.cli import main
-from dropdown_rank.evaluate.bootstrap import bootstrap_report
-from dropdown_rank.evaluate.metrics import SortedScores, auc, gauc, logloss, per_user_auc
+from dropdown_rank.evaluate.bootstrap import MIN_CLICKING_USERS, Scorer, bootstrap_report
+from dropdown_rank.evaluate.metrics import SortedScores, auc, gauc, logloss, mrr_ndcg, per_user_auc, request_ranks
+from dropdown_rank.evaluate.oov import oov_flags, oov_shares
 from dropdown_rank.evaluate.slices import SliceConfig, assign, bucket_labels, make_slices, pv_edges
+from dropdown_rank.samples import read_samples
 
 
 def test_auc_by_hand_with_ties_and_weights():
@@ -19,6 +24,11 @@ def test_auc_by_hand_with_ties_and_weights():
     assert float(auc(scores, labels, weights)) == pytest.approx(roc_auc_score(labels, scores, sample_weight=weights), abs=1e-12)
     many = SortedScores(scores, labels).auc(np.stack([weights, np.ones(500)]))
     assert many[1] == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
+    users = rng.integers(0, 40, 500)  # weights per cluster, gathered to the impressions
+    user_weights = rng.poisson(1.0, (3, 40)).astype(np.float32)
+    clustered = SortedScores(scores, labels, clusters=users).auc(user_weights)
+    for r in range(3):
+        assert clustered[r] == pytest.approx(roc_auc_score(labels, scores, sample_weight=user_weights[r][users]), abs=1e-9)
 
 
 def test_gauc_by_hand_skips_one_class_users():
@@ -29,11 +39,45 @@ def test_gauc_by_hand_skips_one_class_users():
     assert user_auc[:2].tolist() == [1.0, 0.0] and np.isnan(user_auc[2])
     assert float(gauc(user_auc, counts)) == pytest.approx((3 * 1.0 + 2 * 0.0) / 5)
     assert float(gauc(user_auc, counts, np.array([0.0, 1.0, 1.0]))) == 0.0  # replicate without user 0
+    rng = np.random.default_rng(3)  # ties within users, against scikit-learn user by user
+    users, scores, labels = rng.integers(0, 30, 600), rng.integers(0, 6, 600) / 6, rng.random(600) < 0.3
+    user_auc, counts = per_user_auc(users, scores, labels, 30)
+    for u in range(30):
+        y = labels[users == u]
+        expected = roc_auc_score(y, scores[users == u]) if 0 < y.sum() < len(y) else np.nan
+        assert user_auc[u] == pytest.approx(expected, abs=1e-12, nan_ok=True) and counts[u] == len(y)
 
 
 def test_logloss_matches_definition():
     p, y = np.array([0.9, 0.2]), np.array([1, 0])
     assert float(logloss(p, y)) == pytest.approx(-(np.log(0.9) + np.log(0.8)) / 2)
+
+
+# Three requests. r0: the click is ranked 2nd. r1: two clicks; the 0.8 tie between a non-click and a
+# click is broken pessimistically (non-click first), so the clicks are ranked 2nd and 4th. r2: no click.
+TOY_REQUESTS = np.array([0, 0, 0, 1, 1, 1, 1, 2, 2])
+TOY_SCORES = np.array([0.9, 0.5, 0.1, 0.2, 0.8, 0.8, 0.3, 0.7, 0.6])
+TOY_LABELS = np.array([0, 1, 0, 1, 0, 1, 0, 0, 0])
+TOY_MRR = (1 / 2 + 1 / 2) / 2
+TOY_NDCG = ((1 / np.log2(3)) / 1 + (1 / np.log2(3) + 1 / np.log2(5)) / (1 + 1 / np.log2(3))) / 2
+
+
+def test_mrr_and_ndcg_by_hand_on_three_requests():
+    assert request_ranks(TOY_REQUESTS, TOY_SCORES, TOY_LABELS).tolist() == [1, 2, 3, 4, 1, 2, 3, 1, 2]
+    out = mrr_ndcg(TOY_REQUESTS, TOY_SCORES, TOY_LABELS)
+    assert out["mrr"] == pytest.approx(TOY_MRR, abs=1e-12)
+    assert out["ndcg@10"] == pytest.approx(TOY_NDCG, abs=1e-12)
+    assert (out["clicked_requests"], out["requests_without_click"]) == (2, 1)
+    # The same numbers through the report's machinery (users = requests here), and a slice that keeps
+    # only r1's 4th-ranked click: ranks stay those of the whole request, IDCG is for one click.
+    users = TOY_REQUESTS
+    slices = {"all": {"all": np.ones(9, bool)}, "part": {"late": np.isin(np.arange(9), [3, 6])}}
+    report = bootstrap_report(TOY_LABELS, users, {"m": TOY_SCORES}, slices, replicates=10, requests=TOY_REQUESTS)
+    cell = report["models"]["m"]["all"]["all"]
+    assert cell["mrr"]["value"] == pytest.approx(TOY_MRR) and cell["ndcg@10"]["value"] == pytest.approx(TOY_NDCG)
+    assert (cell["clicked_requests"], cell["requests_without_click"]) == (2, 1)
+    late = report["models"]["m"]["part"]["late"]
+    assert late["mrr"]["value"] == pytest.approx(1 / 4) and late["ndcg@10"]["value"] == pytest.approx(1 / np.log2(5))
 
 
 def test_sliced_point_estimates_and_paired_differences_by_hand():
@@ -48,6 +92,95 @@ def test_sliced_point_estimates_and_paired_differences_by_hand():
     assert out["models"]["good"]["half"]["first"]["impressions"] == 4
     diff = next(p for p in out["pairs"] if p["slice"] == "all")
     assert (diff["a"], diff["b"]) == ("good", "bad") and diff["auc"]["value"] == pytest.approx(1.0 - 3 / 9)
+
+
+def seeded_scorers(rng, effects: dict, users, labels):
+    """One scorer per (model, seed): the label signal times the seed's effect, plus noise."""
+    return {f"{m} [seed {k}]": Scorer(m, effect * labels + rng.normal(0, 1.0, len(labels)), seed=k)
+            for m, per_seed in effects.items() for k, effect in enumerate(per_seed)}
+
+
+def star_world(rng, num_users=400):
+    users = np.repeat(np.arange(num_users), 25)
+    labels = (rng.random(len(users)) < 0.2).astype(float)
+    return users, labels
+
+
+def test_star_needs_the_interval_and_every_seed():
+    rng = np.random.default_rng(11)
+    users, labels = star_world(rng)
+    slices = {"all": {"all": np.ones(len(users), bool)}}
+    # a's seed mean is far above b's, but a's seed 2 is below every seed of b.
+    scorers = seeded_scorers(rng, {"a": [1.6, 1.6, 0.7], "b": [0.9, 0.9, 0.9]}, users, labels)
+    out = bootstrap_report(labels, users, scorers, slices, replicates=100, seed=0)
+    cell = out["pairs"][0]["auc"]
+    assert (out["pairs"][0]["a"], out["pairs"][0]["b"]) == ("a", "b")
+    assert cell["interval_excludes_0"] and cell["low"] > 0
+    assert not cell["seeds_agree"] and cell["seed_differences"][0] < 0 < cell["seed_differences"][1]
+    assert not cell["significant"]
+    # The group value is the mean of the seeds' exact AUCs, and the interval is the percentile interval
+    # of the seed-averaged replicate differences: recomputed here with scikit-learn and the same weights.
+    exact = {k: roc_auc_score(labels, s.scores) for k, s in scorers.items()}
+    a_mean = np.mean([v for k, v in exact.items() if k.startswith("a ")])
+    b_mean = np.mean([v for k, v in exact.items() if k.startswith("b ")])
+    assert out["models"]["a"]["all"]["all"]["auc"]["value"] == pytest.approx(a_mean, abs=1e-12)
+    assert cell["value"] == pytest.approx(a_mean - b_mean, abs=1e-12)
+    weights = np.random.default_rng(0).poisson(1.0, size=(100, 400))
+    draws = [np.mean([roc_auc_score(labels, s.scores, sample_weight=weights[r][users]) for s in scorers.values() if s.group == "a"])
+             - np.mean([roc_auc_score(labels, s.scores, sample_weight=weights[r][users]) for s in scorers.values() if s.group == "b"])
+             for r in range(100)]
+    assert [cell["low"], cell["high"]] == pytest.approx(np.percentile(draws, [2.5, 97.5]).tolist(), abs=1e-9)
+
+    # Every seed of a above every seed of b, and the interval excludes 0: starred.
+    scorers = seeded_scorers(rng, {"a": [1.6, 1.5, 1.7], "b": [0.9, 0.8, 1.0]}, users, labels)
+    cell = bootstrap_report(labels, users, scorers, slices, replicates=100, seed=0)["pairs"][0]["auc"]
+    assert cell["interval_excludes_0"] and cell["seeds_agree"] and cell["significant"]
+    # One seed each: the rule still works (the sign check is the single difference).
+    scorers = seeded_scorers(rng, {"a": [1.6], "b": [0.9]}, users, labels)
+    out = bootstrap_report(labels, users, scorers, slices, replicates=100, seed=0)
+    assert out["models"]["a"]["all"]["all"]["auc"]["sd"] is None and out["pairs"][0]["auc"]["significant"]
+
+
+def test_a_slice_below_the_minimums_gets_no_interval_and_no_star():
+    rng = np.random.default_rng(5)
+    users, labels = star_world(rng, num_users=200)
+    single = users == 0  # the real case: a bucket of 25 impressions from one user
+    labels[single] = np.arange(25) % 3 == 0
+    clicking = np.unique(users[labels == 1])
+    enough = np.isin(users, clicking[:MIN_CLICKING_USERS])  # exactly 30 users with a click (and plenty of non-clicks)
+    short = np.isin(users, clicking[:MIN_CLICKING_USERS - 1])
+    slices = {"all": {"all": np.ones(len(users), bool)}, "s": {"one user": single, "30": enough, "29": short}}
+    scores = {"a": 2.0 * labels + rng.normal(0, 1, len(users)), "b": rng.normal(0, 1, len(users))}
+    out = bootstrap_report(labels, users, scores, slices, replicates=100, seed=0)
+    for bucket in ("one user", "29"):
+        cell = out["models"]["a"]["s"][bucket]
+        assert cell["too_few"] and cell["auc"]["too_few"] == "too few users/clicks" and "low" not in cell["auc"]
+        diff = next(p for p in out["pairs"] if p["bucket"] == bucket)["auc"]
+        assert "low" not in diff and not diff["significant"]
+    assert out["models"]["a"]["s"]["one user"]["auc"]["value"] == pytest.approx(roc_auc_score(labels[single], scores["a"][single]))
+    cell = out["models"]["a"]["s"]["30"]
+    assert not cell["too_few"] and cell["auc"]["high"] > cell["auc"]["low"]
+    assert next(p for p in out["pairs"] if p["bucket"] == "30")["auc"]["significant"]
+
+
+def test_oov_shares_on_a_toy_vocabulary():
+    samples = pa.table({
+        "user_id": ["u1", "u2", "u3", "u1"],
+        "candidate": ["a", "z", "b", "a"],
+        "query_history": [["a", "b"], ["x"], [], ["b", "a", "q"]],  # "q" is beyond L=2: not read, not OOV
+        "item_history": [["i1"], ["i1", ""], ["i9"], ["i1", "i1", "i7"]],  # "" is padding, never OOV
+    })
+    vocabulary = {"users": pa.array(["u1", "u2"]), "queries": pa.array(["a", "b"]), "items": pa.array(["i1"])}
+    flags = oov_flags(samples, vocabulary, seq_len=2)
+    assert flags["user"].tolist() == [False, False, True, False]
+    assert flags["candidate"].tolist() == [False, True, False, False]
+    assert flags["query_history"].tolist() == [False, True, False, False]
+    assert flags["item_history"].tolist() == [False, False, True, False]
+    shares = oov_shares(flags, {"all": {"all": np.ones(4, bool)}, "s": {"first two": np.arange(4) < 2, "last two": np.arange(4) >= 2}})
+    assert shares["all"]["all"]["history"] == 0.5 and shares["all"]["all"]["user"] == 0.25
+    assert shares["s"]["first two"] == {"user": 0.0, "candidate": 0.5, "history": 0.5, "query_history": 0.5, "item_history": 0.0}
+    assert shares["s"]["last two"]["user"] == 0.5 and shares["s"]["last two"]["history"] == 0.5
+    assert oov_flags(samples, vocabulary, seq_len=3)["query_history"].tolist() == [False, True, False, True]
 
 
 def clustered_population(rng, users, effect=0.8):
@@ -91,19 +224,123 @@ def test_report_on_a_tiny_world(tiny_work, tiny_runs, tmp_path, capsys):
     assert main(["evaluate", "--data", str(tiny_work), "--runs", *map(str, tiny_runs.values()), "--out", str(out),
                  "--bootstrap", "100"]) == 0
     report = json.loads((out / "report.json").read_text())
-    assert set(report["models"]) == {"base_20", "attention_20", "oracle"}
+    samples = read_samples(tiny_work / "samples", "test", columns=["request_id", "user_id", "candidate", "position", "label", "activity"])
+    truth = samples.merge(pd.read_parquet(tiny_work / "truth.parquet"), on=["request_id", "candidate"], how="left")
+    expected = {"base_20", "attention_20", "legacy order", "oracle"}
+    expected |= {"relevance oracle"} if "p_relevance" in truth else set()
+    frozen = "prediction_frozen" in pd.read_parquet(tiny_runs["attention_20"] / "predictions" / "test.parquet")
+    expected |= {"attention_20 (frozen graph)"} if frozen else set()
+    assert set(report["models"]) == expected
+    overall = {m: report["models"][m]["all"]["all"] for m in report["models"]}
+
+    # Exact values: each model's AUC is its run's exact test AUC; the baselines score what they claim.
+    for name, run in tiny_runs.items():
+        assert overall[name]["auc"]["value"] == pytest.approx(json.loads((run / "metrics.json").read_text())["test_auc"], abs=1e-9)
+        assert report["seeds"][name] == [3] and overall[name]["auc"]["sd"] is None
+    assert overall["legacy order"]["auc"]["value"] == pytest.approx(roc_auc_score(samples["label"], -samples["position"]), abs=1e-12)
+    assert overall["oracle"]["auc"]["value"] == pytest.approx(roc_auc_score(truth["label"], truth["p_click"]), abs=1e-12)
+    if "p_relevance" in truth:
+        assert overall["relevance oracle"]["auc"]["value"] == pytest.approx(roc_auc_score(truth["label"], truth["p_relevance"]), abs=1e-12)
+        assert "logloss" not in overall["relevance oracle"]
+    assert "logloss" not in overall["legacy order"]
+    # Legacy MRR, computed independently: rank = logged position + 1 when positions are 0..n-1 per request.
+    clicked = samples[samples["label"] == 1]
+    first_rank = clicked.groupby("request_id")["position"].min() + 1
+    assert (samples.groupby("request_id")["position"].rank(method="first") == samples["position"] + 1).all()
+    assert overall["legacy order"]["mrr"]["value"] == pytest.approx(float((1.0 / first_rank).mean()), abs=1e-12)
+    assert overall["legacy order"]["clicked_requests"] == len(first_rank)
+    assert overall["legacy order"]["requests_without_click"] == samples["request_id"].nunique() - len(first_rank)
+    vs_legacy = next(p for p in report["pairs"] if (p["a"], p["b"], p["slice"]) == ("attention_20", "legacy order", "all"))
+    assert vs_legacy["auc"]["value"] == pytest.approx(overall["attention_20"]["auc"]["value"] - overall["legacy order"]["auc"]["value"])
+    if frozen:
+        predictions = pd.read_parquet(tiny_runs["attention_20"] / "predictions" / "test.parquet")
+        assert overall["attention_20 (frozen graph)"]["auc"]["value"] == pytest.approx(
+            roc_auc_score(predictions["label"], predictions["prediction_frozen"]), abs=1e-12)
+        pair = next(p for p in report["pairs"] if p["b"] == "attention_20 (frozen graph)")
+        assert pair["seed_pairing"] == "same seed" and report["frozen_graph"] == ["attention_20"]
+
+    # Minimums: a bucket is flagged exactly when it has fewer than 30 users with a click (or 30 non-clicks).
+    edges = report["slices"]["activity_edges"]
+    bucket_of = np.searchsorted(edges, samples["activity"].to_numpy(), side="right")
+    for i, (bucket, cell) in enumerate(report["models"]["base_20"]["activity"].items()):
+        part = samples[bucket_of == i]
+        assert cell["users_with_click"] == part.loc[part["label"] == 1, "user_id"].nunique()
+        assert cell["too_few"] == (cell["users_with_click"] < 30 or (part["label"] == 0).sum() < 30)
+        assert ("low" in cell["auc"]) != cell["too_few"]
+        assert all(not p["auc"]["significant"] for p in report["pairs"] if p["bucket"] == bucket and cell["too_few"])
+
+    # OOV: the user share overall, against the run's vocabulary read independently.
+    users = set(pd.read_parquet(tiny_runs["base_20"] / "vocab" / "users.parquet")["token"])
+    [oov] = report["oov"]
+    assert oov["seq_len"] == 20 and set(oov["models"]) == {"base_20", "attention_20"}
+    assert oov["shares"]["all"]["all"]["user"] == pytest.approx(float((~samples["user_id"].isin(users)).mean()), abs=1e-12)
+
     for name in ("auc_by_activity.png", "auc_by_pv.png", "storage_vs_auc.png", "attention_attention_20.png"):
         assert (out / name).stat().st_size > 1000, name
-    overall = report["models"]["attention_20"]["all"]["all"]["auc"]
-    assert overall["low"] <= overall["value"] <= overall["high"]
-    assert report["models"]["oracle"]["all"]["all"]["auc"]["value"] > overall["value"]
     assert list(report["models"]["base_20"]["activity"]) == ["0-4", "5-19", "20-49", "50+"]
     storage = report["storage"]["models"]
     assert storage["attention_20"]["parts"]["neighbor_tables"] > 0 and "neighbor_tables" not in storage["base_20"]["parts"]
+    assert storage["attention_20"]["parts"]["neighbor_tables"] == sum(f.stat().st_size for f in (tiny_work / "graph").glob("*.npz"))
     assert storage["attention_20"]["if_neighbors_in_every_example"]["total_bytes"] > storage["attention_20"]["total_bytes"]
     profile = report["attention_profiles"]["attention_20"]
     assert len(profile["neighbor_rank"]["query"]) == 11 and len(profile["history_position"]["item"]) == 20
     markdown = (out / "report.md").read_text()
-    for heading in ("## Overall", "## By user activity", "## By candidate query PV", "## Storage", "## Attention in attention_20"):
-        assert heading in markdown
+    for heading in ("## Overall", "### Against the baselines", "## By user activity", "## By candidate query PV", "## Storage",
+                    "## Attention in attention_20", "legacy order (baseline)", "oracle (ceiling)", "One seed per model"):
+        assert heading in markdown, heading
     assert "report.md" in capsys.readouterr().out
+
+
+def copy_run(source, target, seed=None, noise=None, weights=False):
+    """A run directory for evaluation only: config, vocabulary, predictions (without the logged position)."""
+    if weights:
+        shutil.copytree(source, target)
+    else:
+        for part in ("vocab", "predictions"):
+            shutil.copytree(source / part, target / part)
+        shutil.copy(source / "config.json", target / "config.json")
+    config = json.loads((target / "config.json").read_text())
+    config["train"]["seed"] = config["train"]["seed"] if seed is None else seed
+    (target / "config.json").write_text(json.dumps(config))
+    predictions = pd.read_parquet(target / "predictions" / "test.parquet").drop(columns=["position"], errors="ignore")
+    if noise is not None:
+        predictions["prediction"] = np.clip(predictions["prediction"] + noise(len(predictions)), 1e-4, 1 - 1e-4)
+    predictions.to_parquet(target / "predictions" / "test.parquet")
+    return predictions
+
+
+def test_runs_of_one_model_are_grouped_as_seeds(tiny_work, tiny_runs, tmp_path):
+    """Two runs named attention_20 (seeds 3 and 4) are one model: its value is the mean of the two exact AUCs.
+
+    The runs' predictions lack ``position`` (older runs): the legacy order reads it from the test samples.
+    """
+    copy_run(tiny_runs["base_20"], tmp_path / "base_20")
+    first = copy_run(tiny_runs["attention_20"], tmp_path / "attention_20_seed3", weights=True)
+    rng = np.random.default_rng(0)
+    second = copy_run(tiny_runs["attention_20"], tmp_path / "attention_20_seed4", seed=4, noise=lambda n: rng.normal(0, 0.05, n))
+
+    out = tmp_path / "report"
+    assert main(["evaluate", "--data", str(tiny_work), "--runs", *(str(tmp_path / d) for d in ("base_20", "attention_20_seed3", "attention_20_seed4")),
+                 "--out", str(out), "--bootstrap", "50", "--no-storage"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["seeds"] == {"base_20": [3], "attention_20": [3, 4]}
+    cell = report["models"]["attention_20"]["all"]["all"]["auc"]
+    per_seed = [roc_auc_score(first["label"], first["prediction"]), roc_auc_score(second["label"], second["prediction"])]
+    assert cell["per_seed"] == pytest.approx(per_seed, abs=1e-9) and cell["value"] == pytest.approx(np.mean(per_seed), abs=1e-9)
+    assert cell["sd"] == pytest.approx(np.std(per_seed, ddof=1), abs=1e-9)
+    samples = read_samples(tiny_work / "samples", "test", columns=["label", "position"])
+    legacy = report["models"]["legacy order"]["all"]["all"]["auc"]["value"]
+    assert legacy == pytest.approx(roc_auc_score(samples["label"], -samples["position"]), abs=1e-12)
+    assert "### Spread across training seeds" in (out / "report.md").read_text()
+
+
+def test_runs_trained_on_another_work_directory_are_refused(tiny_logs, tiny_runs, tmp_path):
+    from dropdown_rank.build import BuildConfig, build
+    from dropdown_rank.evaluate.report import evaluate
+    from dropdown_rank.split import SplitConfig
+
+    other = tmp_path / "other_work"
+    build(tiny_logs, other, BuildConfig(split=SplitConfig(valid_days=3, test_days=2)), progress=lambda *a: None, progress_bar=False)
+    with pytest.raises(ValueError, match="was trained on another work directory"):
+        evaluate(other, [tiny_runs["base_20"]], tmp_path / "report", replicates=10)
+    assert not (tmp_path / "report").exists()

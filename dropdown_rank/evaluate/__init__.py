@@ -1,6 +1,7 @@
-"""Evaluation: exact sliced metrics with user-bootstrap intervals, storage accounting, reports.
+"""Evaluation: exact sliced metrics with seed-aware user-bootstrap intervals, baselines, OOV, storage, reports.
 
-``metrics`` (exact AUC, GAUC, logloss, vectorized over replicates) → ``bootstrap`` (intervals and
-paired differences) ← ``slices`` (activity / PV buckets); ``storage`` measures training-data bytes;
+``metrics`` (exact AUC, GAUC, logloss, MRR, NDCG@10, vectorized over replicates) → ``bootstrap``
+(seed-averaged intervals, paired differences and the ``*`` rule) ← ``slices`` (activity / PV
+buckets); ``oov`` (vocabulary coverage per slice); ``storage`` measures training-data bytes;
 ``plots`` and ``markdown`` render; ``report`` runs it all for ``dropdown-rank evaluate``.
 """

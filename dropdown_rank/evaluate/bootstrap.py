@@ -1,24 +1,62 @@
-"""Metrics with 95% intervals by a Poisson bootstrap over users, paired across models.
+"""Metrics with 95% intervals by a Poisson bootstrap over users, paired across scorers, averaged over seeds.
 
 Resampling unit: the **user**. A user's impressions are correlated (same interests, same model
 errors), so resampling impressions would understate the uncertainty. Each replicate draws a
-Poisson(1) multiplicity per user; all of that user's impressions get it. The same replicate
-weights are used for every model and slice, so differences between models are paired, and their
-intervals reflect only the disagreement between the models, not the shared noise of the sample.
+Poisson(1) multiplicity per user; all of that user's impressions and requests get it. The same
+replicate weights are used for every scorer and slice, so differences are paired: their intervals
+reflect only the disagreement between the scorers, not the shared noise of the sample.
 
-Intervals are bootstrap percentiles (2.5, 97.5). A difference is marked significant only when its
-interval excludes 0. Everything is vectorized over chunks of replicates: an AUC replicate is one
-cumulative sum over the negatives (see ``metrics.SortedScores``).
+**Seeds.** A *scorer* is one set of test scores: one trained run (a model name and a training
+seed) or one baseline. Scorers with the same ``group`` (model name) are its seeds. A group's value
+is the **mean over its seeds of the metric** (not the metric of averaged predictions: that would
+score an ensemble nobody serves). Per replicate the same mean is taken, so the interval of a
+group, and of the difference of two groups, is the percentile interval of seed-averaged
+replicates. The report also gives each group's per-seed values (min, max, sd).
+
+**When a difference is significant** (``*``): all of
+
+1. the slice is large enough (:data:`MIN_CLICKING_USERS`, :data:`MIN_NON_CLICKS`);
+2. the 95% interval of the seed-averaged paired difference excludes 0;
+3. every seed agrees with that direction: each difference between a seed of ``a`` and a seed of
+   ``b`` (every combination, so the verdict does not depend on how seeds are paired; for a
+   ``same_seed`` pair, e.g. one run scored two ways, seed k against seed k) is non-zero with the
+   interval's sign. With one seed per group this is the single point difference, and training-seed
+   variance is not measured.
+
+**Minimums.** A slice needs at least 30 users with a click and 30 non-clicked impressions (so also
+30 users, 30 clicks and 30 requests with a click) for intervals. The resampling unit is the user,
+and the positives carry the AUC's uncertainty: with a handful of clicking users the replicate
+distribution has a handful of distinct values (one user: every replicate is the same, an interval of
+width 0). Below the minimums a slice gets point values, ``too_few``, no interval and never a ``*``.
+
+Everything is vectorized over chunks of replicates. AUC is two sparse products per scorer and
+slice (``metrics.SortedScores``); GAUC, logloss, MRR and NDCG@10 are ratios of per-user sums, so all
+of them for all scorers are one matrix product ``weights [R, U] @ sums [U, K]`` per chunk.
 """
 from __future__ import annotations
 
-import itertools
+import dataclasses
+import time
 
 import numpy as np
 
-from dropdown_rank.evaluate.metrics import SortedScores, gauc, per_user_auc
+from dropdown_rank.evaluate.metrics import SortedScores, per_user_auc, ranking_values, request_ranks
 
-METRICS = ("auc", "gauc", "logloss")
+METRICS = ("auc", "gauc", "logloss", "mrr", "ndcg@10")
+MIN_CLICKING_USERS = 30
+MIN_NON_CLICKS = 30
+TOO_FEW = "too few users/clicks"
+
+
+@dataclasses.dataclass
+class Scorer:
+    """One set of scores for the test impressions: a run (group = model name, its training seed) or a baseline."""
+
+    group: str
+    scores: np.ndarray
+    seed: int | None = None
+    probability: bool = True  # a click probability: logloss is defined
+    slices: tuple | None = None  # evaluate only these slices (None: all)
 
 
 def interval(replicates: np.ndarray, point: float) -> dict:
@@ -27,80 +65,187 @@ def interval(replicates: np.ndarray, point: float) -> dict:
     return {"value": float(point), "low": float(low), "high": float(high)}
 
 
-class _Cell:
-    """One model on one slice: everything fixed, ready for many replicate weightings."""
+def seed_agreement(a: list, b: list, same_seed: bool = False) -> dict:
+    """Range of the per-seed differences a - b (every combination, or seed k with seed k)."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if same_seed:
+        if len(a) != len(b):
+            raise ValueError("a same_seed pair needs the same seeds on both sides")
+        differences = a - b
+    else:
+        differences = (a[:, None] - b[None, :]).ravel()
+    low, high = float(differences.min()), float(differences.max())
+    return {"seed_differences": [low, high], "seeds_agree": bool(low > 0 or high < 0), "sign": int(np.sign(low) if low > 0 or high < 0 else 0)}
 
-    def __init__(self, scores, labels, users, num_users):
-        self.auc_scores = SortedScores(scores, labels, clusters=users)
-        self.user_auc, self.user_count = per_user_auc(users, scores, labels, num_users)
-        p = np.clip(scores.astype(np.float64), 1e-7, 1 - 1e-7)
-        self.loss = np.bincount(users, weights=-(labels * np.log(p) + (1 - labels) * np.log(1 - p)), minlength=num_users)
 
-    def evaluate(self, user_weights) -> dict:
-        """Metric values for each row of weights; NaN where a replicate drew no usable user."""
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return {
-                "auc": self.auc_scores.auc(user_weights),
-                "gauc": gauc(self.user_auc, self.user_count, user_weights),
-                "logloss": (user_weights @ self.loss) / (user_weights @ self.user_count),
-            }
+def significance(cell: dict, seeds: dict) -> dict:
+    """The ``*`` rule: enough data, interval excludes 0, and every seed difference on the same side."""
+    side = 1 if cell.get("low", np.nan) > 0 else (-1 if cell.get("high", np.nan) < 0 else 0)
+    cell["interval_excludes_0"] = side != 0
+    cell.update({k: v for k, v in seeds.items() if k != "sign"})
+    cell["significant"] = bool(not cell.get("too_few") and side != 0 and seeds["sign"] == side)
+    return cell
+
+
+class _Bucket:
+    """One slice bucket: which impressions, and everything about it that no scorer changes."""
+
+    def __init__(self, mask, labels, users, requests, request_user, num_users):
+        self.index = np.flatnonzero(mask)
+        y, u = labels[self.index], users[self.index]
+        clicked_users = np.unique(u[y == 1])
+        self.counts = {"impressions": int(len(self.index)), "clicks": int(y.sum()), "users": int(len(np.unique(u))),
+                       "users_with_click": int(len(clicked_users)), "requests": int(len(np.unique(requests[self.index]))),
+                       "clicked_requests": int(len(np.unique(requests[self.index][y == 1])))}
+        self.counts["requests_without_click"] = self.counts["requests"] - self.counts["clicked_requests"]
+        self.enough = self.counts["users_with_click"] >= MIN_CLICKING_USERS and len(y) - y.sum() >= MIN_NON_CLICKS
+        self.has_both = 0 < y.sum() < len(y)
+        self.impressions = np.bincount(u, minlength=num_users).astype(np.float64)
+        self.clicks = np.bincount(u, weights=y, minlength=num_users)
+        both = (self.clicks > 0) & (self.clicks < self.impressions)
+        self.gauc_impressions = np.where(both, self.impressions, 0.0)  # GAUC's denominator: users with both classes
+        self.clicked_requests = np.bincount(request_user[np.unique(requests[self.index][y == 1])], minlength=num_users).astype(np.float64)
 
 
 def bootstrap_report(labels: np.ndarray, users: np.ndarray, scores: dict, slices: dict, replicates: int = 1000,
-                     seed: int = 0, chunk: int = 100, reference: str | None = None) -> dict:
-    """Point estimates, intervals and paired differences for every model and slice bucket.
+                     seed: int = 0, chunk: int = 200, requests: np.ndarray | None = None, pairs: list | None = None,
+                     reference: str | None = None) -> dict:
+    """Point values, seed spread, intervals and paired differences for every group and slice bucket.
 
-    ``scores``: ``{model: [n] probabilities}``; ``slices``: ``{slice: {bucket: [n] bool mask}}``;
-    ``users``: int codes 0..U-1. ``reference`` (e.g. "oracle") is compared with every model but
-    left out of the model-vs-model pairs. Returns ``{"models": …, "pairs": …}``.
+    ``scores``: ``{scorer id: Scorer}`` (or ``{group: [n] probabilities}``, one seed each);
+    ``slices``: ``{slice: {bucket: [n] bool mask}}``; ``users``: int codes 0..U-1; ``requests``:
+    int codes of request ids (default: one request per user, for callers without requests).
+    ``pairs``: ``(a, b)`` or ``(a, b, "same_seed")`` group pairs (default: every pair of groups, with
+    ``reference`` first in its pairs). Returns ``{"models": {group: {slice: {bucket: …}}}, "pairs": […], …}``.
     """
+    started = time.perf_counter()
     labels = np.asarray(labels).astype(np.float64)
+    users = np.asarray(users)
+    requests = users if requests is None else np.asarray(requests)
     num_users = int(users.max()) + 1
-    models = list(scores)
-    cells, results = {}, {m: {} for m in models}
-    for slice_name, buckets in slices.items():
-        for bucket, mask in buckets.items():
-            idx = np.flatnonzero(mask)
-            y, u = labels[idx], users[idx]
-            for model in models:
-                s = np.asarray(scores[model])[idx]
-                cell = _Cell(s, y, u, num_users) if len(idx) and 0 < y.sum() < len(y) else None
-                cells[(model, slice_name, bucket)] = cell
-                entry = {"impressions": int(len(idx)), "clicks": int(y.sum()), "users": int(len(np.unique(u)))}
-                if cell is not None:
-                    ones = np.ones(num_users)
-                    entry.update({k: float(v) for k, v in cell.evaluate(ones).items()})
-                results[model].setdefault(slice_name, {})[bucket] = entry
+    request_user = np.zeros(int(requests.max()) + 1, dtype=np.int64)
+    request_user[requests] = users
+    scorers = {k: v if isinstance(v, Scorer) else Scorer(group=k, scores=np.asarray(v)) for k, v in scores.items()}
+    groups = {}
+    for key, scorer in scorers.items():
+        groups.setdefault(scorer.group, []).append(key)
+    buckets = {(s, b): _Bucket(mask, labels, users, requests, request_user, num_users) for s, bs in slices.items() for b, mask in bs.items()}
 
-    draws = {key: {m: [] for m in METRICS} for key, cell in cells.items() if cell is not None}
+    # Per scorer and bucket: an AUC cell and per-user sums (columns of one matrix), plus point values.
+    columns, column_of = [], {}
+
+    def column(key, values):
+        column_of[key] = len(columns)
+        columns.append(values)
+
+    for (s, b), bucket in buckets.items():
+        column((s, b, "impressions"), bucket.impressions)
+        column((s, b, "clicked_requests"), bucket.clicked_requests)
+        column((s, b, "gauc_den"), bucket.gauc_impressions)
+        column((s, b, "clicks"), bucket.clicks)
+        column((s, b, "non_clicks"), bucket.impressions - bucket.clicks)
+    cells, points = {}, {}
+    for key, scorer in scorers.items():
+        score = np.asarray(scorer.scores)
+        ranks = request_ranks(requests, score, labels)
+        loss = None
+        if scorer.probability:
+            p = np.clip(score.astype(np.float64), 1e-7, 1 - 1e-7)
+            loss = -(labels * np.log(p) + (1 - labels) * np.log(1 - p))
+        for (s, b), bucket in buckets.items():
+            if scorer.slices is not None and s not in scorer.slices:
+                continue
+            idx, y, u = bucket.index, labels[bucket.index], users[bucket.index]
+            point = {"auc": np.nan, "gauc": np.nan, "logloss": np.nan, "mrr": np.nan, "ndcg@10": np.nan}
+            cell = None
+            if bucket.has_both:
+                cell = SortedScores(score[idx], y, clusters=u, num_clusters=num_users)
+                point["auc"] = float(cell.auc(np.ones(num_users)))
+                user_auc, counts = per_user_auc(u, score[idx], y, num_users)
+                column((key, s, b, "gauc_num"), np.where(np.isnan(user_auc), 0.0, counts * np.nan_to_num(user_auc)))
+                if bucket.gauc_impressions.sum() > 0:
+                    point["gauc"] = float(columns[-1].sum() / bucket.gauc_impressions.sum())
+            if loss is not None and len(idx):
+                column((key, s, b, "loss"), np.bincount(u, weights=loss[idx], minlength=num_users))
+                point["logloss"] = float(loss[idx].mean())
+            if bucket.counts["clicked_requests"]:
+                clicked = np.zeros(len(labels), dtype=bool)
+                clicked[idx[y == 1]] = True
+                values = ranking_values(requests, ranks, clicked)
+                owner = request_user[values["request"]]
+                column((key, s, b, "rr"), np.bincount(owner, weights=values["rr"], minlength=num_users))
+                column((key, s, b, "ndcg"), np.bincount(owner, weights=values["ndcg"], minlength=num_users))
+                point["mrr"], point["ndcg@10"] = float(values["rr"].mean()), float(values["ndcg"].mean())
+            points[(key, s, b)] = point
+            cells[(key, s, b)] = cell
+    sums = np.column_stack(columns)
+
+    # Replicates: one chunk of user weights at a time, shared by every scorer and slice.
+    boot = [k for k in points if buckets[k[1:]].enough]
+    draws = {k: {m: [] for m in METRICS} for k in boot}
     rng = np.random.default_rng(seed)
     for start in range(0, replicates, chunk):
         weights = rng.poisson(1.0, size=(min(chunk, replicates - start), num_users)).astype(np.float32)
-        for key, cell in cells.items():
-            if cell is not None:
-                for metric, values in cell.evaluate(weights).items():
-                    draws[key][metric].append(values)
-    draws = {key: {m: np.concatenate(v) for m, v in per.items()} for key, per in draws.items()}
+        by_user = np.ascontiguousarray(weights.T)
+        linear = weights.astype(np.float64) @ sums
+        get = lambda key: linear[:, column_of[key]] if key in column_of else np.full(len(weights), np.nan)  # noqa: E731
+        with np.errstate(invalid="ignore", divide="ignore"):
+            for key in boot:
+                scorer_key, s, b = key
+                out = draws[key]
+                out["auc"].append(cells[key].auc_columns(by_user, get((s, b, "clicks")) * get((s, b, "non_clicks"))))
+                out["gauc"].append(get((scorer_key, s, b, "gauc_num")) / get((s, b, "gauc_den")))
+                out["logloss"].append(get((scorer_key, s, b, "loss")) / get((s, b, "impressions")))
+                out["mrr"].append(get((scorer_key, s, b, "rr")) / get((s, b, "clicked_requests")))
+                out["ndcg@10"].append(get((scorer_key, s, b, "ndcg")) / get((s, b, "clicked_requests")))
+    draws = {k: {m: np.concatenate(v) for m, v in per.items()} for k, per in draws.items()}
 
-    for (model, slice_name, bucket), per in draws.items():
-        entry = results[model][slice_name][bucket]
-        for metric in METRICS:
-            entry[metric] = interval(per[metric], entry[metric])
-
-    pairs = [(a, b) for a, b in itertools.combinations([m for m in models if m != reference], 2)]
-    if reference is not None:
-        pairs += [(reference, m) for m in models if m != reference]
-    differences = []
-    for a, b in pairs:
-        for slice_name, buckets in slices.items():
-            for bucket in buckets:
-                if (a, slice_name, bucket) not in draws or (b, slice_name, bucket) not in draws:
+    # Groups: seed means, seed spread, intervals of the seed-averaged replicates.
+    results, group_draws = {}, {}
+    for group, keys in groups.items():
+        for (s, b), bucket in buckets.items():
+            present = [k for k in keys if (k, s, b) in points]
+            if not present:
+                continue
+            entry = {**bucket.counts, "seeds": [scorers[k].seed for k in present], "too_few": not bucket.enough}
+            for metric in METRICS:
+                per_seed = np.array([points[(k, s, b)][metric] for k in present])
+                if np.isnan(per_seed).any():
                     continue
-                row = {"a": a, "b": b, "slice": slice_name, "bucket": bucket}
-                for metric in METRICS:
-                    point = results[a][slice_name][bucket][metric]["value"] - results[b][slice_name][bucket][metric]["value"]
-                    diff = interval(draws[(a, slice_name, bucket)][metric] - draws[(b, slice_name, bucket)][metric], point)
-                    diff["significant"] = bool(diff["low"] > 0 or diff["high"] < 0)
-                    row[metric] = diff
-                differences.append(row)
-    return {"models": results, "pairs": differences, "replicates": replicates, "seed": seed, "unit": "user"}
+                cell = {"value": float(per_seed.mean()), "per_seed": per_seed.tolist(), "min": float(per_seed.min()),
+                        "max": float(per_seed.max()), "sd": float(per_seed.std(ddof=1)) if len(per_seed) > 1 else None}
+                if bucket.enough:
+                    mean_draws = np.mean([draws[(k, s, b)][metric] for k in present], axis=0)
+                    group_draws[(group, s, b, metric)] = mean_draws
+                    cell.update({k: v for k, v in interval(mean_draws, cell["value"]).items() if k != "value"})
+                else:
+                    cell["too_few"] = TOO_FEW
+                entry[metric] = cell
+            results.setdefault(group, {}).setdefault(s, {})[b] = entry
+
+    if pairs is None:
+        names = list(groups)
+        ordered = [reference] + [g for g in names if g != reference] if reference in groups else names
+        pairs = [(a, b) for i, a in enumerate(ordered) for b in ordered[i + 1:]]
+    differences = []
+    for pair in pairs:
+        a, b = pair[0], pair[1]
+        same_seed = len(pair) > 2 and pair[2] == "same_seed"
+        for (s, bucket_name), bucket in buckets.items():
+            ea, eb = results.get(a, {}).get(s, {}).get(bucket_name), results.get(b, {}).get(s, {}).get(bucket_name)
+            if ea is None or eb is None:
+                continue
+            row = {"a": a, "b": b, "slice": s, "bucket": bucket_name, "seed_pairing": "same seed" if same_seed else "every combination"}
+            for metric in METRICS:
+                if metric not in ea or metric not in eb:
+                    continue
+                point = ea[metric]["value"] - eb[metric]["value"]
+                if bucket.enough:
+                    cell = interval(group_draws[(a, s, bucket_name, metric)] - group_draws[(b, s, bucket_name, metric)], point)
+                else:
+                    cell = {"value": float(point), "too_few": TOO_FEW}
+                row[metric] = significance(cell, seed_agreement(ea[metric]["per_seed"], eb[metric]["per_seed"], same_seed))
+            differences.append(row)
+    return {"models": results, "pairs": differences, "replicates": replicates, "seed": seed, "unit": "user",
+            "minimums": {"users_with_click": MIN_CLICKING_USERS, "non_clicks": MIN_NON_CLICKS},
+            "seconds": round(time.perf_counter() - started, 2)}

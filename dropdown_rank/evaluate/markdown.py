@@ -2,125 +2,251 @@
 from __future__ import annotations
 
 ORACLE = "oracle"
+RELEVANCE = "relevance oracle"
+LEGACY = "legacy order"
+FROZEN = "(frozen graph)"
+METRIC_TITLES = {"auc": "AUC", "gauc": "GAUC", "logloss": "logloss", "mrr": "MRR", "ndcg@10": "NDCG@10"}
+BASELINE_LABEL = {LEGACY: "legacy order (baseline)", ORACLE: "oracle (ceiling)", RELEVANCE: "relevance oracle (ceiling)"}
+
+
+def _too_few(cell: dict) -> str:
+    return cell["too_few"] if isinstance(cell.get("too_few"), str) else "too few users/clicks"
 
 
 def _ci(cell: dict | None, digits: int = 4) -> str:
     if not cell or "value" not in cell:
         return "n/a"
+    if "low" not in cell:
+        return f"{cell['value']:.{digits}f} ({_too_few(cell)})"
     return f"{cell['value']:.{digits}f} [{cell['low']:.{digits}f}, {cell['high']:.{digits}f}]"
 
 
 def _diff(cell: dict | None, digits: int = 4) -> str:
     if not cell:
         return "n/a"
+    if "low" not in cell:
+        return f"{cell['value']:+.{digits}f} ({_too_few(cell)})"
     mark = " *" if cell["significant"] else ""
     return f"{cell['value']:+.{digits}f} [{cell['low']:+.{digits}f}, {cell['high']:+.{digits}f}]{mark}"
+
+
+def _spread(cell: dict | None, digits: int = 4) -> str:
+    if not cell:
+        return "n/a"
+    if cell.get("sd") is None:
+        return "one seed"
+    return f"{cell['min']:.{digits}f}-{cell['max']:.{digits}f}, sd {cell['sd']:.{digits}f}"
 
 
 def _mb(n: float) -> str:
     return f"{n / 1e6:.2f} MB"
 
 
-def _pairs(report: dict, slice_name: str, bucket: str):
-    return [p for p in report["pairs"] if p["slice"] == slice_name and p["bucket"] == bucket]
+def _label(name: str) -> str:
+    return BASELINE_LABEL.get(name, name)
 
 
 def _oriented(report: dict, slice_name: str, bucket: str, a: str, b: str, metric: str = "auc") -> dict | None:
     """The (a - b) difference, whichever order the pair was computed in."""
-    for p in _pairs(report, slice_name, bucket):
+    for p in report["pairs"]:
+        if p["slice"] != slice_name or p["bucket"] != bucket or metric not in p:
+            continue
         if (p["a"], p["b"]) == (a, b):
             return p[metric]
         if (p["a"], p["b"]) == (b, a):
-            cell = p[metric]
-            return {"value": -cell["value"], "low": -cell["high"], "high": -cell["low"], "significant": cell["significant"]}
+            cell = dict(p[metric])
+            cell["value"] = -cell["value"]
+            if "low" in cell:
+                cell["low"], cell["high"] = -cell["high"], -cell["low"]
+            return cell
     return None
 
 
 def _focus_pairs(report: dict) -> list:
-    """Model-vs-model pairs worth a per-slice table: each GNN against each base model."""
+    """Pairs worth a per-bucket table: each GNN against each base model; each +pal model against its plain twin."""
     configs = report["model_configs"]
-    gnn = [m for m, c in configs.items() if c["kind"] != "base"]
-    base = [m for m, c in configs.items() if c["kind"] == "base"]
-    return [(a, b) for a in gnn for b in base]
+    plain = [m for m, c in configs.items() if not c.get("position_bias")]
+    gnn = [m for m in plain if configs[m]["kind"] != "base"]
+    base = [m for m in plain if configs[m]["kind"] == "base"]
+    pal = [(m, m.removesuffix("+pal")) for m, c in configs.items() if c.get("position_bias") and m.removesuffix("+pal") in configs]
+    return [(a, b) for a in gnn for b in base] + pal
+
+
+def _header(report: dict) -> list:
+    models = list(report["model_configs"])
+    test, boot = report["test_period"], report["bootstrap"]
+    overall = report["models"][models[0]]["all"]["all"]
+    seeds = report["seeds"]
+    minimums = boot["minimums"]
+    one_seed = all(len(s) == 1 for s in seeds.values())
+    lines = [
+        f"- Work directory: `{report['work']}`; test period {test['test_start_iso']} to {test['test_end_iso']}.",
+        f"- Test split: {overall['impressions']:,} impressions, {overall['clicks']:,} clicks, {overall['users']:,} users, "
+        f"{overall['requests']:,} requests ({overall['clicked_requests']:,} with a click; the "
+        f"{overall['requests_without_click']:,} without one are excluded from MRR and NDCG@10).",
+        "- Training seeds: " + "; ".join(f"{m} (seed{'s' if len(seeds[m]) > 1 else ''} {', '.join(str(s) for s in seeds[m])})"
+                                         for m in models) + ". "
+        + ("**One seed per model**: training-seed variance is not measured, and condition 3 below is the sign of the single "
+           "difference." if one_seed else
+           "A model's value is the **mean over its seeds** of the metric; the seed spread table gives min-max and sd."),
+        f"- Intervals: 95% percentile intervals from {boot['replicates']} Poisson bootstrap replicates over **users** "
+        f"(seed {boot['seed']}), the same replicate weights for every model, seed and baseline; a model's replicate is the mean "
+        "of its seeds' replicates.",
+        f"- `*` marks a difference a - b only when (1) the slice has at least {minimums['users_with_click']} users with a click and "
+        f"{minimums['non_clicks']} non-clicked impressions, (2) the 95% interval of the seed-averaged paired difference excludes 0, "
+        "and (3) every seed of a differs from every seed of b in that same direction (daily vs frozen graph: each seed against "
+        "itself). Below the minimums a cell shows its point value and \"too few users/clicks\", never an interval or a `*`.",
+        "- MRR and NDCG@10: per request with a click, binary gains, candidates ranked by score within the request (ties: "
+        "non-clicked first, i.e. pessimistic). A slice keeps its clicked candidates; ranks are within the whole request.",
+        "- Baselines, not models: " + "; ".join(f"`{b}`: {d}" for b, d in report["baselines"].items()) + ".",
+        f"- Slices: user activity = behaviors in the look-back window, edges {report['slices']['activity_edges']}; "
+        f"candidate PV = training-period impressions, edges {report['slices']['pv_edges']} ({report['slices']['pv_edges_from']}).",
+    ]
+    return lines
+
+
+def _overall(report: dict) -> list:
+    models = list(report["model_configs"])
+    baselines = [b for b in (LEGACY, ORACLE, RELEVANCE) if b in report["models"]]
+    seeds = report["seeds"]
+    metrics = list(METRIC_TITLES)
+    cell = lambda m, k: report["models"][m]["all"]["all"].get(k)  # noqa: E731
+    lines = ["", "## Overall", "", "Seed mean [95% interval].", "",
+             "| model | seeds | " + " | ".join(METRIC_TITLES.values()) + " |", "| --- | --- |" + " --- |" * len(metrics)]
+    for m in models:
+        lines.append(f"| {m} | {len(seeds[m])} | " + " | ".join(_ci(cell(m, k)) for k in metrics) + " |")
+    for b in baselines:
+        lines.append(f"| {_label(b)} | - | " + " | ".join(_ci(cell(b, k)) for k in metrics) + " |")
+    if any(len(s) > 1 for s in seeds.values()):
+        lines += ["", "### Spread across training seeds (min-max, sd)", "",
+                  "| model | seeds | " + " | ".join(METRIC_TITLES.values()) + " |", "| --- | --- |" + " --- |" * len(metrics)]
+        for m in models:
+            lines.append(f"| {m} | {', '.join(str(s) for s in seeds[m])} | " + " | ".join(_spread(cell(m, k)) for k in metrics) + " |")
+
+    ceilings = [c for c in (ORACLE, RELEVANCE) if c in baselines]
+    header = [f"Δ{METRIC_TITLES[k]} vs legacy" for k in ("auc", "gauc", "mrr", "ndcg@10")] + [f"{c} - model (AUC)" for c in ceilings]
+    lines += ["", "### Against the baselines", "",
+              "Model - legacy order" + (", and the distance from each ceiling to the model (AUC)." if ceilings else "."), "",
+              "| model | " + " | ".join(header) + " |", "| --- |" + " --- |" * len(header)]
+    for m in models:
+        row = [_diff(_oriented(report, "all", "all", m, LEGACY, k)) for k in ("auc", "gauc", "mrr", "ndcg@10")]
+        row += [_diff(_oriented(report, "all", "all", c, m)) for c in ceilings]
+        lines.append(f"| {m} | " + " | ".join(row) + " |")
+
+    lines += ["", "### Paired differences between models, overall (a - b)", "",
+              "| a | b | " + " | ".join(f"Δ{t}" for t in METRIC_TITLES.values()) + " |", "| --- | --- |" + " --- |" * len(metrics)]
+    listed = set()
+    for a, b in _focus_pairs(report) + [(x, y) for i, x in enumerate(models) for y in models[i + 1:]]:
+        if frozenset((a, b)) not in listed:
+            listed.add(frozenset((a, b)))
+            lines.append(f"| {a} | {b} | " + " | ".join(_diff(_oriented(report, "all", "all", a, b, k)) for k in metrics) + " |")
+
+    frozen = report.get("frozen_graph", [])
+    if frozen:
+        lines += ["", "### Daily graph snapshots against one frozen snapshot (GNN runs)", "",
+                  "Test AUC with each test day's own graph snapshot (the default) and with the first test day's snapshot for "
+                  "every test day (what an export made at the end of training serves unless its graph is refreshed). The "
+                  "difference is paired per seed (same weights, two graphs).", "",
+                  "| model | seeds | AUC, daily snapshots | AUC, frozen snapshot | daily - frozen |", "| --- | --- | --- | --- | --- |"]
+        for m in frozen:
+            name = f"{m} {FROZEN}"
+            lines.append(f"| {m} | {len(seeds[m])} | {_ci(cell(m, 'auc'))} | {_ci(report['models'][name]['all']['all'].get('auc'))} | "
+                         f"{_diff(_oriented(report, 'all', 'all', m, name))} |")
+    return lines
+
+
+def _oov_table(report: dict, slice_name: str, buckets: list) -> list:
+    groups = report.get("oov") or []
+    if not groups:
+        return []
+    vocabularies = list(dict.fromkeys(g["vocabulary"] for g in groups))
+    several = len(vocabularies) > 1
+    header, columns = [], []
+    for v in vocabularies:
+        members = [g for g in groups if g["vocabulary"] == v]
+        tag = f" ({', '.join(m for g in members for m in g['models'])})" if several else ""
+        header += [f"user{tag}", f"candidate{tag}"]
+        columns += [(members[0], "user"), (members[0], "candidate")]
+        for g in members:
+            header.append(f"history L={g['seq_len']}{tag}")
+            columns.append((g, "history"))
+    lines = ["", "Out-of-vocabulary share of impressions: the user, the candidate, or any of the first L query/item "
+             "history ids is not in the run's vocabulary.", "",
+             "| bucket | " + " | ".join(header) + " |", "| --- |" + " --- |" * len(header)]
+    for b in buckets:
+        cells = [g["shares"][slice_name][b][k] for g, k in columns]
+        lines.append(f"| {b} | " + " | ".join("n/a" if c is None else f"{100 * c:.2f}%" for c in cells) + " |")
+    return lines
+
+
+def _slice_section(report: dict, slice_name: str, title: str) -> list:
+    models = list(report["model_configs"])
+    scorers = models + [b for b in (LEGACY, ORACLE, RELEVANCE) if b in report["models"]]
+    buckets = list(report["models"][models[0]][slice_name])
+    counts = [report["models"][models[0]][slice_name][b] for b in buckets]
+    lines = ["", f"## {title}", "",
+             "| bucket | impressions | clicks | users | users with a click | requests with a click | requests without |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for b, c in zip(buckets, counts):
+        lines.append(f"| {b} | {c['impressions']:,} | {c['clicks']:,} | {c['users']:,} | {c['users_with_click']:,} | "
+                     f"{c['clicked_requests']:,} | {c['requests_without_click']:,} |")
+    lines += _oov_table(report, slice_name, buckets)
+    for metric in ("auc", "gauc", "mrr", "ndcg@10"):
+        lines += ["", f"{METRIC_TITLES[metric]} per bucket (seed mean [95% interval]):", "",
+                  "| model | " + " | ".join(buckets) + " |", "| --- |" + " --- |" * len(buckets)]
+        for m in scorers:
+            lines.append(f"| {_label(m)} | " + " | ".join(_ci(report["models"][m][slice_name][b].get(metric)) for b in buckets) + " |")
+    rows = _focus_pairs(report) + [(m, LEGACY) for m in models]
+    for metric in ("auc", "ndcg@10"):
+        lines += ["", f"Δ{METRIC_TITLES[metric]} (a - b) per bucket:", "", "| a - b | " + " | ".join(buckets) + " |",
+                  "| --- |" + " --- |" * len(buckets)]
+        for a, b in rows:
+            lines.append(f"| {a} - {b} | " + " | ".join(_diff(_oriented(report, slice_name, k, a, b, metric)) for k in buckets) + " |")
+    lines += ["", f"![AUC {title.lower()}]({report['plots']['auc_by_' + slice_name]})"]
+    return lines
+
+
+def _storage(report: dict) -> list:
+    storage = report.get("storage")
+    if not storage:
+        return []
+    measured = storage["measured"]
+    configs = report["model_configs"]
+    base_50 = next((s["total_bytes"] for m, s in storage["models"].items() if configs[m]["kind"] == "base" and configs[m]["seq_len"] == 50), None)
+    snapshots = measured.get("graph_snapshots")
+    if isinstance(snapshots, dict):
+        snapshots = ", ".join(f"{r} {n}" for r, n in snapshots.items())
+    held = f", holding {snapshots} daily snapshots (stats.json)" if snapshots else ""
+    lines = ["", "## Storage of the training data (bytes measured on written files)", "",
+             f"{measured['train_examples']:,} training examples. Sequences are Parquet (snappy); neighbor tables are the "
+             f"work directory's compressed `graph/*.npz` files, counted once{held}; vocabularies are needed by every model.", "",
+             "| model | sequences | neighbor tables | vocabularies | total | bytes/example | vs base_50 |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for m, s in storage["models"].items():
+        parts = s["parts"]
+        share = f"{100 * s['total_bytes'] / base_50:.0f}%" if base_50 else "n/a"
+        lines.append(f"| {m} | {_mb(parts['sequences'])} | {_mb(parts.get('neighbor_tables', 0))} | {_mb(parts['vocabularies'])} | "
+                     f"{_mb(s['total_bytes'])} | {s['bytes_per_example']:.1f} | {share} |")
+    inline = next((s["if_neighbors_in_every_example"] for s in storage["models"].values() if "if_neighbors_in_every_example" in s), None)
+    if inline:
+        share = f"{100 * inline['total_bytes'] / base_50:.0f}%" if base_50 else "n/a"
+        lines.append(f"| GNN_20 with neighbors written into every example | - | - | - | {_mb(inline['total_bytes'])} | "
+                     f"{inline['bytes_per_example']:.1f} | {share} |")
+    if "storage_vs_auc" in report["plots"]:
+        lines += ["", f"![storage against AUC]({report['plots']['storage_vs_auc']})"]
+    return lines
 
 
 def render(report: dict) -> str:
-    models = list(report["models"])
-    lines = ["# dropdown_rank evaluation report", ""]
-    test = report["test_period"]
-    overall = report["models"][models[0]]["all"]["all"]
-    boot = report["bootstrap"]
-    lines += [
-        f"- Work directory: `{report['work']}`; test period {test['test_start_iso']} to {test['test_end_iso']}.",
-        f"- Test split: {overall['impressions']:,} impressions, {overall['clicks']:,} clicks, {overall['users']:,} users.",
-        f"- Intervals: 95% percentile intervals from {boot['replicates']} Poisson bootstrap replicates over **users** "
-        f"(seed {boot['seed']}); differences are paired (same replicates for every model). "
-        "`*` marks a difference whose interval excludes 0.",
-        f"- Slices: user activity = behaviors in the look-back window, edges {report['slices']['activity_edges']}; "
-        f"candidate PV = training-period impressions, edges {report['slices']['pv_edges']} "
-        f"({report['slices']['pv_edges_from']}).",
-    ]
-    if ORACLE in models:
-        lines.append("- `oracle` scores each impression with its true click probability (synthetic world): the ceiling "
-                     "any model can reach. It includes the position effect, which the rankers do not see at serving time.")
-    lines += ["", "## Overall", "", "| model | AUC | GAUC | logloss | distance to oracle (AUC) |", "| --- | --- | --- | --- | --- |"]
-    to_oracle = {p["b"]: p["auc"] for p in _pairs(report, "all", "all") if p["a"] == ORACLE}
-    for m in models:
-        cell = report["models"][m]["all"]["all"]
-        lines.append(f"| {m} | {_ci(cell.get('auc'))} | {_ci(cell.get('gauc'))} | {_ci(cell.get('logloss'))} | "
-                     f"{_diff(to_oracle.get(m)) if m != ORACLE else '-'} |")
-    lines += ["", "### Paired differences, overall (a - b)", "", "| a | b | ΔAUC | ΔGAUC | Δlogloss |", "| --- | --- | --- | --- | --- |"]
-    listed = set()
-    for a, b in _focus_pairs(report) + [(p["a"], p["b"]) for p in _pairs(report, "all", "all") if p["a"] != ORACLE]:
-        if frozenset((a, b)) not in listed:
-            listed.add(frozenset((a, b)))
-            lines.append(f"| {a} | {b} | " + " | ".join(_diff(_oriented(report, "all", "all", a, b, m)) for m in ("auc", "gauc", "logloss")) + " |")
-
-    titles = {"activity": "By user activity", "pv": "By candidate query PV"}
-    for slice_name, title in titles.items():
-        buckets = list(report["models"][models[0]][slice_name])
-        lines += ["", f"## {title}", "", "AUC [95% interval] per bucket.", "",
-                  "| bucket | impressions | clicks | " + " | ".join(models) + " |",
-                  "| --- | --- | --- | " + " | ".join("---" for _ in models) + " |"]
-        for b in buckets:
-            first = report["models"][models[0]][slice_name][b]
-            lines.append(f"| {b} | {first['impressions']:,} | {first['clicks']:,} | "
-                         + " | ".join(_ci(report["models"][m][slice_name][b].get("auc")) for m in models) + " |")
-        focus = _focus_pairs(report)
-        if focus:
-            lines += ["", "ΔAUC (a - b) per bucket:", "", "| bucket | " + " | ".join(f"{a} - {b}" for a, b in focus) + " |",
-                      "| --- | " + " | ".join("---" for _ in focus) + " |"]
-            for b in buckets:
-                lines.append(f"| {b} | " + " | ".join(_diff(_oriented(report, slice_name, b, x, y)) for x, y in focus) + " |")
-        lines += ["", f"![AUC {title.lower()}]({report['plots']['auc_by_' + slice_name]})"]
-
-    storage = report.get("storage")
-    if storage:
-        measured = storage["measured"]
-        base_50 = next((s["total_bytes"] for m, s in storage["models"].items() if report["model_configs"][m]["kind"] == "base"
-                        and report["model_configs"][m]["seq_len"] == 50), None)
-        lines += ["", "## Storage of the training data (bytes measured on written files)", "",
-                  f"{measured['train_examples']:,} training examples. Sequences are Parquet (snappy); neighbor tables "
-                  "are compressed `.npz`, counted once; vocabularies are needed by every model.", "",
-                  "| model | sequences | neighbor tables | vocabularies | total | bytes/example | vs base_50 |",
-                  "| --- | --- | --- | --- | --- | --- | --- |"]
-        for m, s in storage["models"].items():
-            parts = s["parts"]
-            share = f"{100 * s['total_bytes'] / base_50:.0f}%" if base_50 else "n/a"
-            lines.append(f"| {m} | {_mb(parts['sequences'])} | {_mb(parts.get('neighbor_tables', 0))} | {_mb(parts['vocabularies'])} | "
-                         f"{_mb(s['total_bytes'])} | {s['bytes_per_example']:.1f} | {share} |")
-        inline = next((s["if_neighbors_in_every_example"] for s in storage["models"].values() if "if_neighbors_in_every_example" in s), None)
-        if inline:
-            share = f"{100 * inline['total_bytes'] / base_50:.0f}%" if base_50 else "n/a"
-            lines.append(f"| GNN_20 with neighbors written into every example | - | - | - | {_mb(inline['total_bytes'])} | "
-                         f"{inline['bytes_per_example']:.1f} | {share} |")
-        if "storage_vs_auc" in report["plots"]:
-            lines += ["", f"![storage against AUC]({report['plots']['storage_vs_auc']})"]
-
-    for name, profile in report.get("attention_profiles", {}).items():
+    lines = ["# dropdown_rank evaluation report", ""] + _header(report) + _overall(report)
+    for slice_name, title in {"activity": "By user activity", "pv": "By candidate query PV"}.items():
+        lines += _slice_section(report, slice_name, title)
+    lines += _storage(report)
+    for name in report.get("attention_profiles", {}):
         lines += ["", f"## Attention in {name}", "",
                   "Mean target-attention weight by history position (1 = most recent) and mean graph-attention weight "
-                  "by neighbor rank (0 = the node itself), over positions and neighbors that exist.", "",
+                  "by neighbor rank (0 = the node itself), over positions and neighbors that exist (first seed's run).", "",
                   f"![attention {name}]({report['plots']['attention_' + name]})"]
+    boot = report["bootstrap"]
     lines += ["", f"Report generated in {report['seconds']:.0f}s (bootstrap {boot['seconds']:.1f}s).", ""]
     return "\n".join(lines)

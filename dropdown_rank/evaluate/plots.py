@@ -17,40 +17,66 @@ def _save(fig, path: Path) -> None:
     plt.close(fig)
 
 
-def slice_auc(results: dict, slice_name: str, models: list, path: Path, title: str, reference: str | None = None) -> None:
-    """AUC per bucket of one slice, one series per model, 95% intervals as error bars."""
+REFERENCE_STYLE = {  # baselines and ceilings: one horizontal tick per bucket, no error bars
+    "legacy order": {"marker": "_", "s": 900, "color": "tab:gray", "linewidths": 2.5},
+    "oracle": {"marker": "_", "s": 900, "color": "black", "linewidths": 1.5},
+    "relevance oracle": {"marker": "_", "s": 900, "color": "tab:purple", "linewidths": 1.5},
+}
+REFERENCE_LABEL = {"legacy order": "legacy order (baseline)", "oracle": "oracle (ceiling)", "relevance oracle": "relevance oracle (ceiling)"}
+
+
+def _errorbar(ax, x, cells, **kwargs):
+    """Seed means with their 95% intervals (seed-averaged bootstrap); too-small buckets: hollow, no bar; seeds: small dots."""
+    values = np.array([c["value"] if c else np.nan for c in cells])
+    has = np.array([bool(c) and "low" in c for c in cells])
+    low = np.where(has, values - np.array([c["low"] if c and "low" in c else np.nan for c in cells]), 0)
+    high = np.where(has, np.array([c["high"] if c and "high" in c else np.nan for c in cells]) - values, 0)
+    line = ax.errorbar(np.asarray(x)[has], values[has], yerr=[low[has], high[has]], fmt="o", capsize=3, **kwargs)
+    color = line[0].get_color()
+    if (~has).any():
+        ax.scatter(np.asarray(x)[~has], values[~has], facecolors="none", edgecolors=color)
+    for xi, c in zip(x, cells):
+        if c and len(c.get("per_seed", [])) > 1:
+            ax.scatter([xi] * len(c["per_seed"]), c["per_seed"], s=6, color=color, alpha=0.6)
+    return color
+
+
+def slice_auc(results: dict, slice_name: str, models: list, path: Path, title: str, references=()) -> None:
+    """AUC per bucket of one slice: one series per model (seed mean, 95% interval, seeds as dots), baselines as ticks."""
+    if isinstance(references, str):
+        references = [references]
     buckets = list(results[models[0]][slice_name])
-    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(buckets) + 3), 4.2))
-    series = [m for m in models if m != reference]
-    width = 0.8 / max(len(series), 1)
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(buckets) + 3) + 2.5, 4.2))
+    width = 0.8 / max(len(models), 1)
     x = np.arange(len(buckets))
-    for i, model in enumerate(series):
-        cells = [results[model][slice_name][b].get("auc") for b in buckets]
-        values = np.array([c["value"] if c else np.nan for c in cells])
-        low = np.array([c["value"] - c["low"] if c else 0 for c in cells])
-        high = np.array([c["high"] - c["value"] if c else 0 for c in cells])
-        ax.errorbar(x - 0.4 + width * (i + 0.5), values, yerr=[low, high], fmt="o", capsize=3, label=model)
-    if reference is not None:
-        ref = [results[reference][slice_name][b].get("auc", {}).get("value", np.nan) for b in buckets]
-        ax.scatter(x, ref, marker="_", s=900, color="black", label=f"{reference} (ceiling)")
+    for i, model in enumerate(models):
+        _errorbar(ax, x - 0.4 + width * (i + 0.5), [results[model][slice_name][b].get("auc") for b in buckets], label=model)
+    if any(results[models[0]][slice_name][b].get("too_few") for b in buckets):
+        ax.set_xlabel("hollow marker: too few users/clicks for an interval; small dots: the seeds", fontsize=8)
+    for reference in references:
+        ref = [results[reference][slice_name].get(b, {}).get("auc", {}).get("value", np.nan) for b in buckets]
+        style = dict(REFERENCE_STYLE.get(reference, {"marker": "_", "s": 900, "color": "black"}))
+        ax.scatter(x, ref, label=REFERENCE_LABEL.get(reference, reference), **style)
     labels = [f"{b}\nn={results[models[0]][slice_name][b]['impressions']:,}" for b in buckets]
     ax.set_xticks(x, labels)
-    ax.set_ylabel("test AUC (95% interval)")
+    ax.set_ylabel("test AUC (seed mean, 95% interval)")
     ax.set_title(title)
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8, ncol=2)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     _save(fig, path)
 
 
-def storage_vs_auc(points: list, path: Path) -> None:
-    """One point per model: storage per training example against overall test AUC."""
+def storage_vs_auc(points: list, path: Path, legacy: dict | None = None) -> None:
+    """One point per model: storage per training example against overall test AUC (seed mean, 95% interval)."""
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     for p in points:
-        ax.errorbar(p["bytes_per_example"], p["auc"]["value"], yerr=[[p["auc"]["value"] - p["auc"]["low"]], [p["auc"]["high"] - p["auc"]["value"]]],
-                    fmt="o", capsize=3)
+        _errorbar(ax, [p["bytes_per_example"]], [p["auc"]])
         ax.annotate(p["model"], (p["bytes_per_example"], p["auc"]["value"]), textcoords="offset points", xytext=(6, 4), fontsize=8)
+    if legacy:
+        ax.axhline(legacy["value"], color="tab:gray", linestyle="--", label="legacy order (baseline, no storage)")
+        ax.legend(fontsize=8)
     ax.set_xlabel("training data stored, bytes per example (measured)")
-    ax.set_ylabel("test AUC (95% interval)")
+    ax.set_ylabel("test AUC (seed mean, 95% interval)")
     ax.set_title("Storage against AUC")
     ax.grid(alpha=0.3)
     _save(fig, path)

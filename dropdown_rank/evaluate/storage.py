@@ -6,11 +6,14 @@ variant, with the same writer settings (snappy, dictionary encoding), and measur
 * ``sequences L``: the model's input features with histories cut to L (base_20, base_50, and the
   GNN's L=20 sequences): user_id, candidate, request_ts, position, label, the two histories and
   their timestamps;
-* ``neighbor tables``: the ``graph/*.npz`` files, counted once, for GNN models;
+* ``neighbor tables``: the work directory's ``graph/*.npz`` files, counted once, for GNN models:
+  their real bytes, so every daily snapshot they hold is counted (the report says how many when
+  ``stats.json`` records it);
 * ``vocabularies``: ``vocab/*.parquet``, needed by every model (StringLookup);
 * ``neighbors in every example``: what a pipeline that writes each node's neighbors into every
   example would store instead of the tables: the L=20 sequences plus, for the candidate and every
-  history query and item, its neighbor ids, weights, last co-occurrence times and counts.
+  history query and item, its neighbor ids, weights, last co-occurrence times and counts (from one
+  snapshot, the latest: each example would carry one day's neighbors).
 """
 from __future__ import annotations
 
