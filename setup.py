@@ -1,6 +1,6 @@
 """dropdown_rank: CTR ranking of query-dropdown suggestions with a GNN context module.
 
-Pins follow ../shared/STACK.md: the four ML libraries below were verified together on
+The four ML libraries below were verified together on
 Python 3.11 / CPU; change one only after re-running `make test` and the benchmarks.
 """
 from setuptools import find_packages, setup

@@ -2,7 +2,7 @@
 
     python benchmarks/check_onednn.py [--scale default] [--runs 4] [--steps 60]
 
-STACK.md: with TF_ENABLE_ONEDNN_OPTS=1, training spektral's GATConv segfaulted in most runs,
+With TF_ENABLE_ONEDNN_OPTS=1, training spektral's GATConv segfaulted in most runs,
 which is why dropdown_rank turns oneDNN off. Turning it off costs training speed (see
 bench_training's onednn_off_vs_on), so this records, per model, how many of ``--runs`` fresh
 training processes with oneDNN **on** exit cleanly. spektral GATConv is the positive control; it is

@@ -1,19 +1,35 @@
 """Process settings that must be in place before tensorflow is first imported.
 
+Required (a different value the user set is kept, with a warning):
+
 * ``TF_USE_LEGACY_KERAS=1``: spektral and tensorflow-recommenders need Keras 2 (tf-keras); TF >= 2.16
   otherwise makes ``tf.keras`` Keras 3, under which ``import tensorflow_recommenders`` fails and
   spektral's GATConv breaks in ``call``.
 * ``TF_ENABLE_ONEDNN_OPTS=0``: with oneDNN's custom CPU ops on, training a model with spektral's
-  GATConv segfaulted in most runs on this stack (see STACK.md); with them off it did not.
+  GATConv segfaulted in most fresh training processes on the pinned stack (TensorFlow 2.21,
+  tf-keras 2.21, spektral 1.3.1); with them off it did not. ``benchmarks/check_onednn.py`` repeats
+  that check and ``benchmarks/README.md`` records it, with what turning oneDNN off costs. The
+  default ``fused`` graph layers do not crash under oneDNN, so with them you can opt back in with
+  ``TF_ENABLE_ONEDNN_OPTS=1``; spektral's GATConv then refuses to build.
 
-A value the user set explicitly is respected, with a warning. If tensorflow is already imported
-without legacy Keras, nothing can be fixed from here, so we raise and say what to do.
+Defaults (a value the user set is kept silently):
+
+* ``TF_CPP_MIN_LOG_LEVEL=3``: TensorFlow's C++ logging prints INFO, WARNING and ERROR lines that
+  are not failures of this program (on a machine without a GPU, ``failed call to cuInit ... CUDA
+  error`` at ERROR level). Level 3 keeps only FATAL. Errors that matter still reach you as Python
+  exceptions. Set ``TF_CPP_MIN_LOG_LEVEL=0`` to see every C++ log line. TensorFlow 2.21 writes a
+  few lines before its log level takes effect (``All log messages before absl::InitializeLog()
+  ...`` and ``Could not find cuda drivers``); no environment variable silences those.
+
+If tensorflow is already imported without legacy Keras, nothing can be fixed from here, so we raise
+and say what to do.
 """
 import os
 import sys
 import warnings
 
 REQUIRED_ENV = {"TF_USE_LEGACY_KERAS": "1", "TF_ENABLE_ONEDNN_OPTS": "0"}
+DEFAULT_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3"}
 
 _WHY = {
     "TF_USE_LEGACY_KERAS": "spektral and tensorflow-recommenders need Keras 2 (tf-keras)",
@@ -38,6 +54,8 @@ def configure_environment() -> None:
                 RuntimeWarning,
                 stacklevel=3,
             )
+    for name, default in DEFAULT_ENV.items():
+        os.environ.setdefault(name, default)
     tf = sys.modules.get("tensorflow")
     if tf is not None and not getattr(tf, "_tf_uses_legacy_keras", False):
         raise KerasVersionError(

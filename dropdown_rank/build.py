@@ -107,6 +107,10 @@ def _build_into(logs_dir: Path, work_dir: Path, config: BuildConfig, progress, p
     in_train_period = ((impressions["ts"] >= split.train_start) & (impressions["ts"] < split.valid_start)).to_numpy()
     train_impressions = impressions[in_train_period]
     vocabs = build_vocabularies(train_events, train_impressions, config.min_count)
+    emptied = [name for name, frame in vocabs.items() if frame.empty]
+    if emptied and config.min_count > 1:
+        raise ValueError(f"--min-count {config.min_count} leaves the {', '.join(emptied)} vocabulary empty: no token occurs "
+                         "that often in the training period; lower --min-count")
     write_vocabularies(vocabs, work_dir / "vocab")
     progress("vocab: " + ", ".join(f"{len(v):,} {k}" for k, v in vocabs.items()) + f" (min count {config.min_count})")
     timings["vocab_s"] = time.perf_counter() - clock

@@ -2,33 +2,68 @@
 
 Stage modules are imported inside the handlers so that ``--help`` and argument errors answer
 without loading TensorFlow.
+
+A user mistake ends with one line, ``dropdown-rank <command>: error: ...``, and exit code 2, like
+argparse's own errors: argument values out of range are refused while parsing, and during a command
+the ``ValueError`` (``SchemaError`` included) and ``FileNotFoundError`` the library raises for bad
+input are reported the same way. A ``ValueError`` raised outside dropdown_rank's own code (inside
+TensorFlow, NumPy, pandas) is a bug, not a user mistake, and keeps its traceback; so does any other
+exception. ``DROPDOWN_RANK_TRACEBACK=1`` shows the traceback of every error.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
+import traceback
 from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def _number(kind, minimum: float, strict: bool, what: str):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid {kind.__name__} value: {text!r}") from None
+        if value < minimum or (strict and value == minimum):
+            raise argparse.ArgumentTypeError(f"must be {what}, not {text}")
+        return value
+
+    parse.__name__ = what.replace(" ", "_")
+    return parse
+
+
+positive_int = _number(int, 0, True, "a positive integer")
+non_negative_int = _number(int, 0, False, "an integer >= 0")
+positive_float = _number(float, 0.0, True, "a positive number")
+non_negative_float = _number(float, 0.0, False, "a number >= 0")
 
 
 def _add_build_args(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("split")
-    g.add_argument("--valid-days", type=int, default=3, help="days of validation before the test period (default 3)")
-    g.add_argument("--test-days", type=int, default=3, help="last days of the log used for test (default 3)")
-    g.add_argument("--train-days", type=int, default=None, help="training days before validation (default: all earlier days)")
+    g.add_argument("--valid-days", type=positive_int, default=3, help="days of validation before the test period (default 3)")
+    g.add_argument("--test-days", type=positive_int, default=3, help="last days of the log used for test (default 3)")
+    g.add_argument("--train-days", type=positive_int, default=None, help="training days before validation (default: all earlier days)")
+    g.add_argument("--warmup-days", type=non_negative_int, default=3,
+                   help="first training days whose events only warm the graphs up: their impressions are not samples (default 3)")
     g = parser.add_argument_group("graph")
-    g.add_argument("--neighbors", type=int, default=10, help="top-K neighbors kept per node (default 10)")
+    g.add_argument("--neighbors", type=positive_int, default=10, help="top-K neighbors kept per node (default 10)")
     g.add_argument("--cooccurrence", choices=("session", "window"), default="session",
                    help="count pairs inside a session (default) or within --window-minutes")
-    g.add_argument("--session-gap-minutes", type=float, default=30.0, help="a gap longer than this ends a session (default 30)")
-    g.add_argument("--window-minutes", type=float, default=60.0, help="pair window in window mode (default 60)")
-    g.add_argument("--max-distance", type=int, default=10, help="pairs at most this many same-kind behaviors apart (default 10)")
+    g.add_argument("--session-gap-minutes", type=positive_float, default=30.0, help="a gap longer than this ends a session (default 30)")
+    g.add_argument("--window-minutes", type=positive_float, default=60.0, help="pair window in window mode (default 60)")
+    g.add_argument("--max-distance", type=positive_int, default=10, help="pairs at most this many same-kind behaviors apart (default 10)")
     g.add_argument("--min-cooccur", type=int, default=1, help="drop edges seen fewer times (default 1)")
-    g.add_argument("--min-weight", type=float, default=0.0, help="drop edges with a smaller normalized weight (default 0)")
+    g.add_argument("--min-weight", type=non_negative_float, default=0.0, help="drop edges with a smaller normalized weight (default 0)")
+    g.add_argument("--graph-window-days", type=positive_int, default=30,
+                   help="each day's graph snapshot counts the events of this many days before it (default 30)")
     g = parser.add_argument_group("samples")
-    g.add_argument("--seq-len", type=int, default=50, help="history length stored per sample; models read a prefix (default 50)")
-    g.add_argument("--lookback-days", type=float, default=30.0, help="window for the activity slice field (default 30)")
-    g.add_argument("--min-count", type=int, default=1, help="vocabulary minimum count in the training period (default 1)")
+    g.add_argument("--seq-len", type=positive_int, default=50, help="history length stored per sample; models read a prefix (default 50)")
+    g.add_argument("--lookback-days", type=positive_float, default=30.0, help="window for the activity slice field (default 30)")
+    g.add_argument("--min-count", type=positive_int, default=1, help="vocabulary minimum count in the training period (default 1)")
     g.add_argument("--bad-rows", choices=("error", "skip"), default="error",
                    help="on a bad row: stop with an error (default), or skip it and count it in stats.json")
 
@@ -40,11 +75,11 @@ def _build_config(args):
     from dropdown_rank.split import SplitConfig
 
     return BuildConfig(
-        split=SplitConfig(args.valid_days, args.test_days, args.train_days),
+        split=SplitConfig(args.valid_days, args.test_days, args.train_days, args.warmup_days),
         graph=GraphConfig(
             neighbors=args.neighbors, mode=args.cooccurrence, session_gap_minutes=args.session_gap_minutes,
             window_minutes=args.window_minutes, max_distance=args.max_distance, min_count=args.min_cooccur,
-            min_weight=args.min_weight,
+            min_weight=args.min_weight, window_days=args.graph_window_days,
         ),
         samples=SampleConfig(max_len=args.seq_len, lookback_days=args.lookback_days),
         min_count=args.min_count,
@@ -58,35 +93,66 @@ def cmd_synth(args) -> None:
     write_world(args.out, scale=args.scale, seed=args.seed)
 
 
+def cmd_aol(args) -> None:
+    from dropdown_rank.logs.aol import convert_aol
+
+    convert_aol(args.src, args.out, prefix_rule=args.prefix_rule, prefix_len=args.prefix_len, candidates=args.candidates,
+                popularity_days=args.popularity_days, unlisted=args.unlisted)
+
+
 def cmd_bestbuy(args) -> None:
     from dropdown_rank.logs.bestbuy import convert_bestbuy
 
     convert_bestbuy(args.src, args.out, prefix_len=args.prefix_len, candidates=args.candidates)
 
 
-def cmd_build(args) -> None:
+def _reword_split_error(error: ValueError, args) -> ValueError:
+    """The split's "too few days" error, naming the impressions file and the days needed."""
+    from dropdown_rank.logs.schema import find_table
+
+    needed = args.valid_days + args.test_days + (getattr(args, "warmup_days", None) or 0) + 1
+    return ValueError(f"{find_table(args.logs, 'impressions')}: {error} (at least {needed} days are needed)")
+
+
+def _split_failed(error: BaseException) -> bool:
+    frames = traceback.extract_tb(error.__traceback__)
+    return bool(frames) and Path(frames[-1].filename).resolve() == PACKAGE_DIR / "split.py"
+
+
+def _build(logs, out, args) -> dict:
     from dropdown_rank.build import build
 
-    build(args.logs, args.out, _build_config(args))
+    try:
+        return build(logs, out, _build_config(args))
+    except ValueError as error:
+        if _split_failed(error):
+            raise _reword_split_error(error, args) from error
+        raise
+
+
+def cmd_build(args) -> None:
+    _build(args.logs, args.out, args)
 
 
 def _add_model_args(parser: argparse.ArgumentParser, choose_model: bool = True) -> None:
     g = parser.add_argument_group("model")
     if choose_model:  # demo trains fixed models and uses --seq-len for the stored length
         g.add_argument("--model", choices=("base", "hgcn", "attention"), default="base", help="ranker kind (default base)")
-        g.add_argument("--seq-len", type=int, default=20, help="history length L the model reads (default 20)")
+        g.add_argument("--seq-len", type=positive_int, default=20, help="history length L the model reads (default 20)")
     g.add_argument("--id-time-only", action="store_true", help="GNN neighbors carry only id and time features (no weights)")
     g.add_argument("--graph-impl", choices=("fused", "spektral"), default="fused",
                    help="fused layers (default, faster) or spektral GCNConv/GATConv over star subgraphs (same function)")
-    g.add_argument("--dim", type=int, default=16, help="embedding size (default 16)")
-    g.add_argument("--heads", type=int, default=1, help="attention heads of the attention GNN (default 1)")
+    g.add_argument("--dim", type=positive_int, default=16, help="embedding size (default 16)")
+    g.add_argument("--heads", type=positive_int, default=1, help="attention heads of the attention GNN (default 1)")
     g.add_argument("--position-bias", action="store_true",
                    help="train with a PAL position-bias tower; serving scores ignore position")
+    g.add_argument("--no-lagged-vocab", action="store_true",
+                   help="let training rows read ids first seen on their own day (then OOV vectors are never trained)")
     g = parser.add_argument_group("training")
-    g.add_argument("--epochs", type=int, default=4, help="maximum epochs; early stopping on exact val AUC (default 4)")
-    g.add_argument("--batch-size", type=int, default=1024)
-    g.add_argument("--learning-rate", type=float, default=1e-3)
-    g.add_argument("--patience", type=int, default=1, help="epochs without val AUC gain before stopping (default 1)")
+    g.add_argument("--epochs", type=positive_int, default=4, help="maximum epochs; early stopping on exact val AUC (default 4)")
+    g.add_argument("--batch-size", type=positive_int, default=1024)
+    g.add_argument("--learning-rate", type=positive_float, default=1e-3)
+    g.add_argument("--patience", type=non_negative_int, default=1, help="epochs without val AUC gain before stopping (default 1)")
     g.add_argument("--seed", type=int, default=0, help="fixes initialization and shuffling")
 
 
@@ -94,7 +160,7 @@ def _model_config(args, **override):
     from dropdown_rank.model import ModelConfig
 
     values = dict(id_time_only=args.id_time_only, graph_impl=args.graph_impl, dim=args.dim, heads=args.heads,
-                  position_bias=args.position_bias)
+                  position_bias=args.position_bias, lagged_vocab=not args.no_lagged_vocab)
     if hasattr(args, "model"):
         values.update(kind=args.model, seq_len=args.seq_len)
     values.update(override)
@@ -125,7 +191,7 @@ def cmd_evaluate(args) -> None:
 def cmd_export(args) -> None:
     from dropdown_rank.export import export
 
-    export(args.run, args.out, graph_dir=args.graph, precompute_context=args.precompute_context)
+    export(args.run, args.out, graph_dir=args.graph, precompute_context=args.precompute_context, overwrite=args.overwrite)
 
 
 def score_example(saved_model_dir: Path) -> list:
@@ -144,11 +210,10 @@ def score_example(saved_model_dir: Path) -> list:
 
 def cmd_demo(args) -> None:
     """synth → build → train base_20 and hgcn_20 → evaluate → export hgcn_20 and score a request."""
-    from dropdown_rank.build import build
     from dropdown_rank.evaluate.report import evaluate
     from dropdown_rank.export import export
     from dropdown_rank.logs.synth import write_world
-    from dropdown_rank.train import train
+    from dropdown_rank.train import train_or_reuse
 
     out = Path(args.out)
     timings, aucs = {}, {}
@@ -160,10 +225,10 @@ def cmd_demo(args) -> None:
         return result
 
     stage("synth", write_world, out / "logs", scale=args.scale, seed=args.seed)
-    stage("build", build, out / "logs", out / "work", _build_config(args))
+    stage("build", _build, out / "logs", out / "work", args)
     for kind in ("base", "hgcn"):
         config = _model_config(args, kind=kind, seq_len=20)
-        aucs[config.name] = stage(f"train {config.name}", train, out / "work", out / "runs" / config.name, config,
+        aucs[config.name] = stage(f"train {config.name}", train_or_reuse, out / "work", out / "runs" / config.name, config,
                                   _train_config(args))["test_auc"]
     stage("evaluate", evaluate, out / "work", [out / "runs" / name for name in aucs], out / "report", seed=args.seed)
     stage("export hgcn_20", export, out / "runs" / "hgcn_20", out / "export" / "hgcn_20")
@@ -196,9 +261,25 @@ def make_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bestbuy", help="convert the Best Buy search→click log into the log schema")
     p.add_argument("--src", required=True, help="directory with train.csv and test.csv")
     p.add_argument("--out", required=True)
-    p.add_argument("--prefix-len", type=int, default=3, help="prefix length of reconstructed requests (default 3)")
-    p.add_argument("--candidates", type=int, default=8, help="candidates per reconstructed request (default 8)")
+    p.add_argument("--prefix-len", type=positive_int, default=3, help="prefix length of reconstructed requests (default 3)")
+    p.add_argument("--candidates", type=positive_int, default=8, help="candidates per reconstructed request (default 8)")
     p.set_defaults(handler=cmd_bestbuy)
+
+    p = sub.add_parser("aol", help="convert the AOL query log (2006) into the log schema, with reconstructed MPC impressions")
+    p.add_argument("--src", required=True, help="the extract's per-user <AnonID>.txt files (a directory or the .tar.gz holding "
+                   "them) or the original release's tab-separated files (a file or directory, plain or .gz)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--prefix-rule", choices=("chars", "word"), default="chars",
+                   help="typed prefix: the query's first N characters (chars) or its first word's first N characters (word) "
+                        "(default chars)")
+    p.add_argument("--prefix-len", type=positive_int, default=3, help="N of --prefix-rule (default 3)")
+    p.add_argument("--candidates", type=positive_int, default=10, help="most popular completions shown per request, at least 2 (default 10)")
+    p.add_argument("--popularity-days", type=positive_int, default=None,
+                   help="count popularity over the N days before the request's day (default: every earlier day)")
+    p.add_argument("--unlisted", choices=("drop", "insert"), default="drop",
+                   help="when the issued query is not among the candidates: drop the request (default) or insert it in place "
+                        "of the last one")
+    p.set_defaults(handler=cmd_aol)
 
     p = sub.add_parser("build", help="split, vocabularies, q2q/i2i neighbor tables and samples from logs")
     p.add_argument("--logs", required=True, help="directory with events and impressions (.parquet or .csv)")
@@ -231,6 +312,9 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--graph", help="work directory whose neighbor tables replace the run's (a new day's graph)")
     p.add_argument("--precompute-context", action="store_true",
                    help="store every node's graph context as a table: serving gathers instead of aggregating")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace --out even if it is not an earlier export (by default only an earlier export, or an "
+                        "empty directory, is replaced)")
     p.set_defaults(handler=cmd_export)
 
     p = sub.add_parser("demo", help="run the whole job end to end on the synthetic world")
@@ -242,14 +326,35 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv=None) -> int:
-    args = make_parser().parse_args(argv)
-    from dropdown_rank.logs.schema import SchemaError
+def _user_error(error: BaseException) -> bool:
+    """A mistake in the user's input, reported in one line: the library's own ValueErrors, and missing files."""
+    if os.environ.get("DROPDOWN_RANK_TRACEBACK") == "1":
+        return False
+    if isinstance(error, FileNotFoundError):
+        return True
+    frames = traceback.extract_tb(error.__traceback__)
+    return bool(frames) and PACKAGE_DIR in Path(frames[-1].filename).resolve().parents
 
+
+def main(argv=None) -> int:
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    command = f"dropdown-rank {args.command}"
+    out = getattr(args, "out", None)
+    if out is not None and Path(out).exists() and not Path(out).is_dir():
+        print(f"{command}: error: --out {out} is a file; give a directory", file=sys.stderr)
+        return 2
+    if getattr(args, "train_days", None) is not None and args.train_days <= (getattr(args, "warmup_days", None) or 0):
+        print(f"{command}: error: --train-days {args.train_days} leaves no training rows after the "
+              f"{args.warmup_days} graph warm-up day(s) (--warmup-days); use more training days", file=sys.stderr)
+        return 2
     try:
         args.handler(args)
-    except (SchemaError, FileNotFoundError) as error:
-        print(f"dropdown-rank {args.command}: error: {error}", file=sys.stderr)
+    except (ValueError, FileNotFoundError) as error:
+        if not _user_error(error):
+            raise
+        message = " ".join(str(error).splitlines())
+        print(f"{command}: error: {message}", file=sys.stderr)
         return 2
     return 0
 

@@ -12,12 +12,19 @@ yields the same batches: :class:`SampleStream` counts epochs itself, or takes th
 an uninterrupted run would). Evaluation (``shuffle=False``) yields the rows in ``read_samples``
 order, so predictions line up with it.
 
+The dataset knows its length: every batch but the last is full, so an epoch has
+``ceil(rows / batch_size)`` batches, with ``rows`` read from the shards' Parquet metadata (no data is
+read). ``tf.data.experimental.assert_cardinality`` attaches that count, so Keras shows a total and
+an ETA from the first epoch (not ``1/Unknown``), also after a resume.
+
 Each element is ``(features, label)``; ``features`` holds :data:`FEATURES` (``position`` too, for
 the position-bias tower), ``label`` is float32 ``[batch]``.
 """
 from __future__ import annotations
 
 from pathlib import Path
+
+import math
 
 import numpy as np
 import pyarrow as pa
@@ -67,6 +74,12 @@ class SampleStream:
         self.files, self.seq_len, self.batch_size = shard_files(samples_dir, split), seq_len, batch_size
         self.shuffle, self.seed, self.window_rows = shuffle, seed, window_rows
         self.epoch = 0
+        self.rows = sum(pq.ParquetFile(f).metadata.num_rows for f in self.files)
+
+    @property
+    def batches(self) -> int:
+        """Batches per epoch: all full but the last (``_drain`` carries a window's remainder over)."""
+        return math.ceil(self.rows / self.batch_size)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -118,7 +131,8 @@ class SampleStream:
         # A sequential map: padding is cheap, and the parallel map logs a spurious NodeDef error on TF 2.21.
         # 16 batches of prefetch cover a window refill (reading two shards, ~0.5 s), which AUTOTUNE's
         # few buffered batches did not: the boundary step fell from 450-570 ms to 60-75 ms.
-        return dataset.map(to_model_inputs).prefetch(PREFETCH_BATCHES)
+        dataset = dataset.map(to_model_inputs).apply(tf.data.experimental.assert_cardinality(self.batches))
+        return dataset.prefetch(PREFETCH_BATCHES)
 
 
 def make_dataset(samples_dir: str | Path, split: str, seq_len: int, batch_size: int = 1024, shuffle: bool = False,

@@ -17,14 +17,37 @@ request_ts           int64       [B]           when the dropdown is shown
 and returns ``ctr`` float32 [B], the click probability (position-free: a PAL tower is not part of
 serving). Histories are **dense and padded with ""** rather than ragged: TF Serving's REST and
 gRPC APIs carry dense tensors only, and "" is the model's padding id, so padding never changes a
-score. Any length H works; histories longer than the model's L are cut to the most recent L. A
-history and its timestamps must have the same shape, every input the same batch size, and the
-batch at least one row; otherwise the call fails with an InvalidArgumentError that says which.
+score. Any length H works; histories longer than the model's L are cut to the most recent L.
+
+**The serving contract** (:func:`check_serving_features`, applied inside the signature). A request
+that breaks it fails with an ``InvalidArgumentError`` whose message names the input; nothing is
+scored silently:
+
+* every input has the same batch size B, and B >= 1;
+* the histories and their timestamps are 2-D ``[B, H]``, and each history has the same shape as
+  its timestamps (a 1-D history is refused: it is one user's history, not a batch of them);
+* ``candidate`` is not blank: "" is the padding id and " " is not a suggestion;
+* ``request_ts`` is epoch seconds, from 0 to 2200-01-01 (a millisecond value is past 2200);
+* no non-padded history entry is after ``request_ts`` (the model was trained on histories strictly
+  before the request).
+
+Unseen ids score through the OOV bucket, and empty histories (H = 0, or all "") score.
 
 Everything else (vocabularies, neighbor tables, weights) is inside the SavedModel: it loads with
-``tf.saved_model.load`` in a process with only tensorflow installed. The export path is the one
-STACK.md verified with spektral layers: a ``tf.Module`` tracking the ranker's variables and lookup
-tables, plus a ``tf.function`` with an explicit input signature that calls the ranker.
+``tf.saved_model.load`` in a process with only tensorflow installed. How: a ``tf.Module`` tracks
+the ranker's variables and lookup tables, and a ``tf.function`` with an explicit input signature
+calls the ranker through a closure. Saving the Keras model itself is avoided because it fails for
+models with spektral layers; the module route saves every ranker, and the tests load the result in
+a process where dropdown_rank, spektral and tensorflow-recommenders cannot be imported.
+
+**The output directory.** The export is written into a temporary sibling directory
+(``.DIR.export-*.partial``) and swapped in with one rename when complete, so a killed export leaves
+``DIR`` as it was: absent, or the previous complete export. ``DIR`` is replaced only if it is empty
+or a previous export of this tool (its ``model_card.json`` carries ``"tool": "dropdown_rank
+export"``); anything else is refused unless ``overwrite=True``. On Linux the swap is an atomic
+exchange (``renameat2(RENAME_EXCHANGE)``); elsewhere it is two renames, and a kill between them
+leaves the previous export in ``.DIR.export-*.old``, which the next export to ``DIR`` restores
+before it starts.
 
 Options: ``graph_dir`` swaps in another build's neighbor tables (a new day's graph) without
 retraining; ``precompute_context`` stores every node's graph context as a table, so a served GNN
@@ -32,7 +55,12 @@ model gathers instead of aggregating neighbors per request.
 """
 from __future__ import annotations
 
+import ctypes
+import errno
+import json
+import os
 import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -40,36 +68,14 @@ import numpy as np
 import tensorflow as tf
 
 from dropdown_rank import __version__
-from dropdown_rank._io import read_json, write_json
+from dropdown_rank._io import _UMASK, read_json, write_json
 from dropdown_rank.graph import RELATIONS
+from dropdown_rank.model import SIGNATURE, check_serving_features
 from dropdown_rank.samples import read_samples
 from dropdown_rank.train import load_run
 
-SIGNATURE = {
-    "user_id": tf.TensorSpec([None], tf.string, name="user_id"),
-    "candidate": tf.TensorSpec([None], tf.string, name="candidate"),
-    "query_history": tf.TensorSpec([None, None], tf.string, name="query_history"),
-    "query_history_ts": tf.TensorSpec([None, None], tf.int64, name="query_history_ts"),
-    "item_history": tf.TensorSpec([None, None], tf.string, name="item_history"),
-    "item_history_ts": tf.TensorSpec([None, None], tf.int64, name="item_history_ts"),
-    "request_ts": tf.TensorSpec([None], tf.int64, name="request_ts"),
-}
 LOOKUPS = ("user_lookup", "query_lookup", "item_lookup")
-
-
-def _checked(features: dict) -> dict:
-    """The features, made to depend on shape checks with messages a client can act on."""
-    batch = tf.shape(features["user_id"])[0]
-    checks = [tf.debugging.assert_positive(batch, message="empty batch: send at least one (request, candidate) row")]
-    for name, value in features.items():
-        if name != "user_id":
-            checks.append(tf.debugging.assert_equal(tf.shape(value)[0], batch, message=f"{name} has a different batch size than user_id"))
-    for kind in ("query", "item"):
-        checks.append(tf.debugging.assert_equal(
-            tf.shape(features[f"{kind}_history"]), tf.shape(features[f"{kind}_history_ts"]),
-            message=f"{kind}_history and {kind}_history_ts must have the same shape [batch, length]"))
-    with tf.control_dependencies(checks):
-        return {name: tf.identity(value) for name, value in features.items()}
+TOOL = "dropdown_rank export"  # model_card.json["tool"]: marks a directory this tool may replace
 
 
 class ServingModule(tf.Module):
@@ -81,10 +87,10 @@ class ServingModule(tf.Module):
         self.lookup_tables = [getattr(ranker, name).lookup_table for name in LOOKUPS]
 
         # The ranker is reached through the closure, not an attribute, so that saving does not
-        # try to serialize the Keras model itself (that fails for spektral layers, STACK.md).
+        # try to serialize the Keras model itself (that fails for models with spektral layers).
         @tf.function(input_signature=[SIGNATURE])
         def serve(features):
-            return {"ctr": tf.sigmoid(ranker(_checked(features), training=False))}
+            return {"ctr": ranker.score(features)}
 
         self.serve = serve
 
@@ -120,54 +126,158 @@ def instances_to_tensors(body: dict) -> dict:
     return {name: tf.constant(np.array([i[name] for i in instances]), dtype=spec.dtype) for name, spec in SIGNATURE.items()}
 
 
-def export(run_dir, out_dir, graph_dir=None, precompute_context: bool = False, progress=print) -> dict:
-    """Write the SavedModel, ``model_card.json`` and ``serving_example.json``. Returns the model card."""
+class ExportError(ValueError):
+    """An export that would lose data or cannot be made from the given run; the message says why."""
+
+
+def is_export_dir(path: str | Path) -> bool:
+    """Whether ``path`` holds an export of this tool: a ``model_card.json`` with its marker (or, for
+    exports written before the marker existed, its ``exported_with.dropdown_rank`` field)."""
+    try:
+        card = json.loads((Path(path) / "model_card.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(card, dict) and (card.get("tool") == TOOL or "dropdown_rank" in (card.get("exported_with") or {}))
+
+
+def check_run(run_dir: Path) -> None:
+    """A run is exportable once training finished: config.json, weights/ and metrics.json exist."""
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"{run_dir}: no such run directory")
+    for needed, what in (("config.json", "its configuration"), ("weights", "the trained weights"),
+                         ("metrics.json", "its test metrics")):
+        if not (run_dir / needed).exists():
+            raise ExportError(f"{run_dir} is not a finished run: {needed} ({what}) is missing; train it with "
+                              f"`dropdown-rank train --out {run_dir} ...` (rerunning the same command resumes it)")
+
+
+def check_out_dir(out_dir: Path, overwrite: bool = False, keep=()) -> None:
+    """Refuse an ``out_dir`` that is a file, holds something other than an export of this tool (unless
+    ``overwrite``), or contains one of the ``keep`` directories (the run or the graph being exported)."""
+    if out_dir.is_symlink():
+        raise ExportError(f"--out {out_dir} is a symbolic link; give the directory itself")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ExportError(f"--out {out_dir} is a file, not a directory")
+    resolved = out_dir.resolve()
+    for path in keep:
+        if path is not None and (resolved == Path(path).resolve() or resolved in Path(path).resolve().parents):
+            raise ExportError(f"--out {out_dir} contains {path}, which this export reads; choose another --out")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not is_export_dir(out_dir) and not overwrite:
+        raise ExportError(f"--out {out_dir} exists and is not an export of this tool (no model_card.json from "
+                          f"dropdown-rank export); refusing to replace it. Choose another --out, or pass --overwrite "
+                          f"to delete what it holds")
+
+
+def _siblings(out_dir: Path, suffix: str) -> list[Path]:
+    return sorted(out_dir.parent.glob(f".{out_dir.name}.export-*{suffix}"), key=lambda p: p.stat().st_mtime)
+
+
+def _recover(out_dir: Path, progress) -> None:
+    """Clean up after a killed export: drop unfinished staging directories; if a kill came between the
+    two renames of a non-atomic swap, put the previous export back first."""
+    old = _siblings(out_dir, ".old")
+    if old and not out_dir.exists():
+        old[-1].rename(out_dir)
+        progress(f"export: restored the previous export {out_dir} from {old[-1].name} (an earlier export was interrupted)")
+        old = old[:-1]
+    for path in _siblings(out_dir, ".partial") + old:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths (Linux ``renameat2(RENAME_EXCHANGE)``). False where unsupported."""
+    renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    if renameat2 is None:
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), str(b))
+
+
+def _swap_in(staging: Path, out_dir: Path) -> None:
+    """Make the complete ``staging`` directory ``out_dir``; delete what ``out_dir`` held."""
+    if not out_dir.exists():
+        staging.rename(out_dir)
+        return
+    if _exchange(staging, out_dir):
+        shutil.rmtree(staging)  # now the previous content
+        return
+    old = staging.with_name(staging.name[: -len(".partial")] + ".old")
+    out_dir.rename(old)
+    staging.rename(out_dir)
+    shutil.rmtree(old)
+
+
+def export(run_dir, out_dir, graph_dir=None, precompute_context: bool = False, overwrite: bool = False, progress=print) -> dict:
+    """Write the SavedModel, ``model_card.json`` and ``serving_example.json``. Returns the model card.
+
+    ``out_dir`` is replaced only when it is empty or a previous export of this tool, unless
+    ``overwrite``; the export is staged next to it and swapped in when complete.
+    """
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     started = time.perf_counter()
+    check_run(run_dir)
+    check_out_dir(out_dir, overwrite, keep=(run_dir, graph_dir))
+    config = read_json(run_dir / "config.json")
+    metrics = read_json(run_dir / "metrics.json")
     ranker = load_run(run_dir, graph_dir)
     if precompute_context:
         if not ranker.config.is_gnn:
-            raise ValueError(f"{ranker.config.name} has no graph context to precompute")
+            raise ExportError(f"{ranker.config.name} has no graph context to precompute")
         ranker.freeze_context()
     module = ServingModule(ranker)
-    staging = out_dir.with_name(f".{out_dir.name}.partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    tf.saved_model.save(module, str(staging), signatures={"serving_default": module.serve.get_concrete_function()})
-
-    config = read_json(run_dir / "config.json")
-    metrics = read_json(run_dir / "metrics.json")
-    work_dir = Path(config["work"])
-    card = {
-        "model": ranker.config.name,
-        "kind": ranker.config.kind,
-        "seq_len": ranker.config.seq_len,
-        "neighbors": ranker.config.neighbors if ranker.config.is_gnn else None,
-        "id_time_only": ranker.config.id_time_only,
-        "training_period": {"start": config["split"]["train_start_iso"], "end": config["split"]["valid_start_iso"],
-                            "start_ts": config["split"]["train_start"], "end_ts": config["split"]["valid_start"]},
-        "test_auc": metrics["test_auc"],
-        "test_logloss": metrics["test_logloss"],
-        "graph": None if not ranker.config.is_gnn else {
-            "source": str(Path(graph_dir).resolve()) if graph_dir else str(run_dir.resolve()),
-            "swapped": graph_dir is not None,
-            "snapshot_ts": {r: int(np.load((Path(graph_dir) if graph_dir else run_dir) / "graph" / f"{r}.npz")["snapshot_ts"]) for r in RELATIONS},
-            "context_precomputed": precompute_context,
-        },
-        "signature": {
-            "name": "serving_default",
-            "inputs": {name: {"dtype": spec.dtype.name, "shape": [d if d is not None else -1 for d in spec.shape.as_list()]}
-                       for name, spec in SIGNATURE.items()},
-            "outputs": {"ctr": {"dtype": "float32", "shape": [-1]}},
-            "histories": "most recent first, padded with \"\" (timestamps with anything); longer than seq_len is cut to the latest",
-        },
-        "run": str(run_dir.resolve()),
-        "exported_with": {"dropdown_rank": __version__, "tensorflow": tf.__version__},
-    }
-    write_json(staging / "model_card.json", card)
-    if (work_dir / "samples").exists():
-        write_json(staging / "serving_example.json", serving_example(work_dir))
-    shutil.rmtree(out_dir, ignore_errors=True)
-    staging.rename(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    _recover(out_dir, progress)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.export-", suffix=".partial", dir=out_dir.parent))
+    try:
+        os.chmod(staging, 0o777 & ~_UMASK)  # mkdtemp makes 0700; a serving container may run as another user
+        tf.saved_model.save(module, str(staging), signatures={"serving_default": module.serve.get_concrete_function()})
+        work_dir = Path(config["work"])
+        card = {
+            "tool": TOOL,
+            "model": ranker.config.name,
+            "kind": ranker.config.kind,
+            "seq_len": ranker.config.seq_len,
+            "neighbors": ranker.config.neighbors if ranker.config.is_gnn else None,
+            "id_time_only": ranker.config.id_time_only,
+            "training_period": {"start": config["split"]["train_start_iso"], "end": config["split"]["valid_start_iso"],
+                                "start_ts": config["split"]["train_start"], "end_ts": config["split"]["valid_start"]},
+            "test_auc": metrics["test_auc"],
+            "test_logloss": metrics["test_logloss"],
+            "graph": None if not ranker.config.is_gnn else {
+                "source": str(Path(graph_dir).resolve()) if graph_dir else str(run_dir.resolve()),
+                "swapped": graph_dir is not None,
+                # The latest snapshot (a graph file may hold one per day; serving loads the latest).
+                "snapshot_ts": {r: int(np.max(np.load((Path(graph_dir) if graph_dir else run_dir) / "graph" / f"{r}.npz")["snapshot_ts"]))
+                                for r in RELATIONS},
+                "context_precomputed": precompute_context,
+            },
+            "signature": {
+                "name": "serving_default",
+                "inputs": {name: {"dtype": spec.dtype.name, "shape": [d if d is not None else -1 for d in spec.shape.as_list()]}
+                           for name, spec in SIGNATURE.items()},
+                "outputs": {"ctr": {"dtype": "float32", "shape": [-1]}},
+                "histories": "most recent first, padded with \"\" (timestamps with anything); longer than seq_len is cut to the latest",
+                "contract": "InvalidArgumentError naming the input for: an empty batch, different batch sizes, a history that is "
+                            "not [batch, length] or whose timestamps have another shape, a blank candidate, request_ts negative "
+                            "or after 2200 (milliseconds), a non-padded history timestamp after request_ts",
+            },
+            "run": str(run_dir.resolve()),
+            "exported_with": {"dropdown_rank": __version__, "tensorflow": tf.__version__},
+        }
+        if (work_dir / "samples").exists():
+            write_json(staging / "serving_example.json", serving_example(work_dir))
+        write_json(staging / "model_card.json", card)  # the marker: written last
+        replaced = out_dir.exists()
+        _swap_in(staging, out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     progress(f"export: {card['model']} SavedModel in {out_dir} ({time.perf_counter() - started:.1f}s"
-             f"{', graph context precomputed' if precompute_context else ''}{', graph swapped' if graph_dir else ''})")
+             f"{', graph context precomputed' if precompute_context else ''}{', graph swapped' if graph_dir else ''}"
+             f"{', replaced the previous content' if replaced else ''})")
     return card

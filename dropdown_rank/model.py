@@ -129,6 +129,71 @@ def as_daily(table) -> DailyTables:
     return table if isinstance(table, DailyTables) else DailyTables.stack([table])
 
 
+# -- serving inputs and their contract -----------------------------------------------------------
+SIGNATURE = {
+    "user_id": tf.TensorSpec([None], tf.string, name="user_id"),
+    "candidate": tf.TensorSpec([None], tf.string, name="candidate"),
+    "query_history": tf.TensorSpec([None, None], tf.string, name="query_history"),
+    "query_history_ts": tf.TensorSpec([None, None], tf.int64, name="query_history_ts"),
+    "item_history": tf.TensorSpec([None, None], tf.string, name="item_history"),
+    "item_history_ts": tf.TensorSpec([None, None], tf.int64, name="item_history_ts"),
+    "request_ts": tf.TensorSpec([None], tf.int64, name="request_ts"),
+}
+HISTORIES = ("query_history", "query_history_ts", "item_history", "item_history_ts")
+# 2200-01-01T00:00:00Z in epoch seconds. A request time in milliseconds (any date after Feb 1970) is larger.
+MAX_REQUEST_TS = 7258118400
+
+
+def _assert_none(bad_rows, message: str):
+    """An assertion that no row is bad; its error gives the message and the first bad rows (from 0)."""
+    return tf.debugging.Assert(tf.logical_not(tf.reduce_any(bad_rows)), [message, "first rows:", tf.where(bad_rows)[:5, 0]],
+                               summarize=5)
+
+
+def check_serving_features(features: dict) -> dict:
+    """The serving contract (README, Serving): ``features`` with every tensor made to depend
+    on the checks. A broken contract raises ``tf.errors.InvalidArgumentError`` naming the input.
+
+    The exported SavedModel's signature applies it, and so does :meth:`DropdownRanker.score`. It works
+    eagerly and inside a ``tf.function``. Extra keys (``position``) pass through unchecked.
+    """
+    features = dict(features)
+    for name in HISTORIES:
+        # A runtime rank check the graph optimizer cannot fold away (the signature declares rank 2, so
+        # tf.rank is a constant there). Named so that the error points at the input.
+        features[name] = tf.ensure_shape(features[name], [None, None], name=f"{name}_must_be_2D_batch_by_length")
+    batch = tf.shape(features["user_id"])[0]
+    checks = [tf.debugging.assert_positive(batch, message="empty batch: send at least one (request, candidate) row")]
+    for name in SIGNATURE:
+        if name != "user_id":
+            checks.append(tf.debugging.assert_equal(tf.shape(features[name])[0], batch,
+                                                    message=f"{name} has a different batch size than user_id"))
+    for kind in ("query", "item"):
+        checks.append(tf.debugging.assert_equal(
+            tf.shape(features[f"{kind}_history"]), tf.shape(features[f"{kind}_history_ts"]),
+            message=f"{kind}_history and {kind}_history_ts must have the same shape [batch, length]"))
+    with tf.control_dependencies(checks):  # the value checks below index rows: run them on consistent shapes
+        candidate, request_ts = tf.identity(features["candidate"]), tf.identity(features["request_ts"])
+        blank = tf.equal(tf.strings.strip(candidate), "")
+        value_checks = [
+            # No double quotes in these messages: the error text would show them escaped.
+            _assert_none(blank, "candidate is blank (empty or whitespace only): the empty string is the padding id, not a "
+                                "suggestion; send only real candidates"),
+            tf.debugging.assert_non_negative(request_ts, message="request_ts is negative: send epoch seconds"),
+            tf.debugging.assert_less(request_ts, tf.constant(MAX_REQUEST_TS, tf.int64),
+                                     message="request_ts is after the year 2200: send epoch seconds, not milliseconds"),
+        ]
+        for kind in ("query", "item"):
+            ids, ts = features[f"{kind}_history"], features[f"{kind}_history_ts"]
+            future = tf.logical_and(tf.not_equal(ids, ""), ts > request_ts[:, None])
+            value_checks.append(_assert_none(
+                tf.reduce_any(future, axis=1),
+                f"{kind}_history_ts has entries after request_ts (history must be at or before the request; "
+                f"empty-string entries are padding and their timestamps are ignored)"))
+    with tf.control_dependencies(checks + value_checks):
+        return {name: tf.identity(value) for name, value in features.items()}
+
+
 class DropdownRanker(tf.keras.Model):
     """Maps a batch of raw dropdown features to click logits ``[batch]``.
 
@@ -265,6 +330,11 @@ class DropdownRanker(tf.keras.Model):
         candidate = parts["candidate"]
         x = tf.concat([candidate, pooled_queries, pooled_items, parts["user"], candidate * pooled_queries, candidate * pooled_items], axis=-1)
         return tf.squeeze(self.logit(self.mlp(x, training=training)), -1)
+
+    def score(self, features):
+        """Click probabilities ``[B]`` for serving requests; refuses a request that breaks the serving
+        contract (:func:`check_serving_features`) with an ``InvalidArgumentError`` naming the input."""
+        return tf.sigmoid(self(check_serving_features(features), training=False))
 
     def explain(self, features) -> dict:
         """Attention weights for reports: history target attention ``[B, L]`` per history, and for

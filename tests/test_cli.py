@@ -1,9 +1,11 @@
 """The command line on tiny inputs: stages run, and bad input exits with a message, not a traceback."""
 import json
+import re
 
 import pandas as pd
+import pytest
 
-from dropdown_rank.cli import main
+from dropdown_rank.cli import main, make_parser
 
 
 def test_synth_and_build_from_the_command_line(tmp_path, capsys):
@@ -31,3 +33,132 @@ def test_demo_runs_end_to_end_on_the_tiny_world(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "base_20:" in out and "hgcn_20:" in out and "report.md" in out
     assert (tmp_path / "report" / "report.md").exists() and (tmp_path / "runs" / "hgcn_20" / "metrics.json").exists()
+
+
+# -- user mistakes: one line "dropdown-rank <command>: error: ...", exit code 2, no traceback ---------------------
+
+def error_line(capsys):
+    err = capsys.readouterr().err
+    assert "Traceback" not in err, err
+    lines = err.strip().splitlines()
+    return lines[-1]
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["train", "--data", "W", "--out", "R", "--batch-size", "0"], "dropdown-rank train: error: argument --batch-size: must be a positive integer, not 0"),
+    (["train", "--data", "W", "--out", "R", "--epochs", "0"], "dropdown-rank train: error: argument --epochs: must be a positive integer, not 0"),
+    (["train", "--data", "W", "--out", "R", "--seq-len", "0"], "dropdown-rank train: error: argument --seq-len: must be a positive integer, not 0"),
+    (["train", "--data", "W", "--out", "R", "--seq-len", "-5"], "dropdown-rank train: error: argument --seq-len: must be a positive integer, not -5"),
+    (["build", "--logs", "L", "--out", "W", "--neighbors", "0"], "dropdown-rank build: error: argument --neighbors: must be a positive integer, not 0"),
+    (["build", "--logs", "L", "--out", "W", "--seq-len", "0"], "dropdown-rank build: error: argument --seq-len: must be a positive integer, not 0"),
+    (["build", "--logs", "L", "--out", "W", "--valid-days", "0"], "dropdown-rank build: error: argument --valid-days: must be a positive integer, not 0"),
+    (["build", "--logs", "L", "--out", "W", "--test-days", "-1"], "dropdown-rank build: error: argument --test-days: must be a positive integer, not -1"),
+    (["build", "--logs", "L", "--out", "W", "--train-days", "0"], "dropdown-rank build: error: argument --train-days: must be a positive integer, not 0"),
+    (["build", "--logs", "L", "--out", "W", "--min-count", "0"], "dropdown-rank build: error: argument --min-count: must be a positive integer, not 0"),
+])
+def test_out_of_range_arguments_are_refused_while_parsing(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    assert error_line(capsys) == message
+
+
+def test_out_pointing_at_a_file(tmp_path, capsys):
+    (tmp_path / "a_file").write_text("x")
+    for argv in (["build", "--logs", str(tmp_path), "--out", str(tmp_path / "a_file")],
+                 ["export", "--run", str(tmp_path), "--out", str(tmp_path / "a_file")]):
+        assert main(argv) == 2
+        assert error_line(capsys) == f"dropdown-rank {argv[0]}: error: --out {tmp_path / 'a_file'} is a file; give a directory"
+
+
+def test_seq_len_longer_than_the_build_stored(tiny_work, tmp_path, capsys):
+    assert main(["train", "--data", str(tiny_work), "--out", str(tmp_path / "run"), "--seq-len", "60"]) == 2
+    line = error_line(capsys)
+    assert line.startswith("dropdown-rank train: error: seq_len 60 > the 50 stored per sample")
+
+
+def test_too_few_days_names_the_impressions_file_and_the_days(tiny_logs, tmp_path, capsys):
+    assert main(["build", "--logs", str(tiny_logs), "--out", str(tmp_path / "work"), "--valid-days", "30", "--test-days", "30"]) == 2
+    line = error_line(capsys)
+    assert re.fullmatch(rf"dropdown-rank build: error: {re.escape(str(tiny_logs / 'impressions.parquet'))}: the impressions cover "
+                        r"(\d+) day\(s\): too few for 30 valid and 30 test day\(s\).* \(at least (\d+) days are needed\)", line), line
+    covered, needed = map(int, re.findall(r"cover (\d+) day.*at least (\d+) days", line)[0])
+    assert covered < needed and needed >= 61
+    assert not (tmp_path / "work" / "build.json").exists()
+
+
+def test_train_days_that_leave_no_training_rows(tiny_logs, tmp_path, capsys):
+    args = make_parser().parse_args(["build", "--logs", "L", "--out", "W"])
+    if not hasattr(args, "warmup_days"):
+        pytest.skip("no --warmup-days in this build")
+    assert main(["build", "--logs", str(tiny_logs), "--out", str(tmp_path / "w"), "--train-days", str(args.warmup_days)]) == 2
+    assert error_line(capsys).startswith(f"dropdown-rank build: error: --train-days {args.warmup_days} leaves no training rows")
+
+
+def write_logs(directory, events, impressions):
+    directory.mkdir()
+    events.to_csv(directory / "events.csv", index=False)
+    impressions.to_csv(directory / "impressions.csv", index=False)
+    return directory
+
+
+EVENTS = pd.DataFrame({"user_id": ["u"], "ts": [1767225600], "kind": ["query"], "id": ["q"]})
+IMPRESSIONS = pd.DataFrame({"request_id": ["r"], "user_id": ["u"], "ts": [1767225600], "prefix": [""], "candidate": ["q"],
+                            "position": [0], "clicked": [0]})
+
+
+def test_impressions_with_no_rows(tmp_path, capsys):
+    logs = write_logs(tmp_path / "logs", EVENTS, IMPRESSIONS.head(0))
+    assert main(["build", "--logs", str(logs), "--out", str(tmp_path / "work")]) == 2
+    assert error_line(capsys).startswith(f"dropdown-rank build: error: {logs / 'impressions.csv'}: no rows")
+
+
+def test_every_row_skipped_says_nothing_is_left_and_why(tmp_path, capsys):
+    logs = write_logs(tmp_path / "logs", EVENTS, IMPRESSIONS.assign(clicked=[7]))
+    assert main(["build", "--logs", str(logs), "--out", str(tmp_path / "work"), "--bad-rows", "skip"]) == 2
+    line = error_line(capsys)
+    assert line.startswith(f"dropdown-rank build: error: {logs / 'impressions.csv'}: every row was skipped, nothing is left")
+    assert "1 clicked: value outside {0, 1}" in line
+
+
+def test_export_from_an_unfinished_run(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    assert main(["export", "--run", str(run), "--out", str(tmp_path / "out")]) == 2
+    assert error_line(capsys).startswith(f"dropdown-rank export: error: {run} is not a finished run: config.json")
+    (run / "config.json").write_text("{}")
+    assert main(["export", "--run", str(run), "--out", str(tmp_path / "out")]) == 2
+    assert error_line(capsys).startswith(f"dropdown-rank export: error: {run} is not a finished run: weights")
+    assert main(["export", "--run", str(tmp_path / "missing"), "--out", str(tmp_path / "out")]) == 2
+    assert error_line(capsys) == f"dropdown-rank export: error: {tmp_path / 'missing'}: no such run directory"
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_value_error_outside_dropdown_rank_keeps_its_traceback(monkeypatch):
+    import numpy as np
+
+    from dropdown_rank import cli
+
+    def broken(args):
+        np.zeros(2).reshape(3)  # a bug, not a user mistake
+
+    monkeypatch.setattr(cli, "cmd_synth", broken)
+    with pytest.raises(ValueError, match="cannot reshape"):
+        main(["synth", "--out", "x"])
+
+
+# -- progress bars ----------------------------------------------------------------------------------------------
+
+def test_training_dataset_knows_its_length_so_the_progress_bar_has_a_total(tiny_work, tmp_path, capsys):
+    import tensorflow as tf
+
+    from dropdown_rank.dataset import make_dataset
+
+    for batch_size, window_rows, shuffle in ((512, 131072, True), (100, 1000, True), (333, 700, False)):
+        dataset = make_dataset(tiny_work / "samples", "train", 5, batch_size=batch_size, shuffle=shuffle, window_rows=window_rows)
+        assert int(tf.data.experimental.cardinality(dataset)) == sum(1 for _ in dataset)
+    assert main(["train", "--data", str(tiny_work), "--out", str(tmp_path / "run"), "--epochs", "1", "--batch-size", "512"]) == 0
+    out = capsys.readouterr().out
+    steps = int(tf.data.experimental.cardinality(make_dataset(tiny_work / "samples", "train", 5, batch_size=512)))
+    assert "Unknown" not in out
+    assert f"1/{steps} [" in out and f"{steps}/{steps} [" in out

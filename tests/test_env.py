@@ -1,11 +1,12 @@
 """The process settings dropdown_rank makes before tensorflow loads (each case in a fresh process)."""
 import os
+import re
 import subprocess
 import sys
 
 
 def run(code, **env):
-    clean = {k: v for k, v in os.environ.items() if k not in ("TF_USE_LEGACY_KERAS", "TF_ENABLE_ONEDNN_OPTS")}
+    clean = {k: v for k, v in os.environ.items() if k not in ("TF_USE_LEGACY_KERAS", "TF_ENABLE_ONEDNN_OPTS", "TF_CPP_MIN_LOG_LEVEL")}
     clean.update(env)
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=clean, timeout=300)
 
@@ -45,3 +46,28 @@ def test_spektral_gatconv_refuses_to_build_under_onednn():
     result = run(code, TF_ENABLE_ONEDNN_OPTS="1")
     assert "fused ok" in result.stdout
     assert result.returncode != 0 and "spektral's GATConv crashes under oneDNN" in result.stderr
+
+
+# Runs a few ops and a tf.data pipeline: enough for TensorFlow to probe for CUDA and log at C++ level.
+TF_WORK = ("import dropdown_rank, os, tensorflow as tf; tf.constant(1) + 1; "
+           "tf.data.Dataset.from_generator(lambda: iter([1, 2]), output_signature=tf.TensorSpec([], tf.int64)).reduce("
+           "tf.constant(0, tf.int64), lambda a, b: a + b); print(os.environ['TF_CPP_MIN_LOG_LEVEL'])")
+# C++ log lines look like "E0000 00:00:1795413745.395016    3914 cuda_platform.cc:52] failed call to cuInit ...".
+CPP_LOG_LINE = re.compile(r"^[IWE]\d{4} [\d:.]+ +\d+ [\w.]+:\d+\]", re.MULTILINE)
+
+
+def test_tensorflow_cpp_logs_are_quiet_by_default():
+    result = run(TF_WORK)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["3"]
+    assert "cuInit" not in result.stderr and "CUDA error" not in result.stderr
+    # TF 2.21 prints "Could not find cuda drivers" (INFO) before its log level takes effect; nothing
+    # at WARNING or ERROR level gets through.
+    assert not [line for line in CPP_LOG_LINE.findall(result.stderr) if line[0] in "WE"], result.stderr
+
+
+def test_a_log_level_the_user_set_is_kept_without_a_warning():
+    result = run("import warnings; warnings.simplefilter('always'); " + TF_WORK, TF_CPP_MIN_LOG_LEVEL="0")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["0"]
+    assert "TF_CPP_MIN_LOG_LEVEL" not in result.stderr

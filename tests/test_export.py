@@ -1,7 +1,11 @@
-"""The exported SavedModel: parity, precomputed context, fresh-process serving, bad input."""
+"""The exported SavedModel: parity, precomputed context, fresh-process serving, the serving contract, and an
+output directory that is never half-written and never an unrelated directory."""
 import json
+import random
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -10,7 +14,8 @@ import tensorflow as tf
 from dropdown_rank.build import BuildConfig, build
 from dropdown_rank.cli import main
 from dropdown_rank.dataset import make_dataset
-from dropdown_rank.export import SIGNATURE, instances_to_tensors
+from dropdown_rank.export import instances_to_tensors
+from dropdown_rank.model import SIGNATURE, check_serving_features
 from dropdown_rank.graph import GraphConfig
 from dropdown_rank.split import SplitConfig
 from dropdown_rank.train import load_run, predict, predictor
@@ -77,8 +82,42 @@ signature = model.signatures["serving_default"]
 body = json.load(open(sys.argv[1] + "/serving_example.json"))
 spec = signature.structured_input_signature[1]
 inputs = {k: tf.constant(np.array([i[k] for i in body["instances"]]), dtype=spec[k].dtype) for k in spec}
-print(json.dumps(signature(**inputs)["ctr"].numpy().tolist()))
+scores = signature(**inputs)["ctr"].numpy().tolist()
+# The serving contract: each bad request must fail with an InvalidArgumentError; report its message.
+n = len(body["instances"])
+ts = int(inputs["request_ts"][0])
+# Row 0 has a query a minute after the request; the "" entry is padding, so its timestamp is ignored.
+qh = [["a query", ""]] + [["a query", ""]] * (n - 1)
+qts = [[ts + 60, ts + 3600]] + [[ts - 60, ts + 3600]] * (n - 1)
+bad = {
+    "blank_candidate": {"candidate": tf.constant(["", "a real query"] + [" "] * (n - 2) if n > 2 else [" "] * n)},
+    "whitespace_candidate": {"candidate": tf.constant([" \t"] * n)},
+    "request_ts_in_ms": {"request_ts": inputs["request_ts"] * 1000},
+    "history_after_request": {"query_history": tf.constant(qh), "query_history_ts": tf.constant(qts, tf.int64)},
+    "one_d_history": {"item_history": tf.constant(["sku"] * n), "item_history_ts": tf.constant([ts - 1] * n, tf.int64)},
+    "batch_mismatch": {"user_id": inputs["user_id"][:1]} if n > 1 else {"user_id": tf.constant(["a", "b"])},
+    "empty_batch": {k: tf.zeros([0] * len(spec[k].shape), spec[k].dtype) for k in spec},
+}
+errors = {}
+for name, change in bad.items():
+    try:
+        signature(**{**inputs, **change})
+        errors[name] = "scored"
+    except tf.errors.InvalidArgumentError as error:
+        errors[name] = "InvalidArgumentError: " + " ".join(str(error).split())
+print(json.dumps({"scores": scores, "errors": errors}))
 """
+
+# What each bad request's error must say (and so name the input).
+CONTRACT_ERRORS = {
+    "blank_candidate": 'candidate is blank (empty or whitespace only)',
+    "whitespace_candidate": 'candidate is blank (empty or whitespace only)',
+    "request_ts_in_ms": "request_ts is after the year 2200: send epoch seconds, not milliseconds",
+    "history_after_request": "query_history_ts has entries after request_ts",
+    "one_d_history": "is not compatible with expected shape [?,?]",
+    "batch_mismatch": "has a different batch size than user_id",
+    "empty_batch": "empty batch: send at least one (request, candidate) row",
+}
 
 
 @pytest.mark.slow
@@ -91,7 +130,12 @@ def test_loads_and_serves_in_a_process_with_only_tensorflow(exports):
         body = json.loads((exports[name] / "serving_example.json").read_text())
         _, signature = serve(exports[name])
         expected = signature(**instances_to_tensors(body))["ctr"].numpy()
-        np.testing.assert_allclose(json.loads(result.stdout.strip().splitlines()[-1]), expected, atol=1e-6)
+        got = json.loads(result.stdout.strip().splitlines()[-1])
+        np.testing.assert_allclose(got["scores"], expected, atol=1e-6)
+        assert set(got["errors"]) == set(CONTRACT_ERRORS)
+        for case, message in CONTRACT_ERRORS.items():
+            assert got["errors"][case].startswith("InvalidArgumentError: ") and message in got["errors"][case], (case, got["errors"][case])
+        assert "item_history" in got["errors"]["one_d_history"]  # the error names the input
 
 
 def request(rows=3, length=4, **override):
@@ -140,6 +184,43 @@ def test_mismatched_history_and_timestamps_are_a_clear_error(exports):
         signature(**request(candidate=tf.constant(["a", "b"])))
 
 
+def test_blank_candidates_millisecond_times_and_future_histories_are_refused(exports):
+    _, signature = serve(exports["attention"])
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r'candidate is blank \(empty or whitespace only\).*first rows:\] \[0 2\]'):
+        signature(**request(candidate=tf.constant(["", "an unseen query", " "])))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="request_ts is after the year 2200: send epoch seconds, not milliseconds"):
+        signature(**request(request_ts=tf.constant([1767226000 * 1000] * 3, tf.int64)))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="request_ts is negative"):
+        signature(**request(request_ts=tf.constant([-1] * 3, tf.int64)))
+    future = tf.constant([[1767225100, 0, 0, 0], [1767226001, 0, 0, 0], [1767225100, 0, 0, 0]], tf.int64)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"item_history_ts has entries after request_ts.*first rows:\] \[1\]"):
+        signature(**request(item_history_ts=future))
+    # A history entry at the request time is fine, and a padded ("") entry's timestamp is ignored.
+    padded_future = tf.constant([[1767226000, 1767229999, 0, 0]] * 3, tf.int64)
+    scores = signature(**request(query_history_ts=padded_future))["ctr"].numpy()
+    assert np.isfinite(scores).all()
+
+
+def test_a_1d_history_is_a_clear_error_that_names_the_input(exports):
+    _, signature = serve(exports["base"])
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"Shape of tensor query_history(_ts)? \[3\] is not compatible with "
+                                                             r"expected shape \[\?,\?\]"):
+        signature(**request(query_history=tf.constant(["a", "b", "c"]), query_history_ts=tf.constant([1, 2, 3], tf.int64)))
+
+
+def test_the_contract_helper_guards_an_in_memory_ranker(tiny_runs, exports):
+    ranker = load_run(tiny_runs["base_20"])
+    _, signature = serve(exports["base"])
+    good = request()
+    np.testing.assert_allclose(ranker.score(good).numpy(), signature(**good)["ctr"].numpy(), atol=1e-6)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="candidate is blank"):
+        ranker.score(request(candidate=tf.constant(["a", "", "b"])))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="milliseconds"):
+        check_serving_features(request(request_ts=tf.constant([1767226000123] * 3, tf.int64)))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="query_history_ts has entries after request_ts"):
+        check_serving_features(request(query_history_ts=tf.constant([[1767226001, 0, 0, 0]] * 3, tf.int64)))
+
+
 def test_empty_batch_is_a_clear_error(exports):
     _, signature = serve(exports["base"])
     empty = {k: tf.zeros([0] + [0] * (spec.shape.rank - 1), spec.dtype) for k, spec in SIGNATURE.items()}
@@ -160,3 +241,111 @@ def test_a_new_graph_is_swapped_in_at_export_without_retraining(tiny_logs, tiny_
     expected = predict(predictor(load_run(tiny_runs["attention_20"], graph_dir=tmp_path / "work2")),
                        make_dataset(tiny_work / "samples", "test", 20, 1024))
     np.testing.assert_allclose(after, expected, atol=1e-5)
+
+
+# -- the output directory ---------------------------------------------------------------------------------------
+
+def card_of(path):
+    return json.loads((path / "model_card.json").read_text())
+
+
+def siblings(path):
+    return sorted(p.name for p in path.parent.iterdir() if p.name.startswith(f".{path.name}."))
+
+
+def test_export_replaces_only_an_earlier_export(tiny_runs, tmp_path, capsys):
+    unrelated = tmp_path / "unrelated"
+    unrelated.mkdir()
+    (unrelated / "keep.parquet").write_bytes(b"precious")
+    assert main(["export", "--run", str(tiny_runs["base_20"]), "--out", str(unrelated)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith(f"dropdown-rank export: error: --out {unrelated} exists and is not an export of this tool")
+    assert "--overwrite" in err
+    assert sorted(p.name for p in unrelated.iterdir()) == ["keep.parquet"] and siblings(unrelated) == []
+    # A directory that merely has a model_card.json is not an export of this tool either.
+    (unrelated / "model_card.json").write_text('{"model": "someone else\'s"}')
+    assert main(["export", "--run", str(tiny_runs["base_20"]), "--out", str(unrelated)]) == 2
+    assert (unrelated / "keep.parquet").read_bytes() == b"precious"
+
+    out = tmp_path / "export"
+    out.mkdir()  # an empty directory is fine
+    assert main(["export", "--run", str(tiny_runs["base_20"]), "--out", str(out)]) == 0
+    assert card_of(out)["tool"] == "dropdown_rank export" and card_of(out)["model"] == "base_20"
+    assert main(["export", "--run", str(tiny_runs["attention_20"]), "--out", str(out)]) == 0  # an earlier export: replaced
+    assert card_of(out)["model"] == "attention_20" and siblings(out) == []
+    serve(out)
+
+    assert main(["export", "--run", str(tiny_runs["base_20"]), "--out", str(unrelated), "--overwrite"]) == 0
+    assert card_of(unrelated)["model"] == "base_20" and not (unrelated / "keep.parquet").exists()
+    # Never the run being exported, even with --overwrite.
+    assert main(["export", "--run", str(tiny_runs["base_20"]), "--out", str(tiny_runs["base_20"].parent), "--overwrite"]) == 2
+    assert "which this export reads" in capsys.readouterr().err
+    assert (tiny_runs["base_20"] / "config.json").exists()
+
+
+# Runs an export that is killed (SIGKILL, no cleanup) at a chosen point.
+KILLED_EXPORT = """
+import os, pathlib, signal, sys
+import dropdown_rank
+import tensorflow as tf
+from dropdown_rank import export as ex
+
+run, out, point = sys.argv[1:4]
+die = lambda *args, **kwargs: os.kill(os.getpid(), signal.SIGKILL)
+if point == "after_saved_model":  # the SavedModel is written, the card is not
+    save = tf.saved_model.save
+    def save_then_die(*args, **kwargs):
+        save(*args, **kwargs)
+        die()
+    ex.tf.saved_model.save = save_then_die
+elif point == "before_swap":  # everything is staged
+    ex._swap_in = die
+elif point == "between_renames":  # the non-atomic swap: the old export moved aside, the new one not yet in
+    ex._exchange = lambda a, b: False
+    rename, calls = pathlib.Path.rename, []
+    def rename_then_die(self, target):
+        calls.append(target)
+        if len(calls) == 2:
+            die()
+        return rename(self, target)
+    pathlib.Path.rename = rename_then_die
+ex.export(run, out, progress=lambda *a: None)
+"""
+
+
+@pytest.mark.slow
+def test_a_killed_export_leaves_the_previous_export_intact(tiny_runs, tmp_path):
+    out = tmp_path / "export"
+    assert main(["export", "--run", str(tiny_runs["base_20"]), "--out", str(out)]) == 0
+    good = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    for point in ("after_saved_model", "before_swap", "between_renames"):
+        process = subprocess.Popen([sys.executable, "-c", KILLED_EXPORT, str(tiny_runs["attention_20"]), str(out), point],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        process.communicate(timeout=300)
+        assert process.returncode == -signal.SIGKILL, point
+        if point == "between_renames":
+            assert not out.exists()  # the only window of the non-atomic swap: DIR is absent, never half-written
+            assert any(name.endswith(".old") for name in siblings(out))
+        else:
+            assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == good, point
+            assert any(name.endswith(".partial") for name in siblings(out))
+        # The next export cleans up (restoring the previous export first if the kill came between the renames).
+        assert main(["export", "--run", str(tiny_runs["base_20"]), "--out", str(out)]) == 0
+        assert siblings(out) == [] and card_of(out)["model"] == "base_20"
+        good = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+
+@pytest.mark.slow
+def test_an_export_killed_at_a_random_time_leaves_either_export_complete(tiny_runs, tmp_path):
+    out = tmp_path / "export"
+    assert main(["export", "--run", str(tiny_runs["base_20"]), "--out", str(out)]) == 0
+    rng = random.Random(11)
+    for _ in range(3):
+        process = subprocess.Popen([sys.executable, "-m", "dropdown_rank.cli", "export", "--run", str(tiny_runs["attention_20"]),
+                                    "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        time.sleep(rng.uniform(4.0, 13.0))  # an export process takes about 11 s here: from import to the swap
+        process.send_signal(signal.SIGKILL)
+        process.communicate(timeout=300)
+        assert card_of(out)["model"] in ("base_20", "attention_20")  # the previous or the new export, whole
+        _, signature = serve(out)
+        assert signature(**request())["ctr"].shape == (3,)

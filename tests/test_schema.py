@@ -1,4 +1,6 @@
 """Validation: one test per kind of bad input, each asserting the message; repairs and skips counted."""
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -68,6 +70,27 @@ def test_millisecond_ts_is_flagged():
         validate_events(events(ts=(0, str(T0 * 1000))), "events.csv")
 
 
+def test_negative_ts_is_not_called_milliseconds():
+    with pytest.raises(SchemaError, match=r"column 'ts': negative timestamp: a time before 1970.*row 2 \('-5'\)") as error:
+        validate_events(events(ts=(1, "-5")), "events.csv")
+    assert "milliseconds" not in str(error.value)
+    with pytest.raises(SchemaError, match=r"column 'ts': timestamp before 1990 .*row 1 \('86400'\)") as error:
+        validate_events(events(ts=(0, "86400")), "events.csv")
+    assert "milliseconds" not in str(error.value)
+
+
+def test_fractional_seconds_are_truncated_and_counted_as_repairs():
+    frame = events(ts=(0, str(T0 + 5.75)))
+    frame.loc[1, "ts"] = "2026-01-01T00:00:00.250Z"
+    clean, report = validate_events(frame, "events.csv")
+    assert sorted(clean["ts"]) == [T0, T0 + 5, T0 + 10]
+    assert report.repaired == {"ts: fractional seconds truncated": 2}
+    numeric, report = validate_impressions(impressions().assign(ts=[T0 + 0.5, T0 + 0.5, T0 + 60.0]), "impressions.parquet")
+    assert numeric["ts"].tolist() == [T0, T0, T0 + 60]
+    assert report.repaired == {"ts: fractional seconds truncated": 2}
+    assert "repaired 2 (ts: fractional seconds truncated)" in report.summary()
+
+
 def test_unknown_kind():
     with pytest.raises(SchemaError, match=r"column 'kind': kind must be one of query, item.*row 1 \('click'\)"):
         validate_events(events(kind=(0, "click")), "events.csv")
@@ -113,6 +136,67 @@ def test_skip_mode_counts_bad_rows_by_reason():
         "ts: unparseable timestamp (want epoch seconds or ISO-8601)": 1,
         "id: null or blank id": 1,
     }
+
+
+def test_skip_mode_skips_conflicting_requests_and_duplicates_and_counts_them():
+    two_users = impressions(user_id=(1, "u9"))  # r1: rows 1-2 have two users
+    extra = pd.DataFrame({"request_id": ["r3", "r3", "r4"], "user_id": ["u3", "u3", "u4"], "ts": [T0 + 120] * 3,
+                          "prefix": ["", "", ""], "candidate": ["c1", "c1", "c2"], "position": [0, 4, 0], "clicked": [0, 0, 1]})
+    frame = pd.concat([two_users, extra], ignore_index=True)  # r3 shows c1 twice, at positions 0 and 4
+    with pytest.raises(SchemaError, match=r"impressions.csv, column 'candidate': the same \(request_id, candidate\).*row 4 \('c1'\), row 5"):
+        validate_impressions(frame, "impressions.csv")
+    clean, report = validate_impressions(frame, "impressions.csv", bad_rows="skip")
+    assert clean["request_id"].tolist() == ["r2", "r4"]
+    assert report.rows_read == 6 and report.rows_kept == 2
+    assert report.skipped == {
+        "candidate: the same (request_id, candidate) appears in rows that differ elsewhere": 2,
+        "request_id: one request_id has several user_id or ts values": 2,
+    }
+    time_conflict = impressions(ts=(1, T0 + 1))
+    with pytest.raises(SchemaError, match=r"one request_id has several user_id or ts values.*row 1 \('r1'\), row 2 \('r1'\)"):
+        validate_impressions(time_conflict, "impressions.csv")
+    clean, report = validate_impressions(time_conflict, "impressions.csv", bad_rows="skip")
+    assert clean["request_id"].tolist() == ["r2"]
+    assert report.skipped == {"request_id: one request_id has several user_id or ts values": 2}
+
+
+def test_every_row_skipped_is_an_error_that_says_nothing_is_left_and_why():
+    frame = events(ts=(0, "never"), id=(1, ""), kind=(2, "click"))
+    with pytest.raises(SchemaError, match=r"events.csv: every row was skipped, nothing is left \(3 read; skipped: "
+                                          r"1 ts: unparseable timestamp.*1 kind: kind must be one of.*1 id: null or blank id"):
+        validate_events(frame, "events.csv", bad_rows="skip")
+    with pytest.raises(SchemaError, match=r"impressions.csv: every row was skipped, nothing is left"):
+        validate_impressions(impressions(user_id=(1, "u9"), clicked=(2, 3)), "impressions.csv", bad_rows="skip")
+
+
+def test_an_empty_events_file_is_a_warning_and_empty_impressions_an_error(tmp_path):
+    events().head(0).to_csv(tmp_path / "events.csv", index=False)
+    impressions().to_csv(tmp_path / "impressions.csv", index=False)
+    logs = load_logs(tmp_path)
+    report = logs.reports[0]
+    assert report.rows_read == 0 and len(logs.events) == 0
+    assert report.warnings == ["the events file has no rows: every history is empty and the q2q/i2i graphs have no edges"]
+    assert "WARNING: the events file has no rows" in report.summary()
+    assert report.to_dict()["warnings"] == report.warnings
+    impressions().head(0).to_csv(tmp_path / "impressions.csv", index=False)
+    with pytest.raises(SchemaError, match=r"impressions.csv: no rows"):
+        load_logs(tmp_path)
+
+
+def test_an_empty_events_file_warns_in_the_build_log_and_stats_json(tiny_logs, tmp_path):
+    from dropdown_rank.build import BuildConfig, build
+    from dropdown_rank.split import SplitConfig
+
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    pd.read_parquet(tiny_logs / "events.parquet").head(0).to_parquet(logs / "events.parquet", index=False)
+    pd.read_parquet(tiny_logs / "impressions.parquet").to_parquet(logs / "impressions.parquet", index=False)
+    lines = []
+    build(logs, tmp_path / "work", BuildConfig(split=SplitConfig(valid_days=2, test_days=2)), progress=lines.append,
+          progress_bar=False)
+    assert any("validate:" in line and "WARNING: the events file has no rows" in line for line in lines)
+    stats = json.loads((tmp_path / "work" / "stats.json").read_text())
+    assert stats["validation"][0]["warnings"] == ["the events file has no rows: every history is empty and the q2q/i2i graphs have no edges"]
 
 
 def test_null_prefix_is_repaired_and_numeric_ids_cast(tmp_path):

@@ -121,7 +121,7 @@ print("trained", metrics["epochs_run"])
 
 @pytest.mark.slow
 def test_spektral_gatconv_training_survives_in_fresh_processes(tiny_work, tmp_path):
-    # STACK.md: with oneDNN's CPU ops on, training a GATConv model segfaulted in most runs.
+    # With oneDNN's CPU ops on, training a spektral GATConv model segfaulted in most runs.
     # dropdown_rank must switch them off itself, so the variable is removed from the child's env.
     env = {k: v for k, v in os.environ.items() if k not in ("TF_ENABLE_ONEDNN_OPTS", "TF_USE_LEGACY_KERAS")}
     for attempt in range(3):

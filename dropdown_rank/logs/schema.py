@@ -14,8 +14,12 @@ extension:
 Validation either returns clean, typed frames or raises :class:`SchemaError` naming the file, the
 column and the first bad rows. Rows are numbered from 1 for the first data row (in a CSV file, the
 line number is row + 1 because of the header). Nothing is dropped silently: repairs (a ``kind``
-written as ``Query``, a null prefix, integer ids cast to str) and skips (exact duplicate rows, and
-bad rows when ``bad_rows="skip"``) are counted in the returned :class:`ValidationReport`.
+written as ``Query``, a null prefix, integer ids cast to str, fractional seconds truncated) and
+skips (exact duplicate rows, and bad rows when ``bad_rows="skip"``) are counted in the returned
+:class:`ValidationReport`. Under ``bad_rows="skip"`` the request-level checks skip too: every row of
+a request with several users or times, and every row of a (request, candidate) shown twice with
+different values. If skipping leaves no row of a file, validation stops with an error that says
+why. A file with no data rows is an error for impressions and a warning (in the report) for events.
 Unsorted input is fine; later stages sort.
 """
 from __future__ import annotations
@@ -65,6 +69,7 @@ class ValidationReport:
     rows_kept: int = 0
     repaired: dict = dataclasses.field(default_factory=dict)
     skipped: dict = dataclasses.field(default_factory=dict)
+    warnings: list = dataclasses.field(default_factory=list)
 
     def repair(self, what: str, n: int) -> None:
         if n:
@@ -74,10 +79,14 @@ class ValidationReport:
         if n:
             self.skipped[why] = self.skipped.get(why, 0) + int(n)
 
+    def warn(self, message: str) -> None:
+        self.warnings.append(message)
+
     def summary(self) -> str:
         parts = [f"{self.source}: {self.rows_read:,} rows read, {self.rows_kept:,} kept"]
         parts += [f"skipped {n:,} ({why})" for why, n in self.skipped.items()]
         parts += [f"repaired {n:,} ({what})" for what, n in self.repaired.items()]
+        parts += [f"WARNING: {message}" for message in self.warnings]
         return "; ".join(parts)
 
     def to_dict(self) -> dict:
@@ -147,6 +156,17 @@ class _Checker:
         self.drop |= mask
         self.report.skip(f"{column}: {problem}", mask.sum())
 
+    def bad_clean_rows(self, clean: pd.DataFrame, column: str, mask: np.ndarray, problem: str) -> pd.DataFrame:
+        """Like :meth:`bad`, for rows of ``clean`` (whose index is the source row - 1); returns the rows kept."""
+        mask = np.asarray(mask, dtype=bool)
+        if not mask.any():
+            return clean
+        if self.bad_rows == "error":
+            rows = clean.index.to_numpy()[mask] + 1
+            raise SchemaError(self.source, column, problem, rows, clean[column].to_numpy()[mask][:_SHOWN_ROWS])
+        self.report.skip(f"{column}: {problem}", mask.sum())
+        return clean[~mask]
+
     def text(self, column: str, allow_empty: bool = False) -> pd.Series:
         """A string column. Null or blank is a bad row unless ``allow_empty`` (then it becomes "")."""
         col = self.frame[column]
@@ -163,10 +183,13 @@ class _Checker:
         return text.astype(object)
 
     def timestamps(self, column: str = "ts") -> np.ndarray:
-        seconds, unparseable = parse_timestamps(self.frame[column])
+        seconds, unparseable, fractional = _parse_timestamps(self.frame[column])
         self.bad(column, unparseable, "unparseable timestamp (want epoch seconds or ISO-8601)")
-        out_of_range = ~unparseable & ((seconds < TS_MIN) | (seconds > TS_MAX))
-        self.bad(column, out_of_range, "timestamp outside 1990..2100 (milliseconds instead of seconds?)")
+        parsed = ~unparseable
+        self.bad(column, parsed & (seconds < 0), "negative timestamp: a time before 1970 (want epoch seconds from 1990 to 2100)")
+        self.bad(column, parsed & (seconds >= 0) & (seconds < TS_MIN), "timestamp before 1990 (want epoch seconds from 1990 to 2100)")
+        self.bad(column, parsed & (seconds > TS_MAX), "timestamp outside 1990..2100 (milliseconds instead of seconds?)")
+        self.report.repair(f"{column}: fractional seconds truncated", (fractional & ~self.drop).sum())
         return seconds
 
     def integers(self, column: str, allowed=None) -> np.ndarray:
@@ -182,20 +205,24 @@ class _Checker:
             self.bad(column, ~not_int & ~np.isin(values, allowed), f"value outside {{{', '.join(map(str, allowed))}}}")
         return values
 
-    def finish(self, clean: pd.DataFrame, key_columns) -> pd.DataFrame:
+    def deduplicate(self, clean: pd.DataFrame, key_columns) -> pd.DataFrame:
+        """Drop bad rows and exact duplicates; conflicting duplicates (same key, other values differ)
+        are an error, or skipped (all their rows) under ``bad_rows="skip"``. Keeps the source index."""
         clean = clean[~self.drop]
         duplicated = clean.duplicated(keep="first").to_numpy()
         self.report.skip("exact duplicate row", duplicated.sum())
         clean = clean[~duplicated]
         conflicting = clean.duplicated(subset=list(key_columns), keep=False).to_numpy()
-        if conflicting.any():
-            rows = clean.index.to_numpy()[conflicting] + 1
-            raise SchemaError(
-                self.source, key_columns[-1],
-                f"the same ({', '.join(key_columns)}) appears in rows that differ elsewhere",
-                rows, clean[key_columns[-1]].to_numpy()[conflicting][:_SHOWN_ROWS],
-            )
+        return self.bad_clean_rows(clean, key_columns[-1], conflicting,
+                                   f"the same ({', '.join(key_columns)}) appears in rows that differ elsewhere")
+
+    def finish(self, clean: pd.DataFrame) -> pd.DataFrame:
+        """Count what is kept; a file whose every row was skipped is an error that says why."""
         self.report.rows_kept = len(clean)
+        if self.report.rows_read and not len(clean):
+            reasons = "; ".join(f"{n:,} {why}" for why, n in self.report.skipped.items())
+            raise SchemaError(self.source, None, f"every row was skipped, nothing is left ({self.report.rows_read:,} read; "
+                                                 f"skipped: {reasons})")
         return clean.reset_index(drop=True)
 
 
@@ -207,37 +234,50 @@ def parse_timestamps(col: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """Epoch seconds (int64) and a mask of unparseable values. Vectorized.
 
     Accepts integer epoch seconds, numeric strings, ISO-8601 strings (naive ones are taken as UTC)
-    and datetime columns (Parquet timestamps).
+    and datetime columns (Parquet timestamps). Fractional seconds are dropped (rounded down).
     """
+    seconds, bad, _ = _parse_timestamps(col)
+    return seconds, bad
+
+
+def _parse_timestamps(col: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`parse_timestamps`, plus a mask of the values that had fractional seconds."""
     if pd.api.types.is_datetime64_any_dtype(col):
         return _epoch_seconds(pd.to_datetime(col, utc=True))
     if col.dtype.kind in "biuf":
         values = col.to_numpy(dtype="float64", na_value=np.nan)
         bad = ~np.isfinite(values)
-        return np.where(bad, 0, np.floor(np.nan_to_num(values))).astype(np.int64), bad
+        whole = np.floor(np.nan_to_num(values))
+        return np.where(bad, 0, whole).astype(np.int64), bad, ~bad & (whole != np.nan_to_num(values))
     text = col.astype(str).str.strip().where(col.notna(), "")
     numeric = pd.to_numeric(text, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
-    seconds = np.where(np.isfinite(numeric), np.floor(np.nan_to_num(numeric)), 0).astype(np.int64)
+    whole = np.floor(np.nan_to_num(numeric))
     is_text = ~np.isfinite(numeric)
+    seconds = np.where(is_text, 0, whole).astype(np.int64)
+    fractional = ~is_text & (whole != np.nan_to_num(numeric))
     bad = np.zeros(len(col), dtype=bool)
     if is_text.any():
-        parsed, unparseable = _epoch_seconds(
+        parsed, unparseable, parsed_fractional = _epoch_seconds(
             pd.to_datetime(text[is_text], format="ISO8601", utc=True, errors="coerce")
         )
         seconds[is_text] = parsed
         bad[is_text] = unparseable
-    return seconds, bad
+        fractional[is_text] = parsed_fractional
+    return seconds, bad, fractional
 
 
-def _epoch_seconds(utc: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+def _epoch_seconds(utc: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     # pandas >= 3 infers the datetime unit (s, ms, us, ns), so convert explicitly, not by // 1e9.
-    moments = utc.dt.tz_localize(None).to_numpy().astype("datetime64[s]")
+    exact = utc.dt.tz_localize(None).to_numpy()
+    moments = exact.astype("datetime64[s]")
     missing = np.isnat(moments)
-    return np.where(missing, 0, moments.astype(np.int64)), missing
+    fractional = ~missing & (moments.astype(exact.dtype) != exact)
+    return np.where(missing, 0, moments.astype(np.int64)), missing, fractional
 
 
 def validate_events(frame: pd.DataFrame, source: str = "events", bad_rows: str = "error"):
     """Typed events: user_id (object str), ts (int64 s), kind ('query'|'item'), id (object str)."""
+    frame = frame.reset_index(drop=True)  # rows are numbered by position
     report = ValidationReport(source, rows_read=len(frame))
     check = _Checker(frame, source, report, bad_rows)
     check.require_columns(EVENT_COLUMNS)
@@ -249,11 +289,15 @@ def validate_events(frame: pd.DataFrame, source: str = "events", bad_rows: str =
     check.bad("kind", ~kind.isin(EVENT_KINDS).to_numpy(), f"kind must be one of {', '.join(EVENT_KINDS)}")
     ids = check.text("id")
     clean = pd.DataFrame({"user_id": user_id, "ts": ts, "kind": kind.astype(object), "id": ids})
-    return check.finish(clean, ["user_id", "ts", "kind", "id"]), report
+    clean = check.finish(check.deduplicate(clean, ["user_id", "ts", "kind", "id"]))
+    if not len(frame):
+        report.warn("the events file has no rows: every history is empty and the q2q/i2i graphs have no edges")
+    return clean, report
 
 
 def validate_impressions(frame: pd.DataFrame, source: str = "impressions", bad_rows: str = "error"):
     """Typed impressions; also checks that each request has one user and one ts."""
+    frame = frame.reset_index(drop=True)  # rows are numbered by position
     report = ValidationReport(source, rows_read=len(frame))
     check = _Checker(frame, source, report, bad_rows)
     check.require_columns(IMPRESSION_COLUMNS)
@@ -266,16 +310,12 @@ def validate_impressions(frame: pd.DataFrame, source: str = "impressions", bad_r
         "position": check.integers("position").astype(np.int32),
         "clicked": check.integers("clicked", allowed=(0, 1)).astype(np.int8),
     })
-    clean = check.finish(clean, ["request_id", "candidate"])
+    clean = check.deduplicate(clean, ["request_id", "candidate"])
     per_request = clean.groupby("request_id", sort=False).agg(users=("user_id", "nunique"), times=("ts", "nunique"))
     inconsistent = per_request.index[(per_request["users"] > 1) | (per_request["times"] > 1)]
-    if len(inconsistent):
-        rows = np.flatnonzero(clean["request_id"].isin(inconsistent).to_numpy()) + 1
-        raise SchemaError(
-            source, "request_id", "one request_id has several user_id or ts values", rows,
-            clean["request_id"].to_numpy()[rows[:_SHOWN_ROWS] - 1],
-        )
-    return clean, report
+    clean = check.bad_clean_rows(clean, "request_id", clean["request_id"].isin(inconsistent).to_numpy(),
+                                 "one request_id has several user_id or ts values")
+    return check.finish(clean), report
 
 
 def load_logs(logs_dir: str | Path, bad_rows: str = "error") -> Logs:
@@ -284,4 +324,7 @@ def load_logs(logs_dir: str | Path, bad_rows: str = "error") -> Logs:
     impressions_path = find_table(logs_dir, "impressions")
     events, events_report = validate_events(read_table(events_path), str(events_path), bad_rows)
     impressions, imp_report = validate_impressions(read_table(impressions_path), str(impressions_path), bad_rows)
+    if not len(impressions):
+        raise SchemaError(str(impressions_path), None, "no rows: the impressions are what the samples and the "
+                                                       "train/valid/test split are made of")
     return Logs(events, impressions, [events_report, imp_report])

@@ -1,0 +1,57 @@
+"""SIGKILL at random times: the next run recovers or refuses clearly, and no earlier good artifact is damaged."""
+import json
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from dropdown_rank.build import Work
+from dropdown_rank.cli import main
+
+pytestmark = pytest.mark.slow
+
+
+def killed_after(command, seconds):
+    process = subprocess.Popen([sys.executable, "-m", "dropdown_rank.cli", *command], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(seconds)
+    process.send_signal(signal.SIGKILL)
+    process.communicate(timeout=300)
+    return process.returncode
+
+
+def test_a_build_killed_at_random_times_leaves_a_whole_work_directory(tiny_logs, tmp_path):
+    work = tmp_path / "work"
+    first = ["build", "--logs", str(tiny_logs), "--out", str(work), "--valid-days", "2", "--test-days", "2"]
+    second = first[:-4] + ["--valid-days", "3", "--test-days", "2"]
+    assert main(second) == 0
+    fingerprint = {3: Work.open(work).fingerprint}
+    assert main(first) == 0
+    fingerprint[2] = Work.open(work).fingerprint
+    rng = random.Random(5)
+    for _ in range(4):
+        killed_after(second, rng.uniform(0.5, 6.0))
+        if work.exists():  # the previous build, or the new one, complete and consistent
+            valid_days = json.loads((work / "build.json").read_text())["config"]["split"]["valid_days"]
+            assert Work.open(work).fingerprint == fingerprint[valid_days]
+        else:  # killed between the two renames of the swap
+            assert (tmp_path / ".work.previous" / "build.json").exists()
+        assert main(second) == 0 and Work.open(work).fingerprint == fingerprint[3]
+        assert main(first) == 0
+
+
+def test_a_training_run_killed_at_random_times_resumes_to_the_uninterrupted_result(tiny_work, tmp_path):
+    command = ["train", "--data", str(tiny_work), "--model", "base", "--epochs", "3", "--batch-size", "512", "--patience", "5",
+               "--seed", "11"]
+    assert main(command + ["--out", str(tmp_path / "reference")]) == 0
+    reference = json.loads((tmp_path / "reference" / "metrics.json").read_text())
+    rng = random.Random(3)
+    for attempt in range(2):
+        run = tmp_path / f"run{attempt}"
+        killed_after(command + ["--out", str(run)], rng.uniform(6.0, 20.0))
+        assert main(command + ["--out", str(run)]) == 0
+        resumed = json.loads((run / "metrics.json").read_text())
+        assert round(resumed["test_auc"], 4) == round(reference["test_auc"], 4)
+        assert resumed["val_auc_per_epoch"] == pytest.approx(reference["val_auc_per_epoch"], abs=1e-6)
