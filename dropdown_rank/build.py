@@ -111,6 +111,10 @@ def _build_into(logs_dir: Path, work_dir: Path, config: BuildConfig, progress, p
     if emptied and config.min_count > 1:
         raise ValueError(f"--min-count {config.min_count} leaves the {', '.join(emptied)} vocabulary empty: no token occurs "
                          "that often in the training period; lower --min-count")
+    if emptied:
+        raise ValueError(f"the training period ({split.to_dict()['train_start_iso'][:10]} to {split.to_dict()['valid_start_iso'][:10]}) "
+                         f"has no {' and no '.join(emptied)}: the rankers embed users, queries and items, so each needs at least "
+                         "one (items are clicked-item events)")
     write_vocabularies(vocabs, work_dir / "vocab")
     progress("vocab: " + ", ".join(f"{len(v):,} {k}" for k, v in vocabs.items()) + f" (min count {config.min_count})")
     timings["vocab_s"] = time.perf_counter() - clock

@@ -32,20 +32,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import tensorflow as tf
 
-from dropdown_rank.samples import HISTORY_FIELDS
+from dropdown_rank.samples import HISTORY_FIELDS, shard_files
 
 SCALAR_FIELDS = {"user_id": tf.string, "candidate": tf.string, "request_ts": tf.int64, "position": tf.int32}
 FEATURES = ("user_id", "candidate", "query_history", "query_history_ts", "item_history", "item_history_ts", "request_ts", "position")
 _HISTORY_DTYPES = {"query_history": tf.string, "query_history_ts": tf.int64, "item_history": tf.string, "item_history_ts": tf.int64}
 _COLUMNS = list(SCALAR_FIELDS) + list(HISTORY_FIELDS) + ["label"]
 PREFETCH_BATCHES = 16
-
-
-def shard_files(samples_dir: str | Path, split: str) -> list[Path]:
-    files = sorted((Path(samples_dir) / split).glob("part-*.parquet"))
-    if not files:
-        raise FileNotFoundError(f"{Path(samples_dir) / split}: no sample shards (run `dropdown-rank build` first)")
-    return files
 
 
 def _numpy_batch(table: pa.Table) -> dict:

@@ -115,9 +115,18 @@ def build_samples(events: pd.DataFrame, impressions: pd.DataFrame, split_of: np.
     return rows_per_split
 
 
+def shard_files(samples_dir: str | Path, split: str) -> list[Path]:
+    """The Parquet shards of one split, in order; a clear error when the split has none."""
+    samples_dir = Path(samples_dir)
+    files = sorted((samples_dir / split).glob("part-*.parquet"))
+    if not files:
+        if samples_dir.is_dir():  # a finished build whose period for this split held no impressions
+            raise ValueError(f"{samples_dir.parent}: no {split} samples: the build's {split} period holds no impressions "
+                             "(see 'samples' in its stats.json); rebuild with other --valid-days/--test-days")
+        raise FileNotFoundError(f"{samples_dir}: no samples (run `dropdown-rank build` first)")
+    return files
+
+
 def read_samples(samples_dir: str | Path, split: str, columns=None) -> pd.DataFrame:
     """All shards of one split as a DataFrame (for evaluation and inspection, not for training)."""
-    files = sorted((Path(samples_dir) / split).glob("part-*.parquet"))
-    if not files:
-        raise FileNotFoundError(f"{Path(samples_dir) / split}: no sample shards (run `dropdown-rank build` first)")
-    return pa.concat_tables([pq.read_table(f, columns=columns) for f in files]).to_pandas()
+    return pa.concat_tables([pq.read_table(f, columns=columns) for f in shard_files(samples_dir, split)]).to_pandas()

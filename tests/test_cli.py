@@ -162,3 +162,33 @@ def test_training_dataset_knows_its_length_so_the_progress_bar_has_a_total(tiny_
     steps = int(tf.data.experimental.cardinality(make_dataset(tiny_work / "samples", "train", 5, batch_size=512)))
     assert "Unknown" not in out
     assert f"1/{steps} [" in out and f"{steps}/{steps} [" in out
+
+
+def test_a_split_without_samples_is_named_not_mistaken_for_a_missing_build(tmp_path, capsys):
+    day, t0 = 86400, 1767225600
+    events = [("u", t0 + d * day, kind, f"{kind}{d}") for d in range(5) for kind in ("query", "item")]
+    impressions = [(f"r{d}", "u", t0 + d * day + 30, "q", f"q{d % 2}", 0, d % 2) for d in (0, 1, 2, 4)]  # day 3: none
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    pd.DataFrame(events, columns=["user_id", "ts", "kind", "id"]).to_csv(logs / "events.csv", index=False)
+    pd.DataFrame(impressions, columns=["request_id", "user_id", "ts", "prefix", "candidate", "position", "clicked"]).to_csv(
+        logs / "impressions.csv", index=False)
+    assert main(["build", "--logs", str(logs), "--out", str(tmp_path / "work"), "--valid-days", "1", "--test-days", "1",
+                 "--warmup-days", "0"]) == 0
+    capsys.readouterr()
+    assert main(["train", "--data", str(tmp_path / "work"), "--out", str(tmp_path / "run")]) == 2
+    assert "no valid samples: the build's valid period holds no impressions" in capsys.readouterr().err
+
+
+def test_a_log_without_item_clicks_is_refused_at_build(tmp_path, capsys):
+    t0 = 1767225600
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    pd.DataFrame([("u", t0 + d * 86400, "query", "q") for d in range(4)], columns=["user_id", "ts", "kind", "id"]).to_csv(
+        logs / "events.csv", index=False)
+    pd.DataFrame([(f"r{d}", "u", t0 + d * 86400 + 9, "q", "q", 0, 1) for d in range(4)],
+                 columns=["request_id", "user_id", "ts", "prefix", "candidate", "position", "clicked"]).to_csv(logs / "impressions.csv", index=False)
+    assert main(["build", "--logs", str(logs), "--out", str(tmp_path / "work"), "--valid-days", "1", "--test-days", "1",
+                 "--warmup-days", "0"]) == 2
+    assert "has no items: the rankers embed users, queries and items" in error_line(capsys)
+    assert not (tmp_path / "work").exists()

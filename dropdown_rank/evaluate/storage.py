@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from dropdown_rank.dataset import shard_files
+from dropdown_rank.samples import shard_files
 from dropdown_rank.graph import NeighborTable
 
 MODEL_COLUMNS = ["user_id", "candidate", "request_ts", "position", "label", "query_history", "query_history_ts",
