@@ -183,7 +183,8 @@ def test_an_empty_events_file_is_a_warning_and_empty_impressions_an_error(tmp_pa
         load_logs(tmp_path)
 
 
-def test_an_empty_events_file_warns_in_the_build_log_and_stats_json(tiny_logs, tmp_path):
+def test_an_empty_events_file_warns_then_the_build_says_what_is_missing(tiny_logs, tmp_path):
+    """The validation warns; with no events there are no items to embed, so the build stops and says so."""
     from dropdown_rank.build import BuildConfig, build
     from dropdown_rank.split import SplitConfig
 
@@ -192,11 +193,11 @@ def test_an_empty_events_file_warns_in_the_build_log_and_stats_json(tiny_logs, t
     pd.read_parquet(tiny_logs / "events.parquet").head(0).to_parquet(logs / "events.parquet", index=False)
     pd.read_parquet(tiny_logs / "impressions.parquet").to_parquet(logs / "impressions.parquet", index=False)
     lines = []
-    build(logs, tmp_path / "work", BuildConfig(split=SplitConfig(valid_days=2, test_days=2)), progress=lines.append,
-          progress_bar=False)
+    with pytest.raises(ValueError, match="has no items: the rankers embed users, queries and items"):
+        build(logs, tmp_path / "work", BuildConfig(split=SplitConfig(valid_days=2, test_days=2)), progress=lines.append,
+              progress_bar=False)
     assert any("validate:" in line and "WARNING: the events file has no rows" in line for line in lines)
-    stats = json.loads((tmp_path / "work" / "stats.json").read_text())
-    assert stats["validation"][0]["warnings"] == ["the events file has no rows: every history is empty and the q2q/i2i graphs have no edges"]
+    assert not (tmp_path / "work").exists()
 
 
 def test_null_prefix_is_repaired_and_numeric_ids_cast(tmp_path):
