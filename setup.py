@@ -26,7 +26,10 @@ setup(
         "tqdm>=4.60",
     ],
     extras_require={
-        "test": ["pytest>=8"],
+        "test": ["pytest>=8", "apache-beam==2.77.0"],  # tests/test_build_beam.py runs the Beam build
+        # `dropdown-rank build --engine beam`. 2.77.0 resolves with tensorflow 2.21: it needs protobuf<7, pyarrow<26
+        # and pillow<13, so installing it moves protobuf 7 -> 6.33, pyarrow 26 -> 25 and pillow 13 -> 12.3.
+        "beam": ["apache-beam==2.77.0"],
         # The peer used by benchmarks/; kept out of the core install on purpose.
         "peer": ["deepctr==0.9.4"],  # 0.9.3 imports keras modules TF 2.21 removed
     },

@@ -20,6 +20,7 @@ import shutil
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from dropdown_rank._io import read_json, write_json, write_parquet
@@ -54,7 +55,14 @@ def build(logs_dir: str | Path, work_dir: str | Path, config: BuildConfig = Buil
     complete, so an interrupted build leaves the previous work directory (or none) untouched, never
     a mix. A ``work_dir`` that exists but is not a work directory is never replaced.
     """
-    logs_dir, work_dir = Path(logs_dir), Path(work_dir)
+    logs_dir = Path(logs_dir)
+    return stage_and_swap(work_dir, lambda staging: _build_into(logs_dir, staging, config, progress, progress_bar), progress)
+
+
+def stage_and_swap(work_dir: str | Path, write, progress=print) -> dict:
+    """Run ``write(staging)`` into a fresh staging directory beside ``work_dir``, then swap it in whole (the
+    contract of every build engine). Returns what ``write`` returns."""
+    work_dir = Path(work_dir)
     staging, previous = _staging_paths(work_dir)
     if not work_dir.exists() and previous.is_dir():  # killed between the two renames of a swap
         previous.rename(work_dir)
@@ -65,7 +73,7 @@ def build(logs_dir: str | Path, work_dir: str | Path, config: BuildConfig = Buil
                          "refusing to replace it: choose another --out")
     shutil.rmtree(staging, ignore_errors=True)
     shutil.rmtree(previous, ignore_errors=True)
-    stats = _build_into(logs_dir, staging, config, progress, progress_bar)
+    stats = write(staging)
     if work_dir.exists():
         work_dir.rename(previous)
     staging.rename(work_dir)
@@ -85,6 +93,64 @@ def fingerprint(work_dir: Path) -> str:
     return digest.hexdigest()
 
 
+def period_counts(split: TimeSplit, ts: np.ndarray, weights: np.ndarray | None = None) -> dict:
+    """Impressions (``weights`` per ``ts``: counts of impressions at day- or hour-aligned times) per split, in the
+    graph warm-up, and outside every period."""
+    ts = np.asarray(ts, dtype=np.int64)
+    weights = np.ones(len(ts), dtype=np.int64) if weights is None else np.asarray(weights, dtype=np.int64)
+    names = split.assign(ts)
+    out = {name: int(weights[names == name].sum()) for name in ("train", "valid", "test")}
+    out["outside"] = int(weights[names == ""].sum())
+    out["warmup"] = int(weights[(ts >= split.train_start) & (ts < split.rows_start)].sum())
+    return out
+
+
+def report_outside(counts: dict, config: BuildConfig, progress) -> None:
+    outside, warmup = counts["outside"], counts["warmup"]
+    if outside:
+        progress(f"split: {outside:,} impressions are not samples: {warmup:,} in the {config.split.warmup_days}-day graph "
+                 f"warm-up (--warmup-days), {outside - warmup:,} before the training period (--train-days)")
+
+
+def check_vocabularies(vocabs: dict, split: TimeSplit, config: BuildConfig) -> None:
+    """Each vocabulary needs a token: the rankers embed users, queries and items."""
+    emptied = [name for name, frame in vocabs.items() if frame.empty]
+    if emptied and config.min_count > 1:
+        raise ValueError(f"--min-count {config.min_count} leaves the {', '.join(emptied)} vocabulary empty: no token occurs "
+                         "that often in the training period; lower --min-count")
+    if emptied:
+        raise ValueError(f"the training period ({split.to_dict()['train_start_iso'][:10]} to {split.to_dict()['valid_start_iso'][:10]}) "
+                         f"has no {' and no '.join(emptied)}: the rankers embed users, queries and items, so each needs at least "
+                         "one (items are clicked-item events)")
+
+
+def vocab_summary(vocabs: dict, config: BuildConfig) -> str:
+    return "vocab: " + ", ".join(f"{len(v):,} {k}" for k, v in vocabs.items()) + f" (min count {config.min_count})"
+
+
+def finish_work_dir(logs_dir: Path, work_dir: Path, split: TimeSplit, config: BuildConfig, stats: dict, progress) -> dict:
+    """Copy the ground truth (synthetic worlds), write ``stats.json``, then ``build.json`` (last: a directory with
+    ``build.json`` is complete). Returns ``stats``."""
+    truth_path = logs_dir / "truth.parquet"
+    if truth_path.exists():
+        write_parquet(work_dir / "truth.parquet", pd.read_parquet(truth_path))
+    write_json(work_dir / "stats.json", stats)
+    write_json(work_dir / "build.json", {
+        "logs": str(logs_dir.resolve()),
+        "split": split.to_dict(),
+        "config": dataclasses.asdict(config),
+        "has_truth": truth_path.exists(),
+        "fingerprint": fingerprint(work_dir),
+    })
+    rows, timings = stats["samples"], stats["timings"]
+    progress(
+        f"build: samples train {rows['train']:,} / valid {rows['valid']:,} / test {rows['test']:,}; "
+        f"stage times " + ", ".join(f"{k[:-2]} {v:.1f}s" for k, v in timings.items()) +
+        f"; peak memory {stats['peak_memory_mb']:.0f} MB"
+    )
+    return stats
+
+
 def _build_into(logs_dir: Path, work_dir: Path, config: BuildConfig, progress, progress_bar: bool) -> dict:
     timings = {}
     clock = time.perf_counter()
@@ -98,25 +164,15 @@ def _build_into(logs_dir: Path, work_dir: Path, config: BuildConfig, progress, p
     events, impressions = logs.events, logs.impressions
     split = time_split(impressions["ts"].to_numpy(), config.split)
     split_of = split.assign(impressions["ts"].to_numpy())
-    outside = int((split_of == "").sum())
-    warmup = int(((impressions["ts"] >= split.train_start) & (impressions["ts"] < split.rows_start)).sum())
-    if outside:
-        progress(f"split: {outside:,} impressions are not samples: {warmup:,} in the {config.split.warmup_days}-day graph "
-                 f"warm-up (--warmup-days), {outside - warmup:,} before the training period (--train-days)")
+    counts = period_counts(split, impressions["ts"].to_numpy())
+    report_outside(counts, config, progress)
     train_events = events[(events["ts"] >= split.train_start) & (events["ts"] < split.valid_start)]
     in_train_period = ((impressions["ts"] >= split.train_start) & (impressions["ts"] < split.valid_start)).to_numpy()
     train_impressions = impressions[in_train_period]
     vocabs = build_vocabularies(train_events, train_impressions, config.min_count)
-    emptied = [name for name, frame in vocabs.items() if frame.empty]
-    if emptied and config.min_count > 1:
-        raise ValueError(f"--min-count {config.min_count} leaves the {', '.join(emptied)} vocabulary empty: no token occurs "
-                         "that often in the training period; lower --min-count")
-    if emptied:
-        raise ValueError(f"the training period ({split.to_dict()['train_start_iso'][:10]} to {split.to_dict()['valid_start_iso'][:10]}) "
-                         f"has no {' and no '.join(emptied)}: the rankers embed users, queries and items, so each needs at least "
-                         "one (items are clicked-item events)")
+    check_vocabularies(vocabs, split, config)
     write_vocabularies(vocabs, work_dir / "vocab")
-    progress("vocab: " + ", ".join(f"{len(v):,} {k}" for k, v in vocabs.items()) + f" (min count {config.min_count})")
+    progress(vocab_summary(vocabs, config))
     timings["vocab_s"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
@@ -132,15 +188,11 @@ def _build_into(logs_dir: Path, work_dir: Path, config: BuildConfig, progress, p
     rows = build_samples(events, impressions, split_of, candidate_pv, work_dir / "samples", config.samples, progress_bar=progress_bar)
     timings["samples_s"] = time.perf_counter() - clock
 
-    truth_path = logs_dir / "truth.parquet"
-    if truth_path.exists():
-        write_parquet(work_dir / "truth.parquet", pd.read_parquet(truth_path))
-
     stats = {
         "validation": [r.to_dict() for r in logs.reports],
-        "impressions_outside_periods": outside,
+        "impressions_outside_periods": counts["outside"],
         "events": {"all": len(events), "train_period": len(train_events), "graph_snapshots": len(graph_events)},
-        "impressions_graph_warmup": warmup,
+        "impressions_graph_warmup": counts["warmup"],
         "samples": rows,
         "vocab": {k: len(v) for k, v in vocabs.items()},
         "graph": graph_stats,
@@ -148,20 +200,7 @@ def _build_into(logs_dir: Path, work_dir: Path, config: BuildConfig, progress, p
         "peak_memory_mb": round(peak_memory_mb(), 1),
         "events_per_second": round(len(events) / max(sum(timings.values()), 1e-9), 1),
     }
-    write_json(work_dir / "stats.json", stats)
-    write_json(work_dir / "build.json", {  # last: a directory with build.json is complete
-        "logs": str(logs_dir.resolve()),
-        "split": split.to_dict(),
-        "config": dataclasses.asdict(config),
-        "has_truth": truth_path.exists(),
-        "fingerprint": fingerprint(work_dir),
-    })
-    progress(
-        f"build: samples train {rows['train']:,} / valid {rows['valid']:,} / test {rows['test']:,}; "
-        f"stage times " + ", ".join(f"{k[:-2]} {v:.1f}s" for k, v in timings.items()) +
-        f"; peak memory {stats['peak_memory_mb']:.0f} MB"
-    )
-    return stats
+    return finish_work_dir(logs_dir, work_dir, split, config, stats, progress)
 
 
 @dataclasses.dataclass

@@ -131,7 +131,19 @@ def _build(logs, out, args) -> dict:
 
 
 def cmd_build(args) -> None:
-    _build(args.logs, args.out, args)
+    if args.engine == "memory":
+        if args.beam_args:
+            raise ValueError(f"Beam pipeline options ({' '.join(args.beam_args)}) are for --engine beam")
+        _build(args.logs, args.out, args)
+        return
+    from dropdown_rank.beam import build_beam
+
+    try:
+        build_beam(args.logs, args.out, _build_config(args), pipeline_args=args.beam_args)
+    except ValueError as error:
+        if _split_failed(error):
+            raise _reword_split_error(error, args) from error
+        raise
 
 
 def _add_model_args(parser: argparse.ArgumentParser, choose_model: bool = True) -> None:
@@ -281,9 +293,15 @@ def make_parser() -> argparse.ArgumentParser:
                         "of the last one")
     p.set_defaults(handler=cmd_aol)
 
-    p = sub.add_parser("build", help="split, vocabularies, q2q/i2i neighbor tables and samples from logs")
+    p = sub.add_parser("build", help="split, vocabularies, q2q/i2i neighbor tables and samples from logs",
+                       usage="%(prog)s --logs DIR --out WORK [options] [--engine memory|beam] [-- BEAM_PIPELINE_OPTIONS...]")
     p.add_argument("--logs", required=True, help="directory with events and impressions (.parquet or .csv)")
     p.add_argument("--out", required=True, help="work directory to write")
+    p.add_argument("--engine", choices=("memory", "beam"), default="memory",
+                   help="memory (default: pandas in this process, for logs that fit in memory) or beam (Apache Beam; "
+                        "local FnApiRunner unless the options after -- choose another runner)")
+    p.add_argument("beam_args", nargs="*", metavar="BEAM_PIPELINE_OPTIONS",
+                   help="after --: Beam pipeline options, e.g. -- --direct_num_workers=2 --direct_running_mode=multi_processing")
     _add_build_args(p)
     p.set_defaults(handler=cmd_build)
 

@@ -223,21 +223,32 @@ def window_edges(pairs: pd.DataFrame, snapshot_ts: int, window_days: int) -> pd.
     return inside.groupby(["src", "dst"], sort=False).agg(count=("count", "sum"), last_ts=("last_ts", "max")).reset_index()
 
 
-def neighbor_table(edges: pd.DataFrame, num_nodes: int, config: GraphConfig, relation: str, nodes, snapshot_ts: int):
-    """Normalize, threshold and cut ``edges`` (0-based node codes) to a top-K table. Returns (table, stats)."""
+def top_k(edges: pd.DataFrame, config: GraphConfig) -> tuple[pd.DataFrame, int]:
+    """Normalize, threshold and rank ``edges`` (0-based node codes) per source node.
+
+    Returns the kept edges (src, dst, count, last_ts, weight, rank < K), and the number of edges before the top-K
+    cut. Everything here is per source node, so any partition of the edges by ``src`` gives the same rows.
+    """
     edges = edges[edges["count"] >= config.min_count].copy()
     edges["weight"] = edges["count"] / edges.groupby("src")["count"].transform("sum")
     edges = edges[edges["weight"] >= config.min_weight]
     edges = edges.sort_values(["src", "weight", "count", "last_ts", "dst"], ascending=[True, False, False, False, True], kind="stable")
     rank = edges.groupby("src", sort=False).cumcount().to_numpy()
-    kept = edges[rank < config.neighbors]
-    rank = rank[rank < config.neighbors]
+    kept = edges[rank < config.neighbors].copy()
+    kept["rank"] = rank[rank < config.neighbors]
+    return kept, int(len(edges))
+
+
+def table_from_top_k(kept: pd.DataFrame, edges_before_top_k: int, num_nodes: int, config: GraphConfig, relation: str, nodes,
+                     snapshot_ts: int):
+    """The snapshot's table from :func:`top_k`'s kept edges (in any row order). Returns (table, stats)."""
     k = config.neighbors
     ids = np.zeros((num_nodes + 1, k), dtype=np.int32)
     weight = np.zeros((num_nodes + 1, k), dtype=np.float32)
     last_ts = np.zeros((num_nodes + 1, k), dtype=np.int64)
     count = np.zeros((num_nodes + 1, k), dtype=np.int32)
     row = kept["src"].to_numpy() + 1
+    rank = kept["rank"].to_numpy()
     ids[row, rank] = kept["dst"].to_numpy() + 1
     weight[row, rank] = kept["weight"].to_numpy()
     last_ts[row, rank] = kept["last_ts"].to_numpy()
@@ -248,7 +259,7 @@ def neighbor_table(edges: pd.DataFrame, num_nodes: int, config: GraphConfig, rel
         "snapshot": _iso(snapshot_ts),
         "nodes": int(num_nodes),
         "nodes_with_neighbors": int((degree > 0).sum()),
-        "edges_before_top_k": int(len(edges)),
+        "edges_before_top_k": int(edges_before_top_k),
         "edges_kept": int(len(kept)),
         "degree_histogram": {str(d): int(n) for d, n in enumerate(np.bincount(degree, minlength=k + 1))},
         "mean_degree": float(degree.mean()) if len(degree) else 0.0,
@@ -259,10 +270,67 @@ def neighbor_table(edges: pd.DataFrame, num_nodes: int, config: GraphConfig, rel
     return table, stats
 
 
+def neighbor_table(edges: pd.DataFrame, num_nodes: int, config: GraphConfig, relation: str, nodes, snapshot_ts: int):
+    """Normalize, threshold and cut ``edges`` (0-based node codes) to a top-K table. Returns (table, stats)."""
+    kept, before = top_k(edges, config)
+    return table_from_top_k(kept, before, num_nodes, config, relation, nodes, snapshot_ts)
+
+
 def _quantiles(values: np.ndarray) -> dict:
     if len(values) == 0:
         return {}
     return {str(q): float(np.quantile(values, q)) for q in (0.0, 0.25, 0.5, 0.75, 0.9, 0.99, 1.0)}
+
+
+def relation_pairs(events: pd.DataFrame, vocabs: dict, config: GraphConfig):
+    """Per relation, the daily pair counts of ``events`` (:func:`daily_pair_counts`), with the number of behaviors
+    and of behaviors outside the vocabulary: yields ``(relation, (pairs, behaviors, outside))``.
+
+    Everything here is per user: the events of any set of users (all of them, or one partition) give their pairs,
+    and the pairs of a partition of the users add up to the pairs of all (:func:`merge_pairs`). Ties in ts keep the
+    order of ``events``.
+    """
+    events = events.sort_values(["user_id", "ts"], kind="stable")
+    user_codes = pd.factorize(events["user_id"])[0]
+    ts = events["ts"].to_numpy(dtype=np.int64)
+    session = session_ids(user_codes, ts, config.session_gap_minutes * 60.0)
+    kinds = events["kind"].to_numpy()
+    for relation, (kind, vocab_name) in RELATIONS.items():
+        mask = kinds == kind
+        codes = pd.Index(vocabs[vocab_name]["token"]).get_indexer(events["id"].to_numpy()[mask])
+        pairs = daily_pair_counts(user_codes[mask], ts[mask], session[mask], codes, config)
+        yield relation, (pairs, int(mask.sum()), int((codes < 0).sum()))
+
+
+def merge_pairs(parts) -> pd.DataFrame:
+    """Daily pair counts of several sets of users, added up: counts summed, latest ts kept."""
+    pairs = pd.concat(list(parts), ignore_index=True)
+    return pairs.groupby(["day", "src", "dst"], sort=False).agg(count=("count", "sum"), last_ts=("last_ts", "max")).reset_index()
+
+
+def snapshot_edges(pairs: pd.DataFrame, snapshot_ts: int, known_since: np.ndarray, window_days: int) -> pd.DataFrame:
+    """The edges of the snapshot at ``snapshot_ts``: its window's pairs between tokens known by then."""
+    edges = window_edges(pairs, int(snapshot_ts), window_days)
+    known = (known_since[edges["src"].to_numpy()] <= snapshot_ts) & (known_since[edges["dst"].to_numpy()] <= snapshot_ts)
+    return edges[known]
+
+
+def relation_stats(day_stats: dict, sizes: list, behaviors: int, outside: int, config: GraphConfig) -> dict:
+    """A relation's stats: the latest snapshot's (``day_stats``), the behaviors counted, and every snapshot's size."""
+    return {**day_stats, "behaviors": int(behaviors), "behaviors_outside_vocabulary": int(outside), "snapshots": len(sizes),
+            "window_days": config.window_days, "per_snapshot": sizes}
+
+
+def snapshot_size(day_stats: dict) -> dict:
+    return {k: day_stats[k] for k in ("snapshot", "nodes_with_neighbors", "edges_kept", "mean_degree")}
+
+
+def relation_summary(relation: str, stats: dict) -> str:
+    sizes = stats["per_snapshot"]
+    return (f"graph {relation}: {len(sizes)} daily snapshots ({sizes[0]['snapshot']} .. {sizes[-1]['snapshot']}, "
+            f"{stats['window_days']}-day window); latest {stats['nodes_with_neighbors']:,} of {stats['nodes']:,} nodes "
+            f"with neighbors, {stats['edges_kept']:,} edges kept of {stats['edges_before_top_k']:,}, "
+            f"mean degree {stats['mean_degree']:.2f}")
 
 
 def build_graphs(events: pd.DataFrame, vocabs: dict, snapshot_days: np.ndarray, config: GraphConfig, progress=print,
@@ -274,32 +342,18 @@ def build_graphs(events: pd.DataFrame, vocabs: dict, snapshot_days: np.ndarray, 
     ``vocabs[name]`` has ``token`` and ``known_since``: a token not known at a snapshot is left out of it.
     Stats hold the full statistics of the latest snapshot and per-snapshot sizes.
     """
-    events = events.sort_values(["user_id", "ts"], kind="stable")
-    user_codes = pd.factorize(events["user_id"])[0]
-    ts = events["ts"].to_numpy(dtype=np.int64)
-    session = session_ids(user_codes, ts, config.session_gap_minutes * 60.0)
-    kinds = events["kind"].to_numpy()
     tables, stats = {}, {}
-    for relation, (kind, vocab_name) in RELATIONS.items():
-        mask = kinds == kind
+    for relation, (pairs, behaviors, outside) in relation_pairs(events, vocabs, config):
+        vocab_name = RELATIONS[relation][1]
         vocab = vocabs[vocab_name]["token"]
         known_since = vocabs[vocab_name]["known_since"].to_numpy(dtype=np.int64)
-        codes = pd.Index(vocab).get_indexer(events["id"].to_numpy()[mask])
-        pairs = daily_pair_counts(user_codes[mask], ts[mask], session[mask], codes, config)
         snapshots, sizes = [], []
         for day in tqdm(snapshot_days, desc=f"graph {relation}", unit="day", disable=not progress_bar):
-            edges = window_edges(pairs, int(day), config.window_days)
-            known = (known_since[edges["src"].to_numpy()] <= day) & (known_since[edges["dst"].to_numpy()] <= day)
-            table, day_stats = neighbor_table(edges[known], len(vocab), config, relation, [""] + list(vocab), int(day))
+            edges = snapshot_edges(pairs, int(day), known_since, config.window_days)
+            table, day_stats = neighbor_table(edges, len(vocab), config, relation, [""] + list(vocab), int(day))
             snapshots.append(table)
-            sizes.append({k: day_stats[k] for k in ("snapshot", "nodes_with_neighbors", "edges_kept", "mean_degree")})
+            sizes.append(snapshot_size(day_stats))
         tables[relation] = DailyTables.stack(snapshots)
-        stats[relation] = {**day_stats, "behaviors": int(mask.sum()), "behaviors_outside_vocabulary": int((codes < 0).sum()),
-                           "snapshots": len(snapshots), "window_days": config.window_days, "per_snapshot": sizes}
-        progress(
-            f"graph {relation}: {len(snapshots)} daily snapshots ({sizes[0]['snapshot']} .. {sizes[-1]['snapshot']}, "
-            f"{config.window_days}-day window); latest {day_stats['nodes_with_neighbors']:,} of {day_stats['nodes']:,} nodes "
-            f"with neighbors, {day_stats['edges_kept']:,} edges kept of {day_stats['edges_before_top_k']:,}, "
-            f"mean degree {day_stats['mean_degree']:.2f}"
-        )
+        stats[relation] = relation_stats(day_stats, sizes, behaviors, outside, config)
+        progress(relation_summary(relation, stats[relation]))
     return tables, stats

@@ -65,6 +65,48 @@ class _History:
                 pa.ListArray.from_arrays(offsets, pa.array(self.ts[flat], type=pa.int64())))
 
 
+class Histories:
+    """Every user's behaviors, indexed for :func:`sample_table`: built from the events of some users (all of them,
+    or one partition) and the impressions whose histories are wanted. Ties in ts keep the order of ``events``."""
+
+    def __init__(self, events: pd.DataFrame, impressions: pd.DataFrame):
+        self.users = pd.Index(pd.unique(np.concatenate([events["user_id"].to_numpy(), impressions["user_id"].to_numpy()])))
+        ev_user = self.users.get_indexer(events["user_id"].to_numpy())
+        ev_ts = events["ts"].to_numpy(dtype=np.int64)
+        ts0 = int(min(ev_ts.min(initial=0), impressions["ts"].min())) if len(impressions) else 0
+        ev_ids = events["id"].to_numpy(dtype=object)
+        is_query = (events["kind"] == "query").to_numpy()
+        self.queries = _History(ev_user[is_query], ev_ts[is_query], ev_ids[is_query], ts0)
+        self.items = _History(ev_user[~is_query], ev_ts[~is_query], ev_ids[~is_query], ts0)
+        self.everything = _History(ev_user, ev_ts, ev_ids, ts0)
+
+
+def sample_table(histories: Histories, chunk: pd.DataFrame, candidate_pv: pd.Series, config: SampleConfig) -> pa.Table:
+    """The sample rows of the impressions ``chunk`` (in its order): one row per impression, see the module doc."""
+    user = histories.users.get_indexer(chunk["user_id"].to_numpy())
+    ts = chunk["ts"].to_numpy(dtype=np.int64)
+    q_ids, q_ts = histories.queries.last(user, ts, config.max_len)
+    i_ids, i_ts = histories.items.last(user, ts, config.max_len)
+    start, end = histories.everything.window(user, ts, since=ts - int(config.lookback_days * 86400))
+    return pa.table({
+        "request_id": pa.array(chunk["request_id"].to_numpy(dtype=object), pa.string()),
+        "user_id": pa.array(chunk["user_id"].to_numpy(dtype=object), pa.string()),
+        "request_ts": pa.array(ts, pa.int64()),
+        "candidate": pa.array(chunk["candidate"].to_numpy(dtype=object), pa.string()),
+        "position": pa.array(chunk["position"].to_numpy(), pa.int32()),
+        "label": pa.array(chunk["clicked"].to_numpy(), pa.int8()),
+        "query_history": q_ids,
+        "query_history_ts": q_ts,
+        "item_history": i_ids,
+        "item_history_ts": i_ts,
+        "activity": pa.array((end - start).astype(np.int32), pa.int32()),
+        "candidate_pv": pa.array(candidate_pv.reindex(chunk["candidate"].to_numpy()).fillna(0).to_numpy(np.int32), pa.int32()),
+    })
+
+
+SAMPLE_ORDER = ["ts", "request_id", "position"]  # within a split; ties keep the impressions' order
+
+
 def build_samples(events: pd.DataFrame, impressions: pd.DataFrame, split_of: np.ndarray, candidate_pv: pd.Series,
                   out_dir: str | Path, config: SampleConfig, progress_bar: bool = True) -> dict:
     """Write sample shards for every split named in ``split_of`` (one name per impression row).
@@ -73,46 +115,25 @@ def build_samples(events: pd.DataFrame, impressions: pd.DataFrame, split_of: np.
     ``candidate_pv`` maps candidate text to its training-period impressions. Returns rows per split.
     """
     out_dir = Path(out_dir)
-    users = pd.Index(pd.unique(np.concatenate([events["user_id"].to_numpy(), impressions["user_id"].to_numpy()])))
-    ev_user = users.get_indexer(events["user_id"].to_numpy())
-    ev_ts = events["ts"].to_numpy(dtype=np.int64)
-    ts0 = int(min(ev_ts.min(initial=0), impressions["ts"].min()))
-    ev_ids = events["id"].to_numpy(dtype=object)
-    is_query = (events["kind"] == "query").to_numpy()
-    queries = _History(ev_user[is_query], ev_ts[is_query], ev_ids[is_query], ts0)
-    items = _History(ev_user[~is_query], ev_ts[~is_query], ev_ids[~is_query], ts0)
-    everything = _History(ev_user, ev_ts, ev_ids, ts0)
-    lookback = int(config.lookback_days * 86400)
-
+    histories = Histories(events, impressions)
     rows_per_split = {}
     for split in ("train", "valid", "test"):
-        part = impressions[split_of == split].sort_values(["ts", "request_id", "position"], kind="stable")
+        part = impressions[split_of == split].sort_values(SAMPLE_ORDER, kind="stable")
         rows_per_split[split] = len(part)
         shards = range(0, len(part), config.shard_rows)
         for shard, lo in enumerate(tqdm(shards, desc=f"samples {split}", unit="shard", disable=not progress_bar)):
-            chunk = part.iloc[lo: lo + config.shard_rows]
-            user = users.get_indexer(chunk["user_id"].to_numpy())
-            ts = chunk["ts"].to_numpy(dtype=np.int64)
-            q_ids, q_ts = queries.last(user, ts, config.max_len)
-            i_ids, i_ts = items.last(user, ts, config.max_len)
-            start, end = everything.window(user, ts, since=ts - lookback)
-            table = pa.table({
-                "request_id": pa.array(chunk["request_id"].to_numpy(dtype=object), pa.string()),
-                "user_id": pa.array(chunk["user_id"].to_numpy(dtype=object), pa.string()),
-                "request_ts": pa.array(ts, pa.int64()),
-                "candidate": pa.array(chunk["candidate"].to_numpy(dtype=object), pa.string()),
-                "position": pa.array(chunk["position"].to_numpy(), pa.int32()),
-                "label": pa.array(chunk["clicked"].to_numpy(), pa.int8()),
-                "query_history": q_ids,
-                "query_history_ts": q_ts,
-                "item_history": i_ids,
-                "item_history_ts": i_ts,
-                "activity": pa.array((end - start).astype(np.int32), pa.int32()),
-                "candidate_pv": pa.array(candidate_pv.reindex(chunk["candidate"].to_numpy()).fillna(0).to_numpy(np.int32), pa.int32()),
-            })
-            with atomic_path(out_dir / split / f"part-{shard:05d}.parquet") as tmp:
-                pq.write_table(table, tmp)
+            table = sample_table(histories, part.iloc[lo: lo + config.shard_rows], candidate_pv, config)
+            write_shard(table, out_dir, split, shard)
     return rows_per_split
+
+
+def shard_path(out_dir: str | Path, split: str, shard: int) -> Path:
+    return Path(out_dir) / split / f"part-{shard:05d}.parquet"
+
+
+def write_shard(table: pa.Table, out_dir: str | Path, split: str, shard: int) -> None:
+    with atomic_path(shard_path(out_dir, split, shard)) as tmp:
+        pq.write_table(table, tmp)
 
 
 def shard_files(samples_dir: str | Path, split: str) -> list[Path]:

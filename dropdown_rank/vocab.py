@@ -27,29 +27,63 @@ VOCABULARIES = ("users", "queries", "items")
 DAY = 86400
 
 
-def _count(values: pd.Series, ts: pd.Series, min_count: int) -> pd.DataFrame:
-    occurrences = pd.DataFrame({"token": values.to_numpy(dtype=object), "ts": ts.to_numpy(dtype=np.int64)})
-    occurrences = occurrences.sort_values("ts", kind="stable")
-    nth = occurrences.groupby("token", sort=False).cumcount() == min_count - 1
-    known = occurrences[nth.to_numpy()].set_index("token")["ts"]
+def occurrence_summary(values, ts, keep: int) -> tuple[pd.Series, pd.DataFrame]:
+    """What a vocabulary needs of some occurrences: count per token, and each token's ``keep`` earliest ts.
+
+    Summaries of any partition of the occurrences merge (:func:`merge_summaries`) into the summary of all.
+    """
+    occurrences = pd.DataFrame({"token": np.asarray(values, dtype=object), "ts": np.asarray(ts, dtype=np.int64)})
     counts = occurrences["token"].value_counts(sort=False)
+    earliest = occurrences.sort_values("ts", kind="stable").groupby("token", sort=False).head(keep)
+    return counts, earliest.reset_index(drop=True)
+
+
+def merge_summaries(summaries, keep: int) -> tuple[pd.Series, pd.DataFrame]:
+    summaries = list(summaries)
+    counts = pd.concat([c for c, _ in summaries]).groupby(level=0, sort=False).sum()
+    earliest = pd.concat([e for _, e in summaries], ignore_index=True)
+    earliest = earliest.sort_values("ts", kind="stable").groupby("token", sort=False).head(keep)
+    return counts, earliest.reset_index(drop=True)
+
+
+def vocabulary_frame(counts: pd.Series, earliest: pd.DataFrame, min_count: int) -> pd.DataFrame:
+    """(token, count, known_since) of the tokens counted at least ``min_count`` times, in vocabulary order."""
     counts = counts[counts >= min_count]
+    nth = earliest[earliest.groupby("token", sort=False).cumcount().to_numpy() == min_count - 1]
+    known = nth.set_index("token")["ts"]
     frame = pd.DataFrame({"token": counts.index.astype(object), "count": counts.to_numpy()})
     frame["known_since"] = (known.reindex(frame["token"]).to_numpy() // DAY + 1) * DAY
+    return order_vocabulary(frame)
+
+
+def order_vocabulary(frame: pd.DataFrame) -> pd.DataFrame:
+    """By count, then text: the same data always gives the same ids (also for a vocabulary built in parts)."""
     return frame.sort_values(["count", "token"], ascending=[False, True], kind="stable").reset_index(drop=True)
+
+
+def _count(values: pd.Series, ts: pd.Series, min_count: int) -> pd.DataFrame:
+    return vocabulary_frame(*occurrence_summary(values.to_numpy(dtype=object), ts.to_numpy(dtype=np.int64), min_count), min_count)
+
+
+def vocabulary_occurrences(train_events: pd.DataFrame, train_impressions: pd.DataFrame) -> dict:
+    """``{name: (tokens, ts)}``: what each vocabulary counts (queries count as issued queries and as candidates)."""
+    is_query = (train_events["kind"] == "query").to_numpy()
+    ev_ts = train_events["ts"].to_numpy(dtype=np.int64)
+    ev_ids = train_events["id"].to_numpy(dtype=object)
+    imp_ts = train_impressions["ts"].to_numpy(dtype=np.int64)
+    return {
+        "users": (np.concatenate([train_events["user_id"].to_numpy(dtype=object), train_impressions["user_id"].to_numpy(dtype=object)]),
+                  np.concatenate([ev_ts, imp_ts])),
+        "queries": (np.concatenate([ev_ids[is_query], train_impressions["candidate"].to_numpy(dtype=object)]),
+                    np.concatenate([ev_ts[is_query], imp_ts])),
+        "items": (ev_ids[~is_query], ev_ts[~is_query]),
+    }
 
 
 def build_vocabularies(train_events: pd.DataFrame, train_impressions: pd.DataFrame, min_count: int = 1) -> dict:
     """``{name: DataFrame(token, count, known_since)}`` from the training period's events and impressions."""
-    is_query = train_events["kind"] == "query"
-    queries, items = train_events[is_query], train_events[~is_query]
-    return {
-        "users": _count(pd.concat([train_events["user_id"], train_impressions["user_id"]], ignore_index=True),
-                        pd.concat([train_events["ts"], train_impressions["ts"]], ignore_index=True), min_count),
-        "queries": _count(pd.concat([queries["id"], train_impressions["candidate"]], ignore_index=True),
-                          pd.concat([queries["ts"], train_impressions["ts"]], ignore_index=True), min_count),
-        "items": _count(items["id"], items["ts"], min_count),
-    }
+    return {name: vocabulary_frame(*occurrence_summary(tokens, ts, min_count), min_count)
+            for name, (tokens, ts) in vocabulary_occurrences(train_events, train_impressions).items()}
 
 
 def write_vocabularies(vocabs: dict, out_dir: str | Path) -> None:

@@ -4,9 +4,9 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "dropdown_rank"
 # Stage of every top-level module or subpackage, in the order data flows through them.
-STAGES = ["_env", "_io", "logs", "split", "vocab", "graph", "samples", "build", "dataset", "layers", "model", "train",
+STAGES = ["_env", "_io", "logs", "split", "vocab", "graph", "samples", "build", "beam", "dataset", "layers", "model", "train",
           "evaluate", "export", "cli"]
-PARALLEL = {"evaluate": 12, "export": 12}  # both read a trained run; neither needs the other
+PARALLEL = {"evaluate": STAGES.index("evaluate"), "export": STAGES.index("evaluate")}  # both read a trained run; neither needs the other
 
 
 def stage_of(module: str) -> int:

@@ -1,7 +1,7 @@
 """The log schema: the contract with users' data, and its validation.
 
 Two tables, each read from Parquet (``.parquet``/``.pq``) or CSV (``.csv``/``.csv.gz``), chosen by
-extension:
+extension, from one file or from a directory of such files (their concatenation in name order):
 
 ``events``: one row per user behavior.
     user_id (str), ts (int epoch seconds or ISO-8601 string), kind (``query`` | ``item``), id (str:
@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 EVENT_COLUMNS = ("user_id", "ts", "kind", "id")
 IMPRESSION_COLUMNS = ("request_id", "user_id", "ts", "prefix", "candidate", "position", "clicked")
@@ -44,9 +46,11 @@ _SHOWN_ROWS = 5
 class SchemaError(ValueError):
     """A log file does not follow the schema. The message names file, column and rows."""
 
-    def __init__(self, source: str, column: str | None, problem: str, rows=(), values=()):
+    def __init__(self, source: str, column: str | None, problem: str, rows=(), values=(), count: int | None = None):
+        """``rows`` are the bad rows (1-based), or their first ones when ``count`` gives the total."""
         self.source, self.column, self.problem = source, column, problem
         self.rows = [int(r) for r in rows]
+        self.count = len(self.rows) if count is None else int(count)
         where = f"{source}" + (f", column '{column}'" if column else "")
         shown = ""
         if self.rows:
@@ -55,8 +59,8 @@ class SchemaError(ValueError):
                 f"row {r}" + (f" ({values[i]!r})" if i < len(values) else "")
                 for i, r in enumerate(self.rows[:_SHOWN_ROWS])
             ]
-            more = f" (+{len(self.rows) - _SHOWN_ROWS} more)" if len(self.rows) > _SHOWN_ROWS else ""
-            shown = f": {len(self.rows)} bad row(s); first: " + ", ".join(examples) + more
+            more = f" (+{self.count - _SHOWN_ROWS} more)" if self.count > _SHOWN_ROWS else ""
+            shown = f": {self.count} bad row(s); first: " + ", ".join(examples) + more
         super().__init__(f"{where}: {problem}{shown}")
 
 
@@ -71,13 +75,49 @@ class ValidationReport:
     skipped: dict = dataclasses.field(default_factory=dict)
     warnings: list = dataclasses.field(default_factory=list)
 
+    def __post_init__(self):
+        # Where each repair/skip comes in the sequence of checks (not a field: not in to_dict()). Counts are
+        # listed in that order, so reports of several chunks of a file merge into the report of the whole file.
+        self._position: dict = {}
+        self._clock = 0
+
+    def tick(self, start: int = 0) -> int:
+        """Advance the check sequence (to at least ``start``: a later phase of validation)."""
+        self._clock = max(self._clock + 1, start)
+        return self._clock
+
+    def _add(self, field: str, key: str, n: int, position: int) -> None:
+        counts = getattr(self, field)
+        if key not in counts:
+            self._position.setdefault((field, key), position)
+            counts[key] = 0
+            if len(counts) > 1:  # keep check order (chunks of a file, or several files, may find them in any order)
+                ordered = sorted(counts, key=lambda k: self._position.get((field, k), 0))
+                setattr(self, field, {k: counts[k] for k in ordered})
+                counts = getattr(self, field)
+        counts[key] += int(n)
+
     def repair(self, what: str, n: int) -> None:
+        position = self.tick()
         if n:
-            self.repaired[what] = self.repaired.get(what, 0) + int(n)
+            self._add("repaired", what, n, position)
 
     def skip(self, why: str, n: int) -> None:
         if n:
-            self.skipped[why] = self.skipped.get(why, 0) + int(n)
+            self._add("skipped", why, n, self._clock)
+
+    @classmethod
+    def merge(cls, source: str, reports) -> "ValidationReport":
+        """One report from the reports of a file's (or a table's files') chunks: counts summed, in check order."""
+        merged = cls(source)
+        for report in reports:
+            merged.rows_read += report.rows_read
+            merged.rows_kept += report.rows_kept
+            for field in ("repaired", "skipped"):
+                for key, n in getattr(report, field).items():
+                    merged._add(field, key, n, report._position.get((field, key), 0))
+            merged.warnings += [w for w in report.warnings if w not in merged.warnings]
+        return merged
 
     def warn(self, message: str) -> None:
         self.warnings.append(message)
@@ -101,16 +141,38 @@ class Logs:
 
 
 def find_table(logs_dir: str | Path, name: str) -> Path:
-    """The single file ``<name>.<parquet|pq|csv|csv.gz>`` in ``logs_dir``."""
+    """The single file ``<name>.<parquet|pq|csv|csv.gz>`` in ``logs_dir``, or a directory ``<name>/`` of such files."""
     logs_dir = Path(logs_dir)
     found = [logs_dir / f"{name}{s}" for s in _SUFFIXES if (logs_dir / f"{name}{s}").exists()]
+    if (logs_dir / name).is_dir():
+        found.append(logs_dir / name)
     if not found:
         raise FileNotFoundError(
             f"{logs_dir}: no '{name}' table; expected one of " + ", ".join(f"{name}{s}" for s in _SUFFIXES)
+            + f", or a directory '{name}/' of such files"
         )
     if len(found) > 1:
         raise SchemaError(str(logs_dir), None, f"several '{name}' tables, keep one: {[p.name for p in found]}")
     return found[0]
+
+
+def table_files(path: str | Path) -> list[Path]:
+    """The files of a table: the file itself, or a directory's files (``.parquet``/``.pq``/``.csv``/``.csv.gz``) in
+    name order. A table read from several files is their concatenation in that order."""
+    path = Path(path)
+    if not path.is_dir():
+        return [path]
+    files = sorted(p for p in path.iterdir() if p.is_file() and p.name.lower().endswith(_SUFFIXES) and not p.name.startswith("."))
+    if not files:
+        raise FileNotFoundError(f"{path}: a table directory with no {', '.join(_SUFFIXES)} files")
+    return files
+
+
+_CSV_OPTIONS = dict(dtype=str, keep_default_na=False, na_values=[])
+
+
+def _is_parquet(path: Path) -> bool:
+    return path.name.lower().endswith((".parquet", ".pq"))
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
@@ -122,48 +184,164 @@ def read_table(path: str | Path) -> pd.DataFrame:
     elif name.endswith((".csv", ".csv.gz")):
         # Every field as text, and no NA guessing: an empty field stays "" so that validation,
         # not the CSV parser, decides what a missing value means.
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[])
+        frame = pd.read_csv(path, **_CSV_OPTIONS)
     else:
         raise SchemaError(str(path), None, f"unknown file type; use one of {', '.join(_SUFFIXES)}")
     return frame.reset_index(drop=True)
 
 
-class _Checker:
-    """Collects bad rows per column; raises or marks them for skipping, per ``bad_rows``."""
+def table_columns(path: str | Path) -> list[str]:
+    """The column names of one file, read from its schema or header only."""
+    path = Path(path)
+    if _is_parquet(path):
+        return [c for c in pq.read_schema(path).names if not c.startswith("__index_level_")]
+    return list(pd.read_csv(path, nrows=0, **_CSV_OPTIONS).columns)
 
-    def __init__(self, frame: pd.DataFrame, source: str, report: ValidationReport, bad_rows: str):
+
+def file_chunks(path: str | Path, chunk_rows: int) -> list[tuple]:
+    """How to read one file in pieces: Parquet by row groups ``(path, first_row, row_groups)``, each piece at most
+    ``chunk_rows`` rows unless one row group is larger; a CSV file is one piece ``(path, 0, None)`` read in
+    ``chunk_rows`` slices by :func:`read_chunks`."""
+    path = Path(path)
+    if not _is_parquet(path):
+        return [(str(path), 0, None)]
+    meta = pq.ParquetFile(path).metadata
+    pieces, groups, first, rows = [], [], 0, 0
+    for group in range(meta.num_row_groups):
+        n = meta.row_group(group).num_rows
+        if groups and rows + n > chunk_rows:
+            pieces.append((str(path), first, tuple(groups)))
+            groups, first, rows = [], first + rows, 0
+        groups.append(group)
+        rows += n
+    if groups or not pieces:
+        pieces.append((str(path), first, tuple(groups)))
+    return pieces
+
+
+def _nullable_parquet_columns(path: Path) -> set:
+    """Integer and boolean columns of a Parquet file with nulls somewhere. Read whole, pandas makes them float64 or
+    object; a row group without nulls must be converted the same way, or validation would read other values."""
+    pf = pq.ParquetFile(path)
+    meta = pf.metadata
+    leaf = {meta.schema.column(j).path: j for j in range(meta.num_columns)}
+    out = set()
+    for field in pf.schema_arrow:
+        if not (pa.types.is_integer(field.type) or pa.types.is_boolean(field.type)) or field.name not in leaf:
+            continue
+        column = leaf[field.name]
+        nulls = 0
+        for group in range(pf.metadata.num_row_groups):
+            stats = pf.metadata.row_group(group).column(column).statistics
+            if stats is None or not stats.has_null_count:
+                nulls = pq.read_table(path, columns=[field.name]).column(0).null_count
+                break
+            nulls += stats.null_count
+        if nulls:
+            out.add(field.name)
+    return out
+
+
+def read_chunks(piece: tuple, chunk_rows: int):
+    """Yield ``(first_row, frame)`` for one piece of :func:`file_chunks`: the same values, row for row, as
+    :func:`read_table` gives for the whole file (row ``first_row`` of the file is the frame's first)."""
+    path, first, groups = Path(piece[0]), int(piece[1]), piece[2]
+    if groups is None:
+        with pd.read_csv(path, chunksize=chunk_rows, **_CSV_OPTIONS) as reader:
+            for frame in reader:
+                yield first, frame.reset_index(drop=True)
+                first += len(frame)
+        return
+    pf = pq.ParquetFile(path)
+    frame = pf.read_row_groups(list(groups)).to_pandas() if groups else pf.schema_arrow.empty_table().to_pandas()
+    for name in _nullable_parquet_columns(path) & set(frame.columns):
+        if frame[name].dtype.kind in "iu":
+            frame[name] = frame[name].astype("float64")
+        elif frame[name].dtype.kind == "b":
+            frame[name] = frame[name].astype(object)
+    yield first, frame.reset_index(drop=True)
+
+
+@dataclasses.dataclass
+class Finding:
+    """Bad rows that validation in collecting mode (per chunk of a file, see ``dropdown_rank/beam``) records
+    instead of raising. Merged over chunks, the smallest ``order`` is the error a whole-file validation raises."""
+
+    order: tuple  # (phase: 0 row checks / 1 table checks, file index, position in the check sequence)
+    source: str
+    column: str | None
+    problem: str
+    count: int
+    rows: list  # the first bad rows as 0-based keys (row in file, or table-wide key), ascending
+    values: list
+
+    @classmethod
+    def merge(cls, findings) -> "Finding":
+        """One finding from the same check's findings in several chunks."""
+        findings = list(findings)
+        first = sorted((r, v) for f in findings for r, v in zip(f.rows, f.values))[:_SHOWN_ROWS]
+        head = findings[0]
+        return cls(head.order, head.source, head.column, head.problem, sum(f.count for f in findings),
+                   [r for r, _ in first], [v for _, v in first])
+
+    def error(self, row_number=None) -> SchemaError:
+        rows = [(r if row_number is None else row_number(r)) + 1 for r in self.rows]
+        return SchemaError(self.source, self.column, self.problem, rows, self.values, count=self.count)
+
+
+_TABLE_PHASE = 1_000_000  # table-wide checks come after every row check in the check sequence
+
+
+class _Checker:
+    """Collects bad rows per column; raises or marks them for skipping, per ``bad_rows``.
+
+    With ``findings`` (a list), ``bad_rows="error"`` records a :class:`Finding` per failing check instead of
+    raising, and keeps checking: one chunk of a file is checked as the whole file would be. ``first_row`` is the
+    chunk's first row in its file (for messages); ``index_base`` is added to build the clean rows' keys.
+    """
+
+    def __init__(self, frame: pd.DataFrame, source: str, report: ValidationReport, bad_rows: str, findings=None,
+                 first_row: int = 0, index_base: int = 0, file_index: int = 0):
         if bad_rows not in ("error", "skip"):
             raise ValueError(f"bad_rows must be 'error' or 'skip', not {bad_rows!r}")
         self.frame, self.source, self.report, self.bad_rows = frame, source, report, bad_rows
+        self.findings, self.first_row, self.index_base, self.file_index = findings, first_row, index_base, file_index
         self.drop = np.zeros(len(frame), dtype=bool)
 
     def require_columns(self, columns) -> None:
-        missing = [c for c in columns if c not in self.frame.columns]
-        if missing:
-            raise SchemaError(
-                self.source, missing[0],
-                f"missing column (required: {', '.join(columns)}; found: {', '.join(map(str, self.frame.columns))})",
-            )
+        require_columns(self.frame.columns, columns, self.source)
 
     def bad(self, column: str, mask: np.ndarray, problem: str) -> None:
+        position = self.report.tick()
         mask = np.asarray(mask, dtype=bool) & ~self.drop
         if not mask.any():
             return
         rows = np.flatnonzero(mask)
         if self.bad_rows == "error":
-            values = self.frame[column].to_numpy()[rows[:_SHOWN_ROWS]]
-            raise SchemaError(self.source, column, problem, rows + 1, [_plain(v) for v in values])
+            values = [_plain(v) for v in self.frame[column].to_numpy()[rows[:_SHOWN_ROWS]]]
+            if self.findings is None:
+                raise SchemaError(self.source, column, problem, rows + 1 + self.first_row, values)
+            self.findings.append(Finding((0, self.file_index, position), self.source, column, problem, len(rows),
+                                         (rows[:_SHOWN_ROWS] + self.first_row).tolist(), values))
+            return
         self.drop |= mask
         self.report.skip(f"{column}: {problem}", mask.sum())
 
     def bad_clean_rows(self, clean: pd.DataFrame, column: str, mask: np.ndarray, problem: str) -> pd.DataFrame:
         """Like :meth:`bad`, for rows of ``clean`` (whose index is the source row - 1); returns the rows kept."""
+        position = self.report.tick()
         mask = np.asarray(mask, dtype=bool)
         if not mask.any():
             return clean
         if self.bad_rows == "error":
-            rows = clean.index.to_numpy()[mask] + 1
-            raise SchemaError(self.source, column, problem, rows, clean[column].to_numpy()[mask][:_SHOWN_ROWS])
+            keys = clean.index.to_numpy()[mask]
+            values = clean[column].to_numpy()[mask]
+            if self.findings is None:
+                raise SchemaError(self.source, column, problem, keys + 1, values[:_SHOWN_ROWS])
+            order = np.argsort(keys, kind="stable")[:_SHOWN_ROWS]
+            self.findings.append(Finding((1, 0, position), self.source, column, problem, int(mask.sum()),
+                                         keys[order].tolist(), [_plain(v) for v in values[order]]))
+            return clean
         self.report.skip(f"{column}: {problem}", mask.sum())
         return clean[~mask]
 
@@ -210,20 +388,12 @@ class _Checker:
         are an error, or skipped (all their rows) under ``bad_rows="skip"``. Keeps the source index."""
         clean = clean[~self.drop]
         duplicated = clean.duplicated(keep="first").to_numpy()
+        self.report.tick()
         self.report.skip("exact duplicate row", duplicated.sum())
         clean = clean[~duplicated]
         conflicting = clean.duplicated(subset=list(key_columns), keep=False).to_numpy()
         return self.bad_clean_rows(clean, key_columns[-1], conflicting,
                                    f"the same ({', '.join(key_columns)}) appears in rows that differ elsewhere")
-
-    def finish(self, clean: pd.DataFrame) -> pd.DataFrame:
-        """Count what is kept; a file whose every row was skipped is an error that says why."""
-        self.report.rows_kept = len(clean)
-        if self.report.rows_read and not len(clean):
-            reasons = "; ".join(f"{n:,} {why}" for why, n in self.report.skipped.items())
-            raise SchemaError(self.source, None, f"every row was skipped, nothing is left ({self.report.rows_read:,} read; "
-                                                 f"skipped: {reasons})")
-        return clean.reset_index(drop=True)
 
 
 def _plain(value):
@@ -275,56 +445,142 @@ def _epoch_seconds(utc: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return np.where(missing, 0, moments.astype(np.int64)), missing, fractional
 
 
+def require_columns(present, columns, source: str) -> None:
+    """A missing column is an error naming the file, the column, and what the file has."""
+    present = list(present)
+    missing = [c for c in columns if c not in present]
+    if missing:
+        raise SchemaError(
+            source, missing[0],
+            f"missing column (required: {', '.join(columns)}; found: {', '.join(map(str, present))})",
+        )
+
+
+TABLE_COLUMNS = {"events": EVENT_COLUMNS, "impressions": IMPRESSION_COLUMNS}
+TABLE_KEYS = {"events": ("user_id", "ts", "kind", "id"), "impressions": ("request_id", "candidate")}
+_EMPTY_EVENTS = "the events file has no rows: every history is empty and the q2q/i2i graphs have no edges"
+
+
+def check_rows(table: str, frame: pd.DataFrame, source: str, report: ValidationReport, bad_rows: str = "error",
+               findings=None, first_row: int = 0, index_base: int = 0, file_index: int = 0) -> pd.DataFrame:
+    """The row-by-row checks and repairs of one file (or one chunk of it: rows ``first_row``... of the file).
+
+    Returns the typed rows that pass, indexed by ``index_base`` + their position in ``frame``; the table-wide
+    checks (:func:`check_table`) come next. See :class:`_Checker` for ``findings``.
+    """
+    frame = frame.reset_index(drop=True)  # rows are numbered by position
+    check = _Checker(frame, source, report, bad_rows, findings, first_row, index_base, file_index)
+    check.require_columns(TABLE_COLUMNS[table])
+    if table == "events":
+        user_id = check.text("user_id")
+        ts = check.timestamps("ts")
+        raw_kind = frame["kind"].astype(str).where(frame["kind"].notna(), "")
+        kind = raw_kind.str.strip().str.lower()
+        report.repair("kind: case or whitespace normalized", ((kind != raw_kind) & kind.isin(EVENT_KINDS)).sum())
+        check.bad("kind", ~kind.isin(EVENT_KINDS).to_numpy(), f"kind must be one of {', '.join(EVENT_KINDS)}")
+        ids = check.text("id")
+        clean = pd.DataFrame({"user_id": user_id, "ts": ts, "kind": kind.astype(object), "id": ids})
+    elif table == "impressions":
+        clean = pd.DataFrame({
+            "request_id": check.text("request_id"),
+            "user_id": check.text("user_id"),
+            "ts": check.timestamps("ts"),
+            "prefix": check.text("prefix", allow_empty=True),
+            "candidate": check.text("candidate"),
+            "position": check.integers("position").astype(np.int32),
+            "clicked": check.integers("clicked", allowed=(0, 1)).astype(np.int8),
+        })
+    else:
+        raise ValueError(f"table must be one of {TABLE_NAMES}, not {table!r}")
+    clean.index = clean.index + index_base
+    return clean[~check.drop]
+
+
+def check_table(table: str, clean: pd.DataFrame, source: str, report: ValidationReport, bad_rows: str = "error",
+                findings=None) -> pd.DataFrame:
+    """The checks across rows, on the rows :func:`check_rows` kept, in source order (index: the rows' keys).
+
+    Exact duplicates are skipped (the first is kept); conflicting duplicates, and for impressions a request with
+    several users or times, are errors (or skipped). Every row they compare shares the ``user_id`` (events) or the
+    ``request_id`` (impressions), so a part of the table holding every row of its users (requests) is checked
+    exactly as the whole table is.
+    """
+    report.tick(_TABLE_PHASE)
+    check = _Checker(clean, source, report, bad_rows, findings)
+    clean = check.deduplicate(clean, TABLE_KEYS[table])
+    if table == "impressions":
+        per_request = clean.groupby("request_id", sort=False).agg(users=("user_id", "nunique"), times=("ts", "nunique"))
+        inconsistent = per_request.index[(per_request["users"] > 1) | (per_request["times"] > 1)]
+        clean = check.bad_clean_rows(clean, "request_id", clean["request_id"].isin(inconsistent).to_numpy(),
+                                     "one request_id has several user_id or ts values")
+    return clean
+
+
+def check_kept(table: str, report: ValidationReport) -> None:
+    """After every check (``report.rows_kept`` set): a file whose every row was skipped is an error that says why;
+    an events file without rows is a warning."""
+    if report.rows_read and not report.rows_kept:
+        reasons = "; ".join(f"{n:,} {why}" for why, n in report.skipped.items())
+        raise SchemaError(report.source, None, f"every row was skipped, nothing is left ({report.rows_read:,} read; "
+                                               f"skipped: {reasons})")
+    if table == "events" and not report.rows_read and _EMPTY_EVENTS not in report.warnings:
+        report.warn(_EMPTY_EVENTS)
+
+
+def _validate(table: str, frame: pd.DataFrame, source: str, bad_rows: str):
+    frame = frame.reset_index(drop=True)
+    report = ValidationReport(source, rows_read=len(frame))
+    clean = check_table(table, check_rows(table, frame, source, report, bad_rows), source, report, bad_rows)
+    report.rows_kept = len(clean)
+    check_kept(table, report)
+    return clean.reset_index(drop=True), report
+
+
 def validate_events(frame: pd.DataFrame, source: str = "events", bad_rows: str = "error"):
     """Typed events: user_id (object str), ts (int64 s), kind ('query'|'item'), id (object str)."""
-    frame = frame.reset_index(drop=True)  # rows are numbered by position
-    report = ValidationReport(source, rows_read=len(frame))
-    check = _Checker(frame, source, report, bad_rows)
-    check.require_columns(EVENT_COLUMNS)
-    user_id = check.text("user_id")
-    ts = check.timestamps("ts")
-    raw_kind = frame["kind"].astype(str).where(frame["kind"].notna(), "")
-    kind = raw_kind.str.strip().str.lower()
-    report.repair("kind: case or whitespace normalized", ((kind != raw_kind) & kind.isin(EVENT_KINDS)).sum())
-    check.bad("kind", ~kind.isin(EVENT_KINDS).to_numpy(), f"kind must be one of {', '.join(EVENT_KINDS)}")
-    ids = check.text("id")
-    clean = pd.DataFrame({"user_id": user_id, "ts": ts, "kind": kind.astype(object), "id": ids})
-    clean = check.finish(check.deduplicate(clean, ["user_id", "ts", "kind", "id"]))
-    if not len(frame):
-        report.warn("the events file has no rows: every history is empty and the q2q/i2i graphs have no edges")
-    return clean, report
+    return _validate("events", frame, source, bad_rows)
 
 
 def validate_impressions(frame: pd.DataFrame, source: str = "impressions", bad_rows: str = "error"):
     """Typed impressions; also checks that each request has one user and one ts."""
-    frame = frame.reset_index(drop=True)  # rows are numbered by position
-    report = ValidationReport(source, rows_read=len(frame))
-    check = _Checker(frame, source, report, bad_rows)
-    check.require_columns(IMPRESSION_COLUMNS)
-    clean = pd.DataFrame({
-        "request_id": check.text("request_id"),
-        "user_id": check.text("user_id"),
-        "ts": check.timestamps("ts"),
-        "prefix": check.text("prefix", allow_empty=True),
-        "candidate": check.text("candidate"),
-        "position": check.integers("position").astype(np.int32),
-        "clicked": check.integers("clicked", allowed=(0, 1)).astype(np.int8),
-    })
-    clean = check.deduplicate(clean, ["request_id", "candidate"])
-    per_request = clean.groupby("request_id", sort=False).agg(users=("user_id", "nunique"), times=("ts", "nunique"))
-    inconsistent = per_request.index[(per_request["users"] > 1) | (per_request["times"] > 1)]
-    clean = check.bad_clean_rows(clean, "request_id", clean["request_id"].isin(inconsistent).to_numpy(),
-                                 "one request_id has several user_id or ts values")
-    return check.finish(clean), report
+    return _validate("impressions", frame, source, bad_rows)
+
+
+def validate_table(table: str, path: str | Path, bad_rows: str = "error"):
+    """Read and validate one table: a file, or a directory of files (see :func:`table_files`).
+
+    The files of a directory are checked row by row each under its own name (rows numbered within the file),
+    then together as one table (rows numbered across the files, in name order) under the directory's name.
+    """
+    path = Path(path)
+    files = table_files(path)
+    if files == [path]:
+        return _validate(table, read_table(path), str(path), bad_rows)
+    report = ValidationReport(str(path))
+    parts, offset = [], 0
+    for index, file in enumerate(files):
+        frame = read_table(file)
+        report.rows_read += len(frame)
+        report._clock = 0  # each file runs the same sequence of checks: a count's place in the report is its check's
+        parts.append(check_rows(table, frame, str(file), report, bad_rows, index_base=offset, file_index=index))
+        offset += len(frame)
+    clean = check_table(table, pd.concat(parts), str(path), report, bad_rows)
+    report.rows_kept = len(clean)
+    check_kept(table, report)
+    return clean.reset_index(drop=True), report
 
 
 def load_logs(logs_dir: str | Path, bad_rows: str = "error") -> Logs:
     """Read and validate ``events`` and ``impressions`` from a directory."""
     events_path = find_table(logs_dir, "events")
     impressions_path = find_table(logs_dir, "impressions")
-    events, events_report = validate_events(read_table(events_path), str(events_path), bad_rows)
-    impressions, imp_report = validate_impressions(read_table(impressions_path), str(impressions_path), bad_rows)
-    if not len(impressions):
+    events, events_report = validate_table("events", events_path, bad_rows)
+    impressions, imp_report = validate_table("impressions", impressions_path, bad_rows)
+    check_impressions_not_empty(len(impressions), impressions_path)
+    return Logs(events, impressions, [events_report, imp_report])
+
+
+def check_impressions_not_empty(rows: int, impressions_path) -> None:
+    if not rows:
         raise SchemaError(str(impressions_path), None, "no rows: the impressions are what the samples and the "
                                                        "train/valid/test split are made of")
-    return Logs(events, impressions, [events_report, imp_report])

@@ -1,0 +1,350 @@
+"""Pipeline 2: vocabularies, daily q2q/i2i snapshots and samples from the clean, user-partitioned logs.
+
+The split is known (the driver computed it from pipeline 1's hourly counts), so it is a constant of the pipeline.
+Every per-user step reads one user bucket's events and impressions and calls the in-memory build's functions:
+
+* **vocabularies**: ``ParDo(VocabSummaries)`` (``vocab.vocabulary_occurrences`` + ``occurrence_summary`` of the
+  bucket's training-period rows, keyed by a bucket of the tokens) → ``CombinePerKey(merge_summaries)`` →
+  ``vocabulary_frame`` per token bucket → ``GroupByKey`` per vocabulary → ``order_vocabulary``. Candidate PV is
+  counted the same way. Both reach the later steps as a side input (``AsDict``), as does each vocabulary's size.
+* **graph**: ``ParDo(RelationPairs)`` (``graph.relation_pairs``: sessions cut at midnight, per-day pair counts),
+  keyed by (relation, bucket of the source node) → ``CombinePerKey(merge_pairs)`` → ``ParDo(TopK)``: for every
+  snapshot day, ``snapshot_edges`` (trailing window, known tokens) and ``top_k`` (weights, thresholds, top K),
+  exact per source node → keyed by (relation, snapshot) → ``GroupByKey`` → ``ParDo(WriteSnapshot)``
+  (``graph.table_from_top_k``) → ``GroupByKey`` per relation → ``ParDo(WriteTables)``: the ``[days, nodes+1, K]``
+  arrays streamed snapshot by snapshot into the same ``.npz`` the in-memory build writes.
+* **samples**: ``ParDo(SampleRows)`` (``samples.Histories`` + ``sample_table``: histories strictly before each
+  request, activity, candidate PV), rows cut at the in-memory build's shard boundaries (each row's index in its
+  split comes from its hour's offset and its rank in the hour) → keyed by (split, shard) → ``GroupByKey`` →
+  ``ParDo(WriteShard)``: ``samples/<split>/part-NNNNN.parquet``, rows in the in-memory build's order. Sample rows
+  are large, so they travel as references to Arrow IPC files, not as elements.
+"""
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import apache_beam as beam
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from dropdown_rank._io import atomic_path, write_parquet
+from dropdown_rank.beam.common import KEYED, HOUR, bucket_of, dump, read_bucket, split_by
+from dropdown_rank.graph import (RELATIONS, GraphConfig, merge_pairs, relation_pairs, snapshot_edges,
+                                 table_from_top_k, top_k)
+from dropdown_rank.samples import SampleConfig, Histories, sample_table, write_shard
+from dropdown_rank.split import TimeSplit
+from dropdown_rank.vocab import (VOCABULARIES, merge_summaries, occurrence_summary, order_vocabulary, vocabulary_frame,
+                                 vocabulary_occurrences)
+
+PV = "candidate_pv"
+_KEPT_COLUMNS = ["src", "dst", "count", "last_ts", "weight", "rank"]
+
+
+def _train_period(frame: pd.DataFrame, split: TimeSplit) -> pd.DataFrame:
+    return frame[(frame["ts"] >= split.train_start) & (frame["ts"] < split.valid_start)]
+
+
+@beam.typehints.with_output_types(KEYED)
+class VocabSummaries(beam.DoFn):
+    """Per user bucket: what the vocabularies and candidate PV count, summarized, keyed by token bucket."""
+
+    def __init__(self, tmp: str, split: TimeSplit, min_count: int, buckets: int):
+        self.tmp, self.split, self.min_count, self.buckets = tmp, split, min_count, buckets
+
+    def process(self, bucket):
+        events = read_bucket(self.tmp, "events", bucket)
+        train_events = _train_period(events, self.split)
+        train_impressions = _train_period(read_bucket(self.tmp, "impressions", bucket), self.split)
+        graph = (events["ts"] >= self.split.train_start) & (events["ts"] < self.split.test_end)
+        yield beam.pvalue.TaggedOutput("small", ("events", len(events), len(train_events), int(graph.sum())))
+        occurrences = vocabulary_occurrences(train_events, train_impressions)
+        occurrences[PV] = (train_impressions["candidate"].to_numpy(dtype=object), train_impressions["ts"].to_numpy(dtype=np.int64))
+        for name, (tokens, ts) in occurrences.items():
+            counts, earliest = occurrence_summary(tokens, ts, self.min_count if name != PV else 0)
+            earliest_parts = dict(split_by(earliest, bucket_of(earliest["token"].to_numpy(), self.buckets)))
+            for token_bucket, part in split_by(counts, bucket_of(counts.index.to_numpy(), self.buckets)):
+                yield (name, token_bucket), (part, earliest_parts.get(token_bucket, earliest.iloc[:0]))
+
+
+class MergeSummaries(beam.CombineFn):
+    def __init__(self, min_count: int):
+        self.min_count = min_count
+
+    def create_accumulator(self):
+        return []
+
+    def add_input(self, accumulator, summary):
+        accumulator.append(summary)
+        return self._compact(accumulator)
+
+    def merge_accumulators(self, accumulators):
+        return self._compact([s for a in accumulators for s in a], force=True)
+
+    def extract_output(self, accumulator):
+        return self._compact(accumulator, force=True)[0] if accumulator else None
+
+    def _compact(self, accumulator, force: bool = False):
+        if len(accumulator) > 1 and (force or len(accumulator) >= 16):
+            return [merge_summaries(accumulator, self.min_count)]
+        return accumulator
+
+
+def _finish_vocabulary(element, min_count: int):
+    (name, _), (counts, earliest) = element
+    if name == PV:
+        return name, counts
+    return name, vocabulary_frame(counts, earliest, min_count)
+
+
+def _empty_vocabulary(name: str):
+    """A vocabulary (or the candidate PV) with no token: present even when nothing is counted."""
+    if name == PV:
+        return pd.Series([], dtype=np.int64, index=pd.Index([], dtype=object), name="count")
+    return pd.DataFrame({"token": pd.Series([], dtype=object), "count": pd.Series([], dtype=np.int64),
+                         "known_since": pd.Series([], dtype=np.int64)})
+
+
+def _concat_vocabulary(element):
+    name, parts = element
+    parts = [p for p in parts if len(p)] or [_empty_vocabulary(name)]
+    if name == PV:
+        return name, pd.concat(parts).groupby(level=0, sort=False).sum()
+    return name, order_vocabulary(pd.concat(parts, ignore_index=True))
+
+
+class WriteVocabulary(beam.DoFn):
+    def __init__(self, work_dir: str):
+        self.work_dir = work_dir
+
+    def process(self, element):
+        name, frame = element
+        if name in VOCABULARIES:
+            write_parquet(Path(self.work_dir) / "vocab" / f"{name}.parquet", frame)
+            yield "vocab", name, len(frame)
+
+
+@beam.typehints.with_output_types(KEYED)
+class RelationPairs(beam.DoFn):
+    """Per user bucket: daily pair counts of each relation, keyed by (relation, bucket of the source node)."""
+
+    def __init__(self, tmp: str, split: TimeSplit, config: GraphConfig, buckets: int):
+        self.tmp, self.split, self.config, self.buckets = tmp, split, config, buckets
+
+    def process(self, bucket, vocabs):
+        events = read_bucket(self.tmp, "events", bucket)
+        events = events[(events["ts"] >= self.split.train_start) & (events["ts"] < self.split.test_end)].drop(columns="_row")
+        for relation, (pairs, behaviors, outside) in relation_pairs(events, vocabs, self.config):
+            yield beam.pvalue.TaggedOutput("small", ("behaviors", relation, behaviors, outside))
+            for source_bucket, part in split_by(pairs, pairs["src"].to_numpy() % self.buckets):
+                yield (relation, source_bucket), part
+
+
+class MergePairs(beam.CombineFn):
+    """``graph.merge_pairs``: counts summed, latest ts kept, per (day, src, dst); compacts as it goes."""
+
+    def create_accumulator(self):
+        return []
+
+    def add_input(self, accumulator, pairs):
+        accumulator.append(pairs)
+        return self._compact(accumulator)
+
+    def merge_accumulators(self, accumulators):
+        return self._compact([p for a in accumulators for p in a], force=True)
+
+    def extract_output(self, accumulator):
+        return self._compact(accumulator, force=True)[0] if accumulator else None
+
+    def _compact(self, accumulator, force: bool = False):
+        if len(accumulator) > 1 and (force or len(accumulator) >= 16):
+            return [merge_pairs(accumulator)]
+        return accumulator
+
+
+@beam.typehints.with_output_types(KEYED)
+class TopK(beam.DoFn):
+    """Per (relation, source-node bucket): each snapshot's kept edges, keyed by (relation, snapshot index)."""
+
+    def __init__(self, snapshot_days: np.ndarray, config: GraphConfig):
+        self.snapshot_days, self.config = [int(d) for d in snapshot_days], config
+
+    def process(self, element, vocabs):
+        (relation, _), pairs = element
+        known_since = vocabs[RELATIONS[relation][1]]["known_since"].to_numpy(dtype=np.int64)
+        for index, day in enumerate(self.snapshot_days):
+            kept, before = top_k(snapshot_edges(pairs, day, known_since, self.config.window_days), self.config)
+            if before:
+                yield (relation, index), (kept[_KEPT_COLUMNS], before)
+
+
+def _no_edges():
+    return pd.DataFrame({c: pd.Series([], dtype=np.float64 if c == "weight" else np.int64) for c in _KEPT_COLUMNS})
+
+
+@beam.typehints.with_output_types(KEYED)
+class WriteSnapshot(beam.DoFn):
+    """One snapshot of one relation: ``graph.table_from_top_k`` of every source bucket's kept edges, saved to a
+    scratch file; yields its stats."""
+
+    def __init__(self, tmp: str, snapshot_days: np.ndarray, config: GraphConfig):
+        self.tmp, self.snapshot_days, self.config = tmp, [int(d) for d in snapshot_days], config
+
+    def process(self, element, vocabs):
+        (relation, index), pieces = element
+        pieces = list(pieces)
+        kept = pd.concat([k for k, _ in pieces], ignore_index=True) if pieces else _no_edges()
+        vocab = vocabs[RELATIONS[relation][1]]["token"]
+        table, stats = table_from_top_k(kept, sum(b for _, b in pieces), len(vocab), self.config, relation, [""],
+                                        self.snapshot_days[index])
+        path = _snapshot_path(self.tmp, relation, index)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as scratch:
+            with open(scratch, "wb") as handle:
+                np.savez(handle, ids=table.ids, weight=table.weight, last_ts=table.last_ts, count=table.count)
+        yield relation, (index, stats)
+
+
+def _snapshot_path(tmp, relation: str, index: int) -> Path:
+    return Path(tmp) / "graph" / relation / f"snapshot-{index:05d}.npz"
+
+
+class WriteTables(beam.DoFn):
+    """A relation's daily tables: its snapshots streamed, in day order, into ``graph/<relation>.npz``."""
+
+    def __init__(self, tmp: str, work_dir: str, snapshot_days: np.ndarray):
+        self.tmp, self.work_dir, self.snapshot_days = tmp, work_dir, np.asarray(snapshot_days, dtype=np.int64)
+
+    def process(self, element):
+        relation, snapshots = element
+        stats = dict(snapshots)
+        paths = [_snapshot_path(self.tmp, relation, i) for i in range(len(self.snapshot_days))]
+        write_daily_npz(Path(self.work_dir) / "graph" / f"{relation}.npz", relation, paths, self.snapshot_days)
+        yield "graph", relation, [stats[i] for i in range(len(self.snapshot_days))]
+
+
+def write_daily_npz(path: Path, relation: str, snapshot_files, snapshot_ts: np.ndarray) -> None:
+    """The file ``graph.DailyTables.save`` writes (``np.savez_compressed``: relation, ids, weight, last_ts, count,
+    snapshot_ts), written one snapshot at a time: arrays ``[days, nodes+1, K]`` are C-ordered by day."""
+    with np.load(snapshot_files[0]) as first:
+        layout = {name: (first[name].dtype, first[name].shape) for name in ("ids", "weight", "last_ts", "count")}
+    with atomic_path(path) as scratch:
+        with zipfile.ZipFile(scratch, mode="w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as archive:
+            _write_npy(archive, "relation", np.array(relation))
+            for name, (dtype, shape) in layout.items():
+                header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False,
+                          "shape": (len(snapshot_files),) + shape}
+                with archive.open(f"{name}.npy", mode="w", force_zip64=True) as handle:
+                    np.lib.format.write_array_header_1_0(handle, header)
+                    for file in snapshot_files:
+                        with np.load(file) as snapshot:
+                            handle.write(np.ascontiguousarray(snapshot[name], dtype=dtype).tobytes())
+            _write_npy(archive, "snapshot_ts", np.asarray(snapshot_ts, dtype=np.int64))
+
+
+def _write_npy(archive: zipfile.ZipFile, name: str, array: np.ndarray) -> None:
+    with archive.open(f"{name}.npy", mode="w", force_zip64=True) as handle:
+        np.lib.format.write_array(handle, np.asanyarray(array), allow_pickle=False)
+
+
+@beam.typehints.with_output_types(KEYED)
+class SampleRows(beam.DoFn):
+    """Per user bucket: the sample rows of its impressions, cut at shard boundaries and saved to a scratch Arrow
+    file; yields ``((split, shard), (file, batch))`` references."""
+
+    def __init__(self, tmp: str, split: TimeSplit, hour_offsets: dict, config: SampleConfig):
+        self.tmp, self.split, self.hour_offsets, self.config = tmp, split, hour_offsets, config
+
+    def process(self, bucket, side):
+        impressions = read_bucket(self.tmp, "impressions", bucket)
+        names = self.split.assign(impressions["ts"].to_numpy())
+        impressions = impressions[names != ""].assign(_split=names[names != ""])
+        if not len(impressions):
+            return
+        hours = impressions["ts"].to_numpy() // HOUR * HOUR
+        index = pd.Series(self.hour_offsets, dtype=np.int64).reindex(hours).to_numpy() + impressions["_rank"].to_numpy()
+        impressions = impressions.assign(_index=index).sort_values(["_split", "_index"], kind="stable")
+        histories = Histories(read_bucket(self.tmp, "events", bucket).drop(columns="_row"), impressions)
+        path = Path(self.tmp) / "samples" / f"bucket-{bucket:05d}.arrow"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        refs = []
+        with atomic_path(path) as scratch:
+            writer = None
+            shard = impressions["_index"].to_numpy() // self.config.shard_rows
+            key = pd.factorize(pd.MultiIndex.from_arrays([impressions["_split"].to_numpy(), shard]))[0]
+            for _, chunk in split_by(impressions, key):
+                table = sample_table(histories, chunk, side[PV], self.config)
+                table = table.append_column("_index", pa.array(chunk["_index"].to_numpy(), pa.int64()))
+                if writer is None:
+                    writer = pa.ipc.new_file(str(scratch), table.schema, options=pa.ipc.IpcWriteOptions(compression="zstd"))
+                writer.write_batch(table.combine_chunks().to_batches()[0])
+                refs.append(((chunk["_split"].iloc[0], int(chunk["_index"].iloc[0] // self.config.shard_rows)), len(refs)))
+            writer.close()
+        for key, batch in refs:
+            yield key, (str(path), batch)
+
+
+class WriteShard(beam.DoFn):
+    """One sample shard: its rows from every user bucket, in the in-memory build's order."""
+
+    def __init__(self, work_dir: str, split_rows: dict, shard_rows: int):
+        self.work_dir, self.split_rows, self.shard_rows = work_dir, split_rows, shard_rows
+
+    def process(self, element):
+        (split, shard), refs = element
+        batches = []
+        for path, batch in sorted(refs):
+            with pa.ipc.open_file(path) as reader:
+                batches.append(reader.get_batch(batch))
+        table = pa.Table.from_batches(batches).sort_by("_index")
+        expected = min(self.shard_rows, self.split_rows[split] - shard * self.shard_rows)
+        first = shard * self.shard_rows
+        if table.num_rows != expected or table["_index"][0].as_py() != first:
+            raise RuntimeError(f"samples/{split} shard {shard}: {table.num_rows} rows from index {table['_index'][0]}, "
+                               f"expected {expected} from {first}")
+        write_shard(table.drop_columns(["_index"]).combine_chunks(), Path(self.work_dir) / "samples", split, shard)
+        yield "samples", split, shard, table.num_rows
+
+
+def build_pipeline(pipeline: beam.Pipeline, tmp: str, work_dir: str, buckets: int, split: TimeSplit, hour_offsets: dict,
+                   split_rows: dict, config) -> None:
+    """``config`` is the :class:`dropdown_rank.build.BuildConfig`."""
+    snapshot_days = split.snapshot_days()
+    key_buckets = min(buckets, 16)  # of tokens and of graph nodes: far fewer rows than the events
+    user_buckets = pipeline | "user buckets" >> beam.Create(list(range(buckets)), reshuffle=True)
+
+    summaries = user_buckets | "vocab summaries" >> beam.ParDo(VocabSummaries(tmp, split, config.min_count, key_buckets)).with_outputs("small", main="summaries")
+    per_token_bucket = (summaries.summaries
+                        | "merge summaries" >> beam.CombinePerKey(MergeSummaries(config.min_count))
+                        | "per token bucket" >> beam.Map(_finish_vocabulary, config.min_count))
+    empty = pipeline | "every vocabulary" >> beam.Create([(name, _empty_vocabulary(name)) for name in VOCABULARIES + (PV,)])
+    vocabs = ((per_token_bucket, empty)
+              | "vocabulary parts" >> beam.Flatten()
+              | "group vocabulary" >> beam.GroupByKey()
+              | "order vocabulary" >> beam.Map(_concat_vocabulary))
+    vocab_written = vocabs | "write vocabulary" >> beam.ParDo(WriteVocabulary(work_dir))
+    side = beam.pvalue.AsDict(vocabs)
+
+    pairs = user_buckets | "pairs" >> beam.ParDo(RelationPairs(tmp, split, config.graph, key_buckets), side).with_outputs("small", main="pairs")
+    seeds = pipeline | "every snapshot" >> beam.Create(
+        [((relation, i), (_no_edges(), 0)) for relation in RELATIONS for i in range(len(snapshot_days))])
+    kept = (pairs.pairs
+            | "merge pairs" >> beam.CombinePerKey(MergePairs())
+            | "top k" >> beam.ParDo(TopK(snapshot_days, config.graph), side))
+    graph_written = ((kept, seeds)
+                     | "all snapshot pieces" >> beam.Flatten()
+                     | "group by snapshot" >> beam.GroupByKey()
+                     | "write snapshot" >> beam.ParDo(WriteSnapshot(tmp, snapshot_days, config.graph), side)
+                     | "group by relation" >> beam.GroupByKey()
+                     | "write tables" >> beam.ParDo(WriteTables(tmp, work_dir, snapshot_days)))
+
+    samples_written = (user_buckets
+                       | "sample rows" >> beam.ParDo(SampleRows(tmp, split, hour_offsets, config.samples), side)
+                       | "group by shard" >> beam.GroupByKey()
+                       | "write shards" >> beam.ParDo(WriteShard(work_dir, split_rows, config.samples.shard_rows)))
+
+    _ = ((summaries.small, pairs.small, vocab_written, graph_written, samples_written)
+         | "small results" >> beam.Flatten()
+         | "collect" >> beam.combiners.ToList()
+         | "write results" >> beam.Map(dump, str(Path(tmp) / "build.pkl")))
