@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -64,3 +65,39 @@ def write_npz(path: str | Path, **arrays) -> None:
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as handle:
             np.savez_compressed(handle, **arrays)
+
+
+def stage_and_swap(target: str | Path, write, owned: set, marker: str, what: str):
+    """Run ``write(staging)`` into a fresh staging directory beside ``target``, then swap it in whole.
+
+    A kill at any moment leaves ``target`` as it was (or, between the two renames of the swap, kept
+    as ``.NAME.previous``, which the next call puts back first). ``target`` is replaced only if it is
+    empty or holds nothing but the entries this writer makes (``owned``, including its ``marker``
+    file): anything else in it was not created by this tool, and the call is refused. Returns what
+    ``write`` returns.
+    """
+    target = Path(target)
+    staging, previous = target.parent / f".{target.name}.building", target.parent / f".{target.name}.previous"
+    if not target.exists() and previous.is_dir():  # killed between the two renames of a swap
+        previous.rename(target)
+    if target.exists() and not target.is_dir():
+        raise ValueError(f"{target}: --out is a file, not a directory")
+    entries = {entry.name for entry in target.iterdir()} if target.is_dir() else set()
+    if entries and (marker not in entries or entries - owned):
+        foreign = sorted(entries - owned) or sorted(entries)
+        raise ValueError(f"{target}: exists and holds what this tool did not write as {what} ({', '.join(foreign[:5])}); "
+                         "refusing to replace it: choose another --out")
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.rmtree(previous, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        result = write(staging)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if target.exists():
+        target.rename(previous)
+    staging.rename(target)
+    shutil.rmtree(previous, ignore_errors=True)
+    return result
+

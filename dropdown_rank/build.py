@@ -16,16 +16,16 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import resource
-import shutil
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from dropdown_rank import _io
 from dropdown_rank._io import read_json, write_json, write_parquet
 from dropdown_rank.graph import RELATIONS, DailyTables, GraphConfig, NeighborTable, build_graphs
-from dropdown_rank.logs.schema import load_logs
+from dropdown_rank.logs.schema import find_table, load_logs
 from dropdown_rank.samples import SampleConfig, build_samples
 from dropdown_rank.split import SplitConfig, TimeSplit, time_split
 from dropdown_rank.vocab import build_vocabularies, read_known_since, read_vocabulary, write_vocabularies
@@ -44,10 +44,6 @@ def peak_memory_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def _staging_paths(work_dir: Path) -> tuple[Path, Path]:
-    return work_dir.parent / f".{work_dir.name}.building", work_dir.parent / f".{work_dir.name}.previous"
-
-
 def build(logs_dir: str | Path, work_dir: str | Path, config: BuildConfig = BuildConfig(), progress=print, progress_bar: bool = True) -> dict:
     """Build a work directory from validated logs. Returns the content of ``stats.json``.
 
@@ -59,25 +55,13 @@ def build(logs_dir: str | Path, work_dir: str | Path, config: BuildConfig = Buil
     return stage_and_swap(work_dir, lambda staging: _build_into(logs_dir, staging, config, progress, progress_bar), progress)
 
 
+WORK_ENTRIES = {"build.json", "stats.json", "vocab", "graph", "samples", "truth.parquet"}
+
+
 def stage_and_swap(work_dir: str | Path, write, progress=print) -> dict:
     """Run ``write(staging)`` into a fresh staging directory beside ``work_dir``, then swap it in whole (the
-    contract of every build engine). Returns what ``write`` returns."""
-    work_dir = Path(work_dir)
-    staging, previous = _staging_paths(work_dir)
-    if not work_dir.exists() and previous.is_dir():  # killed between the two renames of a swap
-        previous.rename(work_dir)
-    if work_dir.exists() and not work_dir.is_dir():
-        raise ValueError(f"{work_dir}: --out is a file, not a directory")
-    if work_dir.is_dir() and any(work_dir.iterdir()) and not (work_dir / "build.json").exists():
-        raise ValueError(f"{work_dir}: exists and is not a dropdown-rank work directory (no build.json); "
-                         "refusing to replace it: choose another --out")
-    shutil.rmtree(staging, ignore_errors=True)
-    shutil.rmtree(previous, ignore_errors=True)
-    stats = write(staging)
-    if work_dir.exists():
-        work_dir.rename(previous)
-    staging.rename(work_dir)
-    shutil.rmtree(previous, ignore_errors=True)
+    contract of every build engine; ``_io.stage_and_swap``). Returns what ``write`` returns."""
+    stats = _io.stage_and_swap(work_dir, write, WORK_ENTRIES, "build.json", "a work directory")
     progress(f"build: wrote {work_dir}")
     return stats
 
@@ -162,7 +146,7 @@ def _build_into(logs_dir: Path, work_dir: Path, config: BuildConfig, progress, p
 
     clock = time.perf_counter()
     events, impressions = logs.events, logs.impressions
-    split = time_split(impressions["ts"].to_numpy(), config.split)
+    split = time_split(impressions["ts"].to_numpy(), config.split, str(find_table(logs_dir, "impressions")))
     split_of = split.assign(impressions["ts"].to_numpy())
     counts = period_counts(split, impressions["ts"].to_numpy())
     report_outside(counts, config, progress)
@@ -216,7 +200,7 @@ class Work:
     @classmethod
     def open(cls, path: str | Path) -> "Work":
         path = Path(path)
-        staging, _ = _staging_paths(path)
+        staging = path.parent / f".{path.name}.building"
         if not (path / "build.json").exists():
             building = f" (a build into it is unfinished or was interrupted: {staging} exists)" if staging.exists() else ""
             raise FileNotFoundError(f"{path}: not a complete work directory (no build.json){building}; run `dropdown-rank build`")
@@ -237,7 +221,7 @@ class Work:
         return DailyTables.load(self.path / "graph" / f"{relation}.npz", self.vocabulary(RELATIONS[relation][1]))
 
     def neighbor_table(self, relation: str) -> NeighborTable:
-        """The latest snapshot (built from every event of the log): what a fresh export serves."""
+        """The latest snapshot (built from every event of the log): what ``export --graph`` with this build serves."""
         return self.daily_tables(relation).latest()
 
     @property

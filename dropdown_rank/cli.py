@@ -106,28 +106,10 @@ def cmd_bestbuy(args) -> None:
     convert_bestbuy(args.src, args.out, prefix_len=args.prefix_len, candidates=args.candidates)
 
 
-def _reword_split_error(error: ValueError, args) -> ValueError:
-    """The split's "too few days" error, naming the impressions file and the days needed."""
-    from dropdown_rank.logs.schema import find_table
-
-    needed = args.valid_days + args.test_days + (getattr(args, "warmup_days", None) or 0) + 1
-    return ValueError(f"{find_table(args.logs, 'impressions')}: {error} (at least {needed} days are needed)")
-
-
-def _split_failed(error: BaseException) -> bool:
-    frames = traceback.extract_tb(error.__traceback__)
-    return bool(frames) and Path(frames[-1].filename).resolve() == PACKAGE_DIR / "split.py"
-
-
 def _build(logs, out, args) -> dict:
     from dropdown_rank.build import build
 
-    try:
-        return build(logs, out, _build_config(args))
-    except ValueError as error:
-        if _split_failed(error):
-            raise _reword_split_error(error, args) from error
-        raise
+    return build(logs, out, _build_config(args))
 
 
 def cmd_build(args) -> None:
@@ -138,12 +120,7 @@ def cmd_build(args) -> None:
         return
     from dropdown_rank.beam import build_beam
 
-    try:
-        build_beam(args.logs, args.out, _build_config(args), pipeline_args=args.beam_args)
-    except ValueError as error:
-        if _split_failed(error):
-            raise _reword_split_error(error, args) from error
-        raise
+    build_beam(args.logs, args.out, _build_config(args), pipeline_args=args.beam_args)
 
 
 def _add_model_args(parser: argparse.ArgumentParser, choose_model: bool = True) -> None:

@@ -140,7 +140,7 @@ SIGNATURE = {
     "request_ts": tf.TensorSpec([None], tf.int64, name="request_ts"),
 }
 HISTORIES = ("query_history", "query_history_ts", "item_history", "item_history_ts")
-# 2200-01-01T00:00:00Z in epoch seconds. A request time in milliseconds (any date after Feb 1970) is larger.
+# 2200-01-01T00:00:00Z in epoch seconds. A request time in milliseconds (any date after 1970-03-26) is larger.
 MAX_REQUEST_TS = 7258118400
 
 

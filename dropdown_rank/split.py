@@ -54,7 +54,7 @@ class TimeSplit:
 
     def snapshot_days(self) -> np.ndarray:
         """Day starts of the graph snapshots a build makes: one per day with samples, plus ``test_end``
-        (the graph of the day after the log, which a fresh export would serve)."""
+        (the graph of the day after the log, which ``export --graph`` with this build serves)."""
         return np.arange(self.rows_start, self.test_end + 1, DAY, dtype=np.int64)
 
     def to_dict(self) -> dict:
@@ -63,9 +63,10 @@ class TimeSplit:
         return out
 
 
-def time_split(impression_ts: np.ndarray, config: SplitConfig) -> TimeSplit:
+def time_split(impression_ts: np.ndarray, config: SplitConfig, source: str = "the impressions") -> TimeSplit:
+    """The periods for impressions at ``impression_ts``; ``source`` (the impressions file) names them in errors."""
     if len(impression_ts) == 0:
-        raise ValueError("no impressions to split")
+        raise ValueError(f"{source}: no impressions to split")
     first_day = int(np.min(impression_ts)) // DAY * DAY
     test_end = (int(np.max(impression_ts)) // DAY + 1) * DAY
     test_start = test_end - config.test_days * DAY
@@ -75,8 +76,10 @@ def time_split(impression_ts: np.ndarray, config: SplitConfig) -> TimeSplit:
     rows_start = train_start + config.warmup_days * DAY
     if rows_start >= valid_start:
         days = (test_end - first_day) // DAY
+        needed = config.valid_days + config.test_days + config.warmup_days + 1
         raise ValueError(
-            f"the impressions cover {days} day(s): too few for {config.valid_days} valid and "
-            f"{config.test_days} test day(s) plus {config.warmup_days} graph warm-up day(s) and a training period"
+            f"{source}: the impressions cover {days} day(s): too few for {config.valid_days} valid and "
+            f"{config.test_days} test day(s) plus {config.warmup_days} graph warm-up day(s) and a training period "
+            f"(at least {needed} days are needed)"
         )
     return TimeSplit(train_start, valid_start, test_start, test_end, rows_start)

@@ -86,9 +86,8 @@ def exact_metrics(labels: np.ndarray, predictions: np.ndarray) -> dict:
 class ExactValidation(tf.keras.callbacks.Callback):
     """Exact validation AUC/logloss into the epoch logs (``val_auc``, ``val_logloss``) and ``epochs.json``.
 
-    At the first epoch Keras starts (after ``BackupAndRestore`` restored the weights of ``epoch``
-    finished epochs), the log is cut back to those epochs, and ``early_stopping`` and ``checkpoint``
-    resume from the best AUC among them: the record of epochs always matches the backed-up state.
+    ``history`` holds the epochs the restored backup finished (see :func:`train`); when Keras starts
+    the first epoch, ``early_stopping`` and ``checkpoint`` resume from the best AUC among them.
     """
 
     def __init__(self, ranker: DropdownRanker, dataset: tf.data.Dataset, labels: np.ndarray, log_path: Path, history: list,
@@ -97,14 +96,12 @@ class ExactValidation(tf.keras.callbacks.Callback):
         self.predict_fn, self.dataset, self.labels = predictor(ranker), dataset, labels
         self.log_path, self.history = log_path, history
         self.early_stopping, self.checkpoint = early_stopping, checkpoint
-        self._resumed = False
+        self._handed_over = False
 
     def on_epoch_begin(self, epoch, logs=None):
-        if self._resumed:
+        if self._handed_over:
             return
-        self._resumed = True
-        del self.history[epoch:]
-        write_json(self.log_path, self.history)
+        self._handed_over = True
         aucs = [entry["val_auc"] for entry in self.history]
         if aucs:
             best = int(np.argmax(aucs))
@@ -157,6 +154,21 @@ def load_tables(graph_dir: Path, vocab_dir: Path) -> dict:
 def run_identity(model_config: ModelConfig, train_config: TrainConfig, work: Work) -> dict:
     """What a run directory is bound to: the model, the training settings and the work directory's data."""
     return {"model": model_config.to_dict(), "train": dataclasses.asdict(train_config), "work_fingerprint": work.fingerprint}
+
+
+def backed_up_epochs(backup: Path) -> int:
+    """Epochs finished and saved by ``BackupAndRestore`` in ``backup`` (0 if none).
+
+    Read from tf-keras's own backup checkpoint (``chief/``, variable ``ckpt_saved_epoch``: the last
+    saved epoch's index), which is what ``fit`` resumes from."""
+    latest = tf.train.latest_checkpoint(str(backup / "chief")) if backup.exists() else None
+    return 0 if latest is None else int(tf.train.load_variable(latest, "ckpt_saved_epoch/.ATTRIBUTES/VARIABLE_VALUE")) + 1
+
+
+def stopped_early(history: list, patience: int) -> bool:
+    """Whether Keras's ``EarlyStopping`` (strict improvement of ``val_auc``) has stopped after these epochs."""
+    aucs = [entry["val_auc"] for entry in history]
+    return len(aucs) > 1 and len(aucs) - 1 - int(np.argmax(aucs)) >= patience
 
 
 def _flatten(record: dict, prefix: str = "") -> dict:
@@ -237,10 +249,12 @@ def train(work_dir: str | Path, run_dir: str | Path, model_config: ModelConfig, 
     best = run_dir / "checkpoints" / "best"
     backup = run_dir / "backup"
     epochs_log = run_dir / "epochs.json"
-    resuming = backup.exists() and any(backup.iterdir()) and epochs_log.exists()
-    history = read_json(epochs_log) if resuming else []
-    if resuming:
-        print(f"resuming {run_dir} from its last backed-up epoch ({len(history)} epoch(s) logged)")
+    # An epoch is logged before it is backed up: after a crash in between it runs again, so the log
+    # is cut back to what the backup holds.
+    history = read_json(epochs_log)[:backed_up_epochs(backup)] if epochs_log.exists() else []
+    write_json(epochs_log, history)
+    if history:
+        print(f"resuming {run_dir} after epoch {len(history)}, its last backed-up epoch")
     early_stopping = tf.keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=train_config.patience)
     checkpoint = tf.keras.callbacks.ModelCheckpoint(str(best), monitor="val_auc", mode="max", save_best_only=True, save_weights_only=True)
     callbacks = [
@@ -255,7 +269,10 @@ def train(work_dir: str | Path, run_dir: str | Path, model_config: ModelConfig, 
     ]
     print(f"train {model_config.name}: {train_rows:,} examples, batch {train_config.batch_size}, up to {train_config.epochs} epochs")
     started = time.perf_counter()
-    model.fit(stream.dataset(), epochs=train_config.epochs, callbacks=callbacks, verbose=verbose)
+    if len(history) < train_config.epochs and not stopped_early(history, train_config.patience):
+        model.fit(stream.dataset(), epochs=train_config.epochs, callbacks=callbacks, verbose=verbose)
+    else:  # killed after its last epoch was backed up, before Keras removed the backup at the end of fit
+        shutil.rmtree(backup)
     train_seconds = time.perf_counter() - started
     model.load_weights(str(best))
 

@@ -279,8 +279,7 @@ def test_bad_options_and_sources_are_refused(tmp_path):
     (tmp_path / "empty" / "notes.txt").write_text("nothing here\n")
     with pytest.raises(ValueError, match="no AOL log file"):
         convert_aol(tmp_path / "empty", tmp_path / "out", progress=quiet)
-    assert not (tmp_path / "out" / "events.parquet").exists()
-    assert [p.name for p in (tmp_path / "out").iterdir()] == []  # no spool left behind
+    assert not (tmp_path / "out").exists() and not (tmp_path / ".out.building").exists()  # no spool left behind
 
 
 def test_the_cli_converts_the_fixture(tmp_path):
@@ -289,3 +288,30 @@ def test_the_cli_converts_the_fixture(tmp_path):
     assert main(["aol", "--src", str(FIXTURE / "users"), "--out", str(tmp_path / "logs"), "--candidates", "5"]) == 0
     assert (tmp_path / "logs" / "events.parquet").exists() and (tmp_path / "logs" / "impressions.parquet").exists()
     assert json.loads((tmp_path / "logs" / "aol.json").read_text())["options"]["candidates"] == 5
+
+
+def test_conversion_is_staged_and_never_replaces_a_foreign_directory(tmp_path, monkeypatch):
+    import dropdown_rank.logs.aol as aol
+
+    out = tmp_path / "logs"
+    convert_aol(FIXTURE / "users", out, candidates=5, progress=lambda *a: None)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert set(before) == {"events.parquet", "impressions.parquet", "aol.json"}
+
+    def killed(*_args, **_kwargs):
+        raise KeyboardInterrupt("killed in the second pass")
+
+    monkeypatch.setattr(aol, "_second_pass", killed)
+    with pytest.raises(KeyboardInterrupt):
+        convert_aol(FIXTURE / "users", out, candidates=3, progress=lambda *a: None)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # the previous conversion, whole
+    monkeypatch.undo()
+    convert_aol(FIXTURE / "users", out, candidates=3, progress=lambda *a: None)
+    assert json.loads((out / "aol.json").read_text())["options"]["candidates"] == 3
+    assert not (tmp_path / ".logs.building").exists()
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    with pytest.raises(ValueError, match="holds what this tool did not write"):
+        convert_aol(FIXTURE / "users", mine, progress=lambda *a: None)
+    assert (mine / "notes.txt").read_text() == "keep"

@@ -150,3 +150,24 @@ def test_a_run_directory_refuses_another_configuration_data_or_a_finished_run(ti
     with pytest.raises(ValueError, match="is not a dropdown-rank run"):
         train(tiny_work, stranger, ModelConfig(kind="base"), QUICK, verbose=0)
     assert (stranger / "notes.txt").read_text() == "mine"
+
+
+def test_a_run_killed_after_its_early_stop_was_backed_up_trains_no_further_epoch(tiny_work, tmp_path, monkeypatch):
+    """Early stopping ends fit at epoch 3 (epoch 2 was best); a kill before Keras removed the backup must not add an epoch 4."""
+    config, settings = ModelConfig(kind="base"), dataclasses.replace(QUICK, epochs=6, patience=1, learning_rate=0.01)
+    reference = train(tiny_work, tmp_path / "reference", config, settings, verbose=0)
+    assert reference["epochs_run"] < settings.epochs  # early stopping ended it
+    monkeypatch.setattr(tf.keras.callbacks.BackupAndRestore, "on_train_end", lambda self, logs=None: None)
+    finish = tf.keras.Model.load_weights
+
+    def killed_after_fit(self, *args, **kwargs):
+        raise KeyboardInterrupt("killed after fit, with the backup still there")
+
+    monkeypatch.setattr(tf.keras.Model, "load_weights", killed_after_fit)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_work, tmp_path / "run", config, settings, verbose=0)
+    monkeypatch.setattr(tf.keras.Model, "load_weights", finish)
+    resumed = train(tiny_work, tmp_path / "run", config, settings, verbose=0)
+    assert resumed["epochs_run"] == reference["epochs_run"]
+    assert resumed["test_auc"] == pytest.approx(reference["test_auc"], abs=1e-6)
+    assert not (tmp_path / "run" / "backup").exists()

@@ -25,6 +25,7 @@ from dropdown_rank.beam.validate import impressions_per_hour, plan, resolve, val
 from dropdown_rank.build import (BuildConfig, check_vocabularies, finish_work_dir, peak_memory_mb, period_counts,
                                  report_outside, stage_and_swap, vocab_summary)
 from dropdown_rank.graph import RELATIONS, relation_stats, relation_summary, snapshot_size
+from dropdown_rank.logs.schema import find_table
 from dropdown_rank.split import SPLITS, time_split
 from dropdown_rank.vocab import VOCABULARIES
 
@@ -61,7 +62,7 @@ def _build_into(logs_dir: Path, work_dir: Path, config: BuildConfig, options, pr
 
     clock = time.perf_counter()
     hour_ts, hour_rows = impressions_per_hour(hours)
-    split = time_split(hour_ts, config.split)
+    split = time_split(hour_ts, config.split, str(find_table(logs_dir, "impressions")))
     counts = period_counts(split, hour_ts, hour_rows)
     report_outside(counts, config, progress)
     names = split.assign(hour_ts)

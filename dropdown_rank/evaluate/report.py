@@ -160,8 +160,6 @@ def _graph_snapshots(work: Work):
     """How many daily snapshots the work directory's graph files hold, when ``stats.json`` says so."""
     path = work.path / "stats.json"
     graph = read_json(path).get("graph", {}) if path.exists() else {}
-    if isinstance(graph.get("snapshots"), int):
-        return graph["snapshots"]
     per_relation = {r: v["snapshots"] for r, v in graph.items() if isinstance(v, dict) and "snapshots" in v}
     return per_relation or None
 

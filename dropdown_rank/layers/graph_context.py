@@ -118,7 +118,7 @@ class GraphContext(tf.keras.layers.Layer):
         With ``return_attention=True`` returns ``(context, attention)``; attention is
         ``[n, heads, K+1]`` (0 = self) for attention aggregators and None for HGCN.
         """
-        keys = tf.cast(keys, tf.int32)
+        keys = tf.cast(keys, tf.int64)
         neighbor_ids = tf.gather(self.neighbor_ids, keys)
         weight = tf.gather(self.edge_weight, keys)
         buckets = tf.gather(self.edge_buckets, keys)
@@ -144,10 +144,10 @@ class GraphContext(tf.keras.layers.Layer):
 
     def keys(self, node_ids, snapshot=None):
         """``snapshot * num_nodes + node_ids`` with ``snapshot`` ``[B]`` broadcast over ``node_ids`` ``[B, ...]``."""
-        node_ids = tf.cast(node_ids, tf.int32)
+        node_ids = tf.cast(node_ids, tf.int64)  # int64: snapshots x nodes passes 2**31 at 10M nodes x 215 days
         if snapshot is None:
             return node_ids
-        snapshot = tf.reshape(tf.cast(snapshot, tf.int32), tf.concat([[-1], tf.ones([tf.rank(node_ids) - 1], tf.int32)], 0))
+        snapshot = tf.reshape(tf.cast(snapshot, tf.int64), tf.concat([[-1], tf.ones([tf.rank(node_ids) - 1], tf.int32)], 0))
         return snapshot * self.num_nodes + node_ids
 
     def call(self, node_ids, embeddings, snapshot=None, training=None):

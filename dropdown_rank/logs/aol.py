@@ -83,7 +83,6 @@ import gzip
 import io
 import shutil
 import tarfile
-import tempfile
 import time
 from pathlib import Path
 
@@ -93,7 +92,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from dropdown_rank._io import atomic_path, write_json
+from dropdown_rank._io import atomic_path, stage_and_swap, write_json
 from dropdown_rank.logs.bestbuy import normalize_query
 from dropdown_rank.logs.schema import TS_MAX, TS_MIN
 
@@ -614,9 +613,10 @@ def convert_aol(src: str | Path, out: str | Path, *, prefix_rule: str = "chars",
         "requests_issued_not_counted_before": 0, "requests_kept_if_drop": 0, "requests_kept_if_insert": 0,
         "requests_kept": 0, "requests_skipped": {}, "impressions": 0, "clicked_position_counts": {},
     }
-    out.mkdir(parents=True, exist_ok=True)
-    spool = Path(tempfile.mkdtemp(prefix=".aol-spool-", dir=out))
-    try:
+
+    def write(staging: Path) -> None:
+        spool = staging / ".spool"  # per-day shards of the first pass; inside the staging directory, so a killed
+        spool.mkdir()                # conversion leaves nothing behind that the next one does not remove
         chunks = [0]
 
         def flush(rows: _Rows) -> None:
@@ -634,12 +634,15 @@ def convert_aol(src: str | Path, out: str | Path, *, prefix_rule: str = "chars",
                              f"tab-separated files with header {' '.join(h for h in AOL_HEADER)})")
         progress(f"aol: read {summary['lines_read']:,} lines from {files:,} files ({summary['queries_read']:,} queries, "
                  f"{summary['clicks_read']:,} clicks; {len(summary['files_skipped'])} other files skipped)")
-        _second_pass(spool, out, options, summary)
-    finally:
-        shutil.rmtree(spool, ignore_errors=True)
-    summary["seconds"] = round(time.perf_counter() - started, 2)
-    summary["clicked_position_counts"] = {str(p): n for p, n in sorted(summary["clicked_position_counts"].items())}
-    write_json(out / "aol.json", summary)
+        _second_pass(spool, staging, options, summary)
+        shutil.rmtree(spool)
+        summary["seconds"] = round(time.perf_counter() - started, 2)
+        summary["clicked_position_counts"] = {str(p): n for p, n in sorted(summary["clicked_position_counts"].items())}
+        write_json(staging / "aol.json", summary)
+
+    # Written whole into a staging directory and swapped in: a kill never leaves events of one
+    # conversion beside impressions of another, and a directory holding anything else is refused.
+    stage_and_swap(out, write, {"events.parquet", "impressions.parquet", "aol.json"}, "aol.json", "converted AOL logs")
     skipped = sum(summary["rows_skipped"].values())
     progress(f"aol: {summary['events']:,} events and {summary['impressions']:,} impressions "
              f"({summary['requests_kept']:,} of {summary['requests']:,} requests kept) over {summary['days']} days "
