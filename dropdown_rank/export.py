@@ -69,6 +69,7 @@ import tensorflow as tf
 
 from dropdown_rank import __version__
 from dropdown_rank._io import _UMASK, read_json, write_json
+from dropdown_rank.build import Work
 from dropdown_rank.graph import RELATIONS
 from dropdown_rank.model import SIGNATURE, check_serving_features
 from dropdown_rank.samples import read_samples
@@ -138,6 +139,14 @@ def is_export_dir(path: str | Path) -> bool:
     except (OSError, ValueError):
         return False
     return isinstance(card, dict) and (card.get("tool") == TOOL or "dropdown_rank" in (card.get("exported_with") or {}))
+
+
+def _same_data(work_dir: Path, trained_fingerprint: str | None) -> bool:
+    """Whether ``work_dir`` still holds the data a run was trained on (so its test rows are the run's)."""
+    try:
+        return Work.open(work_dir).fingerprint == trained_fingerprint
+    except (FileNotFoundError, ValueError):
+        return False
 
 
 def check_run(run_dir: Path) -> None:
@@ -270,8 +279,11 @@ def export(run_dir, out_dir, graph_dir=None, precompute_context: bool = False, o
             "run": str(run_dir.resolve()),
             "exported_with": {"dropdown_rank": __version__, "tensorflow": tf.__version__},
         }
-        if (work_dir / "samples").exists():
+        if _same_data(work_dir, config.get("work_fingerprint")):
             write_json(staging / "serving_example.json", serving_example(work_dir))
+        else:
+            progress(f"export: no serving_example.json: {work_dir}, the run's work directory, is gone or was rebuilt from "
+                     "other data since training")
         write_json(staging / "model_card.json", card)  # the marker: written last
         replaced = out_dir.exists()
         _swap_in(staging, out_dir)

@@ -233,7 +233,6 @@ def train(work_dir: str | Path, run_dir: str | Path, model_config: ModelConfig, 
     tf.config.experimental.enable_op_determinism()
     work, run_dir = Work.open(work_dir), Path(run_dir)
     model_config = _fit_to_work(model_config, work)
-    claim_run_dir(run_dir, run_identity(model_config, train_config, work))
     vocabularies = {name: work.vocabulary(name) for name in VOCABULARIES}
     known_since = {name: work.known_since(name) for name in VOCABULARIES}
     tables = {relation: work.daily_tables(relation) for relation in RELATIONS} if model_config.is_gnn else None
@@ -249,6 +248,7 @@ def train(work_dir: str | Path, run_dir: str | Path, model_config: ModelConfig, 
     best = run_dir / "checkpoints" / "best"
     backup = run_dir / "backup"
     epochs_log = run_dir / "epochs.json"
+    claim_run_dir(run_dir, run_identity(model_config, train_config, work))  # after the data checks above
     # An epoch is logged before it is backed up: after a crash in between it runs again, so the log
     # is cut back to what the backup holds.
     history = read_json(epochs_log)[:backed_up_epochs(backup)] if epochs_log.exists() else []

@@ -21,13 +21,16 @@ def test_unshuffled_batches_follow_read_samples_order_and_pad(tiny_work):
 
 
 def test_shuffle_is_seeded_and_covers_every_row_once(tiny_work):
-    def labels_and_users(seed):
+    def rows(seed):  # (request, candidate) identifies a row: a request's candidates share its time and user
         ds = make_dataset(tiny_work / "samples", "train", seq_len=5, batch_size=100, shuffle=True, seed=seed, window_rows=1000)
-        return np.concatenate([f["request_ts"].numpy() for f, _ in ds])
+        return np.concatenate([np.char.add(np.char.add(f["user_id"].numpy().astype(str), f["request_ts"].numpy().astype(str)),
+                                           f["candidate"].numpy().astype(str)) for f, _ in ds])
 
-    a, b, c = labels_and_users(1), labels_and_users(1), labels_and_users(2)
+    a, b, c = rows(1), rows(1), rows(2)
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, c)
-    frame = read_samples(tiny_work / "samples", "train", columns=["request_ts"])
-    np.testing.assert_array_equal(np.sort(a), np.sort(frame["request_ts"].to_numpy()))
-    assert not np.array_equal(a, frame["request_ts"].to_numpy())
+    frame = read_samples(tiny_work / "samples", "train", columns=["user_id", "request_ts", "candidate"])
+    stored = (frame["user_id"] + frame["request_ts"].astype(str) + frame["candidate"]).to_numpy().astype(str)
+    assert len(set(stored)) == len(stored)  # the key is unique, so equal sorted keys mean every row exactly once
+    np.testing.assert_array_equal(np.sort(a), np.sort(stored))
+    assert not np.array_equal(a, stored)

@@ -226,10 +226,7 @@ def test_report_on_a_tiny_world(tiny_work, tiny_runs, tmp_path, capsys):
     report = json.loads((out / "report.json").read_text())
     samples = read_samples(tiny_work / "samples", "test", columns=["request_id", "user_id", "candidate", "position", "label", "activity"])
     truth = samples.merge(pd.read_parquet(tiny_work / "truth.parquet"), on=["request_id", "candidate"], how="left")
-    expected = {"base_20", "attention_20", "legacy order", "oracle"}
-    expected |= {"relevance oracle"} if "p_relevance" in truth else set()
-    frozen = "prediction_frozen" in pd.read_parquet(tiny_runs["attention_20"] / "predictions" / "test.parquet")
-    expected |= {"attention_20 (frozen graph)"} if frozen else set()
+    expected = {"base_20", "attention_20", "legacy order", "oracle", "relevance oracle", "attention_20 (frozen graph)"}
     assert set(report["models"]) == expected
     overall = {m: report["models"][m]["all"]["all"] for m in report["models"]}
 
@@ -239,9 +236,8 @@ def test_report_on_a_tiny_world(tiny_work, tiny_runs, tmp_path, capsys):
         assert report["seeds"][name] == [3] and overall[name]["auc"]["sd"] is None
     assert overall["legacy order"]["auc"]["value"] == pytest.approx(roc_auc_score(samples["label"], -samples["position"]), abs=1e-12)
     assert overall["oracle"]["auc"]["value"] == pytest.approx(roc_auc_score(truth["label"], truth["p_click"]), abs=1e-12)
-    if "p_relevance" in truth:
-        assert overall["relevance oracle"]["auc"]["value"] == pytest.approx(roc_auc_score(truth["label"], truth["p_relevance"]), abs=1e-12)
-        assert "logloss" not in overall["relevance oracle"]
+    assert overall["relevance oracle"]["auc"]["value"] == pytest.approx(roc_auc_score(truth["label"], truth["p_relevance"]), abs=1e-12)
+    assert "logloss" not in overall["relevance oracle"]
     assert "logloss" not in overall["legacy order"]
     # Legacy MRR, computed independently: rank = logged position + 1 when positions are 0..n-1 per request.
     clicked = samples[samples["label"] == 1]
@@ -252,12 +248,11 @@ def test_report_on_a_tiny_world(tiny_work, tiny_runs, tmp_path, capsys):
     assert overall["legacy order"]["requests_without_click"] == samples["request_id"].nunique() - len(first_rank)
     vs_legacy = next(p for p in report["pairs"] if (p["a"], p["b"], p["slice"]) == ("attention_20", "legacy order", "all"))
     assert vs_legacy["auc"]["value"] == pytest.approx(overall["attention_20"]["auc"]["value"] - overall["legacy order"]["auc"]["value"])
-    if frozen:
-        predictions = pd.read_parquet(tiny_runs["attention_20"] / "predictions" / "test.parquet")
-        assert overall["attention_20 (frozen graph)"]["auc"]["value"] == pytest.approx(
-            roc_auc_score(predictions["label"], predictions["prediction_frozen"]), abs=1e-12)
-        pair = next(p for p in report["pairs"] if p["b"] == "attention_20 (frozen graph)")
-        assert pair["seed_pairing"] == "same seed" and report["frozen_graph"] == ["attention_20"]
+    predictions = pd.read_parquet(tiny_runs["attention_20"] / "predictions" / "test.parquet")
+    assert overall["attention_20 (frozen graph)"]["auc"]["value"] == pytest.approx(
+        roc_auc_score(predictions["label"], predictions["prediction_frozen"]), abs=1e-12)
+    pair = next(p for p in report["pairs"] if p["b"] == "attention_20 (frozen graph)")
+    assert pair["seed_pairing"] == "same seed" and report["frozen_graph"] == ["attention_20"]
 
     # Minimums: a bucket is flagged exactly when it has fewer than 30 users with a click (or 30 non-clicks).
     edges = report["slices"]["activity_edges"]

@@ -349,3 +349,20 @@ def test_an_export_killed_at_a_random_time_leaves_either_export_complete(tiny_ru
         assert card_of(out)["model"] in ("base_20", "attention_20")  # the previous or the new export, whole
         _, signature = serve(out)
         assert signature(**request())["ctr"].shape == (3,)
+
+
+def test_the_serving_example_comes_only_from_the_data_the_run_was_trained_on(tiny_logs, tiny_runs, tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_runs["base_20"], run)
+    config = json.loads((run / "config.json").read_text())
+    other = tmp_path / "rebuilt"  # the run's work directory, rebuilt from the same logs with another split
+    build(tiny_logs, other, BuildConfig(split=SplitConfig(valid_days=3, test_days=2)), progress=lambda *a: None, progress_bar=False)
+    (run / "config.json").write_text(json.dumps({**config, "work": str(other)}))
+    assert main(["export", "--run", str(run), "--out", str(tmp_path / "export")]) == 0
+    assert not (tmp_path / "export" / "serving_example.json").exists()
+    assert "was rebuilt from other data since training" in capsys.readouterr().out
+    (run / "config.json").write_text(json.dumps(config))
+    assert main(["export", "--run", str(run), "--out", str(tmp_path / "export")]) == 0
+    assert (tmp_path / "export" / "serving_example.json").exists()

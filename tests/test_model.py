@@ -80,11 +80,26 @@ def test_padded_positions_have_no_effect_and_long_histories_keep_the_latest(tiny
     np.testing.assert_allclose(ranker(padded), ranker(short), atol=1e-6)
 
 
-def test_unseen_ids_map_to_oov_and_still_score(tiny):
-    _, vocabularies, tables, (features, _) = tiny
-    ranker = make_ranker(ModelConfig(kind="hgcn"), vocabularies, tables)
-    unseen = dict(features, user_id=tf.fill([64], "nobody"), candidate=tf.fill([64], "never typed"))
-    assert np.isfinite(ranker(unseen).numpy()).all()
+@pytest.mark.parametrize("lagged", [True, False])
+def test_oov_rows_are_trained_only_with_the_lagged_vocabulary(tiny, lagged):
+    """With ids that become known during training, the OOV rows of the user and query tables get gradient
+    from the rows of those ids' first day; with every id known from the start, they get none."""
+    work, vocabularies, tables, _ = tiny
+    known_since = {name: work.known_since(name) for name in VOCABULARIES}
+    ranker = make_ranker(ModelConfig(kind="hgcn", lagged_vocab=lagged), vocabularies, tables, known_since)
+    model = CTRModel(ranker)
+    features, labels = next(iter(make_dataset(work.samples_dir, "train", 20, batch_size=4096, shuffle=False)))
+    with tf.GradientTape() as tape:
+        loss = model.compute_loss((features, labels), training=True)
+    grads = tape.gradient(loss, [ranker.user_embedding.embeddings, ranker.query_embedding.embeddings])
+    oov = [float(tf.reduce_sum(tf.abs(tf.convert_to_tensor(g)[1]))) for g in grads]
+    if lagged:
+        assert min(oov) > 0
+    else:
+        assert oov == [0.0, 0.0]
+    unseen = dict(features, user_id=tf.fill(tf.shape(features["user_id"]), "nobody"),
+                  candidate=tf.fill(tf.shape(features["candidate"]), "never typed"))
+    assert ranker.node_ids(unseen)["user"].numpy().tolist() == [1] * len(labels)
     assert ranker.query_lookup(tf.constant(["never typed", ""])).numpy().tolist() == [1, 0]
 
 
