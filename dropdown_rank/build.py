@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from dropdown_rank import _io
 from dropdown_rank._io import read_json, write_json, write_parquet
@@ -67,13 +69,27 @@ def stage_and_swap(work_dir: str | Path, write, progress=print) -> dict:
 
 
 def fingerprint(work_dir: Path) -> str:
-    """SHA-256 of a work directory's data files (samples, vocabularies, graphs): its identity for runs."""
+    """SHA-256 of a work directory's data (samples, vocabularies, graphs): its identity for runs.
+
+    It hashes the decoded content (Arrow IPC streams of the Parquet tables, raw arrays of the
+    ``.npz`` tables), not the file bytes: the same data written by another pyarrow (whose version
+    is in every Parquet footer) or zlib keeps its identity.
+    """
     digest = hashlib.sha256()
     for path in sorted(p for part in ("vocab", "graph", "samples") for p in (work_dir / part).rglob("*") if p.is_file()):
         digest.update(str(path.relative_to(work_dir)).encode())
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
+        if path.suffix == ".parquet":
+            sink = pa.BufferOutputStream()
+            table = pq.read_table(path).replace_schema_metadata(None)  # pandas/pyarrow versions live there
+            with pa.ipc.new_stream(sink, table.schema) as stream:
+                stream.write_table(table)
+            digest.update(sink.getvalue())
+        else:
+            with np.load(path) as arrays:
+                for name in sorted(arrays.files):
+                    array = np.ascontiguousarray(arrays[name])
+                    digest.update(f"{name}:{array.dtype.str}:{array.shape}".encode())
+                    digest.update(array.tobytes())
     return digest.hexdigest()
 
 
