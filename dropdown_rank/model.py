@@ -72,8 +72,9 @@ class ModelConfig:
     @property
     def name(self) -> str:
         """``base_20``, ``hgcn_20``, ``attention*_20`` (``*``: neighbors carry only id and time), ``base_20+pal``
-        (trained with the position-bias tower)."""
-        return f"{self.kind}{'*' if self.id_time_only else ''}_{self.seq_len}{'+pal' if self.position_bias else ''}"
+        (trained with the position-bias tower), ``base_20-nolag`` (without the lagged vocabulary)."""
+        return (f"{self.kind}{'*' if self.id_time_only else ''}_{self.seq_len}{'+pal' if self.position_bias else ''}"
+                f"{'' if self.lagged_vocab else '-nolag'}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

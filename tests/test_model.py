@@ -53,6 +53,7 @@ def test_table_in_model_space_matches_by_string_and_keeps_rank_order():
 def test_config_names_and_validation():
     assert ModelConfig(kind="hgcn", id_time_only=True).name == "hgcn*_20"
     assert ModelConfig(kind="base", seq_len=50).name == "base_50"
+    assert ModelConfig(kind="hgcn", position_bias=True, lagged_vocab=False).name == "hgcn_20+pal-nolag"
     with pytest.raises(ValueError, match="--id-time-only applies to GNN models"):
         ModelConfig(kind="base", id_time_only=True)
     assert ModelConfig.from_dict(ModelConfig(kind="attention").to_dict()) == ModelConfig(kind="attention")
