@@ -188,19 +188,25 @@ def _build_into(logs_dir: Path, work_dir: Path, config: BuildConfig, progress, p
     rows = build_samples(events, impressions, split_of, candidate_pv, work_dir / "samples", config.samples, progress_bar=progress_bar)
     timings["samples_s"] = time.perf_counter() - clock
 
-    stats = {
-        "validation": [r.to_dict() for r in logs.reports],
+    stats = build_stats(logs.reports, counts, (len(events), len(train_events), len(graph_events)), rows,
+                        {k: len(v) for k, v in vocabs.items()}, graph_stats, timings)
+    return finish_work_dir(logs_dir, work_dir, split, config, stats, progress)
+
+
+def build_stats(reports, counts: dict, events: tuple, rows: dict, vocab_sizes: dict, graph_stats: dict, timings: dict) -> dict:
+    """``stats.json``'s content, the same for every engine; ``events`` is (all, training period, graph period)."""
+    return {
+        "validation": [r.to_dict() for r in reports],
         "impressions_outside_periods": counts["outside"],
-        "events": {"all": len(events), "train_period": len(train_events), "graph_snapshots": len(graph_events)},
+        "events": {"all": events[0], "train_period": events[1], "graph_snapshots": events[2]},
         "impressions_graph_warmup": counts["warmup"],
         "samples": rows,
-        "vocab": {k: len(v) for k, v in vocabs.items()},
+        "vocab": vocab_sizes,
         "graph": graph_stats,
         "timings": {k: round(v, 3) for k, v in timings.items()},
         "peak_memory_mb": round(peak_memory_mb(), 1),
-        "events_per_second": round(len(events) / max(sum(timings.values()), 1e-9), 1),
+        "events_per_second": round(events[0] / max(sum(timings.values()), 1e-9), 1),
     }
-    return finish_work_dir(logs_dir, work_dir, split, config, stats, progress)
 
 
 @dataclasses.dataclass

@@ -22,7 +22,7 @@ from apache_beam.options.pipeline_options import DirectOptions, StandardOptions
 from dropdown_rank.beam.common import BuildOptions, default_buckets, load, pipeline_options
 from dropdown_rank.beam.pipeline import build_pipeline
 from dropdown_rank.beam.validate import impressions_per_hour, plan, resolve, validation_pipeline
-from dropdown_rank.build import (BuildConfig, check_vocabularies, finish_work_dir, peak_memory_mb, period_counts,
+from dropdown_rank.build import (BuildConfig, build_stats, check_vocabularies, finish_work_dir, period_counts,
                                  report_outside, stage_and_swap, vocab_summary)
 from dropdown_rank.graph import RELATIONS, relation_stats, relation_summary, snapshot_size
 from dropdown_rank.logs.schema import find_table
@@ -95,16 +95,7 @@ def _build_into(logs_dir: Path, work_dir: Path, config: BuildConfig, options, pr
     shutil.rmtree(tmp)
 
     stats = {
-        "validation": [r.to_dict() for r in reports],
-        "impressions_outside_periods": counts["outside"],
-        "events": {"all": events[0], "train_period": events[1], "graph_snapshots": events[2]},
-        "impressions_graph_warmup": counts["warmup"],
-        "samples": split_rows,
-        "vocab": {k: len(v) for k, v in vocabs.items()},
-        "graph": graph_stats,
-        "timings": {k: round(v, 3) for k, v in timings.items()},
-        "peak_memory_mb": round(peak_memory_mb(), 1),
-        "events_per_second": round(events[0] / max(sum(timings.values()), 1e-9), 1),
+        **build_stats(reports, counts, tuple(events), split_rows, {k: len(v) for k, v in vocabs.items()}, graph_stats, timings),
         "engine": "beam",
         "beam": engine,
         "peak_memory_workers_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0, 1),
