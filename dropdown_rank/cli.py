@@ -339,10 +339,6 @@ def main(argv=None) -> int:
     if out is not None and Path(out).exists() and not Path(out).is_dir():
         print(f"{command}: error: --out {out} is a file; give a directory", file=sys.stderr)
         return 2
-    if getattr(args, "train_days", None) is not None and args.train_days <= (getattr(args, "warmup_days", None) or 0):
-        print(f"{command}: error: --train-days {args.train_days} leaves no training rows after the "
-              f"{args.warmup_days} graph warm-up day(s) (--warmup-days); use more training days", file=sys.stderr)
-        return 2
     try:
         args.handler(args)
     except (ValueError, FileNotFoundError) as error:

@@ -28,8 +28,11 @@ class SplitConfig:
     def __post_init__(self):
         if self.valid_days < 1 or self.test_days < 1:
             raise ValueError(f"valid and test periods need at least 1 day each (got {self.valid_days} and {self.test_days})")
-        if self.warmup_days < 0 or (self.train_days is not None and self.train_days <= self.warmup_days):
-            raise ValueError(f"--train-days ({self.train_days}) must exceed --warmup-days ({self.warmup_days}), which must be >= 0")
+        if self.warmup_days < 0:
+            raise ValueError(f"--warmup-days must be >= 0, not {self.warmup_days}")
+        if self.train_days is not None and self.train_days <= self.warmup_days:
+            raise ValueError(f"--train-days {self.train_days} leaves no training rows after the {self.warmup_days} graph "
+                             "warm-up day(s) (--warmup-days); use more training days")
 
 
 @dataclasses.dataclass(frozen=True)

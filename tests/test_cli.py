@@ -89,8 +89,6 @@ def test_too_few_days_names_the_impressions_file_and_the_days(tiny_logs, tmp_pat
 
 def test_train_days_that_leave_no_training_rows(tiny_logs, tmp_path, capsys):
     args = make_parser().parse_args(["build", "--logs", "L", "--out", "W"])
-    if not hasattr(args, "warmup_days"):
-        pytest.skip("no --warmup-days in this build")
     assert main(["build", "--logs", str(tiny_logs), "--out", str(tmp_path / "w"), "--train-days", str(args.warmup_days)]) == 2
     assert error_line(capsys).startswith(f"dropdown-rank build: error: --train-days {args.warmup_days} leaves no training rows")
 
