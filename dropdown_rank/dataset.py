@@ -32,10 +32,12 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import tensorflow as tf
 
-from dropdown_rank.samples import HISTORY_FIELDS, shard_files
+from dropdown_rank.samples import COUNTER_FIELDS, HISTORY_FIELDS, shard_files
 
-SCALAR_FIELDS = {"user_id": tf.string, "candidate": tf.string, "request_ts": tf.int64, "position": tf.int32}
-FEATURES = ("user_id", "candidate", "query_history", "query_history_ts", "item_history", "item_history_ts", "request_ts", "position")
+SCALAR_FIELDS = {"user_id": tf.string, "candidate": tf.string, "prefix": tf.string, "request_ts": tf.int64, "position": tf.int32,
+                 **{name: tf.int64 for name in COUNTER_FIELDS}}
+FEATURES = ("user_id", "candidate", "prefix", "query_history", "query_history_ts", "item_history", "item_history_ts", "request_ts",
+            "position") + COUNTER_FIELDS
 _HISTORY_DTYPES = {"query_history": tf.string, "query_history_ts": tf.int64, "item_history": tf.string, "item_history_ts": tf.int64}
 _COLUMNS = list(SCALAR_FIELDS) + list(HISTORY_FIELDS) + ["label"]
 PREFETCH_BATCHES = 16
@@ -43,6 +45,8 @@ PREFETCH_BATCHES = 16
 
 def _numpy_batch(table: pa.Table) -> dict:
     out = {name: table.column(name).to_numpy() for name in SCALAR_FIELDS}
+    for name in COUNTER_FIELDS:  # stored as small as they fit; one dtype for the model and the serving signature
+        out[name] = out[name].astype(np.int64)
     out["label"] = table.column("label").to_numpy().astype(np.float32)
     for name in HISTORY_FIELDS:
         column = table.column(name).combine_chunks()

@@ -8,6 +8,10 @@ of the L=50 stored once); and two slicing fields: ``activity`` (the user's behav
 ``lookback_days`` before the request) and ``candidate_pv`` (the candidate's training-period
 impressions). Neighbors are never stored here: models look them up in the graph tables.
 
+Model inputs beyond the sequences: the ``prefix`` typed, and the point-in-time counters of
+``counters.py`` (``user_candidate_count``, ``user_candidate_age``, ``candidate_query_count``,
+``candidate_impressions``, ``candidate_clicks``), all from data before the request.
+
 Histories are gathered with ``searchsorted`` on a (user, ts) key over all events, per chunk of
 impressions, so memory stays bounded and no Python runs per example. Shards are Parquet files
 ``<split>/part-NNNNN.parquet`` of at most ``shard_rows`` rows, time-ordered.
@@ -24,8 +28,10 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from dropdown_rank._io import atomic_path
+from dropdown_rank.counters import DAY, CandidateDays, PersonalCounts, daily_counts
 
 HISTORY_FIELDS = ("query_history", "query_history_ts", "item_history", "item_history_ts")
+COUNTER_FIELDS = ("user_candidate_count", "user_candidate_age", "candidate_query_count", "candidate_impressions", "candidate_clicks")
 _TS_SHIFT = np.int64(1) << 33  # > 272 years of seconds: the ts part never reaches the user part
 
 
@@ -34,6 +40,8 @@ class SampleConfig:
     max_len: int = 50
     lookback_days: float = 30.0
     shard_rows: int = 65536
+    personal_days: float = 365.0
+    popularity_days: int = 30
 
 
 class _History:
@@ -79,12 +87,17 @@ class Histories:
         self.queries = _History(ev_user[is_query], ev_ts[is_query], ev_ids[is_query], ts0)
         self.items = _History(ev_user[~is_query], ev_ts[~is_query], ev_ids[~is_query], ts0)
         self.everything = _History(ev_user, ev_ts, ev_ids, ts0)
+        self.personal = PersonalCounts(ev_user[is_query], ev_ids[is_query], ev_ts[is_query])
 
 
-def sample_table(histories: Histories, chunk: pd.DataFrame, candidate_pv: pd.Series, config: SampleConfig) -> pa.Table:
+def sample_table(histories: Histories, chunk: pd.DataFrame, candidate_pv: pd.Series, candidate_days: CandidateDays,
+                 config: SampleConfig) -> pa.Table:
     """The sample rows of the impressions ``chunk`` (in its order): one row per impression, see the module doc."""
     user = histories.users.get_indexer(chunk["user_id"].to_numpy())
     ts = chunk["ts"].to_numpy(dtype=np.int64)
+    candidates = chunk["candidate"].to_numpy(dtype=object)
+    personal_count, personal_age = histories.personal.lookup(user, candidates, ts, int(config.personal_days * DAY))
+    popularity = candidate_days.lookup(candidates, ts, config.popularity_days)
     q_ids, q_ts = histories.queries.last(user, ts, config.max_len)
     i_ids, i_ts = histories.items.last(user, ts, config.max_len)
     start, end = histories.everything.window(user, ts, since=ts - int(config.lookback_days * 86400))
@@ -92,7 +105,8 @@ def sample_table(histories: Histories, chunk: pd.DataFrame, candidate_pv: pd.Ser
         "request_id": pa.array(chunk["request_id"].to_numpy(dtype=object), pa.string()),
         "user_id": pa.array(chunk["user_id"].to_numpy(dtype=object), pa.string()),
         "request_ts": pa.array(ts, pa.int64()),
-        "candidate": pa.array(chunk["candidate"].to_numpy(dtype=object), pa.string()),
+        "candidate": pa.array(candidates, pa.string()),
+        "prefix": pa.array(chunk["prefix"].to_numpy(dtype=object), pa.string()),
         "position": pa.array(chunk["position"].to_numpy(), pa.int32()),
         "label": pa.array(chunk["clicked"].to_numpy(), pa.int8()),
         "query_history": q_ids,
@@ -100,7 +114,12 @@ def sample_table(histories: Histories, chunk: pd.DataFrame, candidate_pv: pd.Ser
         "item_history": i_ids,
         "item_history_ts": i_ts,
         "activity": pa.array((end - start).astype(np.int32), pa.int32()),
-        "candidate_pv": pa.array(candidate_pv.reindex(chunk["candidate"].to_numpy()).fillna(0).to_numpy(np.int32), pa.int32()),
+        "candidate_pv": pa.array(candidate_pv.reindex(candidates).fillna(0).to_numpy(np.int32), pa.int32()),
+        "user_candidate_count": pa.array(personal_count, pa.int32()),
+        "user_candidate_age": pa.array(personal_age, pa.int64()),
+        "candidate_query_count": pa.array(popularity["queries"], pa.int32()),
+        "candidate_impressions": pa.array(popularity["impressions"], pa.int32()),
+        "candidate_clicks": pa.array(popularity["clicks"], pa.int32()),
     })
 
 
@@ -116,13 +135,14 @@ def build_samples(events: pd.DataFrame, impressions: pd.DataFrame, split_of: np.
     """
     out_dir = Path(out_dir)
     histories = Histories(events, impressions)
+    candidate_days = CandidateDays(daily_counts(events, impressions))
     rows_per_split = {}
     for split in ("train", "valid", "test"):
         part = impressions[split_of == split].sort_values(SAMPLE_ORDER, kind="stable")
         rows_per_split[split] = len(part)
         shards = range(0, len(part), config.shard_rows)
         for shard, lo in enumerate(tqdm(shards, desc=f"samples {split}", unit="shard", disable=not progress_bar)):
-            table = sample_table(histories, part.iloc[lo: lo + config.shard_rows], candidate_pv, config)
+            table = sample_table(histories, part.iloc[lo: lo + config.shard_rows], candidate_pv, candidate_days, config)
             write_shard(table, out_dir, split, shard)
     return rows_per_split
 

@@ -2,7 +2,7 @@
 import numpy as np
 import pandas as pd
 
-from dropdown_rank.samples import SampleConfig, build_samples, read_samples
+from dropdown_rank.samples import COUNTER_FIELDS, SampleConfig, build_samples, read_samples
 
 T0 = 1767225600
 
@@ -52,8 +52,57 @@ def test_tiny_world_samples_hold_no_neighbors_and_cover_every_impression(tiny_lo
     assert sum(stats["samples"].values()) + stats["impressions_outside_periods"] == len(impressions)
     train = read_samples(tiny_work / "samples", "train")
     assert set(train.columns) == {"request_id", "user_id", "request_ts", "candidate", "position", "label", "query_history",
-                                  "query_history_ts", "item_history", "item_history_ts", "activity", "candidate_pv"}
+                                  "query_history_ts", "item_history", "item_history_ts", "activity", "candidate_pv", "prefix",
+                                  *COUNTER_FIELDS}
     lengths = train["query_history"].map(len)
     assert lengths.max() == 50 and (lengths < 5).any()
     ts = np.concatenate(train["query_history_ts"].to_list())
     assert (np.repeat(train["request_ts"].to_numpy(), lengths) > ts).all()
+
+
+def test_counters_see_only_earlier_data(tmp_path):
+    day = 86400
+    events = [("u", T0, "query", "c"), ("u", T0 + 2 * day, "query", "c"), ("u", T0 + 3 * day, "query", "c"),
+              ("w", T0 + 1 * day, "query", "c"), ("w", T0 + 3 * day + 10, "query", "c"), ("u", T0 + 3 * day, "query", "d")]
+    impressions = [("r0", "w", T0 + 1 * day + 5, "c", "c", 0, 1), ("r0", "w", T0 + 1 * day + 5, "c", "e", 1, 0),
+                   ("r1", "u", T0 + 3 * day, "", "c", 0, 1),  # at the second of u's third "c": not before it
+                   ("r2", "u", T0 + 3 * day + 20, "ab", "c", 2, 0)]
+    rows = write(tmp_path, events, impressions, ["train"] * 4, personal_days=2.5, popularity_days=2).set_index(
+        ["request_id", "candidate"])
+    r1, r2 = rows.loc[("r1", "c")], rows.loc[("r2", "c")]
+    # personal: u's queries of "c" in [ts - 2.5 days, ts): at r1 only the day-2 one (day 0 is out of the window,
+    # the day-3 one is at the request's own second); at r2 the day-3 one too, 20 s ago
+    assert (r1["user_candidate_count"], r1["user_candidate_age"]) == (1, day)
+    assert (r2["user_candidate_count"], r2["user_candidate_age"]) == (2, 20)
+    assert rows.loc[("r0", "e"), "user_candidate_count"] == 0 and rows.loc[("r0", "e"), "user_candidate_age"] == -1
+    # popularity: whole days 1 and 2 before day 3 (w's day-3 query is the request's own day, never counted);
+    # CTR: r0's two rows on day 1
+    assert r2["candidate_query_count"] == 2 and r1["candidate_query_count"] == 2
+    assert (r2["candidate_impressions"], r2["candidate_clicks"]) == (1, 1)
+    assert rows.loc[("r0", "c"), "candidate_query_count"] == 1  # day 0 only; w's own query of day 1 is today's
+    assert rows.loc[("r0", "c"), "candidate_impressions"] == 0
+    assert r2["prefix"] == "ab"
+
+
+def test_counters_of_the_tiny_world_equal_a_brute_force_count(tiny_logs, tiny_work):
+    """Every counter of 300 random rows, recounted from the raw logs by plain filtering."""
+    import json
+
+    config = json.loads((tiny_work / "build.json").read_text())["config"]["samples"]
+    events = pd.read_parquet(tiny_logs / "events.parquet")
+    impressions = pd.read_parquet(tiny_logs / "impressions.parquet")
+    queries = events[events["kind"] == "query"]
+    rows = pd.concat([read_samples(tiny_work / "samples", split) for split in ("train", "valid", "test")])
+    rows = rows.sample(300, random_state=0)
+    window = config["personal_days"] * 86400
+    for row in rows.itertuples():
+        own = queries[(queries["user_id"] == row.user_id) & (queries["id"] == row.candidate) & (queries["ts"] < row.request_ts)
+                      & (queries["ts"] >= row.request_ts - window)]
+        assert row.user_candidate_count == len(own)
+        assert row.user_candidate_age == (row.request_ts - own["ts"].max() if len(own) else -1)
+        today = row.request_ts // 86400 * 86400
+        since = today - config["popularity_days"] * 86400
+        assert row.candidate_query_count == ((queries["id"] == row.candidate) & (queries["ts"] >= since) & (queries["ts"] < today)).sum()
+        shown = impressions[(impressions["candidate"] == row.candidate) & (impressions["ts"] >= since) & (impressions["ts"] < today)]
+        assert (row.candidate_impressions, row.candidate_clicks) == (len(shown), shown["clicked"].sum())
+    assert (rows["user_candidate_count"] > 0).sum() >= 10 and (rows["candidate_impressions"] > 0).sum() >= 100

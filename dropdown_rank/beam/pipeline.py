@@ -13,8 +13,11 @@ Every per-user step reads one user bucket's events and impressions and calls the
   exact per source node → keyed by (relation, snapshot) → ``GroupByKey`` → ``ParDo(WriteSnapshot)``
   (``graph.table_from_top_k``) → ``GroupByKey`` per relation → ``ParDo(WriteTables)``: the ``[days, nodes+1, K]``
   arrays streamed snapshot by snapshot into the same ``.npz`` the in-memory build writes.
+* **candidate counters**: ``ParDo(DailyCounts)`` (``counters.daily_counts`` of the bucket's events and impressions,
+  keyed by a bucket of the candidate text) → ``CombinePerKey(SumDaily)``: per-(candidate, day) counts, a side input
+  (``AsList``) from which each sample worker builds ``counters.CandidateDays``.
 * **samples**: ``ParDo(SampleRows)`` (``samples.Histories`` + ``sample_table``: histories strictly before each
-  request, activity, candidate PV), rows cut at the in-memory build's shard boundaries (each row's index in its
+  request, activity, candidate PV, the point-in-time counters), rows cut at the in-memory build's shard boundaries (each row's index in its
   split comes from its hour's offset and its rank in the hour) → keyed by (split, shard) → ``GroupByKey`` →
   ``ParDo(WriteShard)``: ``samples/<split>/part-NNNNN.parquet``, rows in the in-memory build's order. Sample rows
   are large, so they travel as references to Arrow IPC files, not as elements.
@@ -33,6 +36,7 @@ from dropdown_rank._io import atomic_path, write_parquet
 from dropdown_rank.beam.common import KEYED, HOUR, bucket_of, dump, read_bucket, split_by
 from dropdown_rank.graph import (RELATIONS, GraphConfig, merge_pairs, relation_pairs, snapshot_edges,
                                  table_from_top_k, top_k)
+from dropdown_rank.counters import CandidateDays, daily_counts, sum_daily
 from dropdown_rank.samples import SampleConfig, Histories, sample_table, write_shard
 from dropdown_rank.split import TimeSplit
 from dropdown_rank.vocab import (VOCABULARIES, merge_summaries, occurrence_summary, order_vocabulary, vocabulary_frame,
@@ -249,14 +253,42 @@ def _write_npy(archive: zipfile.ZipFile, name: str, array: np.ndarray) -> None:
 
 
 @beam.typehints.with_output_types(KEYED)
+class DailyCounts(beam.DoFn):
+    """Per user bucket: per-(candidate, day) query, impression and click counts, keyed by a bucket of the text."""
+
+    def __init__(self, tmp: str, buckets: int):
+        self.tmp, self.buckets = tmp, buckets
+
+    def process(self, bucket):
+        counts = daily_counts(read_bucket(self.tmp, "events", bucket), read_bucket(self.tmp, "impressions", bucket))
+        yield from split_by(counts, bucket_of(counts["text"].to_numpy(), self.buckets))
+
+
+class SumDaily(beam.CombineFn):
+    def create_accumulator(self):
+        return []
+
+    def add_input(self, accumulator, counts):
+        accumulator.append(counts)
+        return [sum_daily(accumulator)] if len(accumulator) >= 16 else accumulator
+
+    def merge_accumulators(self, accumulators):
+        return [sum_daily([c for a in accumulators for c in a])]
+
+    def extract_output(self, accumulator):
+        return sum_daily(accumulator)
+
+
+@beam.typehints.with_output_types(KEYED)
 class SampleRows(beam.DoFn):
     """Per user bucket: the sample rows of its impressions, cut at shard boundaries and saved to a scratch Arrow
     file; yields ``((split, shard), (file, batch))`` references."""
 
     def __init__(self, tmp: str, split: TimeSplit, hour_offsets: dict, config: SampleConfig):
         self.tmp, self.split, self.hour_offsets, self.config = tmp, split, hour_offsets, config
+        self._candidate_days = None
 
-    def process(self, bucket, side):
+    def process(self, bucket, side, daily):
         impressions = read_bucket(self.tmp, "impressions", bucket)
         names = self.split.assign(impressions["ts"].to_numpy())
         impressions = impressions[names != ""].assign(_split=names[names != ""])
@@ -266,6 +298,8 @@ class SampleRows(beam.DoFn):
         index = pd.Series(self.hour_offsets, dtype=np.int64).reindex(hours).to_numpy() + impressions["_rank"].to_numpy()
         impressions = impressions.assign(_index=index).sort_values(["_split", "_index"], kind="stable")
         histories = Histories(read_bucket(self.tmp, "events", bucket).drop(columns="_row"), impressions)
+        if self._candidate_days is None:  # the side input is the same for every bundle of the pipeline
+            self._candidate_days = CandidateDays(sum_daily([frame for _, frame in daily]))
         path = Path(self.tmp) / "samples" / f"bucket-{bucket:05d}.arrow"
         path.parent.mkdir(parents=True, exist_ok=True)
         refs = []
@@ -274,7 +308,7 @@ class SampleRows(beam.DoFn):
             shard = impressions["_index"].to_numpy() // self.config.shard_rows
             key = pd.factorize(pd.MultiIndex.from_arrays([impressions["_split"].to_numpy(), shard]))[0]
             for _, chunk in split_by(impressions, key):
-                table = sample_table(histories, chunk, side[PV], self.config)
+                table = sample_table(histories, chunk, side[PV], self._candidate_days, self.config)
                 table = table.append_column("_index", pa.array(chunk["_index"].to_numpy(), pa.int64()))
                 if writer is None:
                     writer = pa.ipc.new_file(str(scratch), table.schema, options=pa.ipc.IpcWriteOptions(compression="zstd"))
@@ -339,8 +373,12 @@ def build_pipeline(pipeline: beam.Pipeline, tmp: str, work_dir: str, buckets: in
                      | "group by relation" >> beam.GroupByKey()
                      | "write tables" >> beam.ParDo(WriteTables(tmp, work_dir, snapshot_days)))
 
+    daily = (user_buckets
+             | "daily counts" >> beam.ParDo(DailyCounts(tmp, key_buckets))
+             | "sum daily counts" >> beam.CombinePerKey(SumDaily()))
     samples_written = (user_buckets
-                       | "sample rows" >> beam.ParDo(SampleRows(tmp, split, hour_offsets, config.samples), side)
+                       | "sample rows" >> beam.ParDo(SampleRows(tmp, split, hour_offsets, config.samples), side,
+                                                     beam.pvalue.AsList(daily))
                        | "group by shard" >> beam.GroupByKey()
                        | "write shards" >> beam.ParDo(WriteShard(work_dir, split_rows, config.samples.shard_rows)))
 
