@@ -12,7 +12,22 @@ query_history_ts     int64       [B, H]        their epoch seconds (any value wh
 item_history         string      [B, H2]       clicked items, most recent first, "" padded
 item_history_ts      int64       [B, H2]       their epoch seconds
 request_ts           int64       [B]           when the dropdown is shown
+prefix               string      [B]           what the user has typed ("" when nothing)
+user_candidate_count int64       [B]           the user's queries equal to the candidate in the
+                                               look-back before request_ts (build's
+                                               ``--personal-days``, default 365); 0 if none
+user_candidate_age   int64       [B]           seconds since the latest of them; -1 if none
+candidate_query_count int64      [B]           the candidate issued as a query by anybody in the
+                                               ``--popularity-days`` (default 30) whole days
+                                               before the request's day (UTC); 0 if unseen
+candidate_impressions int64      [B]           the candidate shown in a dropdown, same days
+candidate_clicks     int64       [B]           the candidate clicked in a dropdown, same days
 ===================  ==========  ============  ==================================================
+
+The counters are what a serving system keeps: a per-user count and last time per query, and
+per-candidate daily totals refreshed once a day (so never the request's own day). A new user or
+candidate sends 0 (and -1 for the age); exact matches with the history are computed inside the
+model from ``candidate`` and ``query_history``.
 
 and returns ``ctr`` float32 [B], the click probability (position-free: a PAL tower is not part of
 serving). Histories are **dense and padded with ""** rather than ragged: TF Serving's REST and
@@ -28,6 +43,7 @@ scored silently:
   its timestamps (a 1-D history is refused: it is one user's history, not a batch of them);
 * ``candidate`` is not blank: "" is the padding id and " " is not a suggestion;
 * ``request_ts`` is epoch seconds, from 0 to 2200-01-01 (a millisecond value is past 2200);
+* the counts are >= 0 and ``user_candidate_age`` is >= -1;
 * no non-padded history entry is after ``request_ts`` (the model was trained on histories strictly
   before the request).
 
@@ -72,7 +88,7 @@ from dropdown_rank._io import _UMASK, read_json, write_json
 from dropdown_rank.build import Work
 from dropdown_rank.graph import RELATIONS
 from dropdown_rank.model import SIGNATURE, check_serving_features
-from dropdown_rank.samples import read_samples
+from dropdown_rank.samples import COUNTER_FIELDS, read_samples
 from dropdown_rank.train import load_run
 
 LOOKUPS = ("user_lookup", "query_lookup", "item_lookup")
@@ -85,6 +101,7 @@ class ServingModule(tf.Module):
     def __init__(self, ranker):
         super().__init__(name="dropdown_rank")
         self.model_variables = list(ranker.variables)
+        self.graph_state = ranker.graph_state()
         self.lookup_tables = [getattr(ranker, name).lookup_table for name in LOOKUPS]
 
         # The ranker is reached through the closure, not an attribute, so that saving does not
@@ -99,7 +116,8 @@ class ServingModule(tf.Module):
 def serving_example(work_dir: Path, max_candidates: int = 10) -> dict:
     """A TF Serving REST body (``{"instances": [...]}``) for one test request of the work directory."""
     frame = read_samples(work_dir / "samples", "test", columns=["request_id", "user_id", "candidate", "request_ts", "query_history",
-                                                                 "query_history_ts", "item_history", "item_history_ts"])
+                                                                 "query_history_ts", "item_history", "item_history_ts", "prefix",
+                                                                 *COUNTER_FIELDS])
     sizes = frame.groupby("request_id").size()
     request = sizes.idxmax() if sizes.max() < max_candidates else sizes[sizes >= max_candidates].index[0]
     rows = frame[frame["request_id"] == request].head(max_candidates)
@@ -109,6 +127,7 @@ def serving_example(work_dir: Path, max_candidates: int = 10) -> dict:
             "user_id": row.user_id, "candidate": row.candidate, "request_ts": int(row.request_ts),
             "query_history": list(row.query_history[:20]), "query_history_ts": [int(t) for t in row.query_history_ts[:20]],
             "item_history": list(row.item_history[:20]), "item_history_ts": [int(t) for t in row.item_history_ts[:20]],
+            "prefix": row.prefix, **{name: int(getattr(row, name)) for name in COUNTER_FIELDS},
         })
     # TF Serving batches instances into dense tensors, so every instance needs the same lengths;
     # pad with "" / 0 to the longest (here all rows share one user, so they already match).
@@ -274,7 +293,8 @@ def export(run_dir, out_dir, graph_dir=None, precompute_context: bool = False, o
                 "histories": "most recent first, padded with \"\" (timestamps with anything); longer than seq_len is cut to the latest",
                 "contract": "InvalidArgumentError naming the input for: an empty batch, different batch sizes, a history that is "
                             "not [batch, length] or whose timestamps have another shape, a blank candidate, request_ts negative "
-                            "or after 2200 (milliseconds), a non-padded history timestamp after request_ts",
+                            "or after 2200 (milliseconds), a non-padded history timestamp after request_ts, a negative count, "
+                            "user_candidate_age below -1",
             },
             "run": str(run_dir.resolve()),
             "exported_with": {"dropdown_rank": __version__, "tensorflow": tf.__version__},

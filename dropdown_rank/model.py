@@ -13,8 +13,16 @@ All three share one body:
   starts at or before its ``request_ts``, so an exported model holding one snapshot reads it always.
 * Each history behavior adds an embedding of its log-bucketed gap to the request time.
 * Target attention, conditioned on the candidate and masking padding, pools each history.
+* :class:`~dropdown_rank.layers.RequestFeatures` turns the request's scalar features (exact
+  matches of the candidate in the query history, computed here from the raw strings; the user's
+  long-window count of the candidate; its popularity and past CTR; the prefix) into a vector
+  (``features``: which groups; none gives the sequence-only ranker).
 * An MLP over ``[candidate, pooled queries, pooled items, user, candidate * pooled queries,
-  candidate * pooled items]`` gives the logit.
+  candidate * pooled items, request features]`` plus a linear term of the request features gives
+  the logit. The linear term carries count-like evidence (a user's repeat of the candidate) from the
+  first steps, which the MLP alone learns slowly.
+* ``calibration`` (scale, bias), fitted on validation days after training (``train.py``), maps the
+  logit to a calibrated one; it is (1, 0) while training.
 
 ``base_20`` and ``base_50`` differ only in ``seq_len``: the model reads the first ``seq_len``
 entries of most-recent-first histories, so longer inputs are cut to the latest behaviors.
@@ -32,7 +40,8 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
 from dropdown_rank.graph import DailyTables, NeighborTable
-from dropdown_rank.layers import GraphContext, PositionBias, TargetAttention, TimeGapEmbedding
+from dropdown_rank.layers import GraphContext, PositionBias, RequestFeatures, TargetAttention, TimeGapEmbedding
+from dropdown_rank.layers.request_features import FEATURE_GROUPS
 
 KINDS = ("base", "hgcn", "attention")
 GNN_KINDS = ("hgcn", "attention")
@@ -56,8 +65,12 @@ class ModelConfig:
     position_bias: bool = False
     max_position: int = 20
     lagged_vocab: bool = True
+    features: tuple = FEATURE_GROUPS
 
     def __post_init__(self):
+        unknown = set(self.features) - set(FEATURE_GROUPS)
+        if unknown:
+            raise ValueError(f"unknown feature groups {sorted(unknown)}; known: {', '.join(FEATURE_GROUPS)}")
         if self.kind not in KINDS:
             raise ValueError(f"model kind must be one of {KINDS}, not {self.kind!r}")
         if self.id_time_only and self.kind == "base":
@@ -72,9 +85,12 @@ class ModelConfig:
     @property
     def name(self) -> str:
         """``base_20``, ``hgcn_20``, ``attention*_20`` (``*``: neighbors carry only id and time), ``base_20+pal``
-        (trained with the position-bias tower), ``base_20-nolag`` (without the lagged vocabulary)."""
+        (trained with the position-bias tower), ``base_20-nolag`` (without the lagged vocabulary),
+        ``base_20-nofeat`` (no request features), ``base_20-noctr`` (without one feature group)."""
+        missing = [g for g in FEATURE_GROUPS if g not in self.features]
+        features = "-nofeat" if len(missing) == len(FEATURE_GROUPS) else "".join(f"-no{g}" for g in missing)
         return (f"{self.kind}{'*' if self.id_time_only else ''}_{self.seq_len}{'+pal' if self.position_bias else ''}"
-                f"{'' if self.lagged_vocab else '-nolag'}")
+                f"{'' if self.lagged_vocab else '-nolag'}{features}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -139,7 +155,14 @@ SIGNATURE = {
     "item_history": tf.TensorSpec([None, None], tf.string, name="item_history"),
     "item_history_ts": tf.TensorSpec([None, None], tf.int64, name="item_history_ts"),
     "request_ts": tf.TensorSpec([None], tf.int64, name="request_ts"),
+    "prefix": tf.TensorSpec([None], tf.string, name="prefix"),
+    "user_candidate_count": tf.TensorSpec([None], tf.int64, name="user_candidate_count"),
+    "user_candidate_age": tf.TensorSpec([None], tf.int64, name="user_candidate_age"),
+    "candidate_query_count": tf.TensorSpec([None], tf.int64, name="candidate_query_count"),
+    "candidate_impressions": tf.TensorSpec([None], tf.int64, name="candidate_impressions"),
+    "candidate_clicks": tf.TensorSpec([None], tf.int64, name="candidate_clicks"),
 }
+COUNTS = ("user_candidate_count", "candidate_query_count", "candidate_impressions", "candidate_clicks")
 HISTORIES = ("query_history", "query_history_ts", "item_history", "item_history_ts")
 # 2200-01-01T00:00:00Z in epoch seconds. A request time in milliseconds (any date after 1970-03-26) is larger.
 MAX_REQUEST_TS = 7258118400
@@ -183,6 +206,11 @@ def check_serving_features(features: dict) -> dict:
             tf.debugging.assert_non_negative(request_ts, message="request_ts is negative: send epoch seconds"),
             tf.debugging.assert_less(request_ts, tf.constant(MAX_REQUEST_TS, tf.int64),
                                      message="request_ts is after the year 2200: send epoch seconds, not milliseconds"),
+            tf.debugging.assert_greater_equal(features["user_candidate_age"], tf.constant(-1, tf.int64),
+                                              message="user_candidate_age is below -1: send seconds since the user's last "
+                                                      "query equal to the candidate, or -1 for never"),
+            *[tf.debugging.assert_non_negative(features[name], message=f"{name} is negative: counts are >= 0")
+              for name in COUNTS],
         ]
         for kind in ("query", "item"):
             ids, ts = features[f"{kind}_history"], features[f"{kind}_history_ts"]
@@ -200,8 +228,11 @@ class DropdownRanker(tf.keras.Model):
 
     **Input** (dict): ``user_id`` string [B]; ``candidate`` string [B]; ``query_history`` and
     ``item_history`` string [B, L'] most recent first, "" padded; ``query_history_ts`` and
-    ``item_history_ts`` int64 [B, L'] epoch seconds; ``request_ts`` int64 [B]. Histories longer than
-    ``seq_len`` are cut to the latest ``seq_len``. Other keys (``position``) are ignored.
+    ``item_history_ts`` int64 [B, L'] epoch seconds; ``request_ts`` int64 [B]; ``prefix`` string [B];
+    the counters ``user_candidate_count``, ``user_candidate_age`` (-1: never),
+    ``candidate_query_count``, ``candidate_impressions``, ``candidate_clicks`` int64 [B]
+    (:data:`SIGNATURE`). Histories longer than ``seq_len`` are cut to the latest ``seq_len``. Other
+    keys (``position``) are ignored.
     """
 
     def __init__(self, config: ModelConfig, vocabularies: dict, known_since: dict | None = None, **kwargs):
@@ -217,7 +248,9 @@ class DropdownRanker(tf.keras.Model):
                 since[1 + config.num_oov:] = known_since[name]
             self.known_since[name] = tf.Variable(since, trainable=False, name=f"{name}_known_since")
         # Day starts of the loaded graph snapshots (GNN models): a request reads the latest one not after it.
-        self.graph_days = tf.Variable(tf.zeros([1], tf.int64), shape=tf.TensorShape([None]), trainable=False, name="graph_days")
+        # Untracked like the tables it indexes (GraphContext): graph data is loaded, not checkpointed.
+        object.__setattr__(self, "graph_days", tf.Variable(tf.zeros([1], tf.int64), shape=tf.TensorShape([None]), trainable=False,
+                                                           name="graph_days"))
         self.user_lookup = tf.keras.layers.StringLookup(vocabulary=self.vocabularies["users"], name="user_lookup", **lookup)
         self.query_lookup = tf.keras.layers.StringLookup(vocabulary=self.vocabularies["queries"], name="query_lookup", **lookup)
         self.item_lookup = tf.keras.layers.StringLookup(vocabulary=self.vocabularies["items"], name="item_lookup", **lookup)
@@ -243,8 +276,11 @@ class DropdownRanker(tf.keras.Model):
         self.query_context = self.contexts.get("query")
         self.item_context = self.contexts.get("item")
         self.context_tables = {}
+        self.request_features = RequestFeatures(config.features, config.seq_len, name="request_features")
+        self.wide = tf.keras.layers.Dense(1, use_bias=False, name="wide") if config.features else None
         self.mlp = tf.keras.Sequential([tf.keras.layers.Dense(u, activation="relu") for u in config.mlp_units], name="mlp")
         self.logit = tf.keras.layers.Dense(1, name="logit")
+        self.calibration = tf.Variable([1.0, 0.0], trainable=False, name="calibration")
 
     # -- graph state -------------------------------------------------------------------------
     def set_graph(self, tables: dict) -> dict:
@@ -263,6 +299,11 @@ class DropdownRanker(tf.keras.Model):
             self.contexts[kind].set_tables(**arrays)
         self.graph_days.assign(days)
         return stats
+
+    def graph_state(self) -> list:
+        """The loaded graph's variables (snapshot days and neighbor tables): not in ``variables`` or checkpoints, so a
+        SavedModel must track them itself."""
+        return [self.graph_days] + [table for context in self.contexts.values() for table in context.tables]
 
     def freeze_context(self) -> None:
         """Materialize every node's graph context into a table; afterwards contexts are gathered.
@@ -329,8 +370,13 @@ class DropdownRanker(tf.keras.Model):
         pooled_queries = self.query_pool(parts["candidate"], parts["query_keys"], parts["query_mask"])
         pooled_items = self.item_pool(parts["candidate"], parts["item_keys"], parts["item_mask"])
         candidate = parts["candidate"]
-        x = tf.concat([candidate, pooled_queries, pooled_items, parts["user"], candidate * pooled_queries, candidate * pooled_items], axis=-1)
-        return tf.squeeze(self.logit(self.mlp(x, training=training)), -1)
+        request = self.request_features(features)
+        x = tf.concat([candidate, pooled_queries, pooled_items, parts["user"], candidate * pooled_queries, candidate * pooled_items,
+                       request], axis=-1)
+        logit = self.logit(self.mlp(x, training=training))
+        if self.wide is not None:
+            logit += self.wide(request)
+        return self.calibration[0] * tf.squeeze(logit, -1) + self.calibration[1]
 
     def score(self, features):
         """Click probabilities ``[B]`` for serving requests; refuses a request that breaks the serving
@@ -364,7 +410,9 @@ def example_features(batch: int = 2, length: int = 3) -> dict:
         "user_id": tf.constant([""] * batch), "candidate": tf.constant([""] * batch),
         "query_history": tf.fill([batch, length], ""), "query_history_ts": tf.zeros([batch, length], tf.int64),
         "item_history": tf.fill([batch, length], ""), "item_history_ts": tf.zeros([batch, length], tf.int64),
-        "request_ts": tf.zeros([batch], tf.int64), "position": tf.zeros([batch], tf.int32),
+        "request_ts": tf.zeros([batch], tf.int64), "position": tf.zeros([batch], tf.int32), "prefix": tf.constant([""] * batch),
+        "user_candidate_age": tf.fill([batch], tf.constant(-1, tf.int64)),
+        **{name: tf.zeros([batch], tf.int64) for name in COUNTS},
     }
 
 

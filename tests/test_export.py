@@ -15,7 +15,7 @@ from dropdown_rank.build import BuildConfig, build
 from dropdown_rank.cli import main
 from dropdown_rank.dataset import make_dataset
 from dropdown_rank.export import instances_to_tensors
-from dropdown_rank.model import SIGNATURE, check_serving_features
+from dropdown_rank.model import COUNTS, SIGNATURE, check_serving_features
 from dropdown_rank.graph import GraphConfig
 from dropdown_rank.split import SplitConfig
 from dropdown_rank.train import load_run, predict, predictor
@@ -146,6 +146,8 @@ def request(rows=3, length=4, **override):
         "item_history": tf.constant([["unseen item"] + [""] * (length - 1)] * rows),
         "item_history_ts": tf.constant([[1767225100] + [0] * (length - 1)] * rows, tf.int64),
         "request_ts": tf.constant([1767226000] * rows, tf.int64),
+        "prefix": tf.constant(["an"] * rows), "user_candidate_age": tf.constant([-1] * rows, tf.int64),
+        **{name: tf.zeros([rows], tf.int64) for name in COUNTS},
     }
     features.update(override)
     return features
@@ -195,6 +197,13 @@ def test_blank_candidates_millisecond_times_and_future_histories_are_refused(exp
     future = tf.constant([[1767225100, 0, 0, 0], [1767226001, 0, 0, 0], [1767225100, 0, 0, 0]], tf.int64)
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"item_history_ts has entries after request_ts.*first rows:\] \[1\]"):
         signature(**request(item_history_ts=future))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="candidate_clicks is negative"):
+        signature(**request(candidate_clicks=tf.constant([0, -2, 0], tf.int64)))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="user_candidate_age is below -1"):
+        signature(**request(user_candidate_age=tf.constant([-5, 0, 0], tf.int64)))
+    # The counters are inputs the exported model reads: a user who issued the candidate before scores differently.
+    repeat = request(user_candidate_count=tf.constant([4] * 3, tf.int64), user_candidate_age=tf.constant([600] * 3, tf.int64))
+    assert not np.allclose(signature(**repeat)["ctr"].numpy(), signature(**request())["ctr"].numpy())
     # A history entry at the request time is fine, and a padded ("") entry's timestamp is ignored.
     padded_future = tf.constant([[1767226000, 1767229999, 0, 0]] * 3, tf.int64)
     scores = signature(**request(query_history_ts=padded_future))["ctr"].numpy()

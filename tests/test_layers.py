@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from dropdown_rank.layers import (GATAggregator, GraphContext, HGCNAggregator, PositionBias, SpektralGATStar,
+from dropdown_rank.layers import (GATAggregator, GraphContext, HGCNAggregator, PositionBias, RequestFeatures, SpektralGATStar,
                                   SpektralGCNStar, TargetAttention, TimeGapEmbedding)
 from dropdown_rank.layers.time_gap import log2_bucket
 
@@ -29,6 +29,7 @@ def saved_round_trip(tmp_path, layer, specs, inputs, packed=False):
     """
     module = tf.Module()
     module.layer = layer  # tracked, so its variables are saved
+    module.tables = getattr(layer, "tables", [])  # graph tables are data, saved beside the weights
     module.serve = tf.function(lambda *args: module.layer(list(args)) if packed else module.layer(*args), input_signature=specs)
     tf.saved_model.save(module, str(tmp_path / "saved"))
     loaded = tf.saved_model.load(str(tmp_path / "saved"))  # keep it alive: the function holds weak refs
@@ -232,6 +233,8 @@ def test_tables_are_swappable_and_shape_checked(tmp_path):
         fused.set_tables(**bad)
     clone = assert_config_round_trip(fused)
     assert clone.neighbor_ids.numpy().shape == (NODES, K)
+    # tables are loaded data, not weights: a checkpoint of the layer leaves them out
+    assert not any("neighbor" in v.name or "edge_weight:" in v.name or "edge_buckets" in v.name for v in fused.variables)
     specs = [tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([NODES, DIM])]
     np.testing.assert_allclose(saved_round_trip(tmp_path, fused, specs, (ids, embeddings)), fused(ids, embeddings), atol=1e-6)
 
@@ -280,3 +283,49 @@ def test_position_bias_clips_and_round_trips(tmp_path):
     np.testing.assert_allclose(out, 1 / (1 + np.exp(-logits[[0, 2, 3, 3, 0], 0])), rtol=1e-6)
     assert_config_round_trip(layer)
     np.testing.assert_allclose(saved_round_trip(tmp_path, layer, [tf.TensorSpec([None], tf.int32)], (positions,)), out)
+
+
+# -- request features ---------------------------------------------------------------------------
+
+def request_inputs():
+    hour = 3600
+    return {
+        "candidate": tf.constant(["abc", "héllo", "x"]),
+        "prefix": tf.constant(["ab", "hé", ""]),
+        # most recent first; row 0 repeats the candidate at 1 h and 3 h, row 1 only beyond L=2, row 2 pads ""
+        "query_history": tf.constant([["abc", "z", "abc"], ["a", "b", "héllo"], ["", "", ""]]),
+        "query_history_ts": tf.constant([[10 * hour - hour, 0, 10 * hour - 3 * hour], [0, 0, 0], [0, 0, 0]], tf.int64),
+        "request_ts": tf.constant([10 * hour, 10 * hour, 10 * hour], tf.int64),
+        "user_candidate_count": tf.constant([5, 0, 1], tf.int64),
+        "user_candidate_age": tf.constant([hour, -1, 0], tf.int64),
+        "candidate_query_count": tf.constant([0, 9, 1], tf.int64),
+        "candidate_impressions": tf.constant([3, 0, 1], tf.int64),
+        "candidate_clicks": tf.constant([2, 0, 1], tf.int64),
+    }
+
+
+def test_request_features_by_hand(tmp_path):
+    layer = RequestFeatures(seq_len=3)
+    out = layer(request_inputs()).numpy()
+    f = np.log1p
+    expected = np.array([
+        # exact matches (count, seen, hours since the latest), personal (count, seen, hours since), popularity,
+        # CTR (shown, clicks, clicks / (shown + 1)), prefix chars / 10, added chars / 10; counts and hours as log1p
+        [f(2), 1, f(1), f(5), 1, f(1), f(0), f(3), f(2), 2 / 4, 0.2, 0.1],
+        [f(1), 1, f(10), 0, 0, 0, f(9), 0, 0, 0, 0.2, 0.3],
+        [0, 0, 0, f(1), 1, f(0), f(1), f(1), f(1), 1 / 2, 0.0, 0.1],
+    ], np.float32)
+    assert layer.width == expected.shape[1]
+    np.testing.assert_allclose(out, expected, rtol=1e-6, atol=1e-7)
+    # L=2 does not reach row 1's match at position 3
+    np.testing.assert_allclose(RequestFeatures(["exact_match"], seq_len=2)(request_inputs()).numpy()[1], [0, 0, 0])
+    assert_config_round_trip(layer)
+    specs = [{k: tf.TensorSpec([None] * v.shape.rank, v.dtype) for k, v in request_inputs().items()}]
+    np.testing.assert_allclose(saved_round_trip(tmp_path, layer, specs, (request_inputs(),)), out, rtol=1e-6)
+
+
+def test_request_feature_groups_select_columns_and_refuse_unknown_names():
+    assert RequestFeatures(["ctr", "prefix"]).width == 5
+    assert RequestFeatures([])(request_inputs()).shape == (3, 0)
+    with pytest.raises(ValueError, match="unknown feature groups"):
+        RequestFeatures(["clicks"])

@@ -3,10 +3,11 @@ from dropdown_rank.layers.gat_aggregator import GATAggregator
 from dropdown_rank.layers.graph_context import GraphContext
 from dropdown_rank.layers.hgcn_aggregator import HGCNAggregator
 from dropdown_rank.layers.position_bias import PositionBias
+from dropdown_rank.layers.request_features import RequestFeatures
 from dropdown_rank.layers.spektral_gat_star import SpektralGATStar
 from dropdown_rank.layers.spektral_gcn_star import SpektralGCNStar
 from dropdown_rank.layers.target_attention import TargetAttention
 from dropdown_rank.layers.time_gap import TimeGapEmbedding
 
-__all__ = ["GATAggregator", "GraphContext", "HGCNAggregator", "PositionBias", "SpektralGATStar", "SpektralGCNStar",
+__all__ = ["GATAggregator", "GraphContext", "HGCNAggregator", "PositionBias", "RequestFeatures", "SpektralGATStar", "SpektralGCNStar",
            "TargetAttention", "TimeGapEmbedding"]

@@ -24,7 +24,8 @@ class GraphContext(tf.keras.layers.Layer):
     """Replaces node ids by a graph-context representation built from their first-order neighbors.
 
     The neighbor tables (ids, edge weights, edge-time buckets) are non-trainable layer state,
-    swappable with :meth:`set_tables` without retraining. They hold one or more **daily snapshots**
+    swappable with :meth:`set_tables` without retraining, and not part of the layer's weights
+    (checkpoints hold what is learned; :attr:`tables` lists them for a SavedModel). They hold one or more **daily snapshots**
     stacked as ``[snapshots * num_nodes, K]`` (a variable whose first dimension may change): a
     training model holds every day's snapshot and each row reads its own day's (``snapshot``),
     while an exported model holds one. A neighbor's features are its id embedding (the model's node
@@ -76,11 +77,15 @@ class GraphContext(tf.keras.layers.Layer):
         self.edge_time = tf.keras.layers.Embedding(EDGE_BUCKETS, dim, name="edge_time")
         self.edge_time.build((None,))
         # The first dimension is snapshots * num_nodes, so a day's tables (or every day's) load in place.
+        # The tables are data, not weights: kept out of Keras tracking, so checkpoints and save_weights
+        # hold only what training learns (a training model's daily snapshots of a real log are GBs).
+        # Whoever saves the layer for serving saves them explicitly (``tables``).
         def table(name, dtype, *inner):
-            return tf.Variable(tf.zeros([num_nodes, *inner], dtype), shape=tf.TensorShape([None, *inner]), trainable=False, name=name)
-        self.neighbor_ids = table("neighbor_ids", tf.int32, neighbors)
-        self.edge_weight = table("edge_weight", tf.float32, neighbors)
-        self.edge_buckets = table("edge_buckets", tf.int32, neighbors, 2)
+            variable = tf.Variable(tf.zeros([num_nodes, *inner], dtype), shape=tf.TensorShape([None, *inner]), trainable=False, name=name)
+            object.__setattr__(self, name, variable)
+        table("neighbor_ids", tf.int32, neighbors)
+        table("edge_weight", tf.float32, neighbors)
+        table("edge_buckets", tf.int32, neighbors, 2)
         self.weight_vector = None
         if aggregator == "attention" and use_edge_weight:
             self.weight_vector = self.add_weight(name="edge_weight_vector", shape=[dim], initializer="glorot_uniform")
@@ -106,6 +111,11 @@ class GraphContext(tf.keras.layers.Layer):
         self.neighbor_ids.assign(tf.cast(ids, tf.int32))
         self.edge_weight.assign(effective)
         self.edge_buckets.assign(buckets)
+
+    @property
+    def tables(self) -> list:
+        """The neighbor-table variables (untracked by Keras: see ``__init__``)."""
+        return [self.neighbor_ids, self.edge_weight, self.edge_buckets]
 
     @property
     def snapshots(self):
