@@ -20,6 +20,8 @@ import traceback
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
+# layers.request_features.FEATURE_GROUPS and "none", spelled out so that --help imports no TensorFlow (a test checks).
+FEATURE_CHOICES = ("exact_match", "personal", "popularity", "ctr", "prefix", "none")
 
 
 def _number(kind, minimum: float, strict: bool, what: str):
@@ -63,6 +65,11 @@ def _add_build_args(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("samples")
     g.add_argument("--seq-len", type=positive_int, default=50, help="history length stored per sample; models read a prefix (default 50)")
     g.add_argument("--lookback-days", type=positive_float, default=30.0, help="window for the activity slice field (default 30)")
+    g.add_argument("--personal-days", type=positive_float, default=365.0,
+                   help="look-back of the user's own count of the candidate (user_candidate_count/_age; default 365)")
+    g.add_argument("--popularity-days", type=positive_int, default=30,
+                   help="whole days before the request's day over which a candidate's query count, impressions and "
+                        "clicks are summed (default 30)")
     g.add_argument("--min-count", type=positive_int, default=1, help="vocabulary minimum count in the training period (default 1)")
     g.add_argument("--bad-rows", choices=("error", "skip"), default="error",
                    help="on a bad row: stop with an error (default), or skip it and count it in stats.json")
@@ -81,7 +88,8 @@ def _build_config(args):
             window_minutes=args.window_minutes, max_distance=args.max_distance, min_count=args.min_cooccur,
             min_weight=args.min_weight, window_days=args.graph_window_days,
         ),
-        samples=SampleConfig(max_len=args.seq_len, lookback_days=args.lookback_days),
+        samples=SampleConfig(max_len=args.seq_len, lookback_days=args.lookback_days, personal_days=args.personal_days,
+                             popularity_days=args.popularity_days),
         min_count=args.min_count,
         bad_rows=args.bad_rows,
     )
@@ -137,7 +145,12 @@ def _add_model_args(parser: argparse.ArgumentParser, choose_model: bool = True) 
                    help="train with a PAL position-bias tower; serving scores ignore position")
     g.add_argument("--no-lagged-vocab", action="store_true",
                    help="let training rows read ids first seen on their own day (then OOV vectors are never trained)")
+    g.add_argument("--features", nargs="*", choices=FEATURE_CHOICES, default=None, metavar="GROUP",
+                   help="request-feature groups the model reads (default: all of " + ", ".join(FEATURE_CHOICES[:-1]) +
+                        "); 'none' for the sequence-only ranker")
     g = parser.add_argument_group("training")
+    g.add_argument("--no-calibrate", action="store_true",
+                   help="skip the Platt scaling fitted on validation days after training (probabilities stay raw)")
     g.add_argument("--epochs", type=positive_int, default=4, help="maximum epochs; early stopping on exact val AUC (default 4)")
     g.add_argument("--batch-size", type=positive_int, default=1024)
     g.add_argument("--learning-rate", type=positive_float, default=1e-3)
@@ -150,6 +163,8 @@ def _model_config(args, **override):
 
     values = dict(id_time_only=args.id_time_only, graph_impl=args.graph_impl, dim=args.dim, heads=args.heads,
                   position_bias=args.position_bias, lagged_vocab=not args.no_lagged_vocab)
+    if args.features is not None:
+        values["features"] = tuple(g for g in args.features if g != "none")
     if hasattr(args, "model"):
         values.update(kind=args.model, seq_len=args.seq_len)
     values.update(override)
@@ -160,7 +175,7 @@ def _train_config(args):
     from dropdown_rank.train import TrainConfig
 
     return TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
-                       patience=args.patience, seed=args.seed)
+                       patience=args.patience, seed=args.seed, calibrate=not args.no_calibrate)
 
 
 def cmd_train(args) -> None:
@@ -174,7 +189,8 @@ def cmd_evaluate(args) -> None:
     from dropdown_rank.evaluate.slices import SliceConfig
 
     config = SliceConfig(activity_edges=tuple(args.activity_edges), pv_edges=tuple(args.pv_edges) if args.pv_edges else None)
-    evaluate(args.data, args.runs, args.out, config, replicates=args.bootstrap, seed=args.seed, storage=not args.no_storage)
+    evaluate(args.data, args.runs, args.out, config, replicates=args.bootstrap, seed=args.seed, storage=not args.no_storage,
+             split=args.split)
 
 
 def cmd_export(args) -> None:
@@ -298,6 +314,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--pv-edges", type=int, nargs="+", default=None,
                    help="candidate-PV bucket edges (default: test-impression tertiles, tail/torso/head)")
     p.add_argument("--no-storage", action="store_true", help="skip writing files to measure storage")
+    p.add_argument("--split", choices=("test", "valid"), default="test",
+                   help="the days to report on: test (default), or valid, where model choices are made")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     p.set_defaults(handler=cmd_evaluate)
 

@@ -190,3 +190,15 @@ def test_a_log_without_item_clicks_is_refused_at_build(tmp_path, capsys):
                  "--warmup-days", "0"]) == 2
     assert "has no items: the rankers embed users, queries and items" in error_line(capsys)
     assert not (tmp_path / "work").exists()
+
+
+def test_feature_choices_are_the_model_feature_groups_and_none_means_no_features():
+    from dropdown_rank.cli import FEATURE_CHOICES, _model_config
+    from dropdown_rank.layers.request_features import FEATURE_GROUPS
+
+    assert FEATURE_CHOICES == FEATURE_GROUPS + ("none",)
+    args = make_parser().parse_args(["train", "--data", "w", "--out", "r", "--features", "none"])
+    assert _model_config(args).features == () and _model_config(args).name == "base_20-nofeat"
+    args = make_parser().parse_args(["train", "--data", "w", "--out", "r", "--features", "ctr", "personal"])
+    assert _model_config(args).name == "base_20-noexact_match-nopopularity-noprefix"
+    assert _model_config(make_parser().parse_args(["train", "--data", "w", "--out", "r"])).name == "base_20"

@@ -15,7 +15,7 @@ from dropdown_rank.build import Work
 from dropdown_rank.cli import main
 from dropdown_rank.dataset import make_dataset
 from dropdown_rank.model import ModelConfig
-from dropdown_rank.train import TrainConfig, load_run, predict, predictor, train
+from dropdown_rank.train import TrainConfig, fit_calibration, load_run, predict, predictor, train
 
 QUICK = TrainConfig(epochs=3, batch_size=512, patience=5, seed=11)
 
@@ -24,17 +24,36 @@ QUICK = TrainConfig(epochs=3, batch_size=512, patience=5, seed=11)
 def hgcn_run(tiny_work, tmp_path_factory):
     run = tmp_path_factory.mktemp("runs") / "hgcn"
     assert main(["train", "--data", str(tiny_work), "--out", str(run), "--model", "hgcn", "--epochs", "2",
-                 "--batch-size", "512", "--seed", "5"]) == 0
+                 "--batch-size", "512", "--seed", "5", "--no-calibrate"]) == 0  # raw outputs: graph effects stay visible
     return run
 
 
 def test_run_directory_holds_everything_to_reload(hgcn_run):
     for path in ("config.json", "metrics.json", "epochs.json", "vocab/queries.parquet", "graph/q2q.npz", "graph/i2i.npz",
-                 "weights/ranker.index", "checkpoints/best.index", "predictions/test.parquet", "tensorboard"):
+                 "weights/ranker.index", "checkpoints/best.index", "predictions/test.parquet", "predictions/valid.parquet",
+                 "tensorboard"):
         assert (hgcn_run / path).exists(), path
     metrics = json.loads((hgcn_run / "metrics.json").read_text())
     assert metrics["model"] == "hgcn_20" and metrics["epochs_run"] == 2
     assert metrics["steady_examples_per_second"] > 0 and metrics["train_seconds_whole_call"] > 0
+    assert metrics["calibration"] is None and metrics["test_logloss_constant_ctr"] > 0 and 0 < metrics["train_ctr"] < 1
+
+
+def test_graph_tables_stay_out_of_checkpoints(hgcn_run):
+    names = [name for name, _ in tf.train.list_variables(str(hgcn_run / "weights" / "ranker"))]
+    assert any("query_embedding" in name for name in names)
+    assert not any("neighbor_ids" in name or "edge_buckets" in name or "graph_days" in name for name in names)
+
+
+def test_platt_scaling_recovers_a_known_distortion():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=200_000)
+    labels = (rng.random(logits.size) < 1 / (1 + np.exp(-(0.5 * logits - 2.0)))).astype(int)
+    scale, bias = fit_calibration(logits, labels)
+    assert scale == pytest.approx(0.5, abs=0.03) and bias == pytest.approx(-2.0, abs=0.03)
+    # a model ranking backwards is not flipped: it keeps a positive scale and predicts about the click rate
+    scale, bias = fit_calibration(-logits, labels)
+    assert scale > 0 and 1 / (1 + np.exp(-bias)) == pytest.approx(labels.mean(), rel=0.05)
 
 
 def test_test_auc_is_exact_and_reloaded_model_reproduces_predictions(hgcn_run, tiny_work):
@@ -77,6 +96,9 @@ def test_an_epoch_logged_but_not_backed_up_runs_again_and_is_logged_once(tiny_wo
     """A crash after ExactValidation wrote epoch 2 to epochs.json but before BackupAndRestore saved it."""
     config = ModelConfig(kind="base")
     reference = train(tiny_work, tmp_path / "reference", config, QUICK, verbose=0)
+    # calibrated on validation days: it never raises the validation logloss it was fitted to lower
+    calibration = reference["calibration"]
+    assert calibration["scale"] > 0 and calibration["val_logloss_after"] <= calibration["val_logloss_before"] + 1e-9
     backup_epoch_end = tf.keras.callbacks.BackupAndRestore.on_epoch_end
 
     def crash_before_second_backup(self, epoch, logs=None):
