@@ -1,18 +1,24 @@
 """Evaluation: metrics by hand, the `*` rule across seeds, slice minimums, OOV shares, baselines, reports."""
 import json
 import shutil
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from sklearn.metrics import roc_auc_score
 
 from dropdown_rank.cli import main
 from dropdown_rank.evaluate.bootstrap import MIN_CLICKING_USERS, Scorer, bootstrap_report
 from dropdown_rank.evaluate.metrics import SortedScores, auc, gauc, logloss, mrr_ndcg, per_user_auc, request_ranks
+from dropdown_rank.evaluate.markdown import CONSTANT, LEGACY, PERSONAL, render
 from dropdown_rank.evaluate.oov import oov_flags, oov_shares
-from dropdown_rank.evaluate.slices import SliceConfig, assign, bucket_labels, make_slices, pv_edges
+from dropdown_rank.evaluate.report import _aligned_frame, _pairs, personal_scores, train_click_rate
+from dropdown_rank.evaluate.slices import SliceConfig, assign, bucket_labels, candidate_degree, make_slices, pv_edges
+from dropdown_rank.evaluate.storage import ROW_FEATURES
+from dropdown_rank.graph import DailyTables
 from dropdown_rank.samples import read_samples
 
 
@@ -215,8 +221,127 @@ def test_bucket_edges_go_to_the_upper_bucket():
     assert pv_edges(pv, SliceConfig(pv_edges=(7, 70))) == [7, 70]
     slices, info = make_slices(np.array([4, 5, 60]), np.array([0, 10, 100]), SliceConfig(pv_edges=(10, 100)))
     assert list(slices["pv"]) == ["tail (PV 0-9)", "torso (PV 10-99)", "head (PV 100+)"]
+    assert bucket_labels((1, 5)) == ["0", "1-4", "5+"] and bucket_labels((0, 1, 3)) == ["0", "1-2", "3+"]
     assert [m.tolist() for m in slices["pv"].values()] == [[True, False, False], [False, True, False], [False, False, True]]
     assert info["pv_edges"] == [10, 100]
+
+
+def test_personal_count_ranks_by_count_then_position():
+    # One request of five: counts 0, 2, 2, 0, 1 at positions 0..4. Count first (2, 2, 1, 0, 0), equal counts by
+    # position: rank 1 = position 1, then 2, 4, 0, 3.
+    count, position = np.array([0, 2, 2, 0, 1]), np.arange(5)
+    scores = personal_scores(count, position)
+    assert request_ranks(np.zeros(5, int), scores, np.zeros(5)).tolist() == [4, 1, 2, 5, 3]
+    # One more past query outranks any position: count 1 at the last position 9 beats count 0 at position 0.
+    assert personal_scores(np.array([0, 1]), np.array([0, 9]))[1] > personal_scores(np.array([0, 1]), np.array([0, 9]))[0]
+    # Where the count separates clicks perfectly the AUC is 1 whatever the positions; with no counts at all it is the
+    # legacy order's.
+    labels = np.array([1, 0, 1, 0, 0, 1, 0, 0])
+    position = np.array([3, 0, 2, 1, 0, 1, 2, 3])
+    assert float(auc(personal_scores(labels * 3, position), labels)) == 1.0
+    assert float(auc(personal_scores(np.zeros(8), position), labels)) == pytest.approx(roc_auc_score(labels, -position))
+
+
+def write_shards(samples_dir, split, frames):
+    for i, frame in enumerate(frames):
+        (samples_dir / split).mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), samples_dir / split / f"part-{i:05d}.parquet")
+
+
+def baseline_world(rng, with_count=True, num_users=300):
+    """Seeded runs of one model and test samples over ``num_users`` users with 8 impressions each.
+
+    The personal count marks about two thirds of the clicks (and no non-click); the model's seeds separate clicks
+    better, so model - personal count is positive."""
+    users = np.repeat(np.arange(num_users), 8)
+    position = np.tile(np.arange(8), num_users)
+    labels = (rng.random(len(users)) < 0.25).astype(np.int8)
+    frame = pd.DataFrame({"request_id": users.astype(str), "candidate": [f"q{i}" for i in range(len(users))],
+                          "user_id": users.astype(str), "position": position, "label": labels})
+    runs = {f"m [seed {k}]": {"dir": f"run{k}", "name": "m", "seed": k,
+                              "predictions": frame.assign(prediction=1 / (1 + np.exp(-(3.0 * labels - 1.5 + rng.normal(0, 1, len(users))))))}
+            for k in (0, 1)}
+    columns = {"position": position}
+    if with_count:
+        columns["user_candidate_count"] = (labels * rng.integers(0, 3, len(users))).astype(np.int32)
+    return frame, runs, pa.table(columns)
+
+
+def test_constant_ctr_and_personal_count_are_scored_and_paired_like_the_legacy_order(tmp_path):
+    rng = np.random.default_rng(4)
+    write_shards(tmp_path / "samples", "train", [pd.DataFrame({"label": [1, 0, 0, 0, 0, 0, 0, 0]}, dtype="int8"),
+                                                 pd.DataFrame({"label": [1, 0, 0, 0, 1, 0, 0, 0]}, dtype="int8")])
+    work = SimpleNamespace(samples_dir=tmp_path / "samples", truth=lambda: None)
+    p, train_rows = train_click_rate(work)
+    assert (p, train_rows) == (3 / 16, 16)
+
+    frame, runs, samples = baseline_world(rng)
+    _, scorers = _aligned_frame(runs, work, samples, p)
+    assert set(scorers) == {"m [seed 0]", "m [seed 1]", LEGACY, PERSONAL, CONSTANT}
+    assert not scorers[PERSONAL].probability and scorers[CONSTANT].probability
+    count = samples.column("user_candidate_count").to_numpy()
+    assert np.array_equal(scorers[PERSONAL].scores, count * 8.0 - frame["position"].to_numpy())
+    pairs = _pairs(["m"], scorers)
+    assert {("m", LEGACY), ("m", PERSONAL), ("m", CONSTANT)} <= set(pairs)
+
+    labels = frame["label"].to_numpy().astype(float)
+    users = pd.factorize(frame["user_id"])[0]
+    out = bootstrap_report(labels, users, scorers, {"all": {"all": np.ones(len(frame), bool)}}, replicates=100, seed=0,
+                           requests=pd.factorize(frame["request_id"])[0], pairs=pairs)
+    overall = out["models"]
+    # The constant CTR: AUC 0.5 by construction, logloss of the train rate on the test labels, by hand.
+    q = labels.mean()
+    assert overall[CONSTANT]["all"]["all"]["auc"]["value"] == 0.5
+    assert overall[CONSTANT]["all"]["all"]["logloss"]["value"] == pytest.approx(-(q * np.log(p) + (1 - q) * np.log(1 - p)), abs=1e-12)
+    assert "logloss" not in overall[PERSONAL]["all"]["all"]
+    assert overall[PERSONAL]["all"]["all"]["auc"]["value"] == pytest.approx(roc_auc_score(labels, count * 8.0 - frame["position"]), abs=1e-12)
+    # model - personal count: the difference of the seed means, starred (interval above 0, both seeds above).
+    vs_personal = next(r for r in out["pairs"] if (r["a"], r["b"]) == ("m", PERSONAL))
+    assert vs_personal["auc"]["value"] == pytest.approx(overall["m"]["all"]["all"]["auc"]["value"] - overall[PERSONAL]["all"]["all"]["auc"]["value"])
+    assert len(overall["m"]["all"]["all"]["auc"]["per_seed"]) == 2 and vs_personal["auc"]["significant"]
+    assert set(vs_personal) >= {"gauc", "mrr", "ndcg@10"} and "logloss" not in vs_personal
+    vs_constant = next(r for r in out["pairs"] if (r["a"], r["b"]) == ("m", CONSTANT))
+    assert vs_constant["logloss"]["value"] == pytest.approx(overall["m"]["all"]["all"]["logloss"]["value"] - overall[CONSTANT]["all"]["all"]["logloss"]["value"])
+
+    # When the test rate equals the train rate, the constant's logloss is the entropy of p.
+    balanced = np.array([1] * 3 + [0] * 13)
+    constant = Scorer(CONSTANT, np.full(16, p))
+    cell = bootstrap_report(balanced, np.arange(16), {CONSTANT: constant}, {"all": {"all": np.ones(16, bool)}}, replicates=10)
+    assert cell["models"][CONSTANT]["all"]["all"]["logloss"]["value"] == pytest.approx(-(p * np.log(p) + (1 - p) * np.log(1 - p)), abs=1e-12)
+
+    # Old work directories: test samples without user_candidate_count get no personal baseline and no error.
+    _, runs, samples = baseline_world(rng, with_count=False)
+    _, scorers = _aligned_frame(runs, work, samples, p)
+    assert PERSONAL not in scorers and CONSTANT in scorers and ("m", PERSONAL) not in _pairs(["m"], scorers)
+
+
+def hand_tables():
+    """q2q snapshots at ts 100 and 200, K = 6, nodes a, b, c: degrees a 1 / 6, b 5 / 0, c 0 / 2."""
+    ids = np.zeros((2, 4, 6), np.int32)
+    ids[0, 1, :1] = [2]
+    ids[0, 2, :5] = [1, 3, 1, 3, 1]
+    ids[1, 1, :6] = [2, 3, 2, 3, 2, 3]
+    ids[1, 3, :2] = [1, 2]
+    zeros = np.zeros_like(ids)
+    return DailyTables("q2q", np.array(["", "a", "b", "c"], dtype=object), ids, zeros.astype(np.float32), zeros.astype(np.int64),
+                       zeros, np.array([100, 200], dtype=np.int64))
+
+
+def test_candidate_degree_reads_the_rows_snapshot():
+    tables = hand_tables()
+    # A row reads the latest snapshot starting at or before it (200 itself reads the second); before every snapshot
+    # the first (as the model does); unknown candidates have no neighbors.
+    candidates = np.array(["a", "a", "a", "a", "b", "b", "c", "zzz", "c"], dtype=object)
+    request_ts = np.array([150, 199, 200, 50, 100, 250, 300, 250, 199])
+    degree = candidate_degree(candidates, request_ts, tables)
+    assert degree.tolist() == [1, 1, 6, 1, 5, 0, 2, 0, 0]
+    slices, info = make_slices(np.zeros(9), np.zeros(9), SliceConfig(pv_edges=(1, 2)), degree, neighbors=6)
+    assert list(slices["degree"]) == ["0", "1-4", "5+"] and info["degree_edges"] == [1, 5]
+    assert [np.flatnonzero(m).tolist() for m in slices["degree"].values()] == [[5, 7, 8], [0, 1, 3, 6], [2, 4]]
+    # With K = 4 no node reaches 5 neighbors: the edge is dropped rather than leaving an empty bucket.
+    slices, info = make_slices(np.zeros(9), np.zeros(9), SliceConfig(pv_edges=(1, 2)), np.minimum(degree, 4), neighbors=4)
+    assert list(slices["degree"]) == ["0", "1+"] and info["degree_edges"] == [1]
+    assert "degree" not in make_slices(np.zeros(9), np.zeros(9), SliceConfig(pv_edges=(1, 2)))[0]
 
 
 def test_report_on_a_tiny_world(tiny_work, tiny_runs, tmp_path, capsys):
@@ -224,10 +349,16 @@ def test_report_on_a_tiny_world(tiny_work, tiny_runs, tmp_path, capsys):
     assert main(["evaluate", "--data", str(tiny_work), "--runs", *map(str, tiny_runs.values()), "--out", str(out),
                  "--bootstrap", "100"]) == 0
     report = json.loads((out / "report.json").read_text())
-    samples = read_samples(tiny_work / "samples", "test", columns=["request_id", "user_id", "candidate", "position", "label", "activity"])
+    assert report["split"] == "test" and report["test_period"]["test_start"] == json.loads((tiny_work / "build.json").read_text())["split"]["test_start"]
+    test_columns = pq.read_schema(sorted((tiny_work / "samples" / "test").glob("part-*.parquet"))[0]).names
+    # The personal count needs the build's user_candidate_count; work directories built before it skip the baseline.
+    has_count = "user_candidate_count" in test_columns
+    samples = read_samples(tiny_work / "samples", "test", columns=["request_id", "user_id", "candidate", "request_ts", "position", "label",
+                                                                  "activity"] + ["user_candidate_count"] * has_count)
     truth = samples.merge(pd.read_parquet(tiny_work / "truth.parquet"), on=["request_id", "candidate"], how="left")
-    expected = {"base_20", "attention_20", "legacy order", "oracle", "relevance oracle", "attention_20 (frozen graph)"}
-    assert set(report["models"]) == expected
+    expected = {"base_20", "attention_20", "legacy order", "constant CTR", "oracle", "relevance oracle", "attention_20 (frozen graph)"}
+    assert set(report["models"]) == expected | ({"personal count, then position"} if has_count else set())
+    assert bool(report["baselines_skipped"]) != has_count
     overall = {m: report["models"][m]["all"]["all"] for m in report["models"]}
 
     # Exact values: each model's AUC is its run's exact test AUC; the baselines score what they claim.
@@ -248,6 +379,19 @@ def test_report_on_a_tiny_world(tiny_work, tiny_runs, tmp_path, capsys):
     assert overall["legacy order"]["requests_without_click"] == samples["request_id"].nunique() - len(first_rank)
     vs_legacy = next(p for p in report["pairs"] if (p["a"], p["b"], p["slice"]) == ("attention_20", "legacy order", "all"))
     assert vs_legacy["auc"]["value"] == pytest.approx(overall["attention_20"]["auc"]["value"] - overall["legacy order"]["auc"]["value"])
+    # The constant CTR: the training split's click rate for every test impression.
+    train_rate = read_samples(tiny_work / "samples", "train", columns=["label"])["label"].mean()
+    q = samples["label"].mean()
+    assert report["constant_ctr"]["train_click_rate"] == pytest.approx(train_rate, abs=1e-12)
+    assert overall["constant CTR"]["auc"]["value"] == 0.5
+    assert overall["constant CTR"]["logloss"]["value"] == pytest.approx(-(q * np.log(train_rate) + (1 - q) * np.log(1 - train_rate)), abs=1e-12)
+    vs_constant = next(p for p in report["pairs"] if (p["a"], p["b"], p["slice"]) == ("base_20", "constant CTR", "all"))
+    assert vs_constant["logloss"]["value"] == pytest.approx(overall["base_20"]["logloss"]["value"] - overall["constant CTR"]["logloss"]["value"])
+    if has_count:
+        personal = samples["user_candidate_count"] * (samples["position"].max() + 1.0) - samples["position"]
+        assert overall["personal count, then position"]["auc"]["value"] == pytest.approx(roc_auc_score(samples["label"], personal), abs=1e-12)
+        assert "logloss" not in overall["personal count, then position"]
+        assert any((p["a"], p["b"], p["slice"]) == ("base_20", "personal count, then position", "pv") for p in report["pairs"])
     predictions = pd.read_parquet(tiny_runs["attention_20"] / "predictions" / "test.parquet")
     assert overall["attention_20 (frozen graph)"]["auc"]["value"] == pytest.approx(
         roc_auc_score(predictions["label"], predictions["prediction_frozen"]), abs=1e-12)
@@ -270,19 +414,47 @@ def test_report_on_a_tiny_world(tiny_work, tiny_runs, tmp_path, capsys):
     assert oov["seq_len"] == 20 and set(oov["models"]) == {"base_20", "attention_20"}
     assert oov["shares"]["all"]["all"]["user"] == pytest.approx(float((~samples["user_id"].isin(users)).mean()), abs=1e-12)
 
-    for name in ("auc_by_activity.png", "auc_by_pv.png", "storage_vs_auc.png", "attention_attention_20.png"):
+    # Degree slice: each row's candidate degree in the q2q snapshot of its day, found here by merge_asof and per-snapshot
+    # degrees, against the bucket sizes the report counted.
+    graph = np.load(tiny_work / "graph" / "q2q.npz")
+    nodes = [""] + pd.read_parquet(tiny_work / "vocab" / "queries.parquet")["token"].tolist()
+    days = pd.DataFrame({"snapshot": np.arange(len(graph["snapshot_ts"])), "ts": graph["snapshot_ts"]})
+    rows = pd.merge_asof(samples[["request_ts", "candidate"]].reset_index().sort_values("request_ts"), days, left_on="request_ts",
+                         right_on="ts").sort_values("index")
+    degrees = pd.DataFrame((graph["ids"] > 0).sum(axis=2).T, index=nodes)
+    degree = [int(degrees.at[c, s]) if c in degrees.index else 0 for c, s in zip(rows["candidate"], rows["snapshot"])]
+    counted = {b: c["impressions"] for b, c in report["models"]["base_20"]["degree"].items()}
+    assert list(counted) == ["0", "1-4", "5+"] and report["slices"]["degree_edges"] == [1, 5]
+    assert counted == {"0": degree.count(0), "1-4": sum(1 <= d < 5 for d in degree), "5+": sum(d >= 5 for d in degree)}
+
+    for name in ("auc_by_activity.png", "auc_by_pv.png", "auc_by_degree.png", "storage_vs_auc.png", "attention_attention_20.png"):
         assert (out / name).stat().st_size > 1000, name
     assert list(report["models"]["base_20"]["activity"]) == ["0-4", "5-19", "20-49", "50+"]
+    assert [b.split()[0] for b in report["models"]["base_20"]["pv"]] == ["tail", "torso", "head"]
     storage = report["storage"]["models"]
     assert storage["attention_20"]["parts"]["neighbor_tables"] > 0 and "neighbor_tables" not in storage["base_20"]["parts"]
     assert storage["attention_20"]["parts"]["neighbor_tables"] == sum(f.stat().st_size for f in (tiny_work / "graph").glob("*.npz"))
     assert storage["attention_20"]["if_neighbors_in_every_example"]["total_bytes"] > storage["attention_20"]["total_bytes"]
+    assert report["storage"]["measured"]["row_features"] == [c for c in ROW_FEATURES if c in test_columns]
     profile = report["attention_profiles"]["attention_20"]
     assert len(profile["neighbor_rank"]["query"]) == 11 and len(profile["history_position"]["item"]) == 20
     markdown = (out / "report.md").read_text()
     for heading in ("## Overall", "### Against the baselines", "## By user activity", "## By candidate query PV", "## Storage",
-                    "## Attention in attention_20", "legacy order (baseline)", "oracle (ceiling)", "One seed per model"):
+                    "## By candidate neighbor degree", "## Attention in attention_20", "legacy order (baseline)", "oracle (ceiling)",
+                    "One seed per model", "| constant CTR (baseline) |", "Δlogloss vs constant CTR",
+                    f"- Calibration: constant CTR (train click rate p={train_rate:.4f}"):
         assert heading in markdown, heading
+    assert ("### Against the personal count" in markdown) == has_count
+    pv_section = markdown[markdown.index("## By candidate query PV"):]
+    assert pv_section.index("| tail (PV") < pv_section.index("| torso (PV") < pv_section.index("| head (PV")
+    # The same report from a work directory without the personal count: one line says why, no table names it.
+    older = json.loads(json.dumps(report))
+    older["models"].pop(PERSONAL, None)
+    older["baselines"].pop(PERSONAL, None)
+    older["pairs"] = [p for p in older["pairs"] if PERSONAL not in (p["a"], p["b"])]
+    older["baselines_skipped"] = {PERSONAL: "no column"}
+    text = render(older)
+    assert text.count(PERSONAL) == 1 and f"- Baseline `{PERSONAL}` not scored: no column." in text
     assert "report.md" in capsys.readouterr().out
 
 
@@ -338,4 +510,66 @@ def test_runs_trained_on_another_work_directory_are_refused(tiny_logs, tiny_runs
     build(tiny_logs, other, BuildConfig(split=SplitConfig(valid_days=3, test_days=2)), progress=lambda *a: None, progress_bar=False)
     with pytest.raises(ValueError, match="was trained on another work directory"):
         evaluate(other, [tiny_runs["base_20"]], tmp_path / "report", replicates=10)
+    assert not (tmp_path / "report").exists()
+
+
+def test_report_on_validation_days(tiny_work, tiny_runs, tmp_path):
+    """``split="valid"``: every number is of the validation days (the runs' valid predictions, the valid samples), and says so."""
+    from dropdown_rank.evaluate.report import evaluate
+
+    out = tmp_path / "report"
+    report = evaluate(tiny_work, list(tiny_runs.values()), out, replicates=50, storage=False, split="valid", progress=lambda *a: None)
+    assert json.loads((out / "report.json").read_text())["split"] == "valid" == report["split"]
+    columns = ["request_id", "user_id", "candidate", "position", "label", "user_candidate_count"]
+    samples = read_samples(tiny_work / "samples", "valid", columns=columns)
+    truth = samples.merge(pd.read_parquet(tiny_work / "truth.parquet"), on=["request_id", "candidate"], how="left")
+    test_rows = len(read_samples(tiny_work / "samples", "test", columns=["label"]))
+    assert len(samples) != test_rows  # else the row counts below could not tell the splits apart
+    overall = {m: report["models"][m]["all"]["all"] for m in report["models"]}
+    assert set(overall) == {"base_20", "attention_20", LEGACY, PERSONAL, CONSTANT, "oracle", "relevance oracle"}
+    assert report["frozen_graph"] == [] and "test_period" not in report  # the frozen graph is scored on test days only
+    for name, run in tiny_runs.items():
+        predictions = pd.read_parquet(run / "predictions" / "valid.parquet")
+        assert len(predictions) == len(samples) == overall[name]["impressions"]
+        assert overall[name]["auc"]["value"] == pytest.approx(roc_auc_score(predictions["label"], predictions["prediction"]), abs=1e-9)
+        assert sum(c["impressions"] for c in report["models"][name]["pv"].values()) == len(samples)
+        assert sum(c["impressions"] for c in report["models"][name]["degree"].values()) == len(samples)
+    assert overall[LEGACY]["auc"]["value"] == pytest.approx(roc_auc_score(samples["label"], -samples["position"]), abs=1e-12)
+    personal = samples["user_candidate_count"] * (samples["position"].max() + 1.0) - samples["position"]
+    assert overall[PERSONAL]["auc"]["value"] == pytest.approx(roc_auc_score(samples["label"], personal), abs=1e-12)
+    assert truth["p_click"].notna().all()  # the ground truth covers the validation impressions too
+    assert overall["oracle"]["auc"]["value"] == pytest.approx(roc_auc_score(truth["label"], truth["p_click"]), abs=1e-12)
+    # The constant CTR stays the training click rate, scored on the validation labels.
+    train_rate = read_samples(tiny_work / "samples", "train", columns=["label"])["label"].mean()
+    q = samples["label"].mean()
+    assert report["constant_ctr"]["train_click_rate"] == pytest.approx(train_rate, abs=1e-12)
+    assert overall[CONSTANT]["logloss"]["value"] == pytest.approx(-(q * np.log(train_rate) + (1 - q) * np.log(1 - train_rate)), abs=1e-12)
+    users = set(pd.read_parquet(tiny_runs["base_20"] / "vocab" / "users.parquet")["token"])
+    assert report["oov"][0]["shares"]["all"]["all"]["user"] == pytest.approx(float((~samples["user_id"].isin(users)).mean()), abs=1e-12)
+    assert len(report["attention_profiles"]["attention_20"]["history_position"]["query"]) == 20
+
+    # The period is the work directory's [valid_start, test_start), and the header names the split and its days.
+    split = json.loads((tiny_work / "build.json").read_text())["split"]
+    period = report["valid_period"]
+    assert (period["valid_start"], period["valid_end"]) == (split["valid_start"], split["test_start"])
+    assert (period["valid_start_iso"], period["valid_end_iso"]) == (split["valid_start_iso"], split["test_start_iso"])
+    markdown = (out / "report.md").read_text()
+    header = markdown[:markdown.index("## Overall")]
+    assert markdown.startswith("# dropdown_rank evaluation report: validation days (split `valid`)")
+    assert f"validation period {split['valid_start_iso']} to {split['test_start_iso']}." in header
+    assert "- Split: **valid**" in header and f"- Validation split: {len(samples):,} impressions" in header
+    assert "validation-impression quantiles" in header and "test period" not in header and "Test split" not in header
+    assert "frozen snapshot" not in markdown
+
+
+def test_validation_report_needs_valid_predictions_and_a_known_split(tiny_work, tiny_runs, tmp_path):
+    from dropdown_rank.evaluate.report import evaluate
+
+    old = tmp_path / "old_base_20"
+    copy_run(tiny_runs["base_20"], old)
+    (old / "predictions" / "valid.parquet").unlink()  # a run trained before runs wrote their validation predictions
+    with pytest.raises(FileNotFoundError, match=rf"{old}: no predictions/valid.parquet .*retrain it"):
+        evaluate(tiny_work, [tiny_runs["attention_20"], old], tmp_path / "report", replicates=10, storage=False, split="valid")
+    with pytest.raises(ValueError, match="split must be one of 'test', 'valid', not 'train'"):
+        evaluate(tiny_work, [tiny_runs["base_20"]], tmp_path / "report", replicates=10, storage=False, split="train")
     assert not (tmp_path / "report").exists()

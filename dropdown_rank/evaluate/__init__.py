@@ -1,7 +1,7 @@
 """Evaluation: exact sliced metrics with seed-aware user-bootstrap intervals, baselines, OOV, storage, reports.
 
 ``metrics`` (exact AUC, GAUC, logloss, MRR, NDCG@10, vectorized over replicates) → ``bootstrap``
-(seed-averaged intervals, paired differences and the ``*`` rule) ← ``slices`` (activity / PV
-buckets); ``oov`` (vocabulary coverage per slice); ``storage`` measures training-data bytes;
+(seed-averaged intervals, paired differences and the ``*`` rule) ← ``slices`` (activity / PV /
+candidate neighbor-degree buckets); ``oov`` (vocabulary coverage per slice); ``storage`` measures training-data bytes;
 ``plots`` and ``markdown`` render; ``report`` runs it all for ``dropdown-rank evaluate``.
 """

@@ -6,7 +6,7 @@ Poisson(1) multiplicity per user; all of that user's impressions and requests ge
 replicate weights are used for every scorer and slice, so differences are paired: their intervals
 reflect only the disagreement between the scorers, not the shared noise of the sample.
 
-**Seeds.** A *scorer* is one set of test scores: one trained run (a model name and a training
+**Seeds.** A *scorer* is one set of scores of the evaluated impressions: one trained run (a model name and a training
 seed) or one baseline. Scorers with the same ``group`` (model name) are its seeds. A group's value
 is the **mean over its seeds of the metric** (not the metric of averaged predictions: that would
 score an ensemble nobody serves). Per replicate the same mean is taken, so the interval of a
@@ -50,7 +50,7 @@ TOO_FEW = "too few users/clicks"
 
 @dataclasses.dataclass
 class Scorer:
-    """One set of scores for the test impressions: a run (group = model name, its training seed) or a baseline."""
+    """One set of scores for the evaluated (test or valid) impressions: a run (group = model name, its training seed) or a baseline."""
 
     group: str
     scores: np.ndarray

@@ -4,9 +4,25 @@ from __future__ import annotations
 ORACLE = "oracle"
 RELEVANCE = "relevance oracle"
 LEGACY = "legacy order"
+PERSONAL = "personal count, then position"
+CONSTANT = "constant CTR"
 FROZEN = "(frozen graph)"
 METRIC_TITLES = {"auc": "AUC", "gauc": "GAUC", "logloss": "logloss", "mrr": "MRR", "ndcg@10": "NDCG@10"}
-BASELINE_LABEL = {LEGACY: "legacy order (baseline)", ORACLE: "oracle (ceiling)", RELEVANCE: "relevance oracle (ceiling)"}
+RANKING_METRICS = ("auc", "gauc", "mrr", "ndcg@10")
+BASELINE_LABEL = {LEGACY: "legacy order (baseline)", PERSONAL: "personal count, then position (baseline)",
+                  CONSTANT: "constant CTR (baseline)", ORACLE: "oracle (ceiling)", RELEVANCE: "relevance oracle (ceiling)"}
+# Reference scorers in table order. The constant CTR is left out of ranking tables: it ranks nothing (AUC 0.5).
+REFERENCES = (LEGACY, PERSONAL, CONSTANT, ORACLE, RELEVANCE)
+RANKING_REFERENCES = (LEGACY, PERSONAL, ORACLE, RELEVANCE)
+SLICE_TITLES = {"activity": "By user activity", "pv": "By candidate query PV", "degree": "By candidate neighbor degree"}
+# The splits a report can describe, as the text names their days. Model choices are made on ``valid``, never on ``test``.
+SPLIT_LABEL = {"test": "test", "valid": "validation"}
+
+
+def split_of(report: dict) -> tuple[str, str]:
+    """The report's split and how the text names it; reports written before the key existed are test reports."""
+    split = report.get("split", "test")
+    return split, SPLIT_LABEL[split]
 
 
 def _too_few(cell: dict) -> str:
@@ -74,16 +90,21 @@ def _focus_pairs(report: dict) -> list:
 
 def _header(report: dict) -> list:
     models = list(report["model_configs"])
-    test, boot = report["test_period"], report["bootstrap"]
+    split, label = split_of(report)
+    period, boot = report[f"{split}_period"], report["bootstrap"]
     overall = report["models"][models[0]]["all"]["all"]
     seeds = report["seeds"]
     minimums = boot["minimums"]
     one_seed = all(len(s) == 1 for s in seeds.values())
     lines = [
-        f"- Work directory: `{report['work']}`; test period {test['test_start_iso']} to {test['test_end_iso']}.",
-        f"- Test split: {overall['impressions']:,} impressions, {overall['clicks']:,} clicks, {overall['users']:,} users, "
+        f"- Work directory: `{report['work']}`; {label} period {period[f'{split}_start_iso']} to {period[f'{split}_end_iso']}.",
+        *([] if split == "test" else
+          [f"- Split: **{split}** ({label} days, where model choices are made). Every table, baseline, slice and OOV share "
+           "below is of these days; no test day is read."]),
+        f"- {label.capitalize()} split: {overall['impressions']:,} impressions, {overall['clicks']:,} clicks, {overall['users']:,} users, "
         f"{overall['requests']:,} requests ({overall['clicked_requests']:,} with a click; the "
         f"{overall['requests_without_click']:,} without one are excluded from MRR and NDCG@10).",
+        *_calibration_line(report),
         "- Training seeds: " + "; ".join(f"{m} (seed{'s' if len(seeds[m]) > 1 else ''} {', '.join(str(s) for s in seeds[m])})"
                                          for m in models) + ". "
         + ("**One seed per model**: training-seed variance is not measured, and condition 3 below is the sign of the single "
@@ -99,15 +120,29 @@ def _header(report: dict) -> list:
         "- MRR and NDCG@10: per request with a click, binary gains, candidates ranked by score within the request (ties: "
         "non-clicked first, i.e. pessimistic). A slice keeps its clicked candidates; ranks are within the whole request.",
         "- Baselines, not models: " + "; ".join(f"`{b}`: {d}" for b, d in report["baselines"].items()) + ".",
+        *(f"- Baseline `{b}` not scored: {why}." for b, why in report.get("baselines_skipped", {}).items()),
         f"- Slices: user activity = behaviors in the look-back window, edges {report['slices']['activity_edges']}; "
-        f"candidate PV = training-period impressions, edges {report['slices']['pv_edges']} ({report['slices']['pv_edges_from']}).",
+        f"candidate PV = training-period impressions, edges {report['slices']['pv_edges']} ({report['slices']['pv_edges_from']})"
+        + (f"; candidate neighbor degree = real q2q neighbors of the candidate in the snapshot its row reads (K = "
+           f"{report['slices']['degree_neighbors']}), edges {report['slices']['degree_edges']}" if "degree_edges" in report["slices"] else "")
+        + ".",
     ]
     return lines
 
 
+def _calibration_line(report: dict) -> list:
+    """The constant CTR's logloss, the bar every calibrated model clears, in one line (none when not scored)."""
+    cell = report["models"].get(CONSTANT, {}).get("all", {}).get("all", {}).get("logloss")
+    if not cell:
+        return []
+    rate = report["constant_ctr"]
+    return [f"- Calibration: constant CTR (train click rate p={rate['train_click_rate']:.4f}, over {rate['train_impressions']:,} "
+            f"training impressions) logloss {_ci(cell)}; a model worse than this is not calibrated."]
+
+
 def _overall(report: dict) -> list:
     models = list(report["model_configs"])
-    baselines = [b for b in (LEGACY, ORACLE, RELEVANCE) if b in report["models"]]
+    baselines = [b for b in REFERENCES if b in report["models"]]
     seeds = report["seeds"]
     metrics = list(METRIC_TITLES)
     cell = lambda m, k: report["models"][m]["all"]["all"].get(k)  # noqa: E731
@@ -116,7 +151,9 @@ def _overall(report: dict) -> list:
     for m in models:
         lines.append(f"| {m} | {len(seeds[m])} | " + " | ".join(_ci(cell(m, k)) for k in metrics) + " |")
     for b in baselines:
-        lines.append(f"| {_label(b)} | - | " + " | ".join(_ci(cell(b, k)) for k in metrics) + " |")
+        # Every constant-CTR candidate ties: its MRR and NDCG@10 would only measure the pessimistic tie rule.
+        lines.append(f"| {_label(b)} | - | " + " | ".join("n/a (all tied)" if b == CONSTANT and k in ("mrr", "ndcg@10") else _ci(cell(b, k))
+                                                         for k in metrics) + " |")
     if any(len(s) > 1 for s in seeds.values()):
         lines += ["", "### Spread across training seeds (min-max, sd)", "",
                   "| model | seeds | " + " | ".join(METRIC_TITLES.values()) + " |", "| --- | --- |" + " --- |" * len(metrics)]
@@ -124,14 +161,27 @@ def _overall(report: dict) -> list:
             lines.append(f"| {m} | {', '.join(str(s) for s in seeds[m])} | " + " | ".join(_spread(cell(m, k)) for k in metrics) + " |")
 
     ceilings = [c for c in (ORACLE, RELEVANCE) if c in baselines]
-    header = [f"Δ{METRIC_TITLES[k]} vs legacy" for k in ("auc", "gauc", "mrr", "ndcg@10")] + [f"{c} - model (AUC)" for c in ceilings]
+    constant = CONSTANT in baselines
+    header = [f"Δ{METRIC_TITLES[k]} vs legacy" for k in RANKING_METRICS] + [f"{c} - model (AUC)" for c in ceilings]
+    header += ["Δlogloss vs constant CTR"] if constant else []
     lines += ["", "### Against the baselines", "",
-              "Model - legacy order" + (", and the distance from each ceiling to the model (AUC)." if ceilings else "."), "",
+              "Model - legacy order" + (", the distance from each ceiling to the model (AUC)" if ceilings else "")
+              + (", and model - constant CTR in logloss (below 0: the model's probabilities beat the training click rate)"
+                 if constant else "") + ".", "",
               "| model | " + " | ".join(header) + " |", "| --- |" + " --- |" * len(header)]
     for m in models:
-        row = [_diff(_oriented(report, "all", "all", m, LEGACY, k)) for k in ("auc", "gauc", "mrr", "ndcg@10")]
+        row = [_diff(_oriented(report, "all", "all", m, LEGACY, k)) for k in RANKING_METRICS]
         row += [_diff(_oriented(report, "all", "all", c, m)) for c in ceilings]
+        row += [_diff(_oriented(report, "all", "all", m, CONSTANT, "logloss"))] if constant else []
         lines.append(f"| {m} | " + " | ".join(row) + " |")
+    if PERSONAL in baselines:
+        header = [f"Δ{METRIC_TITLES[k]} vs personal count" for k in RANKING_METRICS]
+        lines += ["", "### Against the personal count", "",
+                  "Model - personal count, then position (the user's own past queries of the candidate first, then the legacy "
+                  "order): what the model adds over the simplest personal heuristic.", "",
+                  "| model | " + " | ".join(header) + " |", "| --- |" + " --- |" * len(header)]
+        for m in models:
+            lines.append(f"| {m} | " + " | ".join(_diff(_oriented(report, "all", "all", m, PERSONAL, k)) for k in RANKING_METRICS) + " |")
 
     lines += ["", "### Paired differences between models, overall (a - b)", "",
               "| a | b | " + " | ".join(f"Δ{t}" for t in METRIC_TITLES.values()) + " |", "| --- | --- |" + " --- |" * len(metrics)]
@@ -143,9 +193,10 @@ def _overall(report: dict) -> list:
 
     frozen = report.get("frozen_graph", [])
     if frozen:
+        _, label = split_of(report)
         lines += ["", "### Daily graph snapshots against one frozen snapshot (GNN runs)", "",
-                  "Test AUC with each test day's own graph snapshot (the default) and with the first test day's snapshot for "
-                  "every test day (what an export made at the end of training serves unless its graph is refreshed). The "
+                  f"{label.capitalize()} AUC with each {label} day's own graph snapshot (the default) and with the first test day's "
+                  f"snapshot for every {label} day (what an export made at the end of training serves unless its graph is refreshed). The "
                   "difference is paired per seed (same weights, two graphs).", "",
                   "| model | seeds | AUC, daily snapshots | AUC, frozen snapshot | daily - frozen |", "| --- | --- | --- | --- | --- |"]
         for m in frozen:
@@ -181,7 +232,7 @@ def _oov_table(report: dict, slice_name: str, buckets: list) -> list:
 
 def _slice_section(report: dict, slice_name: str, title: str) -> list:
     models = list(report["model_configs"])
-    scorers = models + [b for b in (LEGACY, ORACLE, RELEVANCE) if b in report["models"]]
+    scorers = models + [b for b in RANKING_REFERENCES if b in report["models"]]
     buckets = list(report["models"][models[0]][slice_name])
     counts = [report["models"][models[0]][slice_name][b] for b in buckets]
     lines = ["", f"## {title}", "",
@@ -191,12 +242,12 @@ def _slice_section(report: dict, slice_name: str, title: str) -> list:
         lines.append(f"| {b} | {c['impressions']:,} | {c['clicks']:,} | {c['users']:,} | {c['users_with_click']:,} | "
                      f"{c['clicked_requests']:,} | {c['requests_without_click']:,} |")
     lines += _oov_table(report, slice_name, buckets)
-    for metric in ("auc", "gauc", "mrr", "ndcg@10"):
+    for metric in RANKING_METRICS:
         lines += ["", f"{METRIC_TITLES[metric]} per bucket (seed mean [95% interval]):", "",
                   "| model | " + " | ".join(buckets) + " |", "| --- |" + " --- |" * len(buckets)]
         for m in scorers:
             lines.append(f"| {_label(m)} | " + " | ".join(_ci(report["models"][m][slice_name][b].get(metric)) for b in buckets) + " |")
-    rows = _focus_pairs(report) + [(m, LEGACY) for m in models]
+    rows = _focus_pairs(report) + [(m, b) for b in (LEGACY, PERSONAL) if b in report["models"] for m in models]
     for metric in ("auc", "ndcg@10"):
         lines += ["", f"Δ{METRIC_TITLES[metric]} (a - b) per bucket:", "", "| a - b | " + " | ".join(buckets) + " |",
                   "| --- |" + " --- |" * len(buckets)]
@@ -217,10 +268,14 @@ def _storage(report: dict) -> list:
     if isinstance(snapshots, dict):
         snapshots = ", ".join(f"{r} {n}" for r, n in snapshots.items())
     held = f", holding {snapshots} daily snapshots (stats.json)" if snapshots else ""
+    row_features = measured.get("row_features")
+    features = f", and the per-row features {', '.join(f'`{c}`' for c in row_features)}" if row_features else \
+        " (no per-row features: the samples hold none)"
     lines = ["", "## Storage of the training data (bytes measured on written files)", "",
-             f"{measured['train_examples']:,} training examples. Sequences are Parquet (snappy); neighbor tables are the "
-             f"work directory's compressed `graph/*.npz` files, counted once{held}; vocabularies are needed by every model.", "",
-             "| model | sequences | neighbor tables | vocabularies | total | bytes/example | vs base_50 |",
+             f"{measured['train_examples']:,} training examples. Sample rows are Parquet (snappy): ids, position, label, "
+             f"histories cut to the model's L{features}; neighbor tables are the work directory's compressed `graph/*.npz` "
+             f"files, counted once{held}; vocabularies are needed by every model.", "",
+             "| model | sample rows | neighbor tables | vocabularies | total | bytes/example | vs base_50 |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
     for m, s in storage["models"].items():
         parts = s["parts"]
@@ -238,9 +293,13 @@ def _storage(report: dict) -> list:
 
 
 def render(report: dict) -> str:
-    lines = ["# dropdown_rank evaluation report", ""] + _header(report) + _overall(report)
-    for slice_name, title in {"activity": "By user activity", "pv": "By candidate query PV"}.items():
-        lines += _slice_section(report, slice_name, title)
+    split, label = split_of(report)
+    title = "# dropdown_rank evaluation report" + ("" if split == "test" else f": {label} days (split `{split}`)")
+    lines = [title, ""] + _header(report) + _overall(report)
+    sliced = report["models"][next(iter(report["model_configs"]))]
+    for slice_name, title in SLICE_TITLES.items():
+        if slice_name in sliced:
+            lines += _slice_section(report, slice_name, title)
     lines += _storage(report)
     for name in report.get("attention_profiles", {}):
         lines += ["", f"## Attention in {name}", "",

@@ -1,4 +1,4 @@
-"""Out-of-vocabulary shares of test impressions, per slice, for a run's vocabulary.
+"""Out-of-vocabulary shares of the evaluated split's impressions (test or valid), per slice, for a run's vocabulary.
 
 An impression counts as OOV for
 
@@ -25,8 +25,9 @@ SAMPLE_COLUMNS = ["request_id", "candidate", "user_id", "query_history", "item_h
 KINDS = ("user", "candidate", "history", "query_history", "item_history")
 
 
-def read_test_samples(samples_dir: str | Path, columns=SAMPLE_COLUMNS) -> pa.Table:
-    return pa.concat_tables([pq.read_table(f, columns=list(columns)) for f in shard_files(samples_dir, "test")])
+def read_split_samples(samples_dir: str | Path, split: str = "test", columns=SAMPLE_COLUMNS) -> pa.Table:
+    """``columns`` of every shard of one split (``test`` or ``valid``), in sample order, as one Arrow table."""
+    return pa.concat_tables([pq.read_table(f, columns=list(columns)) for f in shard_files(samples_dir, split)])
 
 
 def read_run_vocabulary(run_dir: str | Path) -> dict:

@@ -19,10 +19,12 @@ def _save(fig, path: Path) -> None:
 
 REFERENCE_STYLE = {  # baselines and ceilings: one horizontal tick per bucket, no error bars
     "legacy order": {"marker": "_", "s": 900, "color": "tab:gray", "linewidths": 2.5},
+    "personal count, then position": {"marker": "_", "s": 900, "color": "tab:brown", "linewidths": 2.5},
     "oracle": {"marker": "_", "s": 900, "color": "black", "linewidths": 1.5},
     "relevance oracle": {"marker": "_", "s": 900, "color": "tab:purple", "linewidths": 1.5},
 }
-REFERENCE_LABEL = {"legacy order": "legacy order (baseline)", "oracle": "oracle (ceiling)", "relevance oracle": "relevance oracle (ceiling)"}
+REFERENCE_LABEL = {"legacy order": "legacy order (baseline)", "personal count, then position": "personal count, then position (baseline)",
+                   "oracle": "oracle (ceiling)", "relevance oracle": "relevance oracle (ceiling)"}
 
 
 def _errorbar(ax, x, cells, **kwargs):
@@ -41,8 +43,10 @@ def _errorbar(ax, x, cells, **kwargs):
     return color
 
 
-def slice_auc(results: dict, slice_name: str, models: list, path: Path, title: str, references=()) -> None:
-    """AUC per bucket of one slice: one series per model (seed mean, 95% interval, seeds as dots), baselines as ticks."""
+def slice_auc(results: dict, slice_name: str, models: list, path: Path, title: str, references=(), split_label: str = "test") -> None:
+    """AUC per bucket of one slice: one series per model (seed mean, 95% interval, seeds as dots), baselines as ticks.
+
+    ``split_label`` names the evaluated days on the axis (``"test"``, ``"validation"``)."""
     if isinstance(references, str):
         references = [references]
     buckets = list(results[models[0]][slice_name])
@@ -59,24 +63,29 @@ def slice_auc(results: dict, slice_name: str, models: list, path: Path, title: s
         ax.scatter(x, ref, label=REFERENCE_LABEL.get(reference, reference), **style)
     labels = [f"{b}\nn={results[models[0]][slice_name][b]['impressions']:,}" for b in buckets]
     ax.set_xticks(x, labels)
-    ax.set_ylabel("test AUC (seed mean, 95% interval)")
+    ax.set_ylabel(f"{split_label} AUC (seed mean, 95% interval)")
     ax.set_title(title)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     _save(fig, path)
 
 
-def storage_vs_auc(points: list, path: Path, legacy: dict | None = None) -> None:
-    """One point per model: storage per training example against overall test AUC (seed mean, 95% interval)."""
+def storage_vs_auc(points: list, path: Path, baselines: dict | None = None, split_label: str = "test") -> None:
+    """One point per model: storage per training example against overall AUC on the evaluated days (seed mean, 95% interval).
+
+    ``baselines``: ``{name: AUC cell}``, drawn as dashed lines: they are not trained, so they have no x."""
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     for p in points:
         _errorbar(ax, [p["bytes_per_example"]], [p["auc"]])
         ax.annotate(p["model"], (p["bytes_per_example"], p["auc"]["value"]), textcoords="offset points", xytext=(6, 4), fontsize=8)
-    if legacy:
-        ax.axhline(legacy["value"], color="tab:gray", linestyle="--", label="legacy order (baseline, no storage)")
+    drawn = {name: cell for name, cell in (baselines or {}).items() if cell}
+    for name, cell in drawn.items():
+        ax.axhline(cell["value"], color=REFERENCE_STYLE.get(name, {}).get("color", "black"), linestyle="--",
+                   label=REFERENCE_LABEL.get(name, name))
+    if drawn:
         ax.legend(fontsize=8)
     ax.set_xlabel("training data stored, bytes per example (measured)")
-    ax.set_ylabel("test AUC (seed mean, 95% interval)")
+    ax.set_ylabel(f"{split_label} AUC (seed mean, 95% interval)")
     ax.set_title("Storage against AUC")
     ax.grid(alpha=0.3)
     _save(fig, path)

@@ -1,14 +1,21 @@
 """``dropdown-rank evaluate``: sliced AUC / GAUC / logloss / MRR / NDCG@10 with seed-aware intervals,
 baselines, OOV shares, storage, plots.
 
-Reads the test predictions each run wrote (``RUN/predictions/test.parquet``, exact model outputs).
+Describes one split, ``test`` (the default) or ``valid`` (``split=``): it reads the predictions each run
+wrote for it (``RUN/predictions/<split>.parquet``, exact model outputs) and the work directory's
+``<split>`` samples, and every table, baseline, slice and OOV share is of those days; the report
+names the split and its period. Model choices are made on ``valid``: the test days are then not read.
 Runs of the same model name (``ModelConfig.name``) are that model's training seeds and are grouped
 (``bootstrap``). Beside the models it scores the baselines: the **legacy order** (score = minus the
-logged position: the engine's own ranking) and, when the work directory has ground truth, the
-**oracle** (true click probability ``p_click``) and the **relevance oracle** (``p_relevance``, the
-click probability without the position factor). For GNN runs whose predictions carry
-``prediction_frozen`` (scored with one frozen graph snapshot) it compares that with the daily
-snapshots. Writes ``report.json``, ``report.md`` and PNG plots to the output directory.
+logged position: the engine's own ranking); the **personal count** (the user's own past queries of
+the candidate, ``user_candidate_count``, then the legacy order: the heuristic a model must beat to
+be worth its history; skipped for work directories whose samples lack the column); the **constant
+CTR** (the training split's click rate for every impression, whichever split is evaluated: the logloss a
+calibrated model must beat); and, when the work directory has ground truth, the **oracle** (true click probability
+``p_click``) and the **relevance oracle** (``p_relevance``, the click probability without the
+position factor). For GNN runs whose predictions carry
+``prediction_frozen`` (scored with one frozen graph snapshot; only the test predictions do) it compares
+that with the daily snapshots. Writes ``report.json``, ``report.md`` and PNG plots to the output directory.
 """
 from __future__ import annotations
 
@@ -18,32 +25,57 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 from dropdown_rank._io import atomic_path, read_json, write_json
 from dropdown_rank.build import Work
 from dropdown_rank.dataset import make_dataset
 from dropdown_rank.evaluate import plots
 from dropdown_rank.evaluate.bootstrap import Scorer, bootstrap_report
-from dropdown_rank.evaluate.markdown import FROZEN, LEGACY, ORACLE, RELEVANCE, render
-from dropdown_rank.evaluate.oov import oov_flags, oov_shares, read_run_vocabulary, read_test_samples
-from dropdown_rank.evaluate.slices import SliceConfig, make_slices
+from dropdown_rank.evaluate.markdown import CONSTANT, FROZEN, LEGACY, ORACLE, PERSONAL, RELEVANCE, SPLIT_LABEL, render
+from dropdown_rank.evaluate.oov import oov_flags, oov_shares, read_run_vocabulary, read_split_samples
+from dropdown_rank.evaluate.slices import SliceConfig, candidate_degree, make_slices
 from dropdown_rank.evaluate.storage import measure_storage, model_storage
 from dropdown_rank.model import ModelConfig
+from dropdown_rank.samples import read_samples, shard_files
+from dropdown_rank.split import TimeSplit
 from dropdown_rank.train import load_run, read_predictions
 
 _KEY = ["request_id", "candidate"]
+PERSONAL_COUNT = "user_candidate_count"
+SPLITS = tuple(SPLIT_LABEL)  # the splits a report can describe: "test", "valid"
+# Each split's half-open period [start, end) in the work directory's TimeSplit.
+_PERIOD_FIELDS = {"test": ("test_start", "test_end"), "valid": ("valid_start", "test_start")}
 BASELINES = {
     LEGACY: "score = -position: the order the legacy engine showed (baseline)",
+    PERSONAL: "how often the user queried the candidate in the look-back window before the request, descending, ties by "
+              "position (baseline; a ranking, no logloss)",
+    CONSTANT: "the training split's click rate for every impression (baseline for logloss; AUC 0.5 by construction)",
     ORACLE: "true click probability p_click, position effect included (ceiling)",
     RELEVANCE: "true click probability without the position factor, p_relevance (ceiling for a position-free ranker)",
 }
 
 
-def _load_runs(run_dirs, work: Work) -> dict:
+def check_split(split: str) -> str:
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {', '.join(repr(s) for s in SPLITS)}, not {split!r}")
+    return split
+
+
+def split_period(time_split: TimeSplit, split: str) -> dict:
+    """``{<split>_start, <split>_end}`` (half-open, seconds) and their ``_iso`` forms, from the work directory's time split."""
+    periods = time_split.to_dict()
+    start, end = _PERIOD_FIELDS[split]
+    return {f"{split}_start": periods[start], f"{split}_end": periods[end],
+            f"{split}_start_iso": periods[f"{start}_iso"], f"{split}_end_iso": periods[f"{end}_iso"]}
+
+
+def _load_runs(run_dirs, work: Work, split: str = "test") -> dict:
     """``{run key: {dir, config, name, seed, predictions}}``; runs with the same model name are seeds of one model.
 
-    Every run must have been trained on ``work``'s data (its recorded fingerprint): a report must not
-    name one work directory's periods and hold another's metrics."""
+    ``predictions`` are the run's predictions of ``split`` (``RUN/predictions/<split>.parquet``). Every
+    run must have been trained on ``work``'s data (its recorded fingerprint): a report must not name one
+    work directory's periods and hold another's metrics."""
     runs = {}
     for run_dir in map(Path, run_dirs):
         saved = read_json(run_dir / "config.json")
@@ -51,46 +83,88 @@ def _load_runs(run_dirs, work: Work) -> dict:
             raise ValueError(f"{run_dir} was trained on another work directory ({saved.get('work', '?')}, data fingerprint "
                              f"{str(saved.get('work_fingerprint'))[:12]}) than {work.path} (fingerprint {work.fingerprint[:12]}); "
                              "evaluate it with the work directory it was trained on")
+        if not (run_dir / "predictions" / f"{split}.parquet").exists():
+            why = ("trained by an older dropdown_rank, before runs wrote their validation-day predictions, or unfinished"
+                   if split == "valid" else "an unfinished run")
+            raise FileNotFoundError(f"{run_dir}: no predictions/{split}.parquet ({why}), so it cannot be evaluated on the "
+                                    f"{SPLIT_LABEL[split]} days; retrain it with `dropdown-rank train`")
         config = ModelConfig.from_dict(saved["model"])
         seed = saved.get("train", {}).get("seed")
         key = f"{config.name} [seed {seed}]"
         if key in runs:
             key = f"{config.name} [seed {seed}, {run_dir}]"
-        runs[key] = {"dir": run_dir, "config": config, "name": config.name, "seed": seed, "predictions": read_predictions(run_dir)}
+        runs[key] = {"dir": run_dir, "config": config, "name": config.name, "seed": seed, "predictions": read_predictions(run_dir, split)}
     return runs
 
 
-def _same_impressions(frame: pd.DataFrame, other: pd.DataFrame, what: str) -> None:
+def _same_impressions(frame: pd.DataFrame, other: pd.DataFrame, what: str, split: str = "test") -> None:
     if len(other) != len(frame) or not (other[_KEY].to_numpy() == frame[_KEY].to_numpy()).all():
-        raise ValueError(f"{what}: not the same test impressions in the same order as the first run's predictions "
+        raise ValueError(f"{what}: not the same {SPLIT_LABEL[split]} impressions in the same order as the first run's predictions "
                          "(were the runs trained on different work directories?)")
 
 
-def _aligned_frame(runs: dict, work: Work, samples) -> tuple[pd.DataFrame, dict]:
-    """The test impressions (with ``position``) and every scorer: each run, frozen-graph variants, baselines."""
+def personal_scores(count: np.ndarray, position: np.ndarray) -> np.ndarray:
+    """The personal-count heuristic's scores: ``count * (max position + 1) - position``.
+
+    One more past query of the candidate outranks any position, and equal counts keep the logged
+    order, so within a request this is the sort by (count descending, position ascending)."""
+    position = np.asarray(position, dtype=np.float64)
+    return np.asarray(count, dtype=np.float64) * (position.max() + 1) - position
+
+
+def train_click_rate(work: Work) -> tuple[float, int]:
+    """The training split's click rate and impressions: the constant CTR's probability (the label column only)."""
+    labels = read_samples(work.samples_dir, "train", columns=["label"])["label"].to_numpy()
+    return float(labels.mean()), int(len(labels))
+
+
+def _sample_columns(work: Work, split: str, wanted: list, optional: list) -> list:
+    """``wanted`` and those of ``optional`` the ``split`` samples hold (older work directories lack newer columns)."""
+    names = set(pq.read_schema(shard_files(work.samples_dir, split)[0]).names)
+    return wanted + [c for c in optional if c in names]
+
+
+def _degree(work: Work, samples) -> tuple[np.ndarray, int]:
+    """Each evaluated row's candidate q2q degree in its snapshot (``slices.candidate_degree``) and the graph's K.
+
+    A function of its own so that the daily tables are freed once the degrees are known."""
+    tables = work.daily_tables("q2q")
+    degree = candidate_degree(samples.column("candidate").to_numpy(), samples.column("request_ts").to_numpy(), tables)
+    return degree, int(tables.ids.shape[2])
+
+
+def _aligned_frame(runs: dict, work: Work, samples, click_rate: float, split: str = "test") -> tuple[pd.DataFrame, dict]:
+    """The ``split`` impressions (with ``position``) and every scorer: each run, frozen-graph variants, baselines.
+
+    ``samples`` are the ``split`` samples in the predictions' row order; ``click_rate`` is the constant
+    CTR's probability (:func:`train_click_rate`, the training split's whatever ``split`` is)."""
     first = next(iter(runs.values()))["predictions"]
     frame = first.drop(columns=[c for c in ("prediction", "prediction_frozen") if c in first])
     scorers, names = {}, {}
     for key, run in runs.items():
         predictions = run["predictions"]
-        _same_impressions(frame, predictions, str(run["dir"]))
+        _same_impressions(frame, predictions, str(run["dir"]), split)
         names.setdefault(run["name"], []).append(key)
         scorers[key] = Scorer(run["name"], predictions["prediction"].to_numpy(np.float64), seed=run["seed"])
         if "position" not in frame and "position" in predictions:
             frame["position"] = predictions["position"].to_numpy()
-    for name, keys in names.items():  # daily vs frozen graph: only when every seed has both
+    for name, keys in names.items():  # daily vs frozen graph: only when every seed has both (test predictions only)
         if all("prediction_frozen" in runs[k]["predictions"] for k in keys):
             for k in keys:
                 scorers[f"{k} {FROZEN}"] = Scorer(f"{name} {FROZEN}", runs[k]["predictions"]["prediction_frozen"].to_numpy(np.float64),
                                                   seed=runs[k]["seed"], slices=("all",))
-    if "position" not in frame:  # older runs: the logged position from the test samples (same row order, checked)
+    if "position" not in frame:  # older runs: the logged position from the samples (same row order, checked)
         frame["position"] = samples.column("position").to_numpy()
     scorers[LEGACY] = Scorer(LEGACY, -frame["position"].to_numpy(np.float64), probability=False)
+    if PERSONAL_COUNT in samples.column_names:
+        scorers[PERSONAL] = Scorer(PERSONAL, personal_scores(samples.column(PERSONAL_COUNT).to_numpy(), frame["position"].to_numpy()),
+                                   probability=False)
+    scorers[CONSTANT] = Scorer(CONSTANT, np.full(len(frame), click_rate))
     truth = work.truth()
     if truth is not None:
         joined = frame[_KEY].merge(truth, on=_KEY, how="left")
         if joined["p_click"].isna().any():
-            raise ValueError(f"{work.path}/truth.parquet lacks {int(joined['p_click'].isna().sum())} test impressions")
+            raise ValueError(f"{work.path}/truth.parquet lacks {int(joined['p_click'].isna().sum())} {SPLIT_LABEL[split]} impressions")
         scorers[ORACLE] = Scorer(ORACLE, joined["p_click"].to_numpy(np.float64))
         if "p_relevance" in joined:
             scorers[RELEVANCE] = Scorer(RELEVANCE, joined["p_relevance"].to_numpy(np.float64), probability=False)
@@ -98,10 +172,11 @@ def _aligned_frame(runs: dict, work: Work, samples) -> tuple[pd.DataFrame, dict]
 
 
 def _pairs(models: list, scorers: dict) -> list:
-    """Every model pair; each model against the legacy order; the oracles against each model; daily vs frozen graph."""
+    """Every model pair; each model against the legacy order, the personal count and the constant CTR; the oracles
+    against each model; daily vs frozen graph."""
     groups = {s.group for s in scorers.values()}
     pairs = [(a, b) for i, a in enumerate(models) for b in models[i + 1:]]
-    pairs += [(m, LEGACY) for m in models]
+    pairs += [(m, baseline) for baseline in (LEGACY, PERSONAL, CONSTANT) if baseline in groups for m in models]
     pairs += [(ceiling, m) for ceiling in (ORACLE, RELEVANCE) if ceiling in groups for m in models + [LEGACY]]
     pairs += [(m, f"{m} {FROZEN}", "same_seed") for m in models if f"{m} {FROZEN}" in groups]
     return pairs
@@ -127,18 +202,18 @@ def _oov(runs: dict, samples, slices: dict) -> list:
     return out
 
 
-def attention_profile(run_dir: Path, work: Work, max_rows: int = 20000) -> dict:
+def attention_profile(run_dir: Path, work: Work, max_rows: int = 20000, split: str = "test") -> dict:
     """Mean target-attention weight per history position and mean graph attention per neighbor rank.
 
     Means are over the positions / neighbors that exist (padding excluded), on the first
-    ``max_rows`` test impressions.
+    ``max_rows`` impressions of ``split``.
     """
     ranker = load_run(run_dir)
     length = ranker.config.seq_len
     position_sum = {k: np.zeros(length) for k in ("query", "item")}
     position_n = {k: np.zeros(length) for k in ("query", "item")}
     rank_sum, rank_n = {}, {}
-    for features, _ in make_dataset(work.samples_dir, "test", length, batch_size=4096).take(-(-max_rows // 4096)):
+    for features, _ in make_dataset(work.samples_dir, split, length, batch_size=4096).take(-(-max_rows // 4096)):
         explained = ranker.explain(features)
         for kind in ("query", "item"):
             mask = explained[f"{kind}_mask"].numpy()
@@ -165,19 +240,25 @@ def _graph_snapshots(work: Work):
 
 
 def evaluate(work_dir, run_dirs, out_dir, slice_config: SliceConfig = SliceConfig(), replicates: int = 1000, seed: int = 0,
-             storage: bool = True, progress=print) -> dict:
+             storage: bool = True, progress=print, split: str = "test") -> dict:
+    """The report of ``run_dirs`` on the ``split`` days (``"test"``, or ``"valid"`` for model choices) in ``out_dir``."""
     started = time.perf_counter()
+    label = SPLIT_LABEL[check_split(split)]
     work, out_dir = Work.open(work_dir), Path(out_dir)
-    runs = _load_runs(run_dirs, work)
-    samples = read_test_samples(work.samples_dir, ["request_id", "candidate", "user_id", "position", "query_history", "item_history"])
-    _same_impressions(next(iter(runs.values()))["predictions"], samples.select(_KEY).to_pandas(), f"{work.samples_dir}/test")
-    frame, scorers = _aligned_frame(runs, work, samples)
-    slices, slice_info = make_slices(frame["activity"].to_numpy(), frame["candidate_pv"].to_numpy(), slice_config)
+    runs = _load_runs(run_dirs, work, split)
+    samples = read_split_samples(work.samples_dir, split, _sample_columns(
+        work, split, ["request_id", "candidate", "user_id", "request_ts", "position", "query_history", "item_history"], [PERSONAL_COUNT]))
+    _same_impressions(next(iter(runs.values()))["predictions"], samples.select(_KEY).to_pandas(), f"{work.samples_dir}/{split}", split)
+    click_rate, train_impressions = train_click_rate(work)
+    frame, scorers = _aligned_frame(runs, work, samples, click_rate, split)
+    degree, neighbors = _degree(work, samples)
+    slices, slice_info = make_slices(frame["activity"].to_numpy(), frame["candidate_pv"].to_numpy(), slice_config, degree, neighbors,
+                                     split_label=label)
     users = pd.factorize(frame["user_id"])[0]
     requests = pd.factorize(frame["request_id"])[0]
     models = list(dict.fromkeys(r["name"] for r in runs.values()))
     seeds = {m: [r["seed"] for r in runs.values() if r["name"] == m] for m in models}
-    progress(f"evaluate: {len(frame):,} test impressions, {len(models)} model(s), {len(runs)} run(s) "
+    progress(f"evaluate: {len(frame):,} {label} impressions, {len(models)} model(s), {len(runs)} run(s) "
              f"(seeds per model: {', '.join(f'{m} {len(s)}' for m, s in seeds.items())}), {replicates} bootstrap replicates over users")
     result = bootstrap_report(frame["label"].to_numpy(), users, scorers, slices, replicates=replicates, seed=seed,
                               requests=requests, pairs=_pairs(models, scorers))
@@ -192,15 +273,19 @@ def evaluate(work_dir, run_dirs, out_dir, slice_config: SliceConfig = SliceConfi
         storage_report = {"measured": measured, "models": {m: model_storage(c.kind, c.seq_len, measured) for m, c in configs.items()}}
 
     first_run = {m: next(r for r in runs.values() if r["name"] == m) for m in models}
-    profiles = {m: attention_profile(r["dir"], work) for m, r in first_run.items() if r["config"].kind == "attention"}
+    profiles = {m: attention_profile(r["dir"], work, split=split) for m, r in first_run.items() if r["config"].kind == "attention"}
     groups = {s.group for s in scorers.values()}
     report = {
         "work": str(work.path.resolve()),
-        "test_period": {k: v for k, v in work.split.to_dict().items() if k.startswith("test")},
+        "split": split,
+        f"{split}_period": split_period(work.split, split),
         "runs": {m: [str(r["dir"]) for r in runs.values() if r["name"] == m] for m in models},
         "seeds": seeds,
         "model_configs": {m: r["config"].to_dict() for m, r in first_run.items()},
         "baselines": {b: d for b, d in BASELINES.items() if b in groups},
+        "baselines_skipped": {} if PERSONAL in groups else
+        {PERSONAL: f"the {label} samples have no {PERSONAL_COUNT} column (a work directory built before it existed; rebuild)"},
+        "constant_ctr": {"train_click_rate": click_rate, "train_impressions": train_impressions},
         "frozen_graph": [m for m in models if f"{m} {FROZEN}" in groups],
         "slices": slice_info,
         "bootstrap": {"replicates": replicates, "seed": seed, "unit": "user", "interval": "percentile 95%",
@@ -210,7 +295,7 @@ def evaluate(work_dir, run_dirs, out_dir, slice_config: SliceConfig = SliceConfi
         "storage": storage_report,
         "attention_profiles": profiles,
     }
-    report["plots"] = _write_plots(out_dir, result["models"], models, storage_report, profiles)
+    report["plots"] = _write_plots(out_dir, result["models"], models, storage_report, profiles, label)
     report["seconds"] = round(time.perf_counter() - started, 2)
     write_json(out_dir / "report.json", report)
     with atomic_path(out_dir / "report.md") as tmp:
@@ -219,17 +304,24 @@ def evaluate(work_dir, run_dirs, out_dir, slice_config: SliceConfig = SliceConfi
     return report
 
 
-def _write_plots(out_dir: Path, results: dict, models: list, storage_report: dict, profiles: dict) -> dict:
-    references = [b for b in (LEGACY, ORACLE, RELEVANCE) if b in results]
-    paths = {"auc_by_activity": "auc_by_activity.png", "auc_by_pv": "auc_by_pv.png"}
-    plots.slice_auc(results, "activity", models, out_dir / paths["auc_by_activity"], "AUC by user activity (behaviors in look-back)", references)
-    plots.slice_auc(results, "pv", models, out_dir / paths["auc_by_pv"], "AUC by candidate query PV (training impressions)", references)
+SLICE_PLOTS = {"activity": "AUC by user activity (behaviors in look-back)", "pv": "AUC by candidate query PV (training impressions)",
+               "degree": "AUC by candidate neighbor degree (q2q, the row's snapshot)"}
+
+
+def _write_plots(out_dir: Path, results: dict, models: list, storage_report: dict, profiles: dict, split_label: str = "test") -> dict:
+    # The constant CTR is not drawn: its AUC is 0.5 by construction.
+    references = [b for b in (LEGACY, PERSONAL, ORACLE, RELEVANCE) if b in results]
+    paths = {}
+    for slice_name, title in SLICE_PLOTS.items():
+        if slice_name in results[models[0]]:
+            paths[f"auc_by_{slice_name}"] = f"auc_by_{slice_name}.png"
+            plots.slice_auc(results, slice_name, models, out_dir / paths[f"auc_by_{slice_name}"], title, references, split_label)
     if storage_report:
         points = [{"model": name, "bytes_per_example": s["bytes_per_example"], "auc": results[name]["all"]["all"]["auc"]}
                   for name, s in storage_report["models"].items()]
-        legacy = results.get(LEGACY, {}).get("all", {}).get("all", {}).get("auc")
+        baselines = {b: results[b]["all"]["all"].get("auc") for b in (LEGACY, PERSONAL) if b in results}
         paths["storage_vs_auc"] = "storage_vs_auc.png"
-        plots.storage_vs_auc(points, out_dir / paths["storage_vs_auc"], legacy)
+        plots.storage_vs_auc(points, out_dir / paths["storage_vs_auc"], baselines, split_label)
     for name, profile in profiles.items():
         key = f"attention_{name}"
         paths[key] = f"attention_{name.replace('*', 'star').replace('+', '_')}.png"

@@ -3,9 +3,12 @@
 For the training split, this writes (to a scratch directory, then deletes) one Parquet file per
 variant, with the same writer settings (snappy, dictionary encoding), and measures its bytes:
 
-* ``sequences L``: the model's input features with histories cut to L (base_20, base_50, and the
-  GNN's L=20 sequences): user_id, candidate, request_ts, position, label, the two histories and
-  their timestamps;
+* ``sequences L`` (the sample rows): the model's input features with histories cut to L (base_20,
+  base_50, and the GNN's L=20 sequences): user_id, candidate, request_ts, position, label, the two
+  histories and their timestamps, and the per-row features every model reads when the samples hold
+  them (:data:`ROW_FEATURES`: the user's and the candidate's point-in-time counts and the prefix;
+  ``measured["row_features"]`` lists those counted). The slicing fields (``activity``,
+  ``candidate_pv``) and ``request_id`` are not model input and are not counted;
 * ``neighbor tables``: the work directory's ``graph/*.npz`` files, counted once, for GNN models:
   their real bytes, so every daily snapshot they hold is counted (the report says how many when
   ``stats.json`` records it);
@@ -26,12 +29,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from dropdown_rank.samples import shard_files
+from dropdown_rank.samples import COUNTER_FIELDS, shard_files
 from dropdown_rank.graph import NeighborTable
 
 MODEL_COLUMNS = ["user_id", "candidate", "request_ts", "position", "label", "query_history", "query_history_ts",
                  "item_history", "item_history_ts"]
 HISTORIES = ["query_history", "query_history_ts", "item_history", "item_history_ts"]
+ROW_FEATURES = [*COUNTER_FIELDS, "prefix"]  # read by every model beside the sequences (``dataset.FEATURES``)
 
 
 def _cut(table: pa.Table, seq_len: int) -> pa.Table:
@@ -65,12 +69,12 @@ def _neighbor_columns(prefix: str, nodes: pa.ChunkedArray, table: NeighborTable,
     }
 
 
-def _write_variant(samples_dir: Path, path: Path, seq_len: int, tables: dict | None = None) -> int:
+def _write_variant(samples_dir: Path, path: Path, seq_len: int, columns: list, tables: dict | None = None) -> int:
     writer = None
     dictionaries = {r: pa.array(t.nodes.astype(str)) for r, t in (tables or {}).items()}
     try:
         for shard in shard_files(samples_dir, "train"):
-            table = _cut(pq.read_table(shard, columns=MODEL_COLUMNS), seq_len)
+            table = _cut(pq.read_table(shard, columns=columns), seq_len)
             if tables:
                 extra = {}
                 extra.update(_neighbor_columns("candidate", table.column("candidate"), tables["q2q"], dictionaries["q2q"]))
@@ -94,19 +98,25 @@ def _dir_bytes(paths) -> int:
 def measure_storage(work, seq_lens, with_gnn: bool, scratch: Path, progress=print) -> dict:
     """Bytes per variant on the training split of ``work`` (a :class:`~dropdown_rank.build.Work`)."""
     scratch.mkdir(parents=True, exist_ok=True)
-    rows = sum(pq.ParquetFile(f).metadata.num_rows for f in shard_files(work.samples_dir, "train"))
+    shards = shard_files(work.samples_dir, "train")
+    rows = sum(pq.ParquetFile(f).metadata.num_rows for f in shards)
+    # Older work directories lack the per-row features: their rows are measured without them.
+    names = set(pq.read_schema(shards[0]).names)
+    features = [c for c in ROW_FEATURES if c in names]
+    columns = MODEL_COLUMNS + features
     out = {"train_examples": int(rows),
+           "row_features": features,
            "vocabularies": _dir_bytes((work.path / "vocab").glob("*.parquet")),
            "neighbor_tables": _dir_bytes((work.path / "graph").glob("*.npz")),
            "sequences": {}}
     try:
         for seq_len in sorted(set(seq_lens)):
             progress(f"storage: writing L={seq_len} sequences")
-            out["sequences"][str(seq_len)] = _write_variant(work.samples_dir, scratch / f"sequences_{seq_len}.parquet", seq_len)
+            out["sequences"][str(seq_len)] = _write_variant(work.samples_dir, scratch / f"sequences_{seq_len}.parquet", seq_len, columns)
         if with_gnn:
             progress("storage: writing L=20 sequences with neighbors in every example")
             tables = {r: work.neighbor_table(r) for r in ("q2q", "i2i")}
-            out["neighbors_in_every_example_20"] = _write_variant(work.samples_dir, scratch / "neighbors_20.parquet", 20, tables)
+            out["neighbors_in_every_example_20"] = _write_variant(work.samples_dir, scratch / "neighbors_20.parquet", 20, columns, tables)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return out
