@@ -8,15 +8,18 @@ Steps: (synthesize the world unless --logs is given) → build → train every m
 seed → one evaluation report with seed-aware intervals, baselines, OOV shares and storage.
 
 * Models: base_20, base_50, hgcn_20, attention_20, hgcn*_20, attention*_20, and the position-bias
-  (PAL) variants base_20+pal and hgcn_20+pal (``--no-position-bias`` leaves those out).
+  (PAL) variants base_20+pal and hgcn_20+pal (``--no-position-bias`` leaves those out). Every
+  model reads the request features (``model.py``); the ablations base_20-nofeat and hgcn_20-nofeat
+  (sequences only) are known too. ``--models NAME ...`` picks any of them.
 * Seeds: ``--seed`` fixes the world (synthesis) and nothing else: there is one world and one build.
   ``--seeds`` are the **training** seeds (initialization, data order); each model is trained once per
   seed, in ``runs/<name>/seed<k>`` (``*`` is spelled ``_star`` in directory names).
 * Resuming: a run whose directory has ``metrics.json`` is reused, so an interrupted study continues
   where it stopped, and adding a seed trains only the new runs.
 
-Writes ``OUT/study.json`` (per model and seed: test AUC, steady examples/second; timings) and
-``OUT/report/report.md``.
+Writes ``OUT/study.json`` (per model and seed: test AUC, steady examples/second; timings),
+``OUT/report/report.md`` (test days) and ``OUT/report_valid/report.md`` (validation days: the one to
+make choices on).
 """
 from __future__ import annotations
 
@@ -44,6 +47,11 @@ POSITION_BIAS_MODELS = [
     ModelConfig(kind="base", seq_len=20, position_bias=True),
     ModelConfig(kind="hgcn", seq_len=20, position_bias=True),
 ]
+FEATURE_ABLATIONS = [
+    ModelConfig(kind="base", seq_len=20, features=()),
+    ModelConfig(kind="hgcn", seq_len=20, features=()),
+]
+CATALOG = {config.name: config for config in MODELS + POSITION_BIAS_MODELS + FEATURE_ABLATIONS}
 
 
 def run_name(config: ModelConfig) -> str:
@@ -62,12 +70,16 @@ def main(argv=None) -> None:
     parser.add_argument("--seed", type=int, default=0, help="the world's seed (synthesis); one world for every run")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds: every model is trained once per seed")
     parser.add_argument("--no-position-bias", action="store_true", help="leave out base_20+pal and hgcn_20+pal")
+    parser.add_argument("--models", nargs="+", choices=sorted(CATALOG), metavar="NAME",
+                        help=f"train only these (default: the six, plus the PAL variants); known: {', '.join(CATALOG)}")
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--bootstrap", type=int, default=1000)
     args = parser.parse_args(argv)
     if len(set(args.seeds)) != len(args.seeds):
         parser.error(f"--seeds: repeated seed in {args.seeds}")
     models = MODELS + ([] if args.no_position_bias else POSITION_BIAS_MODELS)
+    if args.models:
+        models = [CATALOG[name] for name in args.models]
 
     out = Path(args.out)
     timings = {}
@@ -93,6 +105,7 @@ def main(argv=None) -> None:
 
     clock = time.perf_counter()
     evaluate(out / "work", runs, out / "report", replicates=args.bootstrap, seed=args.seed)
+    evaluate(out / "work", runs, out / "report_valid", replicates=args.bootstrap, seed=args.seed, split="valid")
     timings["evaluate"] = time.perf_counter() - clock
     timings["total"] = time.perf_counter() - started
     write_json(out / "study.json", {
