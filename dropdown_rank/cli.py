@@ -62,6 +62,14 @@ def _add_build_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--min-weight", type=non_negative_float, default=0.0, help="drop edges with a smaller normalized weight (default 0)")
     g.add_argument("--graph-window-days", type=positive_int, default=30,
                    help="each day's graph snapshot counts the events of this many days before it (default 30)")
+    g.add_argument("--q2q-source", choices=("session", "item", "both"), default="session",
+                   help="where q2q neighbors come from: session = queries co-occurring in a session (default); item = "
+                        "queries that led to the same clicked items (query-item-query paths: a click credits the "
+                        "session's latest query before it); both = the two edge sets added. i2i is unchanged. "
+                        "item/both: --engine memory only")
+    g.add_argument("--max-item-queries", type=positive_int, default=50,
+                   help="with --q2q-source item/both: an item that more than N distinct queries led to in a snapshot's "
+                        "window is a hub and links no queries (default 50)")
     g = parser.add_argument_group("samples")
     g.add_argument("--seq-len", type=positive_int, default=50, help="history length stored per sample; models read a prefix (default 50)")
     g.add_argument("--lookback-days", type=positive_float, default=30.0, help="window for the activity slice field (default 30)")
@@ -86,7 +94,8 @@ def _build_config(args):
         graph=GraphConfig(
             neighbors=args.neighbors, mode=args.cooccurrence, session_gap_minutes=args.session_gap_minutes,
             window_minutes=args.window_minutes, max_distance=args.max_distance, min_count=args.min_cooccur,
-            min_weight=args.min_weight, window_days=args.graph_window_days,
+            min_weight=args.min_weight, window_days=args.graph_window_days, q2q_source=args.q2q_source,
+            max_item_queries=args.max_item_queries,
         ),
         samples=SampleConfig(max_len=args.seq_len, lookback_days=args.lookback_days, personal_days=args.personal_days,
                              popularity_days=args.popularity_days),

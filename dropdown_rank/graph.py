@@ -26,6 +26,26 @@ Per directed edge a→b of a snapshot:
   computed before the top-K cut so it keeps its meaning;
 * ``last_ts``: the last time the pair co-occurred (the later event's ts), always before the snapshot.
 
+**Where q2q neighbors come from** (``q2q_source``; i2i is always session/window co-occurrence):
+
+* ``"session"`` (default): the co-occurrence above;
+* ``"item"``: query-item-query paths. A query q *leads to* an item i when the user clicks i after q in
+  the same session (sessions as above: gap and midnight cuts) with no other query in between; per day
+  of the click, the sessions per (q, i) are counted (:func:`query_item_pairs`). In snapshot ``d``,
+  over the same window days, two queries q != q' that led to a common item are linked, with
+  ``count`` = sum over their common items i of min(count(q, i), count(q', i)) and ``last_ts`` the
+  latest click on a common item (:func:`query_item_edges`). An item that more than
+  ``max_item_queries`` distinct (vocabulary) queries led to in the window is a hub (a navigational
+  item like google.com would link everything, with pairs growing as the square of its queries): it
+  is skipped, links nothing, and is counted in the stats (``hub_items_skipped``);
+* ``"both"``: the session edges and the query-item-query edges added (counts summed, latest
+  ``last_ts`` kept).
+
+Then weights, thresholds and the top-K cut are the same as for session edges. The option keeps the
+point-in-time property: every query-item-query edge of snapshot ``d`` comes from clicks of the
+window days, all before ``d`` (and so its ``last_ts`` is before ``d``), between queries known at
+``d``. Only the in-memory build computes it; ``build --engine beam`` refuses it.
+
 Edges with ``count < min_count`` or ``weight < min_weight`` are dropped; each node keeps its top-K
 neighbors by weight (ties: count, then recency, then id). Counting is vectorized: one shifted
 comparison per distance 1..max_distance over the sorted arrays gives per-day pair counts once;
@@ -48,6 +68,8 @@ from tqdm.auto import tqdm
 from dropdown_rank._io import write_npz
 
 RELATIONS = {"q2q": ("query", "queries"), "i2i": ("item", "items")}
+Q2Q_SOURCES = ("session", "item", "both")
+QIQ_SOURCE_NAMES = {"item": "query-item-query paths", "both": "sessions and query-item-query paths"}
 
 
 DAY = 86400
@@ -63,10 +85,18 @@ class GraphConfig:
     min_count: int = 1
     min_weight: float = 0.0
     window_days: int = 30
+    q2q_source: str = "session"
+    max_item_queries: int = 50
 
     def __post_init__(self):
         if self.mode not in ("session", "window"):
             raise ValueError(f"co-occurrence mode must be 'session' or 'window', not {self.mode!r}")
+        if self.q2q_source not in Q2Q_SOURCES:
+            raise ValueError(f"q2q source must be one of {', '.join(map(repr, Q2Q_SOURCES))} (session co-occurrence, "
+                             f"query-item-query paths, or both added), not {self.q2q_source!r}")
+        if self.max_item_queries < 2:
+            raise ValueError(f"max_item_queries must be at least 2 (an item links queries only when two or more lead to it), "
+                             f"not {self.max_item_queries}")
         if self.neighbors < 1 or self.max_distance < 1:
             raise ValueError("neighbors and max_distance must be at least 1")
         if self.window_days < 1:
@@ -282,24 +312,107 @@ def _quantiles(values: np.ndarray) -> dict:
     return {str(q): float(np.quantile(values, q)) for q in (0.0, 0.25, 0.5, 0.75, 0.9, 0.99, 1.0)}
 
 
+def _sessions(events: pd.DataFrame, config: GraphConfig):
+    """``events`` sorted by (user, ts) (ties keep their order), with user codes, ts and session numbers."""
+    events = events.sort_values(["user_id", "ts"], kind="stable")
+    user_codes = pd.factorize(events["user_id"])[0]
+    ts = events["ts"].to_numpy(dtype=np.int64)
+    return events, user_codes, ts, session_ids(user_codes, ts, config.session_gap_minutes * 60.0)
+
+
+def _no_pairs() -> pd.DataFrame:
+    return pd.DataFrame({c: np.zeros(0, np.int64) for c in ("day", "src", "dst", "count", "last_ts")})
+
+
 def relation_pairs(events: pd.DataFrame, vocabs: dict, config: GraphConfig):
     """Per relation, the daily pair counts of ``events`` (:func:`daily_pair_counts`), with the number of behaviors
     and of behaviors outside the vocabulary: yields ``(relation, (pairs, behaviors, outside))``.
 
     Everything here is per user: the events of any set of users (all of them, or one partition) give their pairs,
     and the pairs of a partition of the users add up to the pairs of all (:func:`merge_pairs`). Ties in ts keep the
-    order of ``events``.
+    order of ``events``. With ``q2q_source="item"`` q2q has no session pairs (its edges come from
+    :func:`query_item_pairs` alone), so none are counted.
     """
-    events = events.sort_values(["user_id", "ts"], kind="stable")
-    user_codes = pd.factorize(events["user_id"])[0]
-    ts = events["ts"].to_numpy(dtype=np.int64)
-    session = session_ids(user_codes, ts, config.session_gap_minutes * 60.0)
+    events, user_codes, ts, session = _sessions(events, config)
     kinds = events["kind"].to_numpy()
     for relation, (kind, vocab_name) in RELATIONS.items():
         mask = kinds == kind
         codes = pd.Index(vocabs[vocab_name]["token"]).get_indexer(events["id"].to_numpy()[mask])
-        pairs = daily_pair_counts(user_codes[mask], ts[mask], session[mask], codes, config)
+        if relation == "q2q" and config.q2q_source == "item":
+            pairs = _no_pairs()
+        else:
+            pairs = daily_pair_counts(user_codes[mask], ts[mask], session[mask], codes, config)
         yield relation, (pairs, int(mask.sum()), int((codes < 0).sum()))
+
+
+def query_item_pairs(events: pd.DataFrame, vocabs: dict, config: GraphConfig) -> pd.DataFrame:
+    """Per day, the clicks that queries lead to: (day, query, item, count, last_ts).
+
+    A query q leads to an item i when the user clicks i after q in the same session (:func:`session_ids`: gap and
+    midnight cuts) with no other query in between: every item event is credited to the session's latest query
+    before it (ties in ts keep the order of ``events``), and to none when the session has no query before it.
+    ``count`` is the number of sessions in which q led to i, ``last_ts`` the last such click and ``day`` its UTC
+    day (a session never crosses midnight). ``query`` is a code of the queries vocabulary (a click after a query
+    outside it is dropped); ``item`` is a code of the clicked item ids themselves (an item is only the link
+    between queries, so it need not be in the items vocabulary).
+    """
+    events, _, ts, session = _sessions(events, config)
+    kinds, ids = events["kind"].to_numpy(), events["id"].to_numpy()
+    is_query, is_item = kinds == "query", kinds == "item"
+    query_code = np.full(len(kinds), -1, dtype=np.int64)
+    query_code[is_query] = pd.Index(vocabs["queries"]["token"]).get_indexer(ids[is_query])
+    latest_query = np.maximum.accumulate(np.where(is_query, np.arange(len(kinds)), -1))
+    click = np.flatnonzero(is_item & (latest_query >= 0))
+    click = click[session[latest_query[click]] == session[click]]  # the latest query is in the click's own session
+    query = query_code[latest_query[click]]
+    click, query = click[query >= 0], query[query >= 0]
+    pairs = pd.DataFrame({"session": session[click], "query": query, "item": pd.factorize(ids[click])[0].astype(np.int64),
+                          "last_ts": ts[click]})
+    pairs = pairs.groupby(["session", "query", "item"], sort=False)["last_ts"].max().reset_index()  # once per session
+    pairs["day"] = pairs["last_ts"] // DAY
+    return pairs.groupby(["day", "query", "item"], sort=False).agg(count=("last_ts", "size"), last_ts=("last_ts", "max")).reset_index()
+
+
+def query_item_edges(query_items: pd.DataFrame, snapshot_ts: int, known_since: np.ndarray, config: GraphConfig):
+    """The query-item-query edges (src, dst, count, last_ts) of the snapshot at ``snapshot_ts``, and the number of hub
+    items skipped.
+
+    Over the days of ``[snapshot - window_days, snapshot)`` of ``query_items`` (:func:`query_item_pairs`), the
+    sessions per (query, item) are summed. Queries q != q' that led to a common item are linked: ``count`` is the
+    sum over their common items i of min(count(q, i), count(q', i)) (the smaller side, so that one busy query does
+    not make a strong link alone), ``last_ts`` the latest click on a common item from either. An item that more than ``max_item_queries``
+    distinct queries led to in the window is a hub (a navigational item links everything, and the pairs grow as
+    the square of its queries): it links nothing. Tokens not known at the snapshot are left out, as in
+    :func:`snapshot_edges`.
+    """
+    day = snapshot_ts // DAY
+    inside = query_items[(query_items["day"] < day) & (query_items["day"] >= day - config.window_days)]
+    reached = inside.groupby(["query", "item"], sort=False).agg(count=("count", "sum"), last_ts=("last_ts", "max")).reset_index()
+    fan_in = reached.groupby("item", sort=False)["query"].transform("size").to_numpy()
+    hubs = int(reached.loc[fan_in > config.max_item_queries, "item"].nunique())
+    reached = reached[(fan_in >= 2) & (fan_in <= config.max_item_queries)]  # an item of one query links nothing
+    both = reached.merge(reached, on="item", suffixes=("_a", "_b"))
+    both = both[both["query_a"].to_numpy() != both["query_b"].to_numpy()]
+    edges = pd.DataFrame({
+        "src": both["query_a"].to_numpy(), "dst": both["query_b"].to_numpy(),
+        "count": np.minimum(both["count_a"].to_numpy(), both["count_b"].to_numpy()),
+        "last_ts": np.maximum(both["last_ts_a"].to_numpy(), both["last_ts_b"].to_numpy()),
+    })
+    edges = edges.groupby(["src", "dst"], sort=False).agg(count=("count", "sum"), last_ts=("last_ts", "max")).reset_index()
+    known = (known_since[edges["src"].to_numpy()] <= snapshot_ts) & (known_since[edges["dst"].to_numpy()] <= snapshot_ts)
+    return edges[known], hubs
+
+
+def q2q_snapshot_edges(session_edges: pd.DataFrame, query_items: pd.DataFrame, snapshot_ts: int, known_since: np.ndarray,
+                       config: GraphConfig):
+    """The q2q edges of a snapshot for ``config.q2q_source`` "item" (query-item-query edges) or "both" (those and the
+    session edges ``session_edges`` of :func:`snapshot_edges`, added: counts summed, latest ts kept). Returns
+    (edges, hub items skipped)."""
+    edges, hubs = query_item_edges(query_items, snapshot_ts, known_since, config)
+    if config.q2q_source == "both":
+        edges = pd.concat([session_edges, edges], ignore_index=True)
+        edges = edges.groupby(["src", "dst"], sort=False).agg(count=("count", "sum"), last_ts=("last_ts", "max")).reset_index()
+    return edges, hubs
 
 
 def merge_pairs(parts) -> pd.DataFrame:
@@ -322,15 +435,20 @@ def relation_stats(day_stats: dict, sizes: list, behaviors: int, outside: int, c
 
 
 def snapshot_size(day_stats: dict) -> dict:
-    return {k: day_stats[k] for k in ("snapshot", "nodes_with_neighbors", "edges_kept", "mean_degree")}
+    keys = ("snapshot", "nodes_with_neighbors", "edges_kept", "mean_degree", "hub_items_skipped")  # the last: q-i-q only
+    return {k: day_stats[k] for k in keys if k in day_stats}
 
 
 def relation_summary(relation: str, stats: dict) -> str:
     sizes = stats["per_snapshot"]
+    source = ""
+    if "q2q_source" in stats:
+        source = (f"; neighbors from {QIQ_SOURCE_NAMES[stats['q2q_source']]}, {stats['hub_items_skipped']:,} hub items "
+                  f"(over {stats['max_item_queries']} queries) skipped")
     return (f"graph {relation}: {len(sizes)} daily snapshots ({sizes[0]['snapshot']} .. {sizes[-1]['snapshot']}, "
             f"{stats['window_days']}-day window); latest {stats['nodes_with_neighbors']:,} of {stats['nodes']:,} nodes "
             f"with neighbors, {stats['edges_kept']:,} edges kept of {stats['edges_before_top_k']:,}, "
-            f"mean degree {stats['mean_degree']:.2f}")
+            f"mean degree {stats['mean_degree']:.2f}" + source)
 
 
 def build_graphs(events: pd.DataFrame, vocabs: dict, snapshot_days: np.ndarray, config: GraphConfig, progress=print,
@@ -347,13 +465,20 @@ def build_graphs(events: pd.DataFrame, vocabs: dict, snapshot_days: np.ndarray, 
         vocab_name = RELATIONS[relation][1]
         vocab = vocabs[vocab_name]["token"]
         known_since = vocabs[vocab_name]["known_since"].to_numpy(dtype=np.int64)
+        query_items = query_item_pairs(events, vocabs, config) if relation == "q2q" and config.q2q_source != "session" else None
         snapshots, sizes = [], []
         for day in tqdm(snapshot_days, desc=f"graph {relation}", unit="day", disable=not progress_bar):
             edges = snapshot_edges(pairs, int(day), known_since, config.window_days)
+            if query_items is not None:
+                edges, hubs = q2q_snapshot_edges(edges, query_items, int(day), known_since, config)
             table, day_stats = neighbor_table(edges, len(vocab), config, relation, [""] + list(vocab), int(day))
+            if query_items is not None:
+                day_stats["hub_items_skipped"] = hubs
             snapshots.append(table)
             sizes.append(snapshot_size(day_stats))
         tables[relation] = DailyTables.stack(snapshots)
         stats[relation] = relation_stats(day_stats, sizes, behaviors, outside, config)
+        if query_items is not None:
+            stats[relation].update(q2q_source=config.q2q_source, max_item_queries=config.max_item_queries)
         progress(relation_summary(relation, stats[relation]))
     return tables, stats

@@ -202,3 +202,29 @@ def test_feature_choices_are_the_model_feature_groups_and_none_means_no_features
     args = make_parser().parse_args(["train", "--data", "w", "--out", "r", "--features", "ctr", "personal"])
     assert _model_config(args).name == "base_20-noexact_match-nopopularity-noprefix"
     assert _model_config(make_parser().parse_args(["train", "--data", "w", "--out", "r"])).name == "base_20"
+
+
+def test_q2q_source_options_reach_the_build_and_beam_refuses_item_paths(tiny_logs, tmp_path, capsys):
+    from dropdown_rank.cli import _build_config
+
+    graph = _build_config(make_parser().parse_args(["build", "--logs", "l", "--out", "w"])).graph
+    assert graph.q2q_source == "session" and graph.max_item_queries == 50
+    assert main(["build", "--logs", str(tiny_logs), "--out", str(tmp_path / "work"), "--valid-days", "2", "--test-days", "2",
+                 "--q2q-source", "both", "--max-item-queries", "7"]) == 0
+    build = json.loads((tmp_path / "work" / "build.json").read_text())
+    assert build["config"]["graph"]["q2q_source"] == "both" and build["config"]["graph"]["max_item_queries"] == 7
+    stats = json.loads((tmp_path / "work" / "stats.json").read_text())["graph"]
+    assert stats["q2q"]["q2q_source"] == "both" and stats["q2q"]["hub_items_skipped"] > 0 and "q2q_source" not in stats["i2i"]
+    assert "hub items (over 7 queries) skipped" in capsys.readouterr().out
+    for source in ("item", "both"):
+        assert main(["build", "--logs", str(tiny_logs), "--out", str(tmp_path / "beam"), "--engine", "beam",
+                     "--q2q-source", source]) == 2
+        assert error_line(capsys) == (f"dropdown-rank build: error: --q2q-source {source}: --q2q-source item/both is built by "
+                                      "the in-memory engine only; use --engine memory, or --q2q-source session with --engine beam")
+    assert not (tmp_path / "beam").exists()
+    assert main(["build", "--logs", str(tiny_logs), "--out", str(tmp_path / "w1"), "--q2q-source", "item",
+                 "--max-item-queries", "1"]) == 2
+    assert "max_item_queries must be at least 2" in error_line(capsys)
+    with pytest.raises(SystemExit):
+        main(["build", "--logs", "l", "--out", "w", "--q2q-source", "items"])
+    assert "invalid choice: 'items'" in error_line(capsys)

@@ -1,9 +1,10 @@
 """The co-occurrence graph on a hand-worked log, against a naive reference, and the leakage rule."""
 import numpy as np
 import pandas as pd
+import pytest
 
 from dropdown_rank.build import Work
-from dropdown_rank.graph import GraphConfig, build_graphs, session_ids
+from dropdown_rank.graph import GraphConfig, build_graphs, relation_summary, session_ids
 from dropdown_rank.vocab import build_vocabularies
 
 T0 = 1767225600
@@ -156,3 +157,155 @@ def test_trailing_window_forgets_old_days(tmp_path):
     assert as_dict(tables["q2q"].latest(), "a") == {"c": (1.0, 1, 3 * DAY + 60)}
     tables, _ = build_graphs(events, vocabs, np.array([T0 + 4 * DAY]), GraphConfig(window_days=4), progress=lambda *a: None)
     assert set(as_dict(tables["q2q"].latest(), "a")) == {"b", "c"}
+
+
+# -- q2q from query-item-query paths (q2q_source "item" / "both") --------------------------------------------------
+
+def qiq_log(with_session_overlap=False):
+    # A, session 1: q1 -> clicks i1, i2, i5; session 2 (an hour later): q1 -> i1.
+    # B, one session: q2 -> i1, then q3 -> i2, i5 (q3 stands between q2 and i2/i5: q2 does not lead to them).
+    # C, session 1: q3; session 2 (two hours later): i1 before any query (credited to nobody, not to q3), then q2.
+    rows = [
+        ("A", 0, "query", "q1"), ("A", 30, "item", "i1"), ("A", 40, "item", "i2"), ("A", 50, "item", "i5"),
+        ("A", 3600, "query", "q1"), ("A", 3630, "item", "i1"),
+        ("B", 100, "query", "q2"), ("B", 200, "item", "i1"), ("B", 250, "query", "q3"), ("B", 300, "item", "i2"),
+        ("B", 310, "item", "i5"),
+        ("C", 0, "query", "q3"), ("C", 7200, "item", "i1"), ("C", 7210, "query", "q2"),
+    ]
+    if with_session_overlap:  # B ends with q1: session edges q1-q2, q1-q3, q2-q3; q1 leads to nothing here
+        rows.append(("B", 320, "query", "q1"))
+    frame = pd.DataFrame(rows, columns=["user_id", "ts", "kind", "id"])
+    frame["ts"] += T0
+    return frame.sample(frac=1.0, random_state=1)
+
+
+def test_queries_leading_to_the_same_items_are_linked_by_hand():
+    tables, stats = graphs(qiq_log(), q2q_source="item")
+    q2q = tables["q2q"]
+    # (q1,i1): 2 sessions, last 3630; (q1,i2), (q1,i5): 1; (q2,i1): 1, last 200; (q3,i2), (q3,i5): 1, last 300 / 310.
+    # q1-q2 share i1: min(2, 1) = 1, last max(3630, 200); q1-q3 share i2 and i5: 1 + 1, last max(40, 300, 50, 310).
+    assert as_dict(q2q, "q1") == {"q3": (round(2 / 3, 6), 2, 310), "q2": (round(1 / 3, 6), 1, 3630)}
+    assert as_dict(q2q, "q2") == {"q1": (1.0, 1, 3630)}
+    assert as_dict(q2q, "q3") == {"q1": (1.0, 2, 310)}  # no q2-q3 edge: no shared item, though they share a session
+    assert stats["q2q"]["q2q_source"] == "item" and stats["q2q"]["hub_items_skipped"] == 0
+    assert stats["q2q"]["per_snapshot"][-1]["hub_items_skipped"] == 0
+
+
+def test_session_source_is_unchanged_and_i2i_never_changes():
+    session, session_stats = graphs(qiq_log(with_session_overlap=True), q2q_source="session")
+    default, default_stats = graphs(qiq_log(with_session_overlap=True))
+    assert as_dict(session["q2q"], "q1") == {"q2": (0.5, 1, 320), "q3": (0.5, 1, 320)}
+    assert as_dict(session["q2q"], "q2") == {"q1": (0.5, 1, 320), "q3": (0.5, 1, 250)}
+    assert session_stats == default_stats and "q2q_source" not in session_stats["q2q"]
+    assert "hub_items_skipped" not in session_stats["q2q"]["per_snapshot"][-1]
+    for source in ("item", "both"):
+        tables, _ = graphs(qiq_log(with_session_overlap=True), q2q_source=source)
+        for field in ("ids", "weight", "last_ts", "count"):
+            assert np.array_equal(getattr(tables["i2i"], field), getattr(default["i2i"], field))
+    for field in ("ids", "weight", "last_ts", "count"):
+        assert np.array_equal(getattr(session["q2q"], field), getattr(default["q2q"], field))
+
+
+def test_both_adds_session_and_item_edges():
+    tables, _ = graphs(qiq_log(with_session_overlap=True), q2q_source="both")
+    q2q = tables["q2q"]
+    # session: q1-q2 (1, 320), q1-q3 (1, 320), q2-q3 (1, 250); items: q1-q2 (1, 3630), q1-q3 (2, 310)
+    assert as_dict(q2q, "q1") == {"q3": (0.6, 3, 320), "q2": (0.4, 2, 3630)}
+    assert as_dict(q2q, "q2") == {"q1": (round(2 / 3, 6), 2, 3630), "q3": (round(1 / 3, 6), 1, 250)}
+    assert as_dict(q2q, "q3") == {"q1": (0.75, 3, 320), "q2": (0.25, 1, 250)}
+
+
+def test_a_hub_item_links_nothing():
+    # i1 is reached from q1, q2, q3 (one user each); i2 from q1 and q2 only.
+    rows = [(u, 0, "query", q) for u, q in (("A", "q1"), ("B", "q2"), ("C", "q3"))]
+    rows += [(u, 10, "item", "i1") for u in "ABC"] + [(u, 20, "item", "i2") for u in "AB"]
+    events = pd.DataFrame(rows, columns=["user_id", "ts", "kind", "id"]).assign(ts=lambda f: f["ts"] + T0)
+    tables, stats = graphs(events, q2q_source="item", max_item_queries=3)
+    assert as_dict(tables["q2q"], "q3") == {"q1": (0.5, 1, 10), "q2": (0.5, 1, 10)}
+    assert as_dict(tables["q2q"], "q1") == {"q2": (round(2 / 3, 6), 2, 20), "q3": (round(1 / 3, 6), 1, 10)}
+    assert stats["q2q"]["hub_items_skipped"] == 0
+    tables, stats = graphs(events, q2q_source="item", max_item_queries=2)
+    assert as_dict(tables["q2q"], "q3") == {}  # only i1 linked q3, and i1 is now a hub
+    assert as_dict(tables["q2q"], "q1") == {"q2": (1.0, 1, 20)}  # through i2 alone
+    assert stats["q2q"]["hub_items_skipped"] == 1 and stats["q2q"]["max_item_queries"] == 2
+    assert "1 hub items (over 2 queries) skipped" in relation_summary("q2q", stats["q2q"])
+
+
+def test_a_click_of_day_d_reaches_snapshot_d_plus_1_not_d():
+    rows = [("A", 0, "query", "q1"), ("A", 60, "item", "i1"),  # day 0: q1 -> i1
+            ("C", 100, "query", "q2"),  # day 0: q2 is issued (so it is known from day 1), no click
+            ("B", DAY + 100, "query", "q2"), ("B", DAY + 160, "item", "i1")]  # day 1: q2 -> i1
+    events = pd.DataFrame(rows, columns=["user_id", "ts", "kind", "id"]).assign(ts=lambda f: f["ts"] + T0)
+    vocabs = build_vocabularies(events, pd.DataFrame({"user_id": [], "candidate": [], "ts": []}))
+    for source in ("item", "both"):
+        tables, _ = build_graphs(events, vocabs, np.array([T0 + DAY, T0 + 2 * DAY]), GraphConfig(q2q_source=source),
+                                 progress=lambda *a: None)
+        daily = tables["q2q"]
+        assert as_dict(daily.at(T0 + DAY), "q2") == {} and as_dict(daily.at(T0 + DAY), "q1") == {}
+        assert as_dict(daily.at(T0 + 2 * DAY), "q2") == {"q1": (1.0, 1, DAY + 160)}
+        for table in daily:
+            assert (table.last_ts[table.ids > 0] < table.snapshot_ts).all()
+    tables, _ = build_graphs(events, vocabs, np.array([T0 + 3 * DAY]), GraphConfig(q2q_source="item", window_days=1),
+                             progress=lambda *a: None)
+    assert as_dict(tables["q2q"].latest(), "q2") == {}  # day 0's click left the 1-day window of day 3
+
+
+def test_q2q_source_and_max_item_queries_are_validated():
+    with pytest.raises(ValueError, match="q2q source must be one of 'session', 'item', 'both'.*not 'items'"):
+        GraphConfig(q2q_source="items")
+    with pytest.raises(ValueError, match="max_item_queries must be at least 2"):
+        GraphConfig(q2q_source="item", max_item_queries=1)
+
+
+def naive_query_item_edges(events, gap_seconds, max_item_queries):
+    """Reference: loop over each user's sessions; credit each click to the session's latest query; link queries."""
+    reached = {}  # (query, item) -> set of sessions
+    for user, user_events in events.sort_values(["user_id", "ts"], kind="stable").groupby("user_id"):
+        query, prev, session = None, None, 0
+        for row in user_events.itertuples(index=False):
+            if prev is not None and (row.ts - prev.ts > gap_seconds or row.ts // DAY != prev.ts // DAY):
+                query, session = None, session + 1
+            if row.kind == "query":
+                query = row.id
+            elif query is not None:
+                reached.setdefault((query, row.id), set()).add((user, session))
+            prev = row
+    by_item = {}
+    for (query, item), sessions in reached.items():
+        by_item.setdefault(item, {})[query] = len(sessions)
+    counts = {}
+    for item, queries in by_item.items():
+        if len(queries) > max_item_queries:
+            continue
+        for a in queries:
+            for b in queries:
+                if a != b:
+                    counts[(a, b)] = counts.get((a, b), 0) + min(queries[a], queries[b])
+    return counts
+
+
+def test_query_item_edges_match_naive_reference_on_the_tiny_world(tiny_logs, tiny_work):
+    work = Work.open(tiny_work)
+    events = pd.read_parquet(tiny_logs / "events.parquet").drop_duplicates()
+    events = events[(events["ts"] >= work.split.train_start) & (events["ts"] < work.split.test_end)]
+    vocabs = {name: pd.read_parquet(tiny_work / "vocab" / f"{name}.parquet") for name in ("queries", "items")}
+    day = work.split.valid_start
+    tables, stats = build_graphs(events, vocabs, np.array([day]), GraphConfig(q2q_source="item", max_item_queries=20),
+                                 progress=lambda *a: None)
+    table = tables["q2q"].latest()
+    earlier = events[(events["ts"] >= day - 30 * DAY) & (events["ts"] < day)]
+    expected = naive_query_item_edges(earlier, 30 * 60, 20)
+    known = set(vocabs["queries"]["token"][vocabs["queries"]["known_since"] <= day])
+    expected = {pair: n for pair, n in expected.items() if pair[0] in known and pair[1] in known}
+    vocab = table.nodes
+    counts = {}
+    for row in range(1, len(vocab)):
+        for col in np.flatnonzero(table.ids[row]):
+            counts[(vocab[row], vocab[table.ids[row, col]])] = int(table.count[row, col])
+    assert len(counts) > 100 and all(expected.get(pair) == n for pair, n in counts.items())
+    degree = {}
+    for a, _ in expected:
+        degree[a] = degree.get(a, 0) + 1
+    assert all(sum(1 for (x, _) in counts if x == a) == d for a, d in degree.items() if d <= 10)
+    assert stats["q2q"]["hub_items_skipped"] > 0  # the tiny world has items above 20 queries: the guard was exercised
+    assert table.last_ts[table.ids > 0].max() < day

@@ -37,6 +37,9 @@ def build_beam(logs_dir: str | Path, work_dir: str | Path, config: BuildConfig =
     ``pipeline_args`` are Beam pipeline options (``--runner``, ``--direct_num_workers``, ...; without ``--runner``
     the local ``FnApiRunner``) and this build's own (``--user_buckets``, ``--chunk_rows``). Returns ``stats.json``.
     """
+    if config.graph.q2q_source != "session":
+        raise ValueError(f"--q2q-source {config.graph.q2q_source}: --q2q-source item/both is built by the in-memory engine "
+                         "only; use --engine memory, or --q2q-source session with --engine beam")
     logs_dir = Path(logs_dir)
     options = pipeline_options(pipeline_args)
     return stage_and_swap(work_dir, lambda staging: _build_into(logs_dir, staging, config, options, progress), progress)
