@@ -2,7 +2,7 @@
 
 Data flows one way, one module (or subpackage) per stage; no module imports a later stage:
 
-    logs (schema, synth, bestbuy) -> split -> vocab -> graph -> samples -> build
+    logs (schema, synth, bestbuy, aol) -> split -> vocab -> graph -> counters -> samples -> build (beam)
         -> dataset (tf.data) -> layers -> model -> train -> evaluate / export -> cli
 
 Importing this package first fixes the process settings that tensorflow reads at import time
