@@ -21,6 +21,7 @@ setup(
         "numpy>=2.0,<3",
         "pandas>=2.2,<4",
         "scikit-learn>=1.4,<2",
+        "scipy>=1.11,<2",  # sparse random walks (build --neighbor-rank random_walk); scikit-learn needs it anyway
         "pyarrow>=15",
         "matplotlib>=3.8,<4",
         "tqdm>=4.60",

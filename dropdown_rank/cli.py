@@ -70,6 +70,18 @@ def _add_build_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--max-item-queries", type=positive_int, default=50,
                    help="with --q2q-source item/both: an item that more than N distinct queries led to in a snapshot's "
                         "window is a hub and links no queries (default 50)")
+    g.add_argument("--neighbor-rank", choices=("cooccurrence", "random_walk"), default="cooccurrence",
+                   help="how each node's top-K neighbors are chosen, q2q and i2i: cooccurrence = by co-occurrence "
+                        "weight (default); random_walk = by PinSAGE-style importance: the expected visits of random "
+                        "walks of --walk-length steps from the node over the snapshot's count-weighted graph, computed "
+                        "exactly, so nodes a few hops away can be neighbors (with count 0). Still point in time. "
+                        "--engine memory only")
+    g.add_argument("--walk-length", type=positive_int, default=3, metavar="N",
+                   help="with --neighbor-rank random_walk: steps of each walk, the most hops away a neighbor can be (default 3)")
+    g.add_argument("--walk-keep", type=positive_int, default=50, metavar="M",
+                   help="with --neighbor-rank random_walk: walks leave a node only along its M most likely edges, and "
+                        "after each step each node keeps only its M most visited nodes (bounds memory around hubs; "
+                        "at least --neighbors; default 50)")
     g = parser.add_argument_group("samples")
     g.add_argument("--seq-len", type=positive_int, default=50, help="history length stored per sample; models read a prefix (default 50)")
     g.add_argument("--lookback-days", type=positive_float, default=30.0, help="window for the activity slice field (default 30)")
@@ -95,7 +107,8 @@ def _build_config(args):
             neighbors=args.neighbors, mode=args.cooccurrence, session_gap_minutes=args.session_gap_minutes,
             window_minutes=args.window_minutes, max_distance=args.max_distance, min_count=args.min_cooccur,
             min_weight=args.min_weight, window_days=args.graph_window_days, q2q_source=args.q2q_source,
-            max_item_queries=args.max_item_queries,
+            max_item_queries=args.max_item_queries, neighbor_rank=args.neighbor_rank, walk_length=args.walk_length,
+            walk_keep=args.walk_keep,
         ),
         samples=SampleConfig(max_len=args.seq_len, lookback_days=args.lookback_days, personal_days=args.personal_days,
                              popularity_days=args.popularity_days),

@@ -51,6 +51,35 @@ neighbors by weight (ties: count, then recency, then id). Counting is vectorized
 comparison per distance 1..max_distance over the sorted arrays gives per-day pair counts once;
 each snapshot then sums the days of its window.
 
+**How neighbors are ranked** (``neighbor_rank``, both relations):
+
+* ``"cooccurrence"`` (default): by the co-occurrence weight above;
+* ``"random_walk"``: by importance, as PinSAGE does, from the visit counts of short random walks that
+  start (restart) at the node, computed exactly rather than sampled (:func:`walk_top_k`). The walks run
+  on the snapshot's graph after the thresholds above (for q2q, the edges ``q2q_source`` gives), with
+  transition probability a -> b = count(a, b) over a's total count; a walk at a node with no edge
+  stops. A node's score for v is the expected number of visits to v in a walk of ``walk_length``
+  steps (default 3): sum over t = 1..walk_length of (P^t)[node, v], with the node itself excluded. So
+  neighbors need not be direct co-occurrences: a node within ``walk_length`` hops can outrank a weak
+  direct edge. ``weight`` is the score over the sum of the node's scores for all the nodes its walks
+  visit (before the top-K cut, like the co-occurrence weight); the top K by weight are kept (same
+  ties). A neighbor that is an edge of the graph keeps the edge's ``count`` and ``last_ts``; one
+  reached only through other nodes has ``count = 0`` (so the model can tell it apart: count 0 has
+  its own bucket) and ``last_ts`` = min(latest ``last_ts`` of the node's outgoing edges, latest of
+  the neighbor's incoming edges). Every path from the node to that neighbor starts with one of the
+  former and ends with one of the latter, so this is the freshest any path between them can be
+  (an upper bound of the path's recency, computed from two per-node maxima). Memory guard: powers
+  of P densify around hubs, so a walk leaves a node only along its ``walk_keep`` (default 50) most
+  likely edges, and after each step each node's walk distribution keeps only its ``walk_keep``
+  largest entries (the mass cut away is dropped: those walks stop). A step's sparse product then
+  has at most ``walk_keep ** 2`` entries per node, and it is computed in row chunks of bounded size.
+
+  This is still point in time: the walks of snapshot ``d`` only run over snapshot ``d``'s edges (its
+  window's events, all before ``d``, between tokens known at ``d``), so every neighbor is a node known
+  at ``d`` and every ``last_ts`` (an edge's, or the minimum of two edges') is before ``d``. Only the
+  in-memory build computes it; ``build --engine beam`` refuses it (a walk is not per source node,
+  so it does not fit the Beam build's partition of edges by source).
+
 Tables index nodes as the vocabulary does, shifted by one: row 0 is the padding node (no
 neighbors, and neighbor id 0 means "no neighbor"); row i is vocabulary entry i-1. A token that is
 not yet known on day d (see ``vocab.py``: its ``known_since`` is later) has no row content and is
@@ -69,6 +98,7 @@ from dropdown_rank._io import write_npz
 
 RELATIONS = {"q2q": ("query", "queries"), "i2i": ("item", "items")}
 Q2Q_SOURCES = ("session", "item", "both")
+NEIGHBOR_RANKS = ("cooccurrence", "random_walk")
 QIQ_SOURCE_NAMES = {"item": "query-item-query paths", "both": "sessions and query-item-query paths"}
 
 
@@ -87,6 +117,9 @@ class GraphConfig:
     window_days: int = 30
     q2q_source: str = "session"
     max_item_queries: int = 50
+    neighbor_rank: str = "cooccurrence"
+    walk_length: int = 3
+    walk_keep: int = 50
 
     def __post_init__(self):
         if self.mode not in ("session", "window"):
@@ -97,6 +130,16 @@ class GraphConfig:
         if self.max_item_queries < 2:
             raise ValueError(f"max_item_queries must be at least 2 (an item links queries only when two or more lead to it), "
                              f"not {self.max_item_queries}")
+        if self.neighbor_rank not in NEIGHBOR_RANKS:
+            raise ValueError(f"neighbor rank must be one of {', '.join(map(repr, NEIGHBOR_RANKS))} (co-occurrence weight, "
+                             f"or random-walk visits), not {self.neighbor_rank!r}")
+        if self.walk_length < 1:
+            raise ValueError(f"walk_length must be at least 1 (steps of each random walk), not {self.walk_length}")
+        if self.walk_keep < 1:
+            raise ValueError(f"walk_keep must be at least 1 (walk entries kept per node after each step), not {self.walk_keep}")
+        if self.neighbor_rank == "random_walk" and self.walk_keep < self.neighbors:
+            raise ValueError(f"walk_keep {self.walk_keep} < neighbors {self.neighbors}: the walk would keep fewer "
+                             f"candidates per node after each step than the top-K table holds; raise walk_keep")
         if self.neighbors < 1 or self.max_distance < 1:
             raise ValueError("neighbors and max_distance must be at least 1")
         if self.window_days < 1:
@@ -259,14 +302,179 @@ def top_k(edges: pd.DataFrame, config: GraphConfig) -> tuple[pd.DataFrame, int]:
     Returns the kept edges (src, dst, count, last_ts, weight, rank < K), and the number of edges before the top-K
     cut. Everything here is per source node, so any partition of the edges by ``src`` gives the same rows.
     """
+    edges = thresholded(edges, config)
+    return _cut(edges, edges["weight"], config), int(len(edges))
+
+
+def thresholded(edges: pd.DataFrame, config: GraphConfig) -> pd.DataFrame:
+    """``edges`` with ``count >= min_count``, their co-occurrence ``weight`` (share of the source's count), and
+    ``weight >= min_weight``: the snapshot's graph before any top-K cut."""
     edges = edges[edges["count"] >= config.min_count].copy()
     edges["weight"] = edges["count"] / edges.groupby("src")["count"].transform("sum")
-    edges = edges[edges["weight"] >= config.min_weight]
-    edges = edges.sort_values(["src", "weight", "count", "last_ts", "dst"], ascending=[True, False, False, False, True], kind="stable")
+    return edges[edges["weight"] >= config.min_weight]
+
+
+def _cut(edges: pd.DataFrame, key, config: GraphConfig) -> pd.DataFrame:
+    """The top ``neighbors`` rows per ``src`` by ``key`` (ties: count, then recency, then id), with their ``rank``."""
+    edges = edges.assign(_key=key)
+    edges = edges.sort_values(["src", "_key", "count", "last_ts", "dst"], ascending=[True, False, False, False, True], kind="stable")
     rank = edges.groupby("src", sort=False).cumcount().to_numpy()
-    kept = edges[rank < config.neighbors].copy()
+    kept = edges[rank < config.neighbors].drop(columns="_key")
     kept["rank"] = rank[rank < config.neighbors]
-    return kept, int(len(edges))
+    return kept
+
+
+WALK_PRODUCT_BUDGET = 8_000_000  # entries of one row chunk of a walk step's sparse product, before its top-M cut
+
+
+def walk_scores(src: np.ndarray, dst: np.ndarray, count: np.ndarray, num_nodes: int, config: GraphConfig):
+    """Expected visits of random walks from every node: ``sum over t = 1..walk_length of (P^t)[node, :]``, as
+    (row, col, score) arrays without the diagonal (a node is not its own neighbor), sorted by row then col.
+
+    ``P`` is the row-normalized transition matrix of the directed edges src -> dst weighted by ``count`` (a walk
+    at a node with no out-edge stops). Exact, not sampled, but for the memory guard: a walk leaves a node only
+    along its ``walk_keep`` most likely edges, and after each step each row of the step's distribution keeps its
+    ``walk_keep`` largest entries (:func:`_top_per_row`); the mass cut away ends those walks. So a step's product
+    has at most ``walk_keep ** 2`` entries per row; it is computed in row chunks (:func:`_next_step`).
+    """
+    from scipy import sparse
+
+    n = int(num_nodes)
+    if len(src) == 0:
+        empty = np.zeros(0, np.int64)
+        return empty, empty, np.zeros(0, np.float64)
+    count = np.asarray(count, dtype=np.float64)
+    out = np.bincount(src, weights=count, minlength=n)
+    step = sparse.csr_matrix((count / out[src], (src, dst)), shape=(n, n))
+    step.sum_duplicates()
+    step = _keep_top(step, config.walk_keep)
+    walk = total = step
+    for _ in range(config.walk_length - 1):
+        walk = _next_step(walk, step, config.walk_keep)
+        total = total + walk
+    total = total.tocsr()
+    total.sum_duplicates()  # canonical: sorted columns
+    row = np.repeat(np.arange(n, dtype=np.int64), np.diff(total.indptr))
+    col, score = total.indices.astype(np.int64), total.data
+    keep = (row != col) & (score > 0)
+    return row[keep], col[keep], score[keep]
+
+
+def _next_step(walk, step, keep: int):
+    """``walk @ step`` with each row cut to its ``keep`` largest entries, in chunks of rows whose product has at most
+    about :data:`WALK_PRODUCT_BUDGET` entries before the cut."""
+    from scipy import sparse
+
+    reach = walk.copy()
+    reach.data = np.ones_like(reach.data)
+    bound = np.cumsum(reach @ np.diff(step.indptr).astype(np.float64))  # each row's product entries at most, summed
+    n = walk.shape[0]
+    starts = [0]
+    while starts[-1] < n:
+        done = bound[starts[-1] - 1] if starts[-1] else 0.0
+        end = int(np.searchsorted(bound, done + WALK_PRODUCT_BUDGET, side="right"))
+        starts.append(min(n, max(end, starts[-1] + 1)))
+    parts = [_keep_top(walk[a:b] @ step, keep) for a, b in zip(starts[:-1], starts[1:])]
+    return parts[0] if len(parts) == 1 else sparse.vstack(parts, format="csr")
+
+
+def _keep_top(matrix, keep: int):
+    """``matrix`` (CSR, entries > 0) with each row cut to its ``keep`` largest entries (:func:`_top_per_row`)."""
+    from scipy import sparse
+
+    matrix = matrix.tocsr()
+    lengths = np.diff(matrix.indptr)
+    if len(lengths) == 0 or lengths.max() <= keep:
+        return matrix
+    chosen = _top_per_row(matrix, keep)
+    return sparse.csr_matrix((matrix.data[chosen], matrix.indices[chosen],
+                              np.concatenate([[0], np.cumsum(np.minimum(lengths, keep))])), shape=matrix.shape)
+
+
+def _top_per_row(matrix, keep: int, ties: bool = False) -> np.ndarray:
+    """A mask of the entries of CSR ``matrix`` (values >= 0) that are among the ``keep`` largest of their row: ties
+    by lower column, or with ``ties=True`` every entry that ties the ``keep``-th largest too.
+
+    Values are compared as float32 rounded to ``63 - bits(rows) - bits(columns)`` bits (at least 6 significant
+    digits up to 131,072 nodes): one int64 sort of (row, value, column) packed keys, 10-20x faster than a lexsort.
+    With too few bits left for the value (millions of nodes) it uses an exact lexsort (then ``ties`` keeps all).
+    """
+    lengths = np.diff(matrix.indptr)
+    n_rows, n_cols = matrix.shape
+    long_row = lengths > keep
+    all_long = bool(long_row.all())
+    is_long = None if all_long else np.repeat(long_row, lengths)
+    rows = np.repeat(np.arange(n_rows, dtype=np.int64), np.where(long_row, lengths, 0))
+    col = matrix.indices if all_long else matrix.indices[is_long]
+    value = matrix.data if all_long else matrix.data[is_long]
+    col_bits, row_bits = max(1, (n_cols - 1).bit_length()), max(1, (n_rows - 1).bit_length())
+    value_bits = min(31, 63 - col_bits - row_bits)
+    if value_bits >= 20:
+        key = value.astype(np.float32).view(np.int32).astype(np.int64)  # monotone in value >= 0
+        key >>= 31 - value_bits
+        np.subtract((1 << value_bits) - 1, key, out=key)  # larger values first
+        key <<= col_bits
+        key |= col
+        key |= rows << (value_bits + col_bits)
+        ordered = np.sort(key)
+    elif ties:  # pragma: no cover - graphs of millions of nodes
+        return np.ones(len(matrix.data), dtype=bool)
+    else:  # pragma: no cover
+        key = np.empty(len(rows), np.int64)
+        key[np.lexsort((col, -value, rows))] = np.arange(len(rows))
+        ordered = np.arange(len(rows))
+    # keys are unique and ``ordered`` groups them by row: the keep-th smallest of a row bounds what it keeps
+    long_lengths = np.where(long_row, lengths, 0)
+    limit = np.zeros(n_rows, np.int64)
+    limit[long_row] = ordered[(np.cumsum(long_lengths) - long_lengths)[long_row] + keep - 1]
+    chosen = (key >> col_bits) <= (limit[rows] >> col_bits) if ties else key <= limit[rows]
+    if not all_long:  # rows of at most ``keep`` entries keep them all
+        kept_long, chosen = chosen, ~is_long
+        chosen[is_long] = kept_long
+    return chosen
+
+
+def walk_top_k(edges: pd.DataFrame, num_nodes: int, config: GraphConfig) -> tuple[pd.DataFrame, int]:
+    """:func:`top_k` for ``neighbor_rank="random_walk"``: the same thresholded graph, its nodes' neighbors ranked by
+    random-walk visits (:func:`walk_scores`).
+
+    A node's candidates are every other node its walks visit; ``weight`` is the candidate's visits over the sum
+    of all its candidates' visits (before the top-K cut, as the co-occurrence weight), and the top K by weight
+    are kept (ties: count, then recency, then id). A candidate that is an edge of the graph keeps that edge's
+    ``count`` and ``last_ts``; one reached only in several hops has ``count`` 0 and ``last_ts`` = min(latest
+    ``last_ts`` of the source's out-edges, latest of the candidate's in-edges): every path from the source to
+    it starts with one and ends with the other, so no path is more recent (an upper bound of the path's
+    recency), and like every edge time it is before the snapshot. Returns (kept, candidates before the cut).
+    """
+    from scipy import sparse
+
+    edges = thresholded(edges, config)
+    src, dst = edges["src"].to_numpy(np.int64), edges["dst"].to_numpy(np.int64)
+    row, col, score = walk_scores(src, dst, edges["count"].to_numpy(), num_nodes, config)
+    n = int(num_nodes)
+    candidates = len(row)
+    # rank on the weight rounded to 12 digits, so that float noise between equal visit counts leaves the ties to
+    # count, recency and id
+    weight = score / np.bincount(row, weights=score, minlength=n)[row]
+    rounded = np.round(weight, 12)
+    # only each row's top K by weight, and what ties its K-th, can be kept: the exact sort below needs no more
+    lengths = np.bincount(row, minlength=n)
+    if len(row) and lengths.max() > config.neighbors:
+        ranked = sparse.csr_matrix((rounded, col, np.concatenate([[0], np.cumsum(lengths)])), shape=(n, n))
+        top = _top_per_row(ranked, config.neighbors, ties=True)
+        row, col, weight, rounded = row[top], col[top], weight[top], rounded[top]
+    key, wanted = src * n + dst, row * n + col
+    order = np.argsort(key, kind="stable")
+    at = order[np.minimum(np.searchsorted(key[order], wanted), len(key) - 1)] if len(row) else np.zeros(0, np.int64)
+    direct = key[at] == wanted  # the candidate is an edge of the graph (there is one when a walk visited anything)
+    ts = edges["last_ts"].to_numpy(np.int64)
+    latest_out, latest_in = np.zeros(n, np.int64), np.zeros(n, np.int64)
+    np.maximum.at(latest_out, src, ts)
+    np.maximum.at(latest_in, dst, ts)
+    count = np.where(direct, edges["count"].to_numpy(np.int64)[at], 0)
+    last_ts = np.where(direct, ts[at], np.minimum(latest_out[row], latest_in[col]))
+    kept = pd.DataFrame({"src": row, "dst": col, "count": count, "last_ts": last_ts, "weight": weight})
+    return _cut(kept, rounded, config), candidates
 
 
 def table_from_top_k(kept: pd.DataFrame, edges_before_top_k: int, num_nodes: int, config: GraphConfig, relation: str, nodes,
@@ -301,7 +509,13 @@ def table_from_top_k(kept: pd.DataFrame, edges_before_top_k: int, num_nodes: int
 
 
 def neighbor_table(edges: pd.DataFrame, num_nodes: int, config: GraphConfig, relation: str, nodes, snapshot_ts: int):
-    """Normalize, threshold and cut ``edges`` (0-based node codes) to a top-K table. Returns (table, stats)."""
+    """Normalize, threshold and cut ``edges`` (0-based node codes) to a top-K table, ranked as ``config.neighbor_rank``
+    says (:func:`top_k` or :func:`walk_top_k`). Returns (table, stats)."""
+    if config.neighbor_rank == "random_walk":
+        kept, before = walk_top_k(edges, num_nodes, config)
+        table, stats = table_from_top_k(kept, before, num_nodes, config, relation, nodes, snapshot_ts)
+        stats["multi_hop_neighbors"] = int((kept["count"] == 0).sum())
+        return table, stats
     kept, before = top_k(edges, config)
     return table_from_top_k(kept, before, num_nodes, config, relation, nodes, snapshot_ts)
 
@@ -435,7 +649,8 @@ def relation_stats(day_stats: dict, sizes: list, behaviors: int, outside: int, c
 
 
 def snapshot_size(day_stats: dict) -> dict:
-    keys = ("snapshot", "nodes_with_neighbors", "edges_kept", "mean_degree", "hub_items_skipped")  # the last: q-i-q only
+    # the last two: q-i-q and random-walk ranking only
+    keys = ("snapshot", "nodes_with_neighbors", "edges_kept", "mean_degree", "hub_items_skipped", "multi_hop_neighbors")
     return {k: day_stats[k] for k in keys if k in day_stats}
 
 
@@ -445,6 +660,9 @@ def relation_summary(relation: str, stats: dict) -> str:
     if "q2q_source" in stats:
         source = (f"; neighbors from {QIQ_SOURCE_NAMES[stats['q2q_source']]}, {stats['hub_items_skipped']:,} hub items "
                   f"(over {stats['max_item_queries']} queries) skipped")
+    if stats.get("neighbor_rank") == "random_walk":
+        source += (f"; ranked by {stats['walk_length']}-step random-walk visits (top {stats['walk_keep']} kept per step), "
+                   f"{stats['multi_hop_neighbors']:,} of the kept neighbors multi-hop")
     return (f"graph {relation}: {len(sizes)} daily snapshots ({sizes[0]['snapshot']} .. {sizes[-1]['snapshot']}, "
             f"{stats['window_days']}-day window); latest {stats['nodes_with_neighbors']:,} of {stats['nodes']:,} nodes "
             f"with neighbors, {stats['edges_kept']:,} edges kept of {stats['edges_before_top_k']:,}, "
@@ -480,5 +698,7 @@ def build_graphs(events: pd.DataFrame, vocabs: dict, snapshot_days: np.ndarray, 
         stats[relation] = relation_stats(day_stats, sizes, behaviors, outside, config)
         if query_items is not None:
             stats[relation].update(q2q_source=config.q2q_source, max_item_queries=config.max_item_queries)
+        if config.neighbor_rank != "cooccurrence":
+            stats[relation].update(neighbor_rank=config.neighbor_rank, walk_length=config.walk_length, walk_keep=config.walk_keep)
         progress(relation_summary(relation, stats[relation]))
     return tables, stats

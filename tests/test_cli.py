@@ -228,3 +228,32 @@ def test_q2q_source_options_reach_the_build_and_beam_refuses_item_paths(tiny_log
     with pytest.raises(SystemExit):
         main(["build", "--logs", "l", "--out", "w", "--q2q-source", "items"])
     assert "invalid choice: 'items'" in error_line(capsys)
+
+
+def test_neighbor_rank_options_reach_the_build_and_beam_refuses_random_walks(tiny_logs, tmp_path, capsys):
+    from dropdown_rank.cli import _build_config
+
+    graph = _build_config(make_parser().parse_args(["build", "--logs", "l", "--out", "w"])).graph
+    assert (graph.neighbor_rank, graph.walk_length, graph.walk_keep) == ("cooccurrence", 3, 50)
+    assert main(["build", "--logs", str(tiny_logs), "--out", str(tmp_path / "work"), "--valid-days", "2", "--test-days", "2",
+                 "--neighbor-rank", "random_walk", "--walk-length", "2", "--walk-keep", "20"]) == 0
+    build = json.loads((tmp_path / "work" / "build.json").read_text())
+    assert {k: build["config"]["graph"][k] for k in ("neighbor_rank", "walk_length", "walk_keep")} == \
+        {"neighbor_rank": "random_walk", "walk_length": 2, "walk_keep": 20}
+    stats = json.loads((tmp_path / "work" / "stats.json").read_text())["graph"]
+    assert stats["q2q"]["neighbor_rank"] == "random_walk" and stats["i2i"]["walk_length"] == 2
+    assert stats["q2q"]["multi_hop_neighbors"] > 0
+    assert "ranked by 2-step random-walk visits (top 20 kept per step)" in capsys.readouterr().out
+    assert main(["build", "--logs", str(tiny_logs), "--out", str(tmp_path / "beam"), "--engine", "beam",
+                 "--neighbor-rank", "random_walk"]) == 2
+    assert error_line(capsys) == ("dropdown-rank build: error: --neighbor-rank random_walk: random-walk neighbors are built by "
+                                  "the in-memory engine only; use --engine memory, or --neighbor-rank cooccurrence with --engine beam")
+    assert not (tmp_path / "beam").exists()
+    assert main(["build", "--logs", str(tiny_logs), "--out", str(tmp_path / "w1"), "--neighbor-rank", "random_walk",
+                 "--walk-keep", "5"]) == 2
+    assert "walk_keep 5 < neighbors 10" in error_line(capsys)
+    for argv, message in ((["--walk-length", "0"], "argument --walk-length: must be a positive integer, not 0"),
+                          (["--neighbor-rank", "pagerank"], "argument --neighbor-rank: invalid choice: 'pagerank'")):
+        with pytest.raises(SystemExit):
+            main(["build", "--logs", "l", "--out", "w", *argv])
+        assert message in error_line(capsys)

@@ -309,3 +309,191 @@ def test_query_item_edges_match_naive_reference_on_the_tiny_world(tiny_logs, tin
     assert all(sum(1 for (x, _) in counts if x == a) == d for a, d in degree.items() if d <= 10)
     assert stats["q2q"]["hub_items_skipped"] > 0  # the tiny world has items above 20 queries: the guard was exercised
     assert table.last_ts[table.ids > 0].max() < day
+
+
+# -- neighbors ranked by random-walk visits (neighbor_rank "random_walk") -------------------------------------------
+
+def walk_log():
+    # a-b co-occur in 3 sessions (last at 100, 200, 300), b-c in 3 (last at 1000, 1100, 1200), a-e in 1 (last at 500):
+    # a -> b 3/4, a -> e 1/4; b -> a 1/2, b -> c 1/2; c -> b 1; e -> a 1. c is two hops from a.
+    rows = []
+    for i, t in enumerate((100, 200, 300)):
+        rows += [(f"ab{i}", t - 50, "query", "a"), (f"ab{i}", t, "query", "b")]
+    for i, t in enumerate((1000, 1100, 1200)):
+        rows += [(f"bc{i}", t - 50, "query", "b"), (f"bc{i}", t, "query", "c")]
+    rows += [("ae", 450, "query", "a"), ("ae", 500, "query", "e")]
+    frame = pd.DataFrame(rows, columns=["user_id", "ts", "kind", "id"])
+    frame["ts"] += T0
+    return frame.sample(frac=1.0, random_state=2)
+
+
+def test_random_walk_ranks_a_two_hop_neighbor_above_a_weak_direct_one_by_hand():
+    tables, stats = graphs(walk_log(), neighbor_rank="random_walk", walk_length=2)
+    q2q = tables["q2q"]
+    # visits from a: step 1 b 3/4, e 1/4; step 2 = 3/4 (b -> a 1/2, c 1/2) + 1/4 (e -> a 1): a 5/8 (itself, left
+    # out), c 3/8. Scores b 3/4, c 3/8, e 1/4, sum 11/8: weights 6/11, 3/11, 2/11.
+    # c is not an edge of a: count 0, last_ts min(a's latest out-edge 500, c's latest in-edge 1200) = 500.
+    assert as_dict(q2q, "a") == {"b": (round(6 / 11, 6), 3, 300), "c": (round(3 / 11, 6), 0, 500), "e": (round(2 / 11, 6), 1, 500)}
+    assert [n for n, *_ in q2q.neighbors_of("a")] == ["b", "c", "e"]  # the 2-hop c outranks the direct e
+    # from c: step 1 b 1; step 2 a 1/2, c 1/2 (itself). c -> a: min(c's latest out-edge 1200, a's latest in-edge 500).
+    assert as_dict(q2q, "c") == {"b": (round(2 / 3, 6), 3, 1200), "a": (round(1 / 3, 6), 0, 500)}
+    # from b: step 1 a 1/2, c 1/2; step 2 b 7/8 (itself), e 1/8. a and c tie on visits and count: the more recent first.
+    assert as_dict(q2q, "b") == {"c": (round(4 / 9, 6), 3, 1200), "a": (round(4 / 9, 6), 3, 300), "e": (round(1 / 9, 6), 0, 500)}
+    assert [n for n, *_ in q2q.neighbors_of("b")] == ["c", "a", "e"]
+    tables, _ = graphs(walk_log(), neighbor_rank="random_walk", walk_length=2, neighbors=1)
+    assert as_dict(tables["q2q"], "b") == {"c": (round(4 / 9, 6), 3, 1200)}  # the tie at the cut: recency, not id
+    assert stats["q2q"]["edges_before_top_k"] == 10 and stats["q2q"]["multi_hop_neighbors"] == 4
+    assert stats["q2q"]["neighbor_rank"] == "random_walk" and stats["q2q"]["per_snapshot"][-1]["multi_hop_neighbors"] == 4
+    assert "ranked by 2-step random-walk visits (top 50 kept per step), 4 of the kept neighbors multi-hop" in relation_summary("q2q", stats["q2q"])
+    # the top-K cut comes after the weights: the 2-hop c takes the second place, the direct e is cut
+    tables, _ = graphs(walk_log(), neighbor_rank="random_walk", walk_length=2, neighbors=2, walk_keep=2)
+    assert as_dict(tables["q2q"], "a") == {"b": (round(6 / 11, 6), 3, 300), "c": (round(3 / 11, 6), 0, 500)}
+
+
+def test_longer_walks_change_the_ranking_by_hand():
+    # step 3 from a: step 2's a 5/8 -> b 15/32, e 5/32; c 3/8 -> b 3/8. Scores b 3/4 + 27/32 = 51/32, e 1/4 + 5/32 = 13/32,
+    # c 3/8 = 12/32 (its visits do not grow: c is only reached from b): e now outranks c. Sum 76/32.
+    tables, _ = graphs(walk_log(), neighbor_rank="random_walk", walk_length=3)
+    assert as_dict(tables["q2q"], "a") == {"b": (round(51 / 76, 6), 3, 300), "e": (round(13 / 76, 6), 1, 500),
+                                           "c": (round(12 / 76, 6), 0, 500)}
+    assert [n for n, *_ in tables["q2q"].neighbors_of("a")] == ["b", "e", "c"]
+    # one step: the direct edges only, ranked as co-occurrence ranks them
+    walk, _ = graphs(walk_log(), neighbor_rank="random_walk", walk_length=1)
+    cooccurrence, _ = graphs(walk_log())
+    for field in ("ids", "weight", "last_ts", "count"):
+        assert np.array_equal(getattr(walk["q2q"], field), getattr(cooccurrence["q2q"], field))
+
+
+def test_a_node_is_never_its_own_neighbor_and_every_last_ts_is_before_the_snapshot(tiny_logs, tiny_work):
+    work = Work.open(tiny_work)
+    events = pd.read_parquet(tiny_logs / "events.parquet")
+    events = events[(events["ts"] >= work.split.train_start) & (events["ts"] < work.split.test_end)]
+    vocabs = {name: pd.read_parquet(tiny_work / "vocab" / f"{name}.parquet") for name in ("queries", "items")}
+    days = work.daily_tables("q2q").snapshot_ts
+    for source in ("session", "both"):
+        tables, stats = build_graphs(events, vocabs, days, GraphConfig(neighbor_rank="random_walk", q2q_source=source),
+                                     progress=lambda *a: None)
+        for relation, daily in tables.items():
+            assert stats[relation]["multi_hop_neighbors"] > 0  # walks reach beyond direct edges
+            for table in daily:
+                present = table.ids > 0
+                assert not (table.ids[1:] == np.arange(1, len(table.ids))[:, None]).any()  # never itself
+                assert not present[0].any()  # padding has no neighbors
+                assert (table.last_ts[present] < table.snapshot_ts).all()
+                assert (table.last_ts[present] >= table.snapshot_ts - 30 * DAY).all()  # from the window's edges
+                assert (table.weight[present] > 0).all() and (table.weight.sum(axis=1) <= 1 + 1e-5).all()
+                assert (table.count[present] >= 0).all() and (table.count[~present] == 0).all()
+                # rows are ranked: weights never increase along a row
+                assert (np.diff(np.where(present, table.weight, -1.0), axis=1) <= 1e-7).all()
+
+
+def test_a_two_hop_link_through_an_edge_of_day_d_appears_from_snapshot_d_plus_1():
+    rows = [("A", 0, "query", "a"), ("A", 60, "query", "b"),  # day 0: a-b
+            ("C", 100, "query", "c"),  # day 0: c is issued (known from day 1), alone
+            ("B", DAY + 100, "query", "b"), ("B", DAY + 160, "query", "c")]  # day 1: b-c
+    events = pd.DataFrame(rows, columns=["user_id", "ts", "kind", "id"]).assign(ts=lambda f: f["ts"] + T0)
+    vocabs = build_vocabularies(events, pd.DataFrame({"user_id": [], "candidate": [], "ts": []}))
+    tables, _ = build_graphs(events, vocabs, np.array([T0 + DAY, T0 + 2 * DAY]), GraphConfig(neighbor_rank="random_walk"),
+                             progress=lambda *a: None)
+    daily = tables["q2q"]
+    assert as_dict(daily.at(T0 + DAY), "a") == {"b": (1.0, 1, 60)}  # the day-1 b-c edge is not in day 1's snapshot
+    assert as_dict(daily.at(T0 + DAY), "c") == {}
+    # day 2: a -> b 1; b -> a 1/2, c 1/2; c -> b 1. 3 steps from a: b 1 (step 1) + 1/2 + 1/2 (step 3, from a and c),
+    # c 1/2 (step 2); a itself left out. Weights 2/2.5, 0.5/2.5; c's last_ts min(a's latest out-edge, c's latest in-edge).
+    assert as_dict(daily.at(T0 + 2 * DAY), "a") == {"b": (0.8, 1, 60), "c": (0.2, 0, 60)}
+    for table in daily:
+        assert (table.last_ts[table.ids > 0] < table.snapshot_ts).all()
+
+
+def dense_walk_scores(edges, n, length):
+    """Reference: dense sum over t = 1..length of P^t, diagonal left out."""
+    counts = np.zeros((n, n))
+    np.add.at(counts, (edges["src"], edges["dst"]), edges["count"])
+    step = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    power, total = np.eye(n), np.zeros((n, n))
+    for _ in range(length):
+        power = power @ step
+        total += power
+    np.fill_diagonal(total, 0)
+    return total
+
+
+def test_walk_scores_match_dense_powers_and_row_chunks_change_nothing(monkeypatch):
+    import dropdown_rank.graph as graph
+
+    rng = np.random.default_rng(5)
+    n = 40
+    src, dst = rng.integers(0, n, 300), rng.integers(0, n, 300)
+    edges = pd.DataFrame({"src": src, "dst": dst, "count": rng.integers(1, 5, 300)})
+    edges = edges[edges["src"] != edges["dst"]].groupby(["src", "dst"], as_index=False)["count"].sum()
+    args = (edges["src"].to_numpy(), edges["dst"].to_numpy(), edges["count"].to_numpy(), n)
+    for length in (1, 2, 4):
+        config = GraphConfig(neighbor_rank="random_walk", walk_length=length, walk_keep=n)  # no cut: exact
+        row, col, score = graph.walk_scores(*args, config)
+        got = np.zeros((n, n))
+        got[row, col] = score
+        assert (row != col).all() and np.allclose(got, dense_walk_scores(edges, n, length), rtol=1e-12, atol=0)
+        assert (np.diff(row * n + col) > 0).all()
+    config = GraphConfig(neighbor_rank="random_walk", walk_length=3, walk_keep=12)
+    whole = graph.walk_scores(*args, config)
+    monkeypatch.setattr(graph, "WALK_PRODUCT_BUDGET", 30)  # a few rows per chunk
+    chunked = graph.walk_scores(*args, config)
+    assert all(np.array_equal(a, b) for a, b in zip(whole, chunked))
+
+
+def test_each_walk_step_keeps_the_largest_entries_per_node():
+    from scipy import sparse
+
+    from dropdown_rank.graph import _keep_top
+
+    matrix = sparse.csr_matrix(np.array([[0.1, 0.4, 0.0, 0.4, 0.2],   # keep 2: the two 0.4
+                                         [0.3, 0.0, 0.3, 0.3, 0.0],   # a tie: the lower columns
+                                         [0.0, 0.5, 0.0, 0.0, 0.0],   # shorter than keep: all of it
+                                         [0.0, 0.0, 0.0, 0.0, 0.0]]))
+    assert _keep_top(matrix, 2).toarray().tolist() == [[0, 0.4, 0, 0.4, 0], [0.3, 0, 0.3, 0, 0], [0, 0.5, 0, 0, 0], [0] * 5]
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        dense = np.round(rng.random((20, 30)) * (rng.random((20, 30)) < 0.5), 2)
+        keep = int(rng.integers(1, 10))
+        expected = np.zeros_like(dense)
+        for i in range(len(dense)):
+            for value, j in sorted((-dense[i, j], j) for j in np.flatnonzero(dense[i]))[:keep]:
+                expected[i, j] = -value
+        assert np.array_equal(_keep_top(sparse.csr_matrix(dense), keep).toarray(), expected)
+
+
+def test_walk_keep_cuts_each_step_by_hand():
+    # walk_keep 1: a walk leaves each node along its most likely edge only (a -> b; b -> a or c, a tie: the lower
+    # column, a's: the vocabulary ranks a, 4 occurrences, before c, 3), and each step keeps one node. From a: step 1
+    # b 3/4 (e is never visited); step 2 a 3/8, which is a itself and left out.
+    queries = build_vocabularies(walk_log(), pd.DataFrame({"user_id": [], "candidate": [], "ts": []}))["queries"]
+    assert queries["token"].tolist() == ["b", "a", "c", "e"]
+    tables, _ = graphs(walk_log(), neighbor_rank="random_walk", walk_length=2, walk_keep=1, neighbors=1)
+    assert as_dict(tables["q2q"], "a") == {"b": (1.0, 3, 300)}
+    # e: step 1 a 1; step 2 from a: b 3/4 (not e 1/4). Scores a 1, b 3/4: a first, weight 4/7.
+    assert as_dict(tables["q2q"], "e") == {"a": (round(4 / 7, 6), 1, 500)}
+    # without the cut, step 2 from a also reaches c: b's 1/2 of 3/4
+    tables, _ = graphs(walk_log(), neighbor_rank="random_walk", walk_length=2, walk_keep=2, neighbors=1)
+    assert as_dict(tables["q2q"], "a") == {"b": (round(6 / 11, 6), 3, 300)}
+
+
+def test_cooccurrence_rank_is_the_default_and_unchanged():
+    default, default_stats = graphs(walk_log())
+    explicit, explicit_stats = graphs(walk_log(), neighbor_rank="cooccurrence", walk_length=7, walk_keep=3)
+    assert default_stats == explicit_stats and "neighbor_rank" not in default_stats["q2q"]
+    assert "multi_hop_neighbors" not in default_stats["q2q"]["per_snapshot"][-1]
+    for field in ("ids", "weight", "last_ts", "count"):
+        assert np.array_equal(getattr(default["q2q"], field), getattr(explicit["q2q"], field))
+    assert as_dict(default["q2q"], "a") == {"b": (0.75, 3, 300), "e": (0.25, 1, 500)}  # direct edges only
+
+
+def test_neighbor_rank_and_walk_settings_are_validated():
+    with pytest.raises(ValueError, match="neighbor rank must be one of 'cooccurrence', 'random_walk'.*not 'pagerank'"):
+        GraphConfig(neighbor_rank="pagerank")
+    with pytest.raises(ValueError, match="walk_length must be at least 1"):
+        GraphConfig(neighbor_rank="random_walk", walk_length=0)
+    with pytest.raises(ValueError, match="walk_keep must be at least 1"):
+        GraphConfig(walk_keep=0)
+    with pytest.raises(ValueError, match="walk_keep 5 < neighbors 10"):
+        GraphConfig(neighbor_rank="random_walk", walk_keep=5)
+    GraphConfig(neighbors=100)  # co-occurrence ranking does not read walk_keep

@@ -40,6 +40,9 @@ def build_beam(logs_dir: str | Path, work_dir: str | Path, config: BuildConfig =
     if config.graph.q2q_source != "session":
         raise ValueError(f"--q2q-source {config.graph.q2q_source}: --q2q-source item/both is built by the in-memory engine "
                          "only; use --engine memory, or --q2q-source session with --engine beam")
+    if config.graph.neighbor_rank != "cooccurrence":
+        raise ValueError(f"--neighbor-rank {config.graph.neighbor_rank}: random-walk neighbors are built by the in-memory "
+                         "engine only; use --engine memory, or --neighbor-rank cooccurrence with --engine beam")
     logs_dir = Path(logs_dir)
     options = pipeline_options(pipeline_args)
     return stage_and_swap(work_dir, lambda staging: _build_into(logs_dir, staging, config, options, progress), progress)

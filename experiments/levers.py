@@ -1,0 +1,80 @@
+"""The levers table: one row per feature or lever tried, scored on validation days only.
+
+    python experiments/levers.py --out levers.md \
+        --row "request features|base_20 without them -> with them|study/runs/base_20-nofeat/seed0|study/runs/base_20/seed0|default" \
+        ...
+
+Each ``--row`` is ``name|what changed|BEFORE_RUN|AFTER_RUN|decision``: two finished runs that differ by the
+lever, compared on the **validation** predictions each run saved (``predictions/valid.parquet``), never on
+test days. Runs may come from different builds (a lever may change the graph) as long as their validation
+rows are the same impressions (checked). Columns: validation AUC overall and on the tail tertile of
+candidate PV (training impressions; tertile edges from the validation impressions, as ``evaluate
+--split valid`` cuts them), each before -> after, and the paired difference with a 95% interval from a
+Poisson bootstrap over users (the same weights for both runs).
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_auc_score
+
+import dropdown_rank  # noqa: F401  (environment before anything imports tensorflow)
+from dropdown_rank._io import atomic_path
+from dropdown_rank.evaluate.slices import SliceConfig, pv_edges
+from dropdown_rank.train import read_predictions
+
+KEY = ["request_id", "candidate"]
+
+
+def weighted_auc(labels: np.ndarray, scores: np.ndarray, weights: np.ndarray) -> float:
+    return float(roc_auc_score(labels, scores, sample_weight=weights))
+
+
+def compare(before: pd.DataFrame, after: pd.DataFrame, rows: np.ndarray, replicates: int, seed: int) -> dict:
+    """AUC of both runs on ``rows`` and the bootstrap interval of the difference (users resampled, Poisson weights)."""
+    labels = after["label"].to_numpy()[rows]
+    a, b = before["prediction"].to_numpy()[rows], after["prediction"].to_numpy()[rows]
+    users = pd.factorize(after["user_id"].to_numpy()[rows])[0]
+    rng = np.random.default_rng(seed)
+    deltas = []
+    for _ in range(replicates):
+        weights = rng.poisson(1.0, users.max() + 1)[users].astype(float)
+        if labels[weights > 0].min() == labels[weights > 0].max():
+            continue
+        deltas.append(weighted_auc(labels, b, weights) - weighted_auc(labels, a, weights))
+    low, high = np.percentile(deltas, [2.5, 97.5])
+    return {"before": roc_auc_score(labels, a), "after": roc_auc_score(labels, b), "low": low, "high": high}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--row", action="append", required=True, help="name|what changed|BEFORE_RUN|AFTER_RUN|decision")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--replicates", type=int, default=300)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    lines = ["| lever | what changed | val AUC (before -> after) | Δ [95%] | val AUC tail tertile | Δ tail [95%] | decision |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for row in args.row:
+        name, changed, before_dir, after_dir, decision = row.split("|")
+        before, after = read_predictions(before_dir, "valid"), read_predictions(after_dir, "valid")
+        if len(before) != len(after) or not (before[KEY].to_numpy() == after[KEY].to_numpy()).all():
+            raise ValueError(f"{before_dir} and {after_dir}: not the same validation impressions")
+        pv = after["candidate_pv"].to_numpy()
+        tail = pv < pv_edges(pv, SliceConfig())[0]
+        cells = []
+        for rows in (np.ones(len(after), bool), tail):
+            c = compare(before, after, rows, args.replicates, args.seed)
+            star = " *" if c["low"] > 0 or c["high"] < 0 else ""
+            cells += [f"{c['before']:.4f} -> {c['after']:.4f}", f"{c['after'] - c['before']:+.4f} [{c['low']:+.4f}, {c['high']:+.4f}]{star}"]
+        lines.append(f"| {name} | {changed} | " + " | ".join(cells) + f" | {decision} |")
+        print(lines[-1])
+    with atomic_path(args.out) as tmp:
+        Path(tmp).write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
