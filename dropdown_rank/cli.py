@@ -186,6 +186,8 @@ def _model_config(args, **override):
     values = dict(id_time_only=args.id_time_only, graph_impl=args.graph_impl, dim=args.dim, heads=args.heads,
                   position_bias=args.position_bias, lagged_vocab=not args.no_lagged_vocab)
     if args.features is not None:
+        if "none" in args.features and len(args.features) > 1:
+            raise ValueError("--features: 'none' cannot be combined with feature groups")
         values["features"] = tuple(g for g in args.features if g != "none")
     if hasattr(args, "model"):
         values.update(kind=args.model, seq_len=args.seq_len)

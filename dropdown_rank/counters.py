@@ -37,7 +37,7 @@ class PersonalCounts:
         self.texts = pd.Index(pd.unique(queries))
         pair = self._pair(user_codes, self.texts.get_indexer(queries))
         self.pairs = np.unique(pair)
-        self.ts0 = int(ts.min(initial=0))
+        self.ts0 = int(ts.min()) if len(ts) else 0
         key = np.searchsorted(self.pairs, pair).astype(np.int64) * _TS_SHIFT + (ts - self.ts0)
         order = np.argsort(key, kind="stable")
         self.key, self.ts = key[order], ts[order]
@@ -59,7 +59,7 @@ class PersonalCounts:
         start = np.searchsorted(self.key, base + np.maximum(ts - window_seconds, self.ts0), side="left")
         count = np.where(known, np.maximum(end - start, 0), 0)
         age = np.where(count > 0, ts - self.ts[np.maximum(end - 1, 0)], -1)
-        return count.astype(np.int32), age.astype(np.int64)
+        return count.astype(np.int64), age.astype(np.int64)
 
 
 def daily_counts(events: pd.DataFrame, impressions: pd.DataFrame) -> pd.DataFrame:
@@ -104,4 +104,4 @@ class CandidateDays:
         base = np.maximum(text, 0).astype(np.int64) * _DAY_SHIFT
         end = np.searchsorted(self.key, base + np.clip(today, 0, None), side="left")
         start = np.searchsorted(self.key, base + np.clip(today - days, 0, None), side="left")
-        return {c: np.where(text >= 0, values[end] - values[start], 0).astype(np.int32) for c, values in self.cumulative.items()}
+        return {c: np.where(text >= 0, values[end] - values[start], 0).astype(np.int64) for c, values in self.cumulative.items()}

@@ -43,7 +43,8 @@ scored silently:
   its timestamps (a 1-D history is refused: it is one user's history, not a batch of them);
 * ``candidate`` is not blank: "" is the padding id and " " is not a suggestion;
 * ``request_ts`` is epoch seconds, from 0 to 2200-01-01 (a millisecond value is past 2200);
-* the counts are >= 0 and ``user_candidate_age`` is >= -1;
+* the counts are >= 0, ``user_candidate_age`` is >= -1 and agrees with the count (an age exactly when
+  the count is above 0), and ``candidate_clicks`` <= ``candidate_impressions``;
 * no non-padded history entry is after ``request_ts`` (the model was trained on histories strictly
   before the request).
 
@@ -291,10 +292,12 @@ def export(run_dir, out_dir, graph_dir=None, precompute_context: bool = False, o
                            for name, spec in SIGNATURE.items()},
                 "outputs": {"ctr": {"dtype": "float32", "shape": [-1]}},
                 "histories": "most recent first, padded with \"\" (timestamps with anything); longer than seq_len is cut to the latest",
+                "counter_windows": config.get("counter_windows"),
                 "contract": "InvalidArgumentError naming the input for: an empty batch, different batch sizes, a history that is "
                             "not [batch, length] or whose timestamps have another shape, a blank candidate, request_ts negative "
                             "or after 2200 (milliseconds), a non-padded history timestamp after request_ts, a negative count, "
-                            "user_candidate_age below -1",
+                            "user_candidate_age below -1 or disagreeing with user_candidate_count, candidate_clicks above "
+                            "candidate_impressions",
             },
             "run": str(run_dir.resolve()),
             "exported_with": {"dropdown_rank": __version__, "tensorflow": tf.__version__},

@@ -19,8 +19,7 @@ All three share one body:
   (``features``: which groups; none gives the sequence-only ranker).
 * An MLP over ``[candidate, pooled queries, pooled items, user, candidate * pooled queries,
   candidate * pooled items, request features]`` plus a linear term of the request features gives
-  the logit. The linear term carries count-like evidence (a user's repeat of the candidate) from the
-  first steps, which the MLP alone learns slowly.
+  the logit: count-like evidence (a user's repeat of the candidate) also has a direct path to it.
 * ``calibration`` (scale, bias), fitted on validation days after training (``train.py``), maps the
   logit to a calibrated one; it is (1, 0) while training.
 
@@ -99,6 +98,7 @@ class ModelConfig:
     def from_dict(cls, values: dict) -> "ModelConfig":
         known = {f.name for f in dataclasses.fields(cls)}
         values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in known}
+        values.setdefault("features", ())  # runs saved before request features read sequences only
         return cls(**values)
 
 
@@ -211,6 +211,11 @@ def check_serving_features(features: dict) -> dict:
                                                       "query equal to the candidate, or -1 for never"),
             *[tf.debugging.assert_non_negative(features[name], message=f"{name} is negative: counts are >= 0")
               for name in COUNTS],
+            _assert_none(tf.not_equal(features["user_candidate_count"] > 0, features["user_candidate_age"] >= 0),
+                         "user_candidate_count and user_candidate_age disagree: a count above 0 needs an age >= 0 (the latest "
+                         "one), a count of 0 needs age -1"),
+            _assert_none(features["candidate_clicks"] > features["candidate_impressions"],
+                         "candidate_clicks exceeds candidate_impressions: clicks are counted among the impressions"),
         ]
         for kind in ("query", "item"):
             ids, ts = features[f"{kind}_history"], features[f"{kind}_history_ts"]

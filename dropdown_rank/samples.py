@@ -115,11 +115,12 @@ def sample_table(histories: Histories, chunk: pd.DataFrame, candidate_pv: pd.Ser
         "item_history_ts": i_ts,
         "activity": pa.array((end - start).astype(np.int32), pa.int32()),
         "candidate_pv": pa.array(candidate_pv.reindex(candidates).fillna(0).to_numpy(np.int32), pa.int32()),
-        "user_candidate_count": pa.array(personal_count, pa.int32()),
+        # int64: a head candidate's impressions over 30 days pass 2**31 at 1e8 samples a day
+        "user_candidate_count": pa.array(personal_count, pa.int64()),
         "user_candidate_age": pa.array(personal_age, pa.int64()),
-        "candidate_query_count": pa.array(popularity["queries"], pa.int32()),
-        "candidate_impressions": pa.array(popularity["impressions"], pa.int32()),
-        "candidate_clicks": pa.array(popularity["clicks"], pa.int32()),
+        "candidate_query_count": pa.array(popularity["queries"], pa.int64()),
+        "candidate_impressions": pa.array(popularity["impressions"], pa.int64()),
+        "candidate_clicks": pa.array(popularity["clicks"], pa.int64()),
     })
 
 

@@ -28,8 +28,8 @@ every test day: ``prediction_frozen`` beside ``prediction``, and ``test_auc_froz
 ``metrics.json``.
 
 **Calibration.** Early stopping keeps the epoch of best validation AUC, which on real logs can be
-an over-confident one (a base_20 on an AOL-like log reached test logloss 0.50 against 0.34 for the
-constant click rate). So after training, a Platt scaling ``sigmoid(a * logit + b)`` (``a > 0``:
+an over-confident one (the issue that asked for calibration reports a base_20 on a real log at test
+logloss 0.50 against 0.34 for the constant click rate). So after training, a Platt scaling ``sigmoid(a * logit + b)`` (``a > 0``:
 the order, hence AUC, is unchanged) is fitted on the validation days' predictions and stored in the
 ranker (``DropdownRanker.calibration``), so exports serve calibrated probabilities. Test days are
 never used. ``metrics.json`` records both loglosses and the constant-CTR logloss (the training
@@ -64,7 +64,7 @@ from dropdown_rank.build import Work
 from dropdown_rank.dataset import SampleStream, make_dataset
 from dropdown_rank.graph import RELATIONS, NeighborTable
 from dropdown_rank.model import CTRModel, DropdownRanker, ModelConfig, make_ranker
-from dropdown_rank.samples import read_samples
+from dropdown_rank.samples import SampleConfig, read_samples
 from dropdown_rank.vocab import VOCABULARIES, read_known_since, read_vocabulary
 
 
@@ -356,6 +356,14 @@ def calibrate(ranker: DropdownRanker, valid: tf.data.Dataset, labels: np.ndarray
     return {"scale": scale, "bias": bias, "val_logloss_before": before, "val_logloss_after": after}
 
 
+def counter_windows(work: Work) -> dict:
+    """The look-backs of the counter inputs a run was trained with (``SampleConfig``'s defaults for older builds)."""
+    samples = {**dataclasses.asdict(SampleConfig()), **work.config["samples"]}
+    return {"user_candidate_count/_age": f"the user's queries in the {samples['personal_days']:g} days before request_ts",
+            "candidate_query_count/_impressions/_clicks": f"the {samples['popularity_days']} whole UTC days before the request's day",
+            "personal_days": samples["personal_days"], "popularity_days": samples["popularity_days"]}
+
+
 def save_run(run_dir: Path, ranker: DropdownRanker, work: Work, train_config: TrainConfig) -> None:
     """Config, vocabularies, the served (frozen) graph snapshot and final weights: all a run needs to be reloaded.
 
@@ -378,6 +386,8 @@ def save_run(run_dir: Path, ranker: DropdownRanker, work: Work, train_config: Tr
         "work": str(work.path.resolve()),
         "work_fingerprint": work.fingerprint,
         "split": work.split.to_dict(),
+        # The counters' windows are part of the serving contract: serving must send counts over the same days.
+        "counter_windows": counter_windows(work),
         "versions": {"dropdown_rank": __version__, "tensorflow": tf.__version__, "python": platform.python_version()},
     })
 

@@ -45,6 +45,8 @@ def compare(before: pd.DataFrame, after: pd.DataFrame, rows: np.ndarray, replica
         if labels[weights > 0].min() == labels[weights > 0].max():
             continue
         deltas.append(weighted_auc(labels, b, weights) - weighted_auc(labels, a, weights))
+    if len(deltas) < replicates // 2:
+        raise ValueError(f"{len(deltas)} of {replicates} bootstrap replicates hold both labels: too few clicks to compare")
     low, high = np.percentile(deltas, [2.5, 97.5])
     return {"before": roc_auc_score(labels, a), "after": roc_auc_score(labels, b), "low": low, "high": high}
 

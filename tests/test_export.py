@@ -56,6 +56,8 @@ def test_model_card_example_request_and_cli_listing(exports):
     card = json.loads((exports["attention"] / "model_card.json").read_text())
     assert card["model"] == "attention_20" and card["seq_len"] == 20 and card["neighbors"] == 10
     assert card["graph"]["context_precomputed"] is False and set(card["signature"]["inputs"]) == set(SIGNATURE)
+    windows = card["signature"]["counter_windows"]  # the tiny world's build used the defaults
+    assert (windows["personal_days"], windows["popularity_days"]) == (365.0, 30)
     assert 0.0 < card["test_auc"] < 1.0 and card["training_period"]["start_ts"] < card["training_period"]["end_ts"]
     body = json.loads((exports["attention"] / "serving_example.json").read_text())
     assert 1 <= len(body["instances"]) <= 10
@@ -200,7 +202,11 @@ def test_blank_candidates_millisecond_times_and_future_histories_are_refused(exp
     with pytest.raises(tf.errors.InvalidArgumentError, match="candidate_clicks is negative"):
         signature(**request(candidate_clicks=tf.constant([0, -2, 0], tf.int64)))
     with pytest.raises(tf.errors.InvalidArgumentError, match="user_candidate_age is below -1"):
-        signature(**request(user_candidate_age=tf.constant([-5, 0, 0], tf.int64)))
+        signature(**request(user_candidate_age=tf.constant([-5, -1, -1], tf.int64)))
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"user_candidate_count and user_candidate_age disagree.*\[1\]"):
+        signature(**request(user_candidate_count=tf.constant([0, 3, 0], tf.int64)))
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"candidate_clicks exceeds candidate_impressions.*\[2\]"):
+        signature(**request(candidate_clicks=tf.constant([0, 0, 1], tf.int64)))
     # The counters are inputs the exported model reads: a user who issued the candidate before scores differently.
     repeat = request(user_candidate_count=tf.constant([4] * 3, tf.int64), user_candidate_age=tf.constant([600] * 3, tf.int64))
     assert not np.allclose(signature(**repeat)["ctr"].numpy(), signature(**request())["ctr"].numpy())

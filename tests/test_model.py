@@ -57,6 +57,11 @@ def test_config_names_and_validation():
     with pytest.raises(ValueError, match="--id-time-only applies to GNN models"):
         ModelConfig(kind="base", id_time_only=True)
     assert ModelConfig.from_dict(ModelConfig(kind="attention").to_dict()) == ModelConfig(kind="attention")
+    # a run saved before request features existed read sequences only, and keeps its name
+    saved = {k: v for k, v in ModelConfig(kind="base").to_dict().items() if k != "features"}
+    assert ModelConfig.from_dict(saved).features == () and ModelConfig.from_dict(saved).name == "base_20-nofeat"
+    with pytest.raises(ValueError, match="unknown feature groups"):
+        ModelConfig(features=("clicks",))
 
 
 @pytest.mark.parametrize("kind", ["base", "hgcn", "attention"])

@@ -96,9 +96,17 @@ def test_an_epoch_logged_but_not_backed_up_runs_again_and_is_logged_once(tiny_wo
     """A crash after ExactValidation wrote epoch 2 to epochs.json but before BackupAndRestore saved it."""
     config = ModelConfig(kind="base")
     reference = train(tiny_work, tmp_path / "reference", config, QUICK, verbose=0)
-    # calibrated on validation days: it never raises the validation logloss it was fitted to lower
+    # calibrated on the validation days, and only on them: refitting on the reloaded model's validation logits
+    # (calibration reset to the identity) gives the stored fit, which a fit on any other rows would not
     calibration = reference["calibration"]
     assert calibration["scale"] > 0 and calibration["val_logloss_after"] <= calibration["val_logloss_before"] + 1e-9
+    ranker = load_run(tmp_path / "reference")
+    np.testing.assert_allclose(ranker.calibration.numpy(), [calibration["scale"], calibration["bias"]], rtol=1e-6)
+    ranker.calibration.assign([1.0, 0.0])
+    valid = make_dataset(tiny_work / "samples", "valid", 20, 4096)
+    logits = np.concatenate([ranker(features, training=False).numpy() for features, _ in valid])
+    labels = np.concatenate([label.numpy() for _, label in valid])
+    np.testing.assert_allclose(fit_calibration(logits, labels), [calibration["scale"], calibration["bias"]], rtol=1e-4)
     backup_epoch_end = tf.keras.callbacks.BackupAndRestore.on_epoch_end
 
     def crash_before_second_backup(self, epoch, logs=None):

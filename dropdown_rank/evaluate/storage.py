@@ -7,7 +7,8 @@ variant, with the same writer settings (snappy, dictionary encoding), and measur
   base_50, and the GNN's L=20 sequences): user_id, candidate, request_ts, position, label, the two
   histories and their timestamps, and the per-row features every model reads when the samples hold
   them (:data:`ROW_FEATURES`: the user's and the candidate's point-in-time counts and the prefix;
-  ``measured["row_features"]`` lists those counted). The slicing fields (``activity``,
+  ``measured["row_features"]`` lists those counted; they are counted for every model, so a ``-nofeat``
+  ablation, which reads none of them, is overcounted by those columns). The slicing fields (``activity``,
   ``candidate_pv``) and ``request_id`` are not model input and are not counted;
 * ``neighbor tables``: the work directory's ``graph/*.npz`` files, counted once, for GNN models:
   their real bytes, so every daily snapshot they hold is counted (the report says how many when
