@@ -45,6 +45,8 @@ PREFETCH_BATCHES = 16
 
 def _numpy_batch(table: pa.Table) -> dict:
     out = {name: table.column(name).to_numpy() for name in SCALAR_FIELDS}
+    for name in COUNTER_FIELDS:  # int32 on disk (samples.py), int64 in the model and the serving signature
+        out[name] = out[name].astype(np.int64)
     out["label"] = table.column("label").to_numpy().astype(np.float32)
     for name in HISTORY_FIELDS:
         column = table.column(name).combine_chunks()

@@ -32,6 +32,7 @@ from dropdown_rank.counters import DAY, CandidateDays, PersonalCounts, daily_cou
 
 HISTORY_FIELDS = ("query_history", "query_history_ts", "item_history", "item_history_ts")
 COUNTER_FIELDS = ("user_candidate_count", "user_candidate_age", "candidate_query_count", "candidate_impressions", "candidate_clicks")
+INT32_MAX = np.iinfo(np.int32).max
 _TS_SHIFT = np.int64(1) << 33  # > 272 years of seconds: the ts part never reaches the user part
 
 
@@ -115,12 +116,13 @@ def sample_table(histories: Histories, chunk: pd.DataFrame, candidate_pv: pd.Ser
         "item_history_ts": i_ts,
         "activity": pa.array((end - start).astype(np.int32), pa.int32()),
         "candidate_pv": pa.array(candidate_pv.reindex(candidates).fillna(0).to_numpy(np.int32), pa.int32()),
-        # int64: a head candidate's impressions over 30 days pass 2**31 at 1e8 samples a day
-        "user_candidate_count": pa.array(personal_count, pa.int64()),
+        # int32 on disk: a count above 2**31 in one window would be one candidate taking most of a 1e8-a-day
+        # system's impressions for a month (clipped, never wrapped); the model reads them as int64.
+        "user_candidate_count": pa.array(np.minimum(personal_count, INT32_MAX), pa.int32()),
         "user_candidate_age": pa.array(personal_age, pa.int64()),
-        "candidate_query_count": pa.array(popularity["queries"], pa.int64()),
-        "candidate_impressions": pa.array(popularity["impressions"], pa.int64()),
-        "candidate_clicks": pa.array(popularity["clicks"], pa.int64()),
+        "candidate_query_count": pa.array(np.minimum(popularity["queries"], INT32_MAX), pa.int32()),
+        "candidate_impressions": pa.array(np.minimum(popularity["impressions"], INT32_MAX), pa.int32()),
+        "candidate_clicks": pa.array(np.minimum(popularity["clicks"], INT32_MAX), pa.int32()),
     })
 
 
