@@ -28,12 +28,11 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from dropdown_rank._io import atomic_path
-from dropdown_rank.counters import DAY, CandidateDays, PersonalCounts, daily_counts
+from dropdown_rank.counters import _TS_SHIFT, DAY, CandidateDays, PersonalCounts, daily_counts
 
 HISTORY_FIELDS = ("query_history", "query_history_ts", "item_history", "item_history_ts")
 COUNTER_FIELDS = ("user_candidate_count", "user_candidate_age", "candidate_query_count", "candidate_impressions", "candidate_clicks")
 INT32_MAX = np.iinfo(np.int32).max
-_TS_SHIFT = np.int64(1) << 33  # > 272 years of seconds: the ts part never reaches the user part
 
 
 @dataclasses.dataclass(frozen=True)

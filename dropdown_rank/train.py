@@ -82,6 +82,12 @@ class TrainConfig:
 PREDICTION_COLUMNS = ["request_id", "user_id", "candidate", "position", "label", "activity", "candidate_pv"]
 
 
+def train_click_rate(work: Work) -> tuple[float, int]:
+    """The training split's click rate and impressions (the label column only): the constant-CTR baseline."""
+    labels = read_samples(work.samples_dir, "train", columns=["label"])["label"].to_numpy()
+    return float(labels.mean()), int(len(labels))
+
+
 def predictor(ranker: DropdownRanker):
     """A ``tf.function`` giving click probabilities; Keras ``predict`` adds about 8 ms of overhead per call."""
     return tf.function(lambda features: tf.sigmoid(ranker(features, training=False)))
@@ -268,7 +274,7 @@ def train(work_dir: str | Path, run_dir: str | Path, model_config: ModelConfig, 
     stream = SampleStream(work.samples_dir, "train", model_config.seq_len, train_config.batch_size, shuffle=True, seed=train_config.seed)
     valid = make_dataset(work.samples_dir, "valid", model_config.seq_len, train_config.eval_batch_size)
     valid_labels = read_samples(work.samples_dir, "valid", columns=["label"])["label"].to_numpy()
-    train_rows = len(read_samples(work.samples_dir, "train", columns=["label"]))
+    train_ctr, train_rows = train_click_rate(work)
     rate = SteadyRate(train_rows, train_config.batch_size)
     best = run_dir / "checkpoints" / "best"
     backup = run_dir / "backup"
@@ -309,7 +315,6 @@ def train(work_dir: str | Path, run_dir: str | Path, model_config: ModelConfig, 
     frame = read_samples(work.samples_dir, "test", columns=PREDICTION_COLUMNS)
     frame["prediction"] = predict(predict_fn, test)
     test_metrics = exact_metrics(frame["label"].to_numpy(), frame["prediction"].to_numpy())
-    train_ctr = float(read_samples(work.samples_dir, "train", columns=["label"])["label"].mean())
     constant_logloss = exact_metrics(frame["label"].to_numpy(), np.full(len(frame), train_ctr))["logloss"]
     frozen_metrics = {}
     if model_config.is_gnn:

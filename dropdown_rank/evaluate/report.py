@@ -37,9 +37,9 @@ from dropdown_rank.evaluate.oov import oov_flags, oov_shares, read_run_vocabular
 from dropdown_rank.evaluate.slices import SliceConfig, candidate_degree, make_slices
 from dropdown_rank.evaluate.storage import measure_storage, model_storage
 from dropdown_rank.model import ModelConfig
-from dropdown_rank.samples import read_samples, shard_files
+from dropdown_rank.samples import shard_files
 from dropdown_rank.split import TimeSplit
-from dropdown_rank.train import load_run, read_predictions
+from dropdown_rank.train import load_run, read_predictions, train_click_rate
 
 _KEY = ["request_id", "candidate"]
 PERSONAL_COUNT = "user_candidate_count"
@@ -110,12 +110,6 @@ def personal_scores(count: np.ndarray, position: np.ndarray) -> np.ndarray:
     order, so within a request this is the sort by (count descending, position ascending)."""
     position = np.asarray(position, dtype=np.float64)
     return np.asarray(count, dtype=np.float64) * (position.max() + 1) - position
-
-
-def train_click_rate(work: Work) -> tuple[float, int]:
-    """The training split's click rate and impressions: the constant CTR's probability (the label column only)."""
-    labels = read_samples(work.samples_dir, "train", columns=["label"])["label"].to_numpy()
-    return float(labels.mean()), int(len(labels))
 
 
 def _sample_columns(work: Work, split: str, wanted: list, optional: list) -> list:
