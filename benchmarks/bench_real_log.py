@@ -34,6 +34,7 @@ from dropdown_rank.build import Work
 from dropdown_rank.dataset import SampleStream
 from dropdown_rank.graph import RELATIONS
 from dropdown_rank.model import CTRModel, ModelConfig, make_ranker
+from dropdown_rank.train import TrainConfig, make_optimizer
 from dropdown_rank.vocab import VOCABULARIES
 work_dir, kind, batches = sys.argv[1], sys.argv[2], int(sys.argv[3])
 tf.keras.utils.set_random_seed(0)
@@ -42,7 +43,7 @@ config = ModelConfig(kind=kind, neighbors=work.neighbors)
 tables = {r: work.daily_tables(r) for r in RELATIONS} if config.is_gnn else None
 ranker = make_ranker(config, {n: work.vocabulary(n) for n in VOCABULARIES}, tables, {n: work.known_since(n) for n in VOCABULARIES})
 model = CTRModel(ranker)
-model.compile(optimizer=tf.keras.optimizers.legacy.Adam(1e-3))
+model.compile(optimizer=make_optimizer(TrainConfig()))
 stream = SampleStream(work.samples_dir, "train", config.seq_len, 1024, shuffle=True)
 
 class Clock(tf.keras.callbacks.Callback):

@@ -11,7 +11,6 @@ DeepCTR's DIN (L=20, integer ids, no lookups) answers the same request shapes th
 """
 from __future__ import annotations
 
-import json
 import time
 
 import numpy as np

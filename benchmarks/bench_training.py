@@ -31,15 +31,14 @@ MODELS = {
 
 
 def compiled_model(work, spec: dict):
-    import tensorflow as tf
-
     from dropdown_rank.model import CTRModel, ModelConfig, make_ranker
+    from dropdown_rank.train import TrainConfig, make_optimizer
 
     config = ModelConfig(**spec)
     vocabularies = {n: work.vocabulary(n) for n in ("users", "queries", "items")}
     tables = {r: work.neighbor_table(r) for r in ("q2q", "i2i")} if config.is_gnn else None
     model = CTRModel(make_ranker(config, vocabularies, tables))
-    model.compile(optimizer=tf.keras.optimizers.legacy.Adam(1e-3))
+    model.compile(optimizer=make_optimizer(TrainConfig()))
     return model, config
 
 

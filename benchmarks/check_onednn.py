@@ -28,12 +28,13 @@ if sys.argv[6] == "unguarded":
 from dropdown_rank.build import Work
 from dropdown_rank.dataset import make_dataset
 from dropdown_rank.model import CTRModel, ModelConfig, make_ranker
+from dropdown_rank.train import TrainConfig, make_optimizer
 work = Work.open(sys.argv[1])
 config = ModelConfig(kind=sys.argv[2], graph_impl=sys.argv[3])
 vocab = {n: work.vocabulary(n) for n in ("users", "queries", "items")}
 tables = {r: work.neighbor_table(r) for r in ("q2q", "i2i")} if config.is_gnn else None
 model = CTRModel(make_ranker(config, vocab, tables))
-model.compile(optimizer=tf.keras.optimizers.legacy.Adam(1e-3))
+model.compile(optimizer=make_optimizer(TrainConfig()))
 model.fit(make_dataset(work.samples_dir, "train", 20, 1024, shuffle=True, seed=int(sys.argv[5])).take(int(sys.argv[4])), verbose=0)
 print("finished")
 """

@@ -64,8 +64,12 @@ from dropdown_rank.build import Work
 from dropdown_rank.dataset import SampleStream, make_dataset
 from dropdown_rank.graph import RELATIONS, NeighborTable
 from dropdown_rank.model import CTRModel, DropdownRanker, ModelConfig, make_ranker
+from dropdown_rank.optimizers import LazyAdam
 from dropdown_rank.samples import SampleConfig, read_samples
 from dropdown_rank.vocab import VOCABULARIES, read_known_since, read_vocabulary
+
+
+OPTIMIZERS = ("lazy_adam", "adam")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,9 +81,26 @@ class TrainConfig:
     seed: int = 0
     eval_batch_size: int = 4096
     calibrate: bool = True
+    optimizer: str = "lazy_adam"
+
+    def __post_init__(self):
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, not {self.optimizer!r}")
 
 
 PREDICTION_COLUMNS = ["request_id", "user_id", "candidate", "position", "label", "activity", "candidate_pv"]
+
+
+def make_optimizer(train_config: TrainConfig) -> tf.keras.optimizers.legacy.Optimizer:
+    """The optimizer ``train`` compiles a :class:`CTRModel` with; scripts and benchmarks use it too.
+
+    ``lazy_adam`` (default): Adam that updates only the embedding rows a batch touches, so a step's
+    cost does not grow with the vocabulary (``optimizers.py``). ``adam``: tf-keras's Adam on dense
+    gradients, every row at every step (runs trained before the option existed used it).
+    """
+    if train_config.optimizer == "adam":
+        return tf.keras.optimizers.legacy.Adam(train_config.learning_rate)
+    return LazyAdam(train_config.learning_rate)
 
 
 def train_click_rate(work: Work) -> tuple[float, int]:
@@ -269,7 +290,7 @@ def train(work_dir: str | Path, run_dir: str | Path, model_config: ModelConfig, 
     tables = {relation: work.daily_tables(relation) for relation in RELATIONS} if model_config.is_gnn else None
     ranker = make_ranker(model_config, vocabularies, tables, known_since)
     model = CTRModel(ranker)
-    model.compile(optimizer=tf.keras.optimizers.legacy.Adam(train_config.learning_rate))
+    model.compile(optimizer=make_optimizer(train_config))
 
     stream = SampleStream(work.samples_dir, "train", model_config.seq_len, train_config.batch_size, shuffle=True, seed=train_config.seed)
     valid = make_dataset(work.samples_dir, "valid", model_config.seq_len, train_config.eval_batch_size)

@@ -204,6 +204,17 @@ def test_feature_choices_are_the_model_feature_groups_and_none_means_no_features
     assert _model_config(make_parser().parse_args(["train", "--data", "w", "--out", "r"])).name == "base_20"
 
 
+def test_optimizer_option_reaches_the_train_config():
+    from dropdown_rank.cli import _train_config
+    from dropdown_rank.train import OPTIMIZERS
+
+    parse = lambda *extra: make_parser().parse_args(["train", "--data", "w", "--out", "r", *extra])
+    assert _train_config(parse()).optimizer == "lazy_adam"
+    assert _train_config(parse("--optimizer", "adam")).optimizer == "adam"
+    action = next(a for a in make_parser()._subparsers._group_actions[0].choices["train"]._actions if a.dest == "optimizer")
+    assert tuple(action.choices) == OPTIMIZERS
+
+
 def test_q2q_source_options_reach_the_build_and_beam_refuses_item_paths(tiny_logs, tmp_path, capsys):
     from dropdown_rank.cli import _build_config
 

@@ -260,15 +260,26 @@ def test_each_row_reads_its_own_snapshot(aggregator, training):
         fused.set_tables(**{name: array[:-1] for name, array in day0.items()})
 
 
-def test_neighbor_embeddings_receive_gradients():
-    fused, _, _, _ = paired_contexts("attention", True)
+@pytest.mark.parametrize("aggregator", ["hgcn", "attention"])
+def test_training_touches_only_the_batch_nodes_and_their_neighbors(aggregator):
+    """The training path's embedding gradient is IndexedSlices over the node and its neighbors' rows
+    (plus padding), never a dense [V, F] matrix: a step's cost must not grow with the vocabulary."""
+    fused, _, _, _ = paired_contexts(aggregator, True)
     embeddings = tf.Variable(RNG.normal(size=(NODES, DIM)).astype("float32"))
-    node = tf.constant([7])  # neighbors 3 and 2
+    node = tf.constant([7])  # neighbors 3, 3, padding, 2
     with tf.GradientTape() as tape:
         loss = tf.reduce_sum(fused(node, embeddings, training=True) ** 2)
-    grad = tf.convert_to_tensor(tape.gradient(loss, embeddings)).numpy()
+    slices = tape.gradient(loss, embeddings)
+    assert isinstance(slices, tf.IndexedSlices)
+    assert set(slices.indices.numpy()) <= {0, 2, 3, 7}
+    grad = tf.convert_to_tensor(slices).numpy()
     assert np.abs(grad[[2, 3, 7]]).sum(axis=1).min() > 0
     assert np.abs(np.delete(grad, [2, 3, 7], axis=0)).sum() == 0
+
+
+def test_precompute_in_chunks_equals_one_pass():
+    fused, _, _, embeddings = paired_contexts("attention", True)
+    np.testing.assert_allclose(fused.precompute(embeddings, chunk=7), fused.precompute(embeddings, chunk=NODES), atol=1e-6)
 
 
 # -- position bias ------------------------------------------------------------------------------

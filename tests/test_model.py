@@ -8,6 +8,7 @@ from dropdown_rank.build import Work
 from dropdown_rank.dataset import make_dataset
 from dropdown_rank.graph import DailyTables, NeighborTable
 from dropdown_rank.model import CTRModel, ModelConfig, make_ranker, table_in_model_space
+from dropdown_rank.train import TrainConfig, make_optimizer
 from dropdown_rank.vocab import VOCABULARIES
 
 
@@ -138,7 +139,7 @@ def test_each_model_trains_and_learns_to_rank(tiny, config):
     work, vocabularies, tables, (features, labels) = tiny
     tf.keras.utils.set_random_seed(1)
     model = CTRModel(make_ranker(config, vocabularies, tables if config.is_gnn else None))
-    model.compile(optimizer=tf.keras.optimizers.legacy.Adam(3e-3))
+    model.compile(optimizer=make_optimizer(TrainConfig(learning_rate=3e-3)))
     data = make_dataset(work.samples_dir, "train", config.seq_len, batch_size=256, shuffle=True, seed=1)
 
     def train_set_loss_and_auc():

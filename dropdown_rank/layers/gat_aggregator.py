@@ -87,8 +87,9 @@ class GATAggregator(tf.keras.layers.Layer):
     def call_factorized(self, center, node_table, neighbor_ids, mask, edge_table, edge_buckets, edge_weight=None,
                         weight_vector=None, training=None, return_attention: bool = False):
         """``call`` for neighbors ``x_k = node_table[neighbor_ids[:, k]] + sum_b edge_table[edge_buckets[:, k, b]]
-        (+ edge_weight[:, k] * weight_vector)``, never materialized. Shapes: ``node_table`` [V, F],
-        ``neighbor_ids``/``mask``/``edge_weight`` [n, K], ``edge_table`` [B, F], ``edge_buckets`` [n, K, 2]."""
+        (+ edge_weight[:, k] * weight_vector)``, never materialized. Shapes: ``node_table`` [V, F] (``GraphContext``
+        passes only the batch's neighbor rows), ``neighbor_ids``/``mask``/``edge_weight`` [n, K], ``edge_table`` [B, F],
+        ``edge_buckets`` [n, K, 2]."""
         to_score = tf.einsum("fhc,ch->fh", self.kernel, self.attn_kernel_neighs[..., 0])  # W a_neigh per head
         neighbor_scores = tf.gather(tf.matmul(node_table, to_score), neighbor_ids)
         neighbor_scores += tf.reduce_sum(tf.gather(tf.matmul(edge_table, to_score), edge_buckets), axis=-2)

@@ -3,7 +3,7 @@ import tensorflow as tf
 
 from dropdown_rank.layers.gat_aggregator import GATAggregator
 from dropdown_rank.layers.hgcn_aggregator import HGCNAggregator
-from dropdown_rank.layers.neighbor_sums import bucket_mass, weighted_rows
+from dropdown_rank.layers.neighbor_sums import batch_rows, bucket_mass, weighted_rows
 from dropdown_rank.layers.spektral_gat_star import SpektralGATStar
 from dropdown_rank.layers.spektral_gcn_star import SpektralGCNStar
 from dropdown_rank.layers.time_gap import log2_bucket
@@ -39,11 +39,11 @@ class GraphContext(tf.keras.layers.Layer):
     batch (``tf.unique``, then a gather back), and :meth:`precompute` materializes it for every node
     of the last snapshot at export.
 
-    ``impl="fused"`` (default) in training never gathers neighbor features: neighbor sums are
-    sparse products with the embedding table, whose gradient is dense (``neighbor_sums.py``). That
-    product reads the whole table, which a 1024-row training batch amortizes but a 10-candidate
-    request does not (it was 2.7 of 3.5 ms per served request), so outside training the fused
-    layers gather just the neighbor rows instead. ``impl="spektral"`` gathers too and runs
+    ``impl="fused"`` (default) in training never gathers ``[nodes, K, F]`` neighbor features:
+    neighbor sums are sparse products with the rows of the batch's distinct neighbors
+    (``neighbor_sums.py``), so a step reads and updates only those rows, never the whole table.
+    Outside training (a 10-candidate request has few duplicate neighbors) the fused layers gather
+    the neighbor rows directly. ``impl="spektral"`` gathers too and runs
     spektral's ``GCNConv``/``GATConv`` over star subgraphs. All paths compute the same function with
     the same weights (``tests/test_layers.py``).
 
@@ -142,13 +142,14 @@ class GraphContext(tf.keras.layers.Layer):
                 out = self.aggregate([center, features, weight])
                 return (out, None) if return_attention else out
             return self.aggregate([center, features, neighbor_ids > 0], training=training, return_attention=return_attention)
+        local_ids, rows = batch_rows(neighbor_ids, embeddings)
         if self.aggregator == "hgcn":
-            neighbor_sum = weighted_rows(neighbor_ids, weight, embeddings)
+            neighbor_sum = weighted_rows(local_ids, weight, rows)
             neighbor_sum += tf.matmul(bucket_mass(weight, buckets, EDGE_BUCKETS), edge_table)
             out = self.aggregate.combine(center, neighbor_sum, tf.reduce_sum(weight, axis=-1))
             return (out, None) if return_attention else out
         return self.aggregate.call_factorized(
-            center, embeddings, neighbor_ids, neighbor_ids > 0, edge_table, buckets, edge_weight=weight,
+            center, rows, local_ids, neighbor_ids > 0, edge_table, buckets, edge_weight=weight,
             weight_vector=self.weight_vector, training=training, return_attention=return_attention,
         )
 
@@ -165,9 +166,15 @@ class GraphContext(tf.keras.layers.Layer):
         context = tf.gather(self.node_context(unique, embeddings, training=training), index)
         return tf.reshape(context, tf.concat([tf.shape(node_ids), [self.dim]], axis=0))
 
-    def precompute(self, embeddings):
-        """The context of every node id in the last snapshot, ``[num_nodes, dim]`` (for serving by lookup)."""
-        return self.node_context((self.snapshots - 1) * self.num_nodes + tf.range(self.num_nodes), embeddings, training=False)
+    def precompute(self, embeddings, chunk: int = 65536):
+        """The context of every node id in the last snapshot, ``[num_nodes, dim]`` (for serving by lookup).
+
+        Computed ``chunk`` nodes at a time: the gathered neighbor features are ``[chunk, K, dim]``,
+        not ``[num_nodes, K, dim]``."""
+        first = (int(self.snapshots) - 1) * self.num_nodes
+        return tf.concat([self.node_context(tf.range(first + start, first + min(start + chunk, self.num_nodes)), embeddings,
+                                            training=False)
+                          for start in range(0, self.num_nodes, chunk)], axis=0)
 
     def get_config(self):
         return {**super().get_config(), "num_nodes": self.num_nodes, "neighbors": self.neighbors, "dim": self.dim,

@@ -3,12 +3,18 @@
 A GNN layer's neighbor features here are sums of table rows: ``x_k = E[id_k] + T[bucket_k, 0] +
 T[bucket_k, 1]`` (node embedding plus edge-time embeddings). A weighted sum over neighbors is then
 a sparse matrix times ``E`` plus a bucket histogram times ``T``. Computing it that way, rather than
-gathering a ``[nodes, K, F]`` tensor, matters for speed: the gradient reaching ``E`` is a dense
-``[V, F]`` matrix instead of IndexedSlices with nodes x K duplicate rows, and Adam updates every row
-of a table anyway. On the default world this took an HGCN train step from about 0.57x to 0.71-0.85x
-of base_20's rate (benchmarks/README.md).
+gathering a ``[nodes, K, F]`` tensor, saves the gather and the gradient's nodes x K duplicate rows.
+:func:`batch_rows` first cuts ``E`` to the batch's distinct neighbors, so neither the product nor
+its gradient (IndexedSlices of those rows) grows with the vocabulary.
 """
 import tensorflow as tf
+
+
+def batch_rows(ids, table):
+    """``(local_ids, rows)``: the distinct ``ids`` gathered from ``table`` (``rows`` ``[U, F]``) and
+    ``ids`` re-indexed into ``rows`` (same shape as ``ids``). ``rows[local_ids] == table[ids]``."""
+    unique, local = tf.unique(tf.reshape(ids, [-1]))
+    return tf.reshape(local, tf.shape(ids)), tf.gather(table, unique)
 
 
 def weighted_rows(ids, values, table):

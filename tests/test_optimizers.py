@@ -1,0 +1,112 @@
+import dropdown_rank  # noqa: F401  (environment before tensorflow)
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from dropdown_rank.model import CTRModel, ModelConfig, example_features, make_ranker
+from dropdown_rank.optimizers import LazyAdam
+from dropdown_rank.train import TrainConfig, make_optimizer
+
+ROWS, DIM, LR, B1, B2, EPS = 6, 3, 0.01, 0.9, 0.999, 1e-7
+
+
+def sparse_steps(optimizer, steps, start):
+    table = tf.Variable(start)
+    for indices, values in steps:
+        optimizer.apply_gradients([(tf.IndexedSlices(tf.constant(values, tf.float32), tf.constant(indices)), table)])
+    return table.numpy()
+
+
+def lazy_reference(start, steps):
+    """Lazy Adam by hand in numpy: duplicates summed, only touched rows move, global-step bias correction."""
+    w, m, v = start.astype(np.float64), np.zeros_like(start, np.float64), np.zeros_like(start, np.float64)
+    for t, (indices, values) in enumerate(steps, start=1):
+        grad = np.zeros_like(w)
+        np.add.at(grad, indices, values)
+        rows = np.unique(indices)
+        m[rows] = B1 * m[rows] + (1 - B1) * grad[rows]
+        v[rows] = B2 * v[rows] + (1 - B2) * grad[rows] ** 2
+        lr = LR * np.sqrt(1 - B2 ** t) / (1 - B1 ** t)
+        w[rows] -= lr * m[rows] / (np.sqrt(v[rows]) + EPS)
+    return w
+
+
+def random_steps(rng, count, rows_per_step):
+    return [(rng.integers(0, ROWS, rows_per_step), rng.normal(size=(rows_per_step, DIM))) for _ in range(count)]
+
+
+def test_lazy_adam_matches_a_numpy_reference_with_duplicates_and_untouched_rows():
+    rng = np.random.default_rng(0)
+    start = rng.normal(size=(ROWS, DIM)).astype("float32")
+    steps = random_steps(rng, 8, 4)  # 4 draws of 6 rows: duplicates and rows left out at most steps
+    got = sparse_steps(LazyAdam(LR), steps, start)
+    np.testing.assert_allclose(got, lazy_reference(start, steps), rtol=1e-5, atol=1e-6)
+    never = sorted(set(range(ROWS)) - set(np.concatenate([i for i, _ in steps])))
+    np.testing.assert_array_equal(got[never], start[never])
+
+
+def test_lazy_adam_equals_adam_when_every_row_is_touched():
+    rng = np.random.default_rng(1)
+    start = rng.normal(size=(ROWS, DIM)).astype("float32")
+    steps = [(np.arange(ROWS), rng.normal(size=(ROWS, DIM))) for _ in range(5)]
+    dense = tf.Variable(start)
+    adam = tf.keras.optimizers.legacy.Adam(LR)
+    for _, values in steps:
+        adam.apply_gradients([(tf.constant(values, tf.float32), dense)])
+    np.testing.assert_allclose(sparse_steps(LazyAdam(LR), steps, start), dense.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_lazy_adam_resumes_from_a_checkpoint(tmp_path):
+    rng = np.random.default_rng(2)
+    start = rng.normal(size=(ROWS, DIM)).astype("float32")
+    steps = random_steps(rng, 6, 3)
+    straight = sparse_steps(LazyAdam(LR), steps, start)
+    table, optimizer = tf.Variable(start), LazyAdam(LR)
+    for indices, values in steps[:3]:
+        optimizer.apply_gradients([(tf.IndexedSlices(tf.constant(values, tf.float32), tf.constant(indices)), table)])
+    path = tf.train.Checkpoint(table=table, optimizer=optimizer).save(str(tmp_path / "ckpt"))
+    table2, optimizer2 = tf.Variable(np.zeros_like(start)), LazyAdam(LR)
+    optimizer2.apply_gradients([(tf.zeros_like(table2), table2)])  # creates the slots the checkpoint restores into
+    tf.train.Checkpoint(table=table2, optimizer=optimizer2).restore(path).assert_consumed()
+    for indices, values in steps[3:]:
+        optimizer2.apply_gradients([(tf.IndexedSlices(tf.constant(values, tf.float32), tf.constant(indices)), table2)])
+    np.testing.assert_allclose(table2.numpy(), straight, rtol=1e-6, atol=1e-7)
+
+
+def test_lazy_adam_refuses_amsgrad_and_round_trips_its_config():
+    with pytest.raises(ValueError, match="amsgrad"):
+        LazyAdam(amsgrad=True)
+    clone = LazyAdam.from_config(LazyAdam(0.05).get_config())
+    assert isinstance(clone, LazyAdam) and np.isclose(clone.get_config()["learning_rate"], 0.05)
+
+
+def test_make_optimizer_follows_the_train_config():
+    assert isinstance(make_optimizer(TrainConfig()), LazyAdam)
+    adam = make_optimizer(TrainConfig(optimizer="adam", learning_rate=0.02))
+    assert type(adam) is tf.keras.optimizers.legacy.Adam and np.isclose(adam.get_config()["learning_rate"], 0.02)
+    with pytest.raises(ValueError, match="optimizer must be one of"):
+        TrainConfig(optimizer="sgd")
+
+
+def one_candidate_batch(candidate: str):
+    features = example_features(batch=4)
+    features["candidate"] = tf.constant([candidate] * 4)
+    return features, tf.constant([1.0, 0.0, 1.0, 0.0])
+
+
+@pytest.mark.parametrize("optimizer,moves", [("lazy_adam", False), ("adam", True)])
+def test_ctr_model_step_moves_an_embedding_row_only_when_its_id_is_in_the_batch(optimizer, moves):
+    """Step 1 sees candidate "a", step 2 only "b": under LazyAdam a's row stays put in step 2 (and
+    CTRModel passed its gradient sparse); Adam's decaying moments move it anyway."""
+    tf.keras.utils.set_random_seed(0)
+    ranker = make_ranker(ModelConfig(kind="base", features=()), {"users": ["u"], "queries": ["a", "b"], "items": ["i"]})
+    model = CTRModel(ranker)
+    model.compile(optimizer=make_optimizer(TrainConfig(optimizer=optimizer)))
+    step = tf.function(model.train_step)
+    row_a = int(ranker.query_lookup(tf.constant("a")))
+    step(one_candidate_batch("a"))
+    after_first = ranker.query_embedding.embeddings.numpy()[row_a].copy()
+    step(one_candidate_batch("b"))
+    changed = not np.array_equal(ranker.query_embedding.embeddings.numpy()[row_a], after_first)
+    assert changed == moves
