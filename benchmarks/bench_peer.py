@@ -7,8 +7,8 @@ DIN gets the same training/validation/test samples as integer ids (our training-
 vocabularies; 0 = padding, 1 = OOV): user, candidate query, the query history (attended by the
 candidate, DIN's target attention) and the item history (mean-pooled: DeepCTR's DIN attends only
 histories of the target's own feature). It trains from NumPy arrays with Keras ``fit`` (DeepCTR's
-usual path), batch 1024, Adam 1e-3, keeping the epoch with the best exact validation AUC, as our
-``train`` does. Ours train in the same run through ``dropdown_rank.train``. Rates are steady rates
+usual path), batch 1024, Adam 1e-3 (ours: ``make_optimizer``'s default, LazyAdam 1e-3), keeping the
+epoch with the best exact validation AUC, as our ``train`` does. Ours train in the same run through ``dropdown_rank.train``. Rates are steady rates
 (from the end of batch 10, or a third of a tiny epoch, to the end of the epoch).
 """
 from __future__ import annotations

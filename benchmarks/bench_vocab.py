@@ -34,8 +34,14 @@ USERS, BATCH, L, K, POOL = 100_000, 1024, 20, 10, 8
 rng = np.random.default_rng(0)
 vocab = {"users": [f"u{i}" for i in range(USERS)], "queries": [f"q{i}" for i in range(size)], "items": [f"i{i}" for i in range(size)]}
 
+ZIPF = {}
+
 def zipf(n, shape):
-    return np.minimum(rng.zipf(1.1, shape), n) - 1
+    # P(rank r) proportional to (r + 1) ** -1.1 over the vocabulary: truncated, not capped onto the last id
+    if n not in ZIPF:
+        weights = np.arange(1, n + 1, dtype=np.float64) ** -1.1
+        ZIPF[n] = np.cumsum(weights / weights.sum())
+    return np.minimum(np.searchsorted(ZIPF[n], rng.random(shape)), n - 1)
 
 def table(prefix):
     nodes = ["", *(f"{prefix}{i}" for i in range(size))]

@@ -177,8 +177,8 @@ def _add_model_args(parser: argparse.ArgumentParser, choose_model: bool = True) 
     g.add_argument("--batch-size", type=positive_int, default=1024)
     g.add_argument("--learning-rate", type=positive_float, default=1e-3)
     g.add_argument("--optimizer", choices=("lazy_adam", "adam"), default="lazy_adam",
-                   help="lazy_adam (default) updates only the embedding rows a batch touches, so a step costs the same "
-                        "at any vocabulary size; adam is tf-keras's Adam over every row at every step")
+                   help="lazy_adam (default) updates only the embedding rows a batch touches, so a step's cost follows "
+                        "the batch, not the vocabulary size; adam is tf-keras's Adam over every row at every step")
     g.add_argument("--patience", type=non_negative_int, default=1, help="epochs without val AUC gain before stopping (default 1)")
     g.add_argument("--seed", type=int, default=0, help="fixes initialization and shuffling")
 

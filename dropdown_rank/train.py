@@ -95,7 +95,7 @@ def make_optimizer(train_config: TrainConfig) -> tf.keras.optimizers.legacy.Opti
     """The optimizer ``train`` compiles a :class:`CTRModel` with; scripts and benchmarks use it too.
 
     ``lazy_adam`` (default): Adam that updates only the embedding rows a batch touches, so a step's
-    cost does not grow with the vocabulary (``optimizers.py``). ``adam``: tf-keras's Adam on dense
+    cost follows the ids in the batch, not the size of the tables (``optimizers.py``). ``adam``: tf-keras's Adam on dense
     gradients, every row at every step (runs trained before the option existed used it).
     """
     if train_config.optimizer == "adam":
@@ -230,6 +230,14 @@ def _flatten(record: dict, prefix: str = "") -> dict:
     return flat
 
 
+def saved_identity(run_dir: Path) -> dict:
+    """``run.json`` of a run, in today's terms: a run started before ``TrainConfig.optimizer`` existed
+    trained with plain Adam."""
+    identity = read_json(run_dir / "run.json")
+    identity.get("train", {}).setdefault("optimizer", "adam")
+    return identity
+
+
 def claim_run_dir(run_dir: Path, identity: dict) -> None:
     """Start ``run_dir``, or resume it if it was started with the same identity; refuse anything else.
 
@@ -241,7 +249,7 @@ def claim_run_dir(run_dir: Path, identity: dict) -> None:
     if run_dir.exists() and not run_dir.is_dir():
         raise ValueError(f"{run_dir}: --out is a file, not a directory")
     if record.exists():
-        started, wanted = _flatten(read_json(record)), _flatten(json.loads(json.dumps(identity)))
+        started, wanted = _flatten(saved_identity(run_dir)), _flatten(json.loads(json.dumps(identity)))
         differs = sorted(key for key in started.keys() | wanted.keys() if started.get(key) != wanted.get(key))
         if differs:
             raise ValueError(f"{run_dir} was started with another configuration or work directory (differs: "
@@ -268,7 +276,7 @@ def train_or_reuse(work_dir: str | Path, run_dir: str | Path, model_config: Mode
     work, run_dir = Work.open(work_dir), Path(run_dir)
     identity = run_identity(_fit_to_work(model_config, work), train_config, work)
     if (run_dir / "metrics.json").exists() and (run_dir / "run.json").exists() and \
-            _flatten(read_json(run_dir / "run.json")) == _flatten(json.loads(json.dumps(identity))):
+            _flatten(saved_identity(run_dir)) == _flatten(json.loads(json.dumps(identity))):
         print(f"reusing the finished run {run_dir}")
         return read_json(run_dir / "metrics.json")
     return train(work_dir, run_dir, model_config, train_config, **kwargs)

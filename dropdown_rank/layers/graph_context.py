@@ -41,7 +41,7 @@ class GraphContext(tf.keras.layers.Layer):
 
     ``impl="fused"`` (default) in training never gathers ``[nodes, K, F]`` neighbor features:
     neighbor sums are sparse products with the rows of the batch's distinct neighbors
-    (``neighbor_sums.py``), so a step reads and updates only those rows, never the whole table.
+    (``neighbor_sums.py``), so a step reads only those rows (and, under ``LazyAdam``, updates only them).
     Outside training (a 10-candidate request has few duplicate neighbors) the fused layers gather
     the neighbor rows directly. ``impl="spektral"`` gathers too and runs
     spektral's ``GCNConv``/``GATConv`` over star subgraphs. All paths compute the same function with
@@ -169,8 +169,8 @@ class GraphContext(tf.keras.layers.Layer):
     def precompute(self, embeddings, chunk: int = 65536):
         """The context of every node id in the last snapshot, ``[num_nodes, dim]`` (for serving by lookup).
 
-        Computed ``chunk`` nodes at a time: the gathered neighbor features are ``[chunk, K, dim]``,
-        not ``[num_nodes, K, dim]``."""
+        Computed ``chunk`` nodes at a time (eagerly, as at export): the gathered neighbor features are
+        ``[chunk, K, dim]``, not ``[num_nodes, K, dim]``."""
         first = (int(self.snapshots) - 1) * self.num_nodes
         return tf.concat([self.node_context(tf.range(first + start, first + min(start + chunk, self.num_nodes)), embeddings,
                                             training=False)
