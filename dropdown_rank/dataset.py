@@ -1,134 +1,101 @@
-"""tf.data pipeline over sample shards: shuffle, batch, prefetch.
+"""tf.data pipeline over a split's training records: interleave, shuffle, batch, parse, prefetch.
 
-Parquet shards are read with pyarrow one batch at a time (never one example at a time): histories
-are cut to the model's ``seq_len`` by ``pyarrow.compute.list_slice`` (the stored lists are most recent
-first, so this keeps the latest behaviors) and handed to TensorFlow as flat values plus row splits;
-a ``map`` pads them to dense ``[batch, seq_len]`` tensors with "" (ids) and 0 (timestamps).
+Everything after the epoch's file order runs inside tf.data, on its own threads: TFRecord files are
+read with ``interleave`` (several files at once, in parallel, in blocks of rows), serialized rows are
+shuffled, cut into batches with ``rebatch``, then parsed a whole batch at a time by ``records.decode``
+in a parallel ``map`` (histories cut to the model's ``seq_len``, the most recent first, and padded
+with "" and 0).
 
-Shuffling: each epoch visits the shards in a seeded random order and shuffles rows within windows
-of ``window_rows`` rows (a shuffle buffer that spans shards). Epoch ``e`` with seed ``s`` always
-yields the same batches: :class:`SampleStream` counts epochs itself, or takes the epoch from
-``set_epoch`` (training sets it from Keras, so a run resumed by BackupAndRestore sees the batches
-an uninterrupted run would). Evaluation (``shuffle=False``) yields the rows in ``read_samples``
-order, so predictions line up with it.
+Shuffling: each epoch visits the files in a seeded random order (reading ``READ_FILES_AT_ONCE`` at a
+time) and shuffles the serialized rows within consecutive windows of ``window_rows`` rows, seeded too. Epoch ``e`` with seed ``s`` always yields the same
+batches: :class:`SampleStream` counts epochs itself, or takes the epoch from ``set_epoch`` (training
+sets it from Keras, so a run resumed by BackupAndRestore sees the batches an uninterrupted run would).
+The epoch's file order and shuffle seed come from NumPy, once per epoch, through a one-element
+generator; no data passes through Python. Evaluation (``shuffle=False``) reads the files one after
+the other and yields the rows in ``read_samples`` order, so predictions line up with it.
+
+Workers: ``num_shards``/``shard_index`` (``tf.distribute.InputContext``'s ``num_input_pipelines`` and
+``input_pipeline_id``) give each worker every ``num_shards``-th file, the file-level sharding of
+``AutoShardPolicy.FILE``, done here because the epoch's file list is made inside the pipeline.
 
 The dataset knows its length: every batch but the last is full, so an epoch has
-``ceil(rows / batch_size)`` batches, with ``rows`` read from the shards' Parquet metadata (no data is
+``ceil(rows / batch_size)`` batches, with ``rows`` read from the Parquet shards' metadata (no data is
 read). ``tf.data.experimental.assert_cardinality`` attaches that count, so Keras shows a total and
 an ETA from the first epoch (not ``1/Unknown``), also after a resume.
 
-Each element is ``(features, label)``; ``features`` holds :data:`FEATURES` (``position`` too, for
-the position-bias tower), ``label`` is float32 ``[batch]``.
+Each element is ``(features, label)``; ``features`` holds :data:`FEATURES` (the model inputs and
+``position``, for the position-bias tower), ``label`` is float32 ``[batch]``.
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
-import math
-
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import tensorflow as tf
 
-from dropdown_rank.samples import COUNTER_FIELDS, HISTORY_FIELDS, shard_files
+from dropdown_rank.features import LABEL, TRAINING_FIELDS
+from dropdown_rank.records import COMPRESSION, decode
+from dropdown_rank.samples import record_files, shard_files
 
-SCALAR_FIELDS = {"user_id": tf.string, "candidate": tf.string, "prefix": tf.string, "request_ts": tf.int64, "position": tf.int32,
-                 **{name: tf.int64 for name in COUNTER_FIELDS}}
-FEATURES = ("user_id", "candidate", "prefix", "query_history", "query_history_ts", "item_history", "item_history_ts", "request_ts",
-            "position") + COUNTER_FIELDS
-_HISTORY_DTYPES = {"query_history": tf.string, "query_history_ts": tf.int64, "item_history": tf.string, "item_history_ts": tf.int64}
-_COLUMNS = list(SCALAR_FIELDS) + list(HISTORY_FIELDS) + ["label"]
+FEATURES = tuple(name for name in TRAINING_FIELDS if name != LABEL)
 PREFETCH_BATCHES = 16
-
-
-def _numpy_batch(table: pa.Table) -> dict:
-    out = {name: table.column(name).to_numpy() for name in SCALAR_FIELDS}
-    for name in COUNTER_FIELDS:  # int32 on disk (samples.py), int64 in the model and the serving signature
-        out[name] = out[name].astype(np.int64)
-    out["label"] = table.column("label").to_numpy().astype(np.float32)
-    for name in HISTORY_FIELDS:
-        column = table.column(name).combine_chunks()
-        out[f"{name}/values"] = column.values.to_numpy(zero_copy_only=False)
-        out[f"{name}/splits"] = (column.offsets.to_numpy() - column.offsets[0].as_py()).astype(np.int64)
-    return out
-
-
-def _signature():
-    sig = {name: tf.TensorSpec([None], dtype) for name, dtype in SCALAR_FIELDS.items()}
-    sig["label"] = tf.TensorSpec([None], tf.float32)
-    for name, dtype in _HISTORY_DTYPES.items():
-        sig[f"{name}/values"] = tf.TensorSpec([None], dtype)
-        sig[f"{name}/splits"] = tf.TensorSpec([None], tf.int64)
-    return sig
+READ_FILES_AT_ONCE = 4
+READ_BUFFER_BYTES = 1 << 20
+READ_BLOCK_ROWS = 256
 
 
 class SampleStream:
-    """Batches of one split's shards as a ``tf.data.Dataset`` (:meth:`dataset`); one pass per epoch."""
+    """Batches of one split's training records as a ``tf.data.Dataset`` (:meth:`dataset`); one pass per epoch."""
 
-    def __init__(self, samples_dir, split, seq_len, batch_size=1024, shuffle=False, seed=0, window_rows=131072):
-        self.files, self.seq_len, self.batch_size = shard_files(samples_dir, split), seq_len, batch_size
+    def __init__(self, samples_dir, split, seq_len, batch_size=1024, shuffle=False, seed=0, window_rows=131072,
+                 num_shards=1, shard_index=0):
+        records, shards = record_files(samples_dir, split), shard_files(samples_dir, split)
+        self.files = [str(f) for f in records[shard_index::num_shards]]
+        self.seq_len, self.batch_size = seq_len, batch_size
         self.shuffle, self.seed, self.window_rows = shuffle, seed, window_rows
         self.epoch = 0
-        self.rows = sum(pq.ParquetFile(f).metadata.num_rows for f in self.files)
+        self.rows = sum(pq.ParquetFile(f).metadata.num_rows for f in shards[shard_index::num_shards])
 
     @property
     def batches(self) -> int:
-        """Batches per epoch: all full but the last (``_drain`` carries a window's remainder over)."""
+        """Batches per epoch: all full but the last."""
         return math.ceil(self.rows / self.batch_size)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def _tables(self, rng):
-        order = rng.permutation(len(self.files)) if self.shuffle else range(len(self.files))
-        for index in order:
-            table = pq.read_table(self.files[index], columns=_COLUMNS)
-            for name in HISTORY_FIELDS:
-                cut = pc.list_slice(table.column(name), 0, self.seq_len)
-                table = table.set_column(table.schema.get_field_index(name), name, cut)
-            yield table
-
-    def _batches(self):
+    def _epoch_plan(self):
+        """One element per pass: this epoch's file order and row-shuffle seed."""
         rng = np.random.default_rng([self.seed, self.epoch])
         self.epoch += 1
-        pending = None
-        for table in self._tables(rng):
-            pending = table if pending is None else pa.concat_tables([pending, table])
-            if pending.num_rows >= self.window_rows:
-                pending = yield from self._drain(pending, rng, keep_remainder=True)
-        if pending is not None and pending.num_rows:
-            yield from self._drain(pending, rng, keep_remainder=False)
+        order = rng.permutation(len(self.files)) if self.shuffle else np.arange(len(self.files))
+        yield np.asarray(self.files, dtype=object)[order].astype(bytes), rng.integers(2 ** 62)
 
-    def _drain(self, window: pa.Table, rng, keep_remainder: bool):
-        """Yield a window's batches in shuffled order; return the rows left for the next window.
-
-        Each batch is gathered on its own: one ``take`` of the whole window would stall training
-        at every window boundary instead of overlapping with it."""
-        order = rng.permutation(window.num_rows) if self.shuffle else np.arange(window.num_rows)
-        stop = window.num_rows // self.batch_size * self.batch_size if keep_remainder else window.num_rows
-        for lo in range(0, stop, self.batch_size):
-            rows = order[lo: lo + self.batch_size]
-            yield _numpy_batch(window.take(rows) if self.shuffle else window.slice(int(rows[0]), len(rows)))
-        return window.take(order[stop:])
+    def _serialized_batches(self, files, shuffle_seed):
+        """This epoch's serialized rows in ``[batch_size]`` string tensors."""
+        files = tf.data.Dataset.from_tensor_slices(files)
+        # Blocks of rows, not single rows, cross the dataset boundaries: every element costs tf.data
+        # a few microseconds, which per row capped the pipeline near 60k rows/s on any number of cores.
+        read = lambda path: tf.data.TFRecordDataset(path, compression_type=COMPRESSION, buffer_size=READ_BUFFER_BYTES).batch(READ_BLOCK_ROWS)
+        if not self.shuffle:
+            return files.flat_map(read).rebatch(self.batch_size)
+        blocks = files.interleave(read, cycle_length=READ_FILES_AT_ONCE, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        # A stateless shuffle per window, not Dataset.shuffle: its seed must be a Python int once a global
+        # seed is set (tf.keras.utils.set_random_seed), and this seed changes with the epoch.
+        windows = blocks.rebatch(self.window_rows).enumerate()
+        shuffled = windows.map(lambda index, window: tf.random.experimental.stateless_shuffle(window, tf.stack([shuffle_seed, index])))
+        return shuffled.rebatch(self.batch_size)
 
     def dataset(self) -> tf.data.Dataset:
         """``(features, label)`` batches, histories padded to ``seq_len``."""
+        plan = tf.data.Dataset.from_generator(self._epoch_plan, output_signature=(tf.TensorSpec([None], tf.string),
+                                                                                  tf.TensorSpec([], tf.int64)))
         seq_len = self.seq_len
-
-        def to_model_inputs(batch):
-            features = {name: batch[name] for name in SCALAR_FIELDS}
-            for name, dtype in _HISTORY_DTYPES.items():
-                ragged = tf.RaggedTensor.from_row_splits(batch[f"{name}/values"], batch[f"{name}/splits"], validate=False)
-                features[name] = ragged.to_tensor(default_value="" if dtype == tf.string else 0, shape=[None, seq_len])
-            return features, batch["label"]
-
-        dataset = tf.data.Dataset.from_generator(self._batches, output_signature=_signature())
-        # A sequential map: padding is cheap, and the parallel map logs a spurious NodeDef error on TF 2.21.
-        # 16 batches of prefetch cover a window refill (reading two shards, ~0.5 s), which AUTOTUNE's
-        # few buffered batches did not: the boundary step fell from 450-570 ms to 60-75 ms.
-        dataset = dataset.map(to_model_inputs).apply(tf.data.experimental.assert_cardinality(self.batches))
+        dataset = (plan.flat_map(self._serialized_batches)
+                   .map(lambda serialized: decode(serialized, seq_len), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+                   .apply(tf.data.experimental.assert_cardinality(self.batches)))
         return dataset.prefetch(PREFETCH_BATCHES)
 
 

@@ -89,7 +89,8 @@ from dropdown_rank._io import _UMASK, read_json, write_json
 from dropdown_rank.build import Work
 from dropdown_rank.graph import RELATIONS
 from dropdown_rank.model import SIGNATURE, check_serving_features
-from dropdown_rank.samples import COUNTER_FIELDS, read_samples
+from dropdown_rank.features import COUNTER_FIELDS, MODEL_INPUTS
+from dropdown_rank.samples import read_samples
 from dropdown_rank.train import load_run
 
 LOOKUPS = ("user_lookup", "query_lookup", "item_lookup")
@@ -116,9 +117,7 @@ class ServingModule(tf.Module):
 
 def serving_example(work_dir: Path, max_candidates: int = 10) -> dict:
     """A TF Serving REST body (``{"instances": [...]}``) for one test request of the work directory."""
-    frame = read_samples(work_dir / "samples", "test", columns=["request_id", "user_id", "candidate", "request_ts", "query_history",
-                                                                 "query_history_ts", "item_history", "item_history_ts", "prefix",
-                                                                 *COUNTER_FIELDS])
+    frame = read_samples(work_dir / "samples", "test", columns=["request_id", *MODEL_INPUTS])
     sizes = frame.groupby("request_id").size()
     request = sizes.idxmax() if sizes.max() < max_candidates else sizes[sizes >= max_candidates].index[0]
     rows = frame[frame["request_id"] == request].head(max_candidates)

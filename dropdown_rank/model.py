@@ -38,6 +38,7 @@ import pandas as pd
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
+from dropdown_rank.features import BY_NAME, COUNTER_FIELDS, HISTORY_FIELDS, MODEL_INPUTS
 from dropdown_rank.graph import DailyTables, NeighborTable
 from dropdown_rank.layers import GraphContext, PositionBias, RequestFeatures, TargetAttention, TimeGapEmbedding
 from dropdown_rank.layers.request_features import FEATURE_GROUPS
@@ -147,23 +148,9 @@ def as_daily(table) -> DailyTables:
 
 
 # -- serving inputs and their contract -----------------------------------------------------------
-SIGNATURE = {
-    "user_id": tf.TensorSpec([None], tf.string, name="user_id"),
-    "candidate": tf.TensorSpec([None], tf.string, name="candidate"),
-    "query_history": tf.TensorSpec([None, None], tf.string, name="query_history"),
-    "query_history_ts": tf.TensorSpec([None, None], tf.int64, name="query_history_ts"),
-    "item_history": tf.TensorSpec([None, None], tf.string, name="item_history"),
-    "item_history_ts": tf.TensorSpec([None, None], tf.int64, name="item_history_ts"),
-    "request_ts": tf.TensorSpec([None], tf.int64, name="request_ts"),
-    "prefix": tf.TensorSpec([None], tf.string, name="prefix"),
-    "user_candidate_count": tf.TensorSpec([None], tf.int64, name="user_candidate_count"),
-    "user_candidate_age": tf.TensorSpec([None], tf.int64, name="user_candidate_age"),
-    "candidate_query_count": tf.TensorSpec([None], tf.int64, name="candidate_query_count"),
-    "candidate_impressions": tf.TensorSpec([None], tf.int64, name="candidate_impressions"),
-    "candidate_clicks": tf.TensorSpec([None], tf.int64, name="candidate_clicks"),
-}
-COUNTS = ("user_candidate_count", "candidate_query_count", "candidate_impressions", "candidate_clicks")
-HISTORIES = ("query_history", "query_history_ts", "item_history", "item_history_ts")
+SIGNATURE = {name: tf.TensorSpec([None, None] if BY_NAME[name].history else [None], BY_NAME[name].dtype, name=name)
+             for name in MODEL_INPUTS}
+COUNTS = tuple(name for name in COUNTER_FIELDS if BY_NAME[name].padding == 0)  # counts proper; user_candidate_age is -1 when never
 # 2200-01-01T00:00:00Z in epoch seconds. A request time in milliseconds (any date after 1970-03-26) is larger.
 MAX_REQUEST_TS = 7258118400
 
@@ -182,7 +169,7 @@ def check_serving_features(features: dict) -> dict:
     eagerly and inside a ``tf.function``. Extra keys (``position``) pass through unchecked.
     """
     features = dict(features)
-    for name in HISTORIES:
+    for name in HISTORY_FIELDS:
         # A runtime rank check the graph optimizer cannot fold away (the signature declares rank 2, so
         # tf.rank is a constant there). Named so that the error points at the input.
         features[name] = tf.ensure_shape(features[name], [None, None], name=f"{name}_must_be_2D_batch_by_length")
@@ -411,14 +398,8 @@ class DropdownRanker(tf.keras.Model):
 
 def example_features(batch: int = 2, length: int = 3) -> dict:
     """A batch of empty-history features: builds a model's variables on first call."""
-    return {
-        "user_id": tf.constant([""] * batch), "candidate": tf.constant([""] * batch),
-        "query_history": tf.fill([batch, length], ""), "query_history_ts": tf.zeros([batch, length], tf.int64),
-        "item_history": tf.fill([batch, length], ""), "item_history_ts": tf.zeros([batch, length], tf.int64),
-        "request_ts": tf.zeros([batch], tf.int64), "position": tf.zeros([batch], tf.int32), "prefix": tf.constant([""] * batch),
-        "user_candidate_age": tf.fill([batch], tf.constant(-1, tf.int64)),
-        **{name: tf.zeros([batch], tf.int64) for name in COUNTS},
-    }
+    return {name: tf.fill([batch, length] if field.history else [batch], tf.constant(field.padding, field.dtype))
+            for name, field in BY_NAME.items() if name in MODEL_INPUTS or name == "position"}
 
 
 def make_ranker(config: ModelConfig, vocabularies: dict, tables: dict | None = None, known_since: dict | None = None) -> DropdownRanker:

@@ -6,7 +6,8 @@ before ``request_ts`` with their timestamps (``query_history``, ``query_history_
 ``item_history``, ``item_history_ts``; **most recent first**, so a model with L=20 reads the first 20
 of the L=50 stored once); and two slicing fields: ``activity`` (the user's behaviors in the
 ``lookback_days`` before the request) and ``candidate_pv`` (the candidate's training-period
-impressions). Neighbors are never stored here: models look them up in the graph tables.
+impressions). Neighbors are never stored here: models look them up in the graph tables. Names and
+types of every field come from ``features.py``.
 
 Model inputs beyond the sequences: the ``prefix`` typed, and the point-in-time counters of
 ``counters.py`` (``user_candidate_count``, ``user_candidate_age``, ``candidate_query_count``,
@@ -14,7 +15,8 @@ Model inputs beyond the sequences: the ``prefix`` typed, and the point-in-time c
 
 Histories are gathered with ``searchsorted`` on a (user, ts) key over all events, per chunk of
 impressions, so memory stays bounded and no Python runs per example. Shards are Parquet files
-``<split>/part-NNNNN.parquet`` of at most ``shard_rows`` rows, time-ordered.
+``<split>/part-NNNNN.parquet`` of at most ``shard_rows`` rows, time-ordered, each with its training
+records beside it (``part-NNNNN.tfrecord.gz``, ``records.py``), which the training input reads.
 """
 from __future__ import annotations
 
@@ -29,9 +31,9 @@ from tqdm.auto import tqdm
 
 from dropdown_rank._io import atomic_path
 from dropdown_rank.counters import _TS_SHIFT, DAY, CandidateDays, PersonalCounts, daily_counts
+from dropdown_rank.features import ARROW_SCHEMA
+from dropdown_rank.records import record_path, write_records
 
-HISTORY_FIELDS = ("query_history", "query_history_ts", "item_history", "item_history_ts")
-COUNTER_FIELDS = ("user_candidate_count", "user_candidate_age", "candidate_query_count", "candidate_impressions", "candidate_clicks")
 INT32_MAX = np.iinfo(np.int32).max
 
 
@@ -115,14 +117,12 @@ def sample_table(histories: Histories, chunk: pd.DataFrame, candidate_pv: pd.Ser
         "item_history_ts": i_ts,
         "activity": pa.array((end - start).astype(np.int32), pa.int32()),
         "candidate_pv": pa.array(candidate_pv.reindex(candidates).fillna(0).to_numpy(np.int32), pa.int32()),
-        # int32 on disk: a count above 2**31 in one window would be one candidate taking most of a 1e8-a-day
-        # system's impressions for a month (clipped, never wrapped); the model reads them as int64.
         "user_candidate_count": pa.array(np.minimum(personal_count, INT32_MAX), pa.int32()),
         "user_candidate_age": pa.array(personal_age, pa.int64()),
         "candidate_query_count": pa.array(np.minimum(popularity["queries"], INT32_MAX), pa.int32()),
         "candidate_impressions": pa.array(np.minimum(popularity["impressions"], INT32_MAX), pa.int32()),
         "candidate_clicks": pa.array(np.minimum(popularity["clicks"], INT32_MAX), pa.int32()),
-    })
+    }, schema=ARROW_SCHEMA)
 
 
 SAMPLE_ORDER = ["ts", "request_id", "position"]  # within a split; ties keep the impressions' order
@@ -154,7 +154,10 @@ def shard_path(out_dir: str | Path, split: str, shard: int) -> Path:
 
 
 def write_shard(table: pa.Table, out_dir: str | Path, split: str, shard: int) -> None:
-    with atomic_path(shard_path(out_dir, split, shard)) as tmp:
+    """The shard's Parquet file and its training records, each written atomically."""
+    path = shard_path(out_dir, split, shard)
+    write_records(table, record_path(path))
+    with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
 
 
@@ -168,6 +171,16 @@ def shard_files(samples_dir: str | Path, split: str) -> list[Path]:
                              "(see 'samples' in its stats.json); rebuild with other --valid-days/--test-days")
         raise FileNotFoundError(f"{samples_dir}: no samples (run `dropdown-rank build` first)")
     return files
+
+
+def record_files(samples_dir: str | Path, split: str) -> list[Path]:
+    """The training record files of one split, in shard order; a clear error for a build that predates them."""
+    records = [record_path(f) for f in shard_files(samples_dir, split)]
+    missing = [r for r in records if not r.exists()]
+    if missing:
+        raise FileNotFoundError(f"{missing[0]}: no training records for this sample shard ({len(missing)} of {len(records)} "
+                                f"missing): the work directory was built before records existed; rebuild it with `dropdown-rank build`")
+    return records
 
 
 def read_samples(samples_dir: str | Path, split: str, columns=None) -> pd.DataFrame:

@@ -2,7 +2,8 @@
 import numpy as np
 import pandas as pd
 
-from dropdown_rank.samples import COUNTER_FIELDS, SampleConfig, build_samples, read_samples
+from dropdown_rank.features import COUNTER_FIELDS
+from dropdown_rank.samples import SampleConfig, build_samples, read_samples
 
 T0 = 1767225600
 

@@ -30,17 +30,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from dropdown_rank.samples import COUNTER_FIELDS, shard_files
+from dropdown_rank.features import HISTORY_FIELDS, ROW_FEATURES, TRAINING_FIELDS
 from dropdown_rank.graph import NeighborTable
+from dropdown_rank.samples import shard_files
 
-MODEL_COLUMNS = ["user_id", "candidate", "request_ts", "position", "label", "query_history", "query_history_ts",
-                 "item_history", "item_history_ts"]
-HISTORIES = ["query_history", "query_history_ts", "item_history", "item_history_ts"]
-ROW_FEATURES = [*COUNTER_FIELDS, "prefix"]  # read by every model beside the sequences (``dataset.FEATURES``)
+MODEL_COLUMNS = [name for name in TRAINING_FIELDS if name not in ROW_FEATURES]  # ids, time, position, label, sequences
 
 
 def _cut(table: pa.Table, seq_len: int) -> pa.Table:
-    for name in HISTORIES:
+    for name in HISTORY_FIELDS:
         table = table.set_column(table.schema.get_field_index(name), name, pc.list_slice(table.column(name), 0, seq_len))
     return table
 

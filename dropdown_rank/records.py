@@ -1,0 +1,123 @@
+"""Training records: the training fields of a sample shard as a GZIP TFRecord file, one ``tf.train.Example`` per row.
+
+Why TFRecord: tf.data reads it natively, so the input pipeline (``dataset.py``) reads files on every
+core with ``interleave``, shards by file across workers, and parses a whole batch of serialized rows in
+one ``tf.io.parse_example`` call, with no Python per batch. The Parquet shard beside each record file
+stays the copy that evaluation, export and storage accounting read (every column, including the
+``slice`` fields, which training does not need).
+
+Encoding runs no Python per row: ``tf.io.encode_proto`` builds a shard's protos layer by layer
+(value lists, features, map entries, examples), and strings go from Arrow's buffers to TensorFlow
+through ``tf.strings.substr`` on the data buffer, not through Python objects (about 30 us per row on
+the default world). GZIP: uncompressed, a shard's records took 16x its Parquet bytes (histories
+repeat their strings row after row); compressed, 1.2-1.7x, and decompression runs in the reading
+threads, so it scales with cores (``benchmarks/bench_input.py``).
+
+Every row holds :data:`features.TRAINING_FIELDS` at their stored length (histories up to the build's
+``max_len``); :func:`decode` cuts histories to the model's length, pads them, and casts each field to
+its model dtype.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import tensorflow as tf
+
+from dropdown_rank._io import atomic_path
+from dropdown_rank.features import BY_NAME, LABEL, TRAINING_FIELDS
+
+SUFFIX = ".tfrecord.gz"
+COMPRESSION = "GZIP"
+COMPRESSION_LEVEL = 1  # level 6 (zlib's default) took 2.7x the time to write files 10% smaller
+_LIST_FIELD = {"string": "bytes_list", "float32": "float_list"}  # every integer type: int64_list
+_LIST_TYPE = {"bytes_list": "tensorflow.BytesList", "float_list": "tensorflow.FloatList", "int64_list": "tensorflow.Int64List"}
+
+
+def record_path(parquet_path: str | Path) -> Path:
+    """The record file beside a Parquet shard (``part-00000.parquet`` -> ``part-00000.tfrecord.gz``)."""
+    parquet_path = Path(parquet_path)
+    return parquet_path.with_name(parquet_path.name.removesuffix(".parquet") + SUFFIX)
+
+
+def _strings(array: pa.Array) -> tf.Tensor:
+    """A string array as a ``tf.string`` vector, sliced out of Arrow's data buffer in one op."""
+    _, offsets_buffer, data = array.buffers()
+    offsets = np.frombuffer(offsets_buffer, np.int32)[array.offset: array.offset + len(array) + 1]
+    if len(array) == 0 or offsets[-1] == offsets[0]:
+        return tf.fill([len(array)], "")
+    blob = tf.constant(memoryview(data)[offsets[0]: offsets[-1]].tobytes())
+    return tf.strings.substr(blob, offsets[:-1] - offsets[0], np.diff(offsets))
+
+
+def _values(array: pa.Array, dtype: str) -> tf.Tensor:
+    if dtype == "string":
+        return _strings(array)
+    return tf.constant(array.to_numpy(zero_copy_only=False).astype(np.float32 if dtype == "float32" else np.int64))
+
+
+def _encode(message: str, fields: list, values: list, sizes) -> tf.Tensor:
+    return tf.io.encode_proto(tf.cast(sizes, tf.int32), values, fields, message)
+
+
+def _feature(column: pa.ChunkedArray, dtype: str, history: bool) -> tf.Tensor:
+    """Serialized ``tf.train.Feature`` per row of ``column``."""
+    column = column.combine_chunks()
+    rows = len(column)
+    if history:
+        lengths = column.value_lengths().to_numpy(zero_copy_only=False)
+        padded = tf.RaggedTensor.from_row_lengths(_values(column.flatten(), dtype), lengths).to_tensor()
+        values, sizes = padded, lengths[:, None]
+    else:
+        values, sizes = _values(column, dtype)[:, None], np.ones([rows, 1])
+    field = _LIST_FIELD.get(dtype, "int64_list")
+    value_list = _encode(_LIST_TYPE[field], ["value"], [values], sizes)
+    return _encode("tensorflow.Feature", [field], [value_list[:, None]], np.ones([rows, 1]))
+
+
+def encode(table: pa.Table) -> tf.Tensor:
+    """Serialized ``tf.train.Example`` per row of a sample table (``string`` [rows])."""
+    rows = table.num_rows
+    entries = []
+    for name in TRAINING_FIELDS:
+        field = BY_NAME[name]
+        feature = _feature(table.column(name), field.dtype, field.history)
+        entries.append(_encode("tensorflow.Features.FeatureEntry", ["key", "value"], [tf.fill([rows, 1], name), feature[:, None]],
+                               np.ones([rows, 2])))
+    features = _encode("tensorflow.Features", ["feature"], [tf.stack(entries, axis=1)], np.full([rows, 1], len(entries)))
+    return _encode("tensorflow.Example", ["features"], [features[:, None]], np.ones([rows, 1]))
+
+
+def write_records(table: pa.Table, path: str | Path) -> None:
+    """The table's training records, written atomically to ``path``."""
+    examples = encode(table).numpy() if table.num_rows else []
+    with atomic_path(path) as tmp:
+        with tf.io.TFRecordWriter(str(tmp), tf.io.TFRecordOptions(compression_type=COMPRESSION, compression_level=COMPRESSION_LEVEL)) as writer:
+            for example in examples:
+                writer.write(example)
+
+
+def _spec() -> dict:
+    spec = {}
+    for name in TRAINING_FIELDS:
+        field = BY_NAME[name]
+        dtype = tf.string if field.dtype == "string" else tf.float32 if field.dtype == "float32" else tf.int64
+        spec[name] = tf.io.RaggedFeature(dtype, row_splits_dtype=tf.int64) if field.history else tf.io.FixedLenFeature([], dtype)
+    return spec
+
+
+PARSE_SPEC = _spec()
+
+
+def decode(serialized: tf.Tensor, seq_len: int) -> tuple[dict, tf.Tensor]:
+    """A batch of serialized records (``string`` [B]) as ``(features, label)``: histories ``[B, seq_len]``
+    (the most recent ``seq_len``, padded), every field in its model dtype, ``label`` float32 [B]."""
+    parsed = tf.io.parse_example(serialized, PARSE_SPEC)
+    features = {}
+    for name, value in parsed.items():
+        field = BY_NAME[name]
+        if field.history:
+            value = value.to_tensor(default_value=field.padding, shape=[None, seq_len])
+        features[name] = tf.cast(value, field.dtype) if value.dtype != tf.as_dtype(field.dtype) else value
+    return features, features.pop(LABEL)

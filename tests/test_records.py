@@ -1,0 +1,129 @@
+"""The sample schema and the TFRecord codec: every field round-trips, histories are cut and padded, files shard."""
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import tensorflow as tf
+
+from dropdown_rank.dataset import FEATURES, SampleStream
+from dropdown_rank.features import ARROW_SCHEMA, BY_NAME, MODEL_INPUTS, TRAINING_FIELDS
+from dropdown_rank.model import SIGNATURE
+from dropdown_rank.records import decode, encode, record_path
+from dropdown_rank.samples import read_samples, record_files, shard_files, write_shard
+
+
+def sample_rows() -> pa.Table:
+    """Three rows with the awkward cases: no history, multi-byte and control characters, a history longer than L."""
+    columns = {
+        "request_id": ["r1", "r1", "r2"],
+        "user_id": ["u1", "u1", "ü2"],
+        "request_ts": [1_767_225_600, 1_767_225_600, 1_767_300_000],
+        "candidate": ["red shoes", "日本 靴", "tab\there"],
+        "prefix": ["re", "", "ta"],
+        "position": [0, 1, 0],
+        "label": [1, 0, 0],
+        "query_history": [[], ["a", "line\nbreak", ""], [f"q{i}" for i in range(7)]],
+        "query_history_ts": [[], [5, 4, 3], list(range(70, 0, -10))],
+        "item_history": [["sku1"], [], ["i"] * 7],
+        "item_history_ts": [[9], [], [1] * 7],
+        "activity": [3, 3, 40],
+        "candidate_pv": [10, 0, 2],
+        "user_candidate_count": [0, 2, 2**31 - 1],
+        "user_candidate_age": [-1, 86_400, 5],
+        "candidate_query_count": [1, 0, 7],
+        "candidate_impressions": [4, 0, 9],
+        "candidate_clicks": [1, 0, 9],
+    }
+    return pa.table(columns, schema=ARROW_SCHEMA)
+
+
+def test_the_schema_is_the_one_the_model_and_the_pipeline_read():
+    assert tuple(SIGNATURE) == MODEL_INPUTS
+    assert set(FEATURES) == set(MODEL_INPUTS) | {"position"}
+    assert set(TRAINING_FIELDS) == set(FEATURES) | {"label"}
+    assert not {"request_id", "activity", "candidate_pv"} & set(TRAINING_FIELDS)  # evaluation-only fields stay in Parquet
+    for name, spec in SIGNATURE.items():
+        assert spec.dtype == tf.as_dtype(BY_NAME[name].dtype)
+        assert spec.shape.rank == (2 if BY_NAME[name].history else 1)
+
+
+@pytest.mark.parametrize("seq_len", [2, 5])
+def test_every_training_field_round_trips_and_histories_are_cut_and_padded(seq_len):
+    table = sample_rows()
+    features, label = decode(encode(table), seq_len)
+    assert set(features) == set(FEATURES)
+    np.testing.assert_array_equal(label.numpy(), [1.0, 0.0, 0.0])
+    assert label.dtype == tf.float32 and features["position"].dtype == tf.int32
+    for name in FEATURES:
+        field, got = BY_NAME[name], features[name].numpy()
+        assert features[name].dtype == tf.as_dtype(field.dtype), name
+        stored = table.column(name).to_pylist()
+        if field.history:
+            assert got.shape == (3, seq_len)
+            for row, values in enumerate(stored):
+                kept = values[:seq_len]
+                expected = kept + [field.padding] * (seq_len - len(kept))
+                assert [v.decode() if isinstance(v, bytes) else int(v) for v in got[row]] == expected, (name, row)
+        else:
+            assert [v.decode() if isinstance(v, bytes) else v for v in got.tolist()] == stored, name
+
+
+def test_a_sliced_table_encodes_only_its_rows():
+    table = sample_rows().slice(1, 2)
+    features, _ = decode(encode(table), 3)
+    assert [c.decode() for c in features["candidate"].numpy()] == ["日本 靴", "tab\there"]
+    assert [q.decode() for q in features["query_history"].numpy()[0]] == ["a", "line\nbreak", ""]
+    assert features["user_id"].numpy().tolist() == ["u1".encode(), "ü2".encode()]
+
+
+def test_records_are_standard_tf_examples():
+    example = tf.train.Example.FromString(encode(sample_rows())[1].numpy())
+    feature = example.features.feature
+    assert set(feature) == set(TRAINING_FIELDS)
+    assert list(feature["query_history"].bytes_list.value) == [b"a", b"line\nbreak", b""]
+    assert list(feature["user_candidate_age"].int64_list.value) == [86_400]
+    assert list(feature["label"].float_list.value) == [0.0]
+
+
+def split_into_shards(tiny_work, out, rows_per_shard=700):
+    frame = pq.read_table(shard_files(tiny_work / "samples", "train")[0])
+    for shard, lo in enumerate(range(0, frame.num_rows, rows_per_shard)):
+        write_shard(frame.slice(lo, rows_per_shard), out, "train", shard)
+    return frame.num_rows
+
+
+def row_keys(stream):
+    keys = [np.char.add(np.char.add(f["user_id"].numpy().astype(str), f["request_ts"].numpy().astype(str)),
+                        f["candidate"].numpy().astype(str)) for f, _ in stream.dataset()]
+    return np.concatenate(keys)
+
+
+def test_worker_shards_split_the_files_and_cover_every_row_once(tiny_work, tmp_path):
+    rows = split_into_shards(tiny_work, tmp_path)
+    assert len(record_files(tmp_path, "train")) >= 4
+    every = row_keys(SampleStream(tmp_path, "train", 5, batch_size=256))
+    shards = [SampleStream(tmp_path, "train", 5, batch_size=256, shuffle=True, seed=3, num_shards=2, shard_index=i) for i in (0, 1)]
+    keys = [row_keys(s) for s in shards]
+    assert [len(k) for k in keys] == [s.rows for s in shards] and sum(s.rows for s in shards) == rows == len(every)
+    assert not set(keys[0]) & set(keys[1])
+    np.testing.assert_array_equal(np.sort(np.concatenate(keys)), np.sort(every))
+    # the unshuffled stream reads the shards in order: read_samples order
+    frame = read_samples(tmp_path, "train", columns=["user_id", "request_ts", "candidate"])
+    np.testing.assert_array_equal(every, (frame["user_id"] + frame["request_ts"].astype(str) + frame["candidate"]).to_numpy().astype(str))
+
+
+def test_each_epoch_reshuffles_and_an_epoch_is_reproducible(tiny_work, tmp_path):
+    split_into_shards(tiny_work, tmp_path)
+    stream = SampleStream(tmp_path, "train", 5, batch_size=256, shuffle=True, seed=3, window_rows=1000)
+    first, second = row_keys(stream), row_keys(stream)
+    assert not np.array_equal(first, second)
+    stream.set_epoch(1)  # a resumed run sets the epoch from Keras
+    np.testing.assert_array_equal(row_keys(stream), second)
+    np.testing.assert_array_equal(np.sort(first), np.sort(second))
+
+
+def test_a_work_directory_built_before_records_gets_a_clear_error(tiny_work, tmp_path):
+    split_into_shards(tiny_work, tmp_path)
+    record_path(shard_files(tmp_path, "train")[1]).unlink()
+    with pytest.raises(FileNotFoundError, match=r"part-00001.tfrecord.gz: no training records .*rebuild it"):
+        SampleStream(tmp_path, "train", 5)
