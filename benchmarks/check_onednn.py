@@ -2,10 +2,10 @@
 
     python benchmarks/check_onednn.py [--scale default] [--runs 4] [--steps 60]
 
-With TF_ENABLE_ONEDNN_OPTS=1, training spektral's GATConv segfaulted in most runs,
-which is why dropdown_rank turns oneDNN off. Turning it off costs training speed (see
-bench_training's onednn_off_vs_on), so this records, per model, how many of ``--runs`` fresh
-training processes with oneDNN **on** exit cleanly. spektral GATConv is the positive control; it is
+With TF_ENABLE_ONEDNN_OPTS=1, training spektral's GATConv segfaulted in most runs, which is why
+that layer refuses to build under oneDNN. oneDNN is on by default (turning it off costs training
+speed, see bench_training's onednn_off_vs_on), so this records, per model, how many of ``--runs``
+fresh training processes with oneDNN **on** exit cleanly. spektral GATConv is the positive control; it is
 built past dropdown_rank's refusal (see ``TRAIN``) so the crash the refusal prevents is still measured.
 """
 from __future__ import annotations

@@ -5,12 +5,11 @@ Required (a different value the user set is kept, with a warning):
 * ``TF_USE_LEGACY_KERAS=1``: spektral and tensorflow-recommenders need Keras 2 (tf-keras); TF >= 2.16
   otherwise makes ``tf.keras`` Keras 3, under which ``import tensorflow_recommenders`` fails and
   spektral's GATConv breaks in ``call``.
-* ``TF_ENABLE_ONEDNN_OPTS=0``: with oneDNN's custom CPU ops on, training a model with spektral's
-  GATConv segfaulted in most fresh training processes on the pinned stack (TensorFlow 2.21,
-  tf-keras 2.21, spektral 1.3.1); with them off it did not. ``benchmarks/check_onednn.py`` repeats
-  that check and ``benchmarks/README.md`` records it, with what turning oneDNN off costs. The
-  default ``fused`` graph layers do not crash under oneDNN, so with them you can opt back in with
-  ``TF_ENABLE_ONEDNN_OPTS=1``; spektral's GATConv then refuses to build.
+Left as TensorFlow sets it: oneDNN's CPU ops stay on (TensorFlow's default on x86). With them off,
+the default models trained 33-40% slower (``benchmarks/results/training.json``). Only spektral's
+GATConv (``--graph-impl spektral`` with attention) segfaulted under oneDNN on the pinned stack
+(TensorFlow 2.21, tf-keras 2.21, spektral 1.3.1), so that layer refuses to build unless you start
+Python with ``TF_ENABLE_ONEDNN_OPTS=0``; ``benchmarks/check_onednn.py`` repeats the crash check.
 
 Defaults (a value the user set is kept silently):
 
@@ -28,12 +27,11 @@ import os
 import sys
 import warnings
 
-REQUIRED_ENV = {"TF_USE_LEGACY_KERAS": "1", "TF_ENABLE_ONEDNN_OPTS": "0"}
+REQUIRED_ENV = {"TF_USE_LEGACY_KERAS": "1"}
 DEFAULT_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3"}
 
 _WHY = {
     "TF_USE_LEGACY_KERAS": "spektral and tensorflow-recommenders need Keras 2 (tf-keras)",
-    "TF_ENABLE_ONEDNN_OPTS": "oneDNN's CPU ops crash training with attention (GATConv) layers",
 }
 _LEGACY_TRUE = ("1", "true", "True")
 
@@ -61,6 +59,5 @@ def configure_environment() -> None:
         raise KerasVersionError(
             "tensorflow was imported before dropdown_rank without TF_USE_LEGACY_KERAS=1, so "
             "tf.keras is Keras 3, which spektral and tensorflow-recommenders cannot use. "
-            "Import dropdown_rank before tensorflow, or run with TF_USE_LEGACY_KERAS=1 "
-            "TF_ENABLE_ONEDNN_OPTS=0 set in the environment."
+            "Import dropdown_rank before tensorflow, or run with TF_USE_LEGACY_KERAS=1 set in the environment."
         )

@@ -1,4 +1,6 @@
 """Shared fixtures: one tiny synthetic world and its build, made once per test session."""
+import os
+
 import dropdown_rank  # noqa: F401  (sets TF_USE_LEGACY_KERAS before any test imports tensorflow)
 import pytest
 
@@ -7,8 +9,21 @@ from dropdown_rank.logs.synth import write_world
 from dropdown_rank.split import SplitConfig
 
 
+ONEDNN_OFF = os.environ.get("TF_ENABLE_ONEDNN_OPTS") == "0"
+
+
 def quiet(*_args, **_kwargs):
     pass
+
+
+def pytest_collection_modifyitems(config, items):
+    if ONEDNN_OFF:
+        return
+    moved = pytest.mark.skip(reason="spektral's GATConv refuses to build under oneDNN: "
+                                    "test_env.py::test_spektral_gatconv_tests_pass_with_onednn_off runs this with oneDNN off")
+    for item in items:
+        if "onednn_off" in item.keywords:
+            item.add_marker(moved)
 
 
 @pytest.fixture(scope="session")
