@@ -98,8 +98,9 @@ def main(argv=None):
 
     work = Work.open(default_work(args.scale))
     # spektral's GATConv refuses to build under oneDNN (TensorFlow's default); it is measured only with oneDNN off.
-    onednn_on = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1") != "0"
-    skipped = [name for name, spec in MODELS.items() if onednn_on and spec["kind"] == "attention" and spec.get("graph_impl") == "spektral"]
+    from dropdown_rank._env import onednn_enabled
+
+    skipped = [name for name, spec in MODELS.items() if onednn_enabled() and spec["kind"] == "attention" and spec.get("graph_impl") == "spektral"]
     models = {name: spec for name, spec in MODELS.items() if name not in skipped}
     rates = {name: [] for name in models}
     for round_ in range(args.rounds):

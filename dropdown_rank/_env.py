@@ -6,7 +6,7 @@ Required (a different value the user set is kept, with a warning):
   otherwise makes ``tf.keras`` Keras 3, under which ``import tensorflow_recommenders`` fails and
   spektral's GATConv breaks in ``call``.
 Left as TensorFlow sets it: oneDNN's CPU ops stay on (TensorFlow's default on x86). With them off,
-the default models trained 33-40% slower (``benchmarks/results/training.json``). Only spektral's
+the default models trained 33-50% slower (``benchmarks/results/training.json``). Only spektral's
 GATConv (``--graph-impl spektral`` with attention) segfaulted under oneDNN on the pinned stack
 (TensorFlow 2.21, tf-keras 2.21, spektral 1.3.1), so that layer refuses to build unless you start
 Python with ``TF_ENABLE_ONEDNN_OPTS=0``; ``benchmarks/check_onednn.py`` repeats the crash check.
@@ -34,6 +34,12 @@ _WHY = {
     "TF_USE_LEGACY_KERAS": "spektral and tensorflow-recommenders need Keras 2 (tf-keras)",
 }
 _LEGACY_TRUE = ("1", "true", "True")
+
+
+def onednn_enabled() -> bool:
+    """Whether TensorFlow runs oneDNN's ops, as it reads ``TF_ENABLE_ONEDNN_OPTS`` (a boolean: 0/false
+    or 1/true in any case; unset means on, its default on x86)."""
+    return os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1").strip().lower() not in ("0", "false")
 
 
 class KerasVersionError(ImportError):

@@ -17,6 +17,8 @@ the other and yields the rows in ``read_samples`` order, so predictions line up 
 Workers: ``num_shards``/``shard_index`` (``tf.distribute.InputContext``'s ``num_input_pipelines`` and
 ``input_pipeline_id``) give each worker every ``num_shards``-th file, the file-level sharding of
 ``AutoShardPolicy.FILE``, done here because the epoch's file list is made inside the pipeline.
+Workers then hold different row counts, so a synchronous strategy must run a common number of
+steps per epoch (``repeat`` and ``steps_per_epoch``).
 
 The dataset knows its length: every batch but the last is full, so an epoch has
 ``ceil(rows / batch_size)`` batches, with ``rows`` read from the Parquet shards' metadata (no data is
@@ -29,6 +31,7 @@ Each element is ``(features, label)``; ``features`` holds :data:`FEATURES` (the 
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -51,8 +54,13 @@ class SampleStream:
 
     def __init__(self, samples_dir, split, seq_len, batch_size=1024, shuffle=False, seed=0, window_rows=131072,
                  num_shards=1, shard_index=0):
+        if not 0 <= shard_index < num_shards:
+            raise ValueError(f"shard_index {shard_index} is not in [0, {num_shards})")
         records, shards = record_files(samples_dir, split), shard_files(samples_dir, split)
-        self.files = [str(f) for f in records[shard_index::num_shards]]
+        if len(records) < num_shards:
+            raise ValueError(f"{samples_dir}: {split} has {len(records)} file(s) for {num_shards} workers: every worker needs one; "
+                             "use fewer workers, or build smaller shards (SampleConfig.shard_rows)")
+        self.files = [os.fsencode(f) for f in records[shard_index::num_shards]]
         self.seq_len, self.batch_size = seq_len, batch_size
         self.shuffle, self.seed, self.window_rows = shuffle, seed, window_rows
         self.epoch = 0
@@ -71,7 +79,7 @@ class SampleStream:
         rng = np.random.default_rng([self.seed, self.epoch])
         self.epoch += 1
         order = rng.permutation(len(self.files)) if self.shuffle else np.arange(len(self.files))
-        yield np.asarray(self.files, dtype=object)[order].astype(bytes), rng.integers(2 ** 62)
+        yield np.array([self.files[i] for i in order], dtype=object), rng.integers(2 ** 62)
 
     def _serialized_batches(self, files, shuffle_seed):
         """This epoch's serialized rows in ``[batch_size]`` string tensors."""

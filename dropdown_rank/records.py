@@ -8,10 +8,10 @@ stays the copy that evaluation, export and storage accounting read (every column
 
 Encoding runs no Python per row: ``tf.io.encode_proto`` builds a shard's protos layer by layer
 (value lists, features, map entries, examples), and strings go from Arrow's buffers to TensorFlow
-through ``tf.strings.substr`` on the data buffer, not through Python objects (about 30 us per row on
-the default world). GZIP: uncompressed, a shard's records took 16x its Parquet bytes (histories
-repeat their strings row after row); compressed, 1.2-1.7x, and decompression runs in the reading
-threads, so it scales with cores (``benchmarks/bench_input.py``).
+through ``tf.strings.substr`` on the data buffer, not through Python objects. GZIP, because
+histories repeat their strings row after row; decompression runs in the reading threads, so it
+scales with cores. ``benchmarks/bench_data.py`` measures the encoding time per row and the bytes
+of the records beside the Parquet shards, ``benchmarks/bench_input.py`` the reading rate.
 
 Every row holds :data:`features.TRAINING_FIELDS` at their stored length (histories up to the build's
 ``max_len``); :func:`decode` cuts histories to the model's length, pads them, and casts each field to
@@ -23,14 +23,16 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import tensorflow as tf
 
 from dropdown_rank._io import atomic_path
-from dropdown_rank.features import BY_NAME, LABEL, TRAINING_FIELDS
+from dropdown_rank.features import ARROW_SCHEMA, BY_NAME, LABEL, TRAINING_FIELDS
 
+FORMAT_VERSION = 1  # part of the work directory's fingerprint: a codec change must not pass for the same data
 SUFFIX = ".tfrecord.gz"
 COMPRESSION = "GZIP"
-COMPRESSION_LEVEL = 1  # level 6 (zlib's default) took 2.7x the time to write files 10% smaller
+COMPRESSION_LEVEL = 1  # writing is the build's cost; zlib's default level 6 bought little size for much more time
 _LIST_FIELD = {"string": "bytes_list", "float32": "float_list"}  # every integer type: int64_list
 _LIST_TYPE = {"bytes_list": "tensorflow.BytesList", "float_list": "tensorflow.FloatList", "int64_list": "tensorflow.Int64List"}
 
@@ -76,8 +78,21 @@ def _feature(column: pa.ChunkedArray, dtype: str, history: bool) -> tf.Tensor:
     return _encode("tensorflow.Feature", [field], [value_list[:, None]], np.ones([rows, 1]))
 
 
+def _training_columns(table: pa.Table) -> pa.Table:
+    """The training fields in their schema types (``_strings`` reads int32 offsets); nulls refused, not guessed."""
+    schema = pa.schema([ARROW_SCHEMA.field(name) for name in TRAINING_FIELDS])
+    table = table.select(list(TRAINING_FIELDS)).cast(schema)
+    for name in TRAINING_FIELDS:
+        column = table.column(name)
+        nulls = column.null_count + (pc.list_flatten(column).null_count if BY_NAME[name].history else 0)
+        if nulls:
+            raise ValueError(f"sample column {name!r} holds {nulls} null value(s): a training record has no null")
+    return table
+
+
 def encode(table: pa.Table) -> tf.Tensor:
     """Serialized ``tf.train.Example`` per row of a sample table (``string`` [rows])."""
+    table = _training_columns(table)
     rows = table.num_rows
     entries = []
     for name in TRAINING_FIELDS:

@@ -1,15 +1,15 @@
 """Shared fixtures: one tiny synthetic world and its build, made once per test session."""
-import os
-
 import dropdown_rank  # noqa: F401  (sets TF_USE_LEGACY_KERAS before any test imports tensorflow)
 import pytest
+
+from dropdown_rank._env import onednn_enabled
 
 from dropdown_rank.build import BuildConfig, build
 from dropdown_rank.logs.synth import write_world
 from dropdown_rank.split import SplitConfig
 
 
-ONEDNN_OFF = os.environ.get("TF_ENABLE_ONEDNN_OPTS") == "0"
+ONEDNN_OFF = not onednn_enabled()
 
 
 def quiet(*_args, **_kwargs):

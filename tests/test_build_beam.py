@@ -8,11 +8,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import tensorflow as tf
 
 from dropdown_rank.beam import build_beam
 from dropdown_rank.build import BuildConfig, Work, build
 from dropdown_rank.graph import GraphConfig
 from dropdown_rank.logs.schema import SchemaError
+from dropdown_rank.records import record_path
 from dropdown_rank.samples import SampleConfig, shard_files
 from dropdown_rank.split import SplitConfig
 
@@ -54,6 +56,9 @@ def assert_same_work(memory_dir, beam_dir):
                 frame[column] = frame[column].map(tuple)
         pd.testing.assert_frame_equal(rows[0], rows[1])  # the same rows ...
         assert all(pq.read_table(x).equals(pq.read_table(y)) for x, y in zip(*files))  # ... in the same shards and order
+        records = [[list(tf.data.TFRecordDataset(str(record_path(f)), compression_type="GZIP").as_numpy_iterator()) for f in fs]
+                   for fs in files]
+        assert records[0] == records[1] and sum(map(len, records[0])) == len(rows[0])  # and the same training records
     stats = [json.loads((d / "stats.json").read_text()) for d in (memory_dir, beam_dir)]
     for key in ("validation", "samples", "vocab", "graph", "events", "impressions_outside_periods", "impressions_graph_warmup"):
         assert stats[0][key] == stats[1][key], key

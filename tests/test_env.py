@@ -67,6 +67,16 @@ def test_spektral_gatconv_tests_pass_with_onednn_off():
     assert re.search(r"\b8 passed\b", result.stdout), result.stdout[-3000:]
 
 
+def test_onednn_setting_is_read_as_tensorflow_reads_it(monkeypatch):
+    from dropdown_rank._env import onednn_enabled
+
+    for value, enabled in (("0", False), ("false", False), (" FALSE", False), ("1", True), ("true", True)):
+        monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", value)
+        assert onednn_enabled() is enabled, value
+    monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS")
+    assert onednn_enabled()
+
+
 # Runs a few ops and a tf.data pipeline: enough for TensorFlow to probe for CUDA and log at C++ level.
 TF_WORK = ("import dropdown_rank, os, tensorflow as tf; tf.constant(1) + 1; "
            "tf.data.Dataset.from_generator(lambda: iter([1, 2]), output_signature=tf.TensorSpec([], tf.int64)).reduce("

@@ -37,14 +37,22 @@ def sample_rows() -> pa.Table:
     return pa.table(columns, schema=ARROW_SCHEMA)
 
 
-def test_the_schema_is_the_one_the_model_and_the_pipeline_read():
-    assert tuple(SIGNATURE) == MODEL_INPUTS
-    assert set(FEATURES) == set(MODEL_INPUTS) | {"position"}
-    assert set(TRAINING_FIELDS) == set(FEATURES) | {"label"}
-    assert not {"request_id", "activity", "candidate_pv"} & set(TRAINING_FIELDS)  # evaluation-only fields stay in Parquet
-    for name, spec in SIGNATURE.items():
-        assert spec.dtype == tf.as_dtype(BY_NAME[name].dtype)
-        assert spec.shape.rank == (2 if BY_NAME[name].history else 1)
+SERVING_CONTRACT = {  # README, Serving: what an exported model takes; changing it breaks every client
+    "user_id": ("string", 1), "request_ts": ("int64", 1), "candidate": ("string", 1), "prefix": ("string", 1),
+    "query_history": ("string", 2), "query_history_ts": ("int64", 2), "item_history": ("string", 2), "item_history_ts": ("int64", 2),
+    "user_candidate_count": ("int64", 1), "user_candidate_age": ("int64", 1), "candidate_query_count": ("int64", 1),
+    "candidate_impressions": ("int64", 1), "candidate_clicks": ("int64", 1),
+}
+
+
+def test_the_schema_keeps_the_serving_contract_and_training_reads_no_evaluation_field():
+    assert {name: (spec.dtype.name, spec.shape.rank) for name, spec in SIGNATURE.items()} == SERVING_CONTRACT
+    assert sorted(FEATURES) == sorted([*SERVING_CONTRACT, "position"])
+    assert sorted(TRAINING_FIELDS) == sorted([*FEATURES, "label"])
+    assert ARROW_SCHEMA.names == ["request_id", "user_id", "request_ts", "candidate", "prefix", "position", "label", "query_history",
+                                  "query_history_ts", "item_history", "item_history_ts", "activity", "candidate_pv",
+                                  "user_candidate_count", "user_candidate_age", "candidate_query_count", "candidate_impressions",
+                                  "candidate_clicks"]
 
 
 @pytest.mark.parametrize("seq_len", [2, 5])
@@ -76,6 +84,20 @@ def test_a_sliced_table_encodes_only_its_rows():
     assert features["user_id"].numpy().tolist() == ["u1".encode(), "ü2".encode()]
 
 
+def test_other_arrow_types_are_cast_and_nulls_refused():
+    table = sample_rows()
+    wide = table.set_column(table.schema.get_field_index("candidate"), "candidate", table.column("candidate").cast(pa.large_string()))
+    wide = wide.set_column(wide.schema.get_field_index("user_id"), "user_id", table.column("user_id").dictionary_encode())
+    features, _ = decode(encode(wide), 3)
+    assert [c.decode() for c in features["candidate"].numpy()] == ["red shoes", "日本 靴", "tab\there"]
+    assert [u.decode() for u in features["user_id"].numpy()] == ["u1", "u1", "ü2"]
+    for name, column in (("prefix", pa.array(["a", None, "c"])), ("query_history", pa.array([["a"], [None], []], pa.list_(pa.string()))),
+                         ("item_history", pa.array([["a"], None, []], pa.list_(pa.string())))):
+        broken = table.set_column(table.schema.get_field_index(name), name, column)
+        with pytest.raises(ValueError, match=f"sample column '{name}' holds 1 null value"):
+            encode(broken)
+
+
 def test_records_are_standard_tf_examples():
     example = tf.train.Example.FromString(encode(sample_rows())[1].numpy())
     feature = example.features.feature
@@ -86,6 +108,7 @@ def test_records_are_standard_tf_examples():
 
 
 def split_into_shards(tiny_work, out, rows_per_shard=700):
+    """The tiny world's training shard as several files in ``out`` (the tiny build has one file per split)."""
     frame = pq.read_table(shard_files(tiny_work / "samples", "train")[0])
     for shard, lo in enumerate(range(0, frame.num_rows, rows_per_shard)):
         write_shard(frame.slice(lo, rows_per_shard), out, "train", shard)
@@ -120,6 +143,17 @@ def test_each_epoch_reshuffles_and_an_epoch_is_reproducible(tiny_work, tmp_path)
     stream.set_epoch(1)  # a resumed run sets the epoch from Keras
     np.testing.assert_array_equal(row_keys(stream), second)
     np.testing.assert_array_equal(np.sort(first), np.sort(second))
+
+
+def test_any_path_and_shard_arguments_that_cannot_work_are_refused(tiny_work, tmp_path):
+    samples = tmp_path / "données é" / "samples"
+    rows = split_into_shards(tiny_work, samples)
+    assert len(row_keys(SampleStream(samples, "train", 5, batch_size=256, shuffle=True))) == rows
+    files = len(record_files(samples, "train"))
+    with pytest.raises(ValueError, match=f"train has {files} file\\(s\\) for {files + 1} workers"):
+        SampleStream(samples, "train", 5, num_shards=files + 1, shard_index=0)
+    with pytest.raises(ValueError, match=r"shard_index 2 is not in \[0, 2\)"):
+        SampleStream(samples, "train", 5, num_shards=2, shard_index=2)
 
 
 def test_a_work_directory_built_before_records_gets_a_clear_error(tiny_work, tmp_path):

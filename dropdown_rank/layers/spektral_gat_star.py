@@ -1,9 +1,9 @@
 """The attention aggregator written with spektral's GATConv over star subgraphs (reference form)."""
-import os
 
 import spektral
 import tensorflow as tf
 
+from dropdown_rank._env import onednn_enabled
 from dropdown_rank.layers.star_graph import star_graph
 
 
@@ -22,12 +22,12 @@ class SpektralGATStar(tf.keras.layers.Layer):
     """
 
     def __init__(self, channels: int, heads: int = 1, dropout_rate: float = 0.0, activation=None, use_bias: bool = True, **kwargs):
-        if os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1") != "0":
+        if onednn_enabled():
             # A segfault mid-fit loses the run and says nothing; refuse up front instead.
             raise RuntimeError(
                 "spektral's GATConv crashes under oneDNN (training segfaulted in 4 of 4 fresh processes, "
                 "benchmarks/README.md), which TensorFlow turns on by default. To use it, start Python with "
-                "TF_ENABLE_ONEDNN_OPTS=0 in the environment (oneDNN off: the other models train 33-40% slower), "
+                "TF_ENABLE_ONEDNN_OPTS=0 in the environment (oneDNN off: the other models train 33-50% slower), "
                 "or use --graph-impl fused (the default), which trains cleanly with oneDNN on."
             )
         super().__init__(**kwargs)
