@@ -7,9 +7,10 @@ in a parallel ``map`` (histories cut to the model's ``seq_len``, the most recent
 with "" and 0).
 
 Shuffling: each epoch visits the files in a seeded random order (reading ``READ_FILES_AT_ONCE`` at a
-time) and shuffles the serialized rows within consecutive windows of ``window_rows`` rows, seeded too. Epoch ``e`` with seed ``s`` always yields the same
-batches: :class:`SampleStream` counts epochs itself, or takes the epoch from ``set_epoch`` (training
-sets it from Keras, so a run resumed by BackupAndRestore sees the batches an uninterrupted run would).
+time) and shuffles the serialized rows within consecutive windows of ``window_rows`` rows, seeded
+too. Epoch ``e`` with seed ``s`` always yields the same batches: :class:`SampleStream` counts epochs
+itself, or takes the epoch from ``set_epoch`` (training sets it from Keras, so a run resumed by
+BackupAndRestore sees the batches an uninterrupted run would).
 The epoch's file order and shuffle seed come from NumPy, once per epoch, through a one-element
 generator; no data passes through Python. Evaluation (``shuffle=False``) reads the files one after
 the other and yields the rows in ``read_samples`` order, so predictions line up with it.
