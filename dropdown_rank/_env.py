@@ -5,7 +5,7 @@ Required (a different value the user set is kept, with a warning):
 * ``TF_USE_LEGACY_KERAS=1``: spektral and tensorflow-recommenders need Keras 2 (tf-keras); TF >= 2.16
   otherwise makes ``tf.keras`` Keras 3, under which ``import tensorflow_recommenders`` fails and
   spektral's GATConv breaks in ``call``.
-Left as TensorFlow sets it: oneDNN's CPU ops stay on (TensorFlow's default on x86). With them off,
+Left as TensorFlow sets it: oneDNN's CPU ops stay on (TensorFlow's default on recent x86 CPUs). With them off,
 the default models trained 33-50% slower (``benchmarks/results/training.json``). Only spektral's
 GATConv (``--graph-impl spektral`` with attention) segfaulted under oneDNN on the pinned stack
 (TensorFlow 2.21, tf-keras 2.21, spektral 1.3.1), so that layer refuses to build unless you start
@@ -37,9 +37,11 @@ _LEGACY_TRUE = ("1", "true", "True")
 
 
 def onednn_enabled() -> bool:
-    """Whether TensorFlow runs oneDNN's ops, as it reads ``TF_ENABLE_ONEDNN_OPTS`` (a boolean: 0/false
-    or 1/true in any case; unset means on, its default on x86)."""
-    return os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1").strip().lower() not in ("0", "false")
+    """Whether TensorFlow runs oneDNN's ops, as it reads ``TF_ENABLE_ONEDNN_OPTS`` (0/false or 1/true
+    in any case). Unset is read as on: TensorFlow's default on CPUs with AVX512_VNNI, AVX_VNNI or
+    AMX, this machine's; on older x86 CPUs TensorFlow leaves it off and this still says on, which
+    only makes spektral's GATConv refuse to build where it would not have crashed."""
+    return os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1").lower() not in ("0", "false")
 
 
 class KerasVersionError(ImportError):

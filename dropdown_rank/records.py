@@ -32,7 +32,7 @@ from dropdown_rank.features import ARROW_SCHEMA, BY_NAME, LABEL, TRAINING_FIELDS
 FORMAT_VERSION = 1  # part of the work directory's fingerprint: a codec change must not pass for the same data
 SUFFIX = ".tfrecord.gz"
 COMPRESSION = "GZIP"
-COMPRESSION_LEVEL = 1  # writing is the build's cost; zlib's default level 6 bought little size for much more time
+COMPRESSION_LEVEL = 1  # zlib's fastest: writing is on the build's path, reading decompresses in parallel
 _LIST_FIELD = {"string": "bytes_list", "float32": "float_list"}  # every integer type: int64_list
 _LIST_TYPE = {"bytes_list": "tensorflow.BytesList", "float_list": "tensorflow.FloatList", "int64_list": "tensorflow.Int64List"}
 

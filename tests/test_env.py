@@ -70,7 +70,7 @@ def test_spektral_gatconv_tests_pass_with_onednn_off():
 def test_onednn_setting_is_read_as_tensorflow_reads_it(monkeypatch):
     from dropdown_rank._env import onednn_enabled
 
-    for value, enabled in (("0", False), ("false", False), (" FALSE", False), ("1", True), ("true", True)):
+    for value, enabled in (("0", False), ("false", False), ("FALSE", False), ("1", True), ("true", True)):
         monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", value)
         assert onednn_enabled() is enabled, value
     monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS")

@@ -48,7 +48,7 @@ SERVING_CONTRACT = {  # README, Serving: what an exported model takes; changing 
 def test_the_schema_keeps_the_serving_contract_and_training_reads_no_evaluation_field():
     assert {name: (spec.dtype.name, spec.shape.rank) for name, spec in SIGNATURE.items()} == SERVING_CONTRACT
     assert sorted(FEATURES) == sorted([*SERVING_CONTRACT, "position"])
-    assert sorted(TRAINING_FIELDS) == sorted([*FEATURES, "label"])
+    assert sorted(TRAINING_FIELDS) == sorted([*SERVING_CONTRACT, "position", "label"])
     assert ARROW_SCHEMA.names == ["request_id", "user_id", "request_ts", "candidate", "prefix", "position", "label", "query_history",
                                   "query_history_ts", "item_history", "item_history_ts", "activity", "candidate_pv",
                                   "user_candidate_count", "user_candidate_age", "candidate_query_count", "candidate_impressions",
@@ -91,10 +91,12 @@ def test_other_arrow_types_are_cast_and_nulls_refused():
     features, _ = decode(encode(wide), 3)
     assert [c.decode() for c in features["candidate"].numpy()] == ["red shoes", "日本 靴", "tab\there"]
     assert [u.decode() for u in features["user_id"].numpy()] == ["u1", "u1", "ü2"]
-    for name, column in (("prefix", pa.array(["a", None, "c"])), ("query_history", pa.array([["a"], [None], []], pa.list_(pa.string()))),
-                         ("item_history", pa.array([["a"], None, []], pa.list_(pa.string())))):
+    for name, column, nulls in (("prefix", pa.array(["a", None, "c"]), 1),
+                                ("query_history", pa.array([["a"], [None], []], pa.list_(pa.string())), 1),
+                                ("item_history", pa.array([["a"], None, []], pa.list_(pa.string())), 1),
+                                ("query_history", pa.array([None, [None], []], pa.list_(pa.string())), 2)):
         broken = table.set_column(table.schema.get_field_index(name), name, column)
-        with pytest.raises(ValueError, match=f"sample column '{name}' holds 1 null value"):
+        with pytest.raises(ValueError, match=f"sample column '{name}' holds {nulls} null value"):
             encode(broken)
 
 

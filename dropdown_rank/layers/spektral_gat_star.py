@@ -25,7 +25,7 @@ class SpektralGATStar(tf.keras.layers.Layer):
         if onednn_enabled():
             # A segfault mid-fit loses the run and says nothing; refuse up front instead.
             raise RuntimeError(
-                "spektral's GATConv crashes under oneDNN (training segfaulted in 4 of 4 fresh processes, "
+                "spektral's GATConv crashes under oneDNN (training crashed in 4 of 4 fresh processes, "
                 "benchmarks/README.md), which TensorFlow turns on by default. To use it, start Python with "
                 "TF_ENABLE_ONEDNN_OPTS=0 in the environment (oneDNN off: the other models train 33-50% slower), "
                 "or use --graph-impl fused (the default), which trains cleanly with oneDNN on."
