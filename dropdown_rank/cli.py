@@ -207,9 +207,11 @@ def _train_config(args):
 
 
 def cmd_train(args) -> None:
+    from dropdown_rank.cluster import MIN_SHARD_BYTES
     from dropdown_rank.train import train
 
-    train(args.data, args.out, _model_config(args), _train_config(args))
+    train(args.data, args.out, _model_config(args), _train_config(args), strategy=args.strategy,
+          min_shard_bytes=args.min_shard_bytes or MIN_SHARD_BYTES)
 
 
 def cmd_evaluate(args) -> None:
@@ -328,7 +330,12 @@ def make_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train one ranker (base, hgcn, attention) with Keras fit")
     p.add_argument("--data", required=True, help="work directory written by `build`")
-    p.add_argument("--out", required=True, help="run directory to write")
+    p.add_argument("--out", required=True, help="run directory to write (on a cluster: one every task sees)")
+    p.add_argument("--strategy", choices=["auto", "parameter-server"], default="auto",
+                   help="auto: one process, or MultiWorkerMirroredStrategy when TF_CONFIG lists workers; parameter-server: "
+                        "ParameterServerStrategy over TF_CONFIG's chief, worker and ps tasks (README, Training on a cluster)")
+    p.add_argument("--min-shard-bytes", type=positive_int, default=None,
+                   help="parameter-server: split variables of at least this size by rows over the ps tasks (default 1 MiB)")
     _add_model_args(p)
     p.set_defaults(handler=cmd_train)
 

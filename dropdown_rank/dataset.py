@@ -19,7 +19,8 @@ Workers: ``num_shards``/``shard_index`` (``tf.distribute.InputContext``'s ``num_
 ``input_pipeline_id``) give each worker every ``num_shards``-th file, the file-level sharding of
 ``AutoShardPolicy.FILE``, done here because the epoch's file list is made inside the pipeline.
 Workers then hold different row counts, so a synchronous strategy must run a common number of
-steps per epoch (``repeat`` and ``steps_per_epoch``).
+steps per epoch: :meth:`SampleStream.passes` gives each epoch as that many batches of its pass (a
+short shard's pass repeats, a long one's is cut), and ``train`` feeds it to such strategies.
 
 The dataset knows its length: every batch but the last is full, so an epoch has
 ``ceil(rows / batch_size)`` batches, with ``rows`` read from the Parquet shards' metadata (no data is
@@ -75,12 +76,16 @@ class SampleStream:
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def _epoch_plan(self):
-        """One element per pass: this epoch's file order and row-shuffle seed."""
-        rng = np.random.default_rng([self.seed, self.epoch])
-        self.epoch += 1
+    def _plan(self, epoch: int):
+        """Epoch ``epoch``'s file order and row-shuffle seed."""
+        rng = np.random.default_rng([self.seed, epoch])
         order = rng.permutation(len(self.files)) if self.shuffle else np.arange(len(self.files))
-        yield np.array([self.files[i] for i in order], dtype=object), rng.integers(2 ** 62)
+        return np.array([self.files[i] for i in order], dtype=object), rng.integers(2 ** 62)
+
+    def _epoch_plan(self):
+        """One element per pass: the current epoch's plan."""
+        self.epoch += 1
+        yield self._plan(self.epoch - 1)
 
     def _serialized_batches(self, files, shuffle_seed):
         """This epoch's serialized rows in ``[batch_size]`` string tensors."""
@@ -105,6 +110,22 @@ class SampleStream:
         dataset = (plan.flat_map(self._serialized_batches)
                    .map(lambda serialized: decode(serialized, seq_len), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
                    .apply(tf.data.experimental.assert_cardinality(self.batches)))
+        return dataset.prefetch(PREFETCH_BATCHES)
+
+    def passes(self, first_epoch: int, epochs: int, steps_per_epoch: int) -> tf.data.Dataset:
+        """Epochs ``first_epoch .. epochs - 1`` in one stream of ``steps_per_epoch`` batches each, for
+        ``fit`` with ``steps_per_epoch`` (a distribution strategy's ``DatasetCreator`` keeps one
+        iterator for the whole run). Epoch ``e`` is its pass of :meth:`dataset`, repeated if it is
+        short and cut where it is long, so it depends on ``(seed, e)`` and the shard only: a run
+        resumed at epoch ``e`` reads what an uninterrupted run would have read.
+
+        The plans are constants, not a generator: under ``ParameterServerStrategy`` the pipeline runs on
+        a remote worker, where no Python runs it."""
+        plans = [self._plan(epoch) for epoch in range(first_epoch, max(epochs, first_epoch + 1))]
+        plan = tf.data.Dataset.from_tensor_slices((np.stack([files for files, _ in plans]), np.array([seed for _, seed in plans])))
+        seq_len = self.seq_len
+        dataset = (plan.flat_map(lambda files, seed: self._serialized_batches(files, seed).repeat().take(steps_per_epoch))
+                   .map(lambda serialized: decode(serialized, seq_len), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True))
         return dataset.prefetch(PREFETCH_BATCHES)
 
 

@@ -41,6 +41,7 @@ import tensorflow_recommenders as tfrs
 from dropdown_rank.features import BY_NAME, COUNTER_FIELDS, HISTORY_FIELDS, MODEL_INPUTS
 from dropdown_rank.graph import DailyTables, NeighborTable
 from dropdown_rank.layers import GraphContext, PositionBias, RequestFeatures, TargetAttention, TimeGapEmbedding
+from dropdown_rank.layers.graph_context import load_untracked
 from dropdown_rank.layers.request_features import FEATURE_GROUPS
 
 KINDS = ("base", "hgcn", "attention")
@@ -289,7 +290,7 @@ class DropdownRanker(tf.keras.Model):
             arrays, stats[relation] = table_in_model_space(tables[relation], self.vocabularies[vocab_name], self.config.num_oov,
                                                            self.config.neighbors)
             self.contexts[kind].set_tables(**arrays)
-        self.graph_days.assign(days)
+        load_untracked(self, "graph_days", tf.constant(days, tf.int64))
         return stats
 
     def graph_state(self) -> list:
@@ -314,7 +315,7 @@ class DropdownRanker(tf.keras.Model):
 
     def _known(self, name: str, ids, request_ts):
         """``ids`` with those not yet known at each row's ``request_ts`` (``[B]``) replaced by OOV."""
-        since = tf.gather(self.known_since[name], ids)
+        since = tf.nn.embedding_lookup(self.known_since[name], ids)  # may be sharded (parameter servers)
         request_ts = tf.reshape(tf.cast(request_ts, tf.int64), tf.concat([[-1], tf.ones([tf.rank(ids) - 1], tf.int32)], 0))
         return tf.where(since > request_ts, tf.ones_like(ids), ids)
 
@@ -433,7 +434,9 @@ class CTRModel(tfrs.models.Model):
         self.ranker = ranker
         self.position_bias = PositionBias(ranker.config.max_position) if ranker.config.position_bias else None
         self.task = tfrs.tasks.Ranking(
-            loss=tf.keras.losses.BinaryCrossentropy(),
+            # Per-example losses, averaged in compute_loss over the global batch: under a
+            # distribution strategy each replica's gradient is then its share of the global mean.
+            loss=tf.keras.losses.BinaryCrossentropy(reduction=tf.keras.losses.Reduction.NONE),
             metrics=[tf.keras.metrics.AUC(name="auc_approx")],  # progress bar only; reports use exact AUC
         )
         # BackupAndRestore wants a built model. The ranker is built already, so this creates no
@@ -452,11 +455,17 @@ class CTRModel(tfrs.models.Model):
         if not getattr(self.optimizer, "updates_touched_rows_only", False):
             gradients = [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g for g in gradients]
         self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
-        return {"loss": loss, **{metric.name: metric.result() for metric in self.metrics}}
+        # Keras sums what replicas return: the loss shares add up to the global batch's mean, and the
+        # progress bar's metric becomes the replicas' mean.
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        return {"loss": loss, **{metric.name: metric.result() / replicas for metric in self.metrics}}
 
     def compute_loss(self, inputs, training: bool = False):
+        """This replica's share of the global batch's mean binary cross-entropy (the batch's mean in one process)."""
         features, labels = inputs
         probability = tf.sigmoid(self.ranker(features, training=training))
         if self.position_bias is not None:
             probability = probability * self.position_bias(features["position"])
-        return self.task(labels=labels, predictions=probability, training=training)
+        # [B, 1]: Keras losses average over the last axis, so [B] would give one number, not one per example
+        per_example = self.task(labels=labels[:, None], predictions=probability[:, None], training=training)
+        return tf.nn.compute_average_loss(per_example)

@@ -35,6 +35,11 @@ ranker (``DropdownRanker.calibration``), so exports serve calibrated probabiliti
 never used. ``metrics.json`` records both loglosses and the constant-CTR logloss (the training
 click rate predicted for every test row) that a calibrated model must beat.
 
+**Clusters.** With ``TF_CONFIG`` set, ``train`` runs under ``MultiWorkerMirroredStrategy`` or, with
+``strategy="parameter-server"``, ``ParameterServerStrategy`` (``cluster.py``); the training input is
+then a ``DatasetCreator`` over each worker's files (:func:`training_input`) and only the chief
+writes the run directory (README, Training on a cluster).
+
 The run directory gets ``config.json``, the ``vocab/`` it trained with, ``graph/`` (the frozen
 snapshot, which export serves), ``weights/`` (the best epoch), ``predictions/{valid,test}.parquet`` and
 ``metrics.json`` (exact test AUC and logloss, train time, steady examples per second).
@@ -47,6 +52,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import platform
 import shutil
 import time
@@ -61,6 +67,7 @@ from sklearn.metrics import log_loss, roc_auc_score
 from dropdown_rank import __version__
 from dropdown_rank._io import atomic_path, read_json, write_json, write_parquet
 from dropdown_rank.build import Work
+from dropdown_rank.cluster import MIN_SHARD_BYTES, Cluster, resolve
 from dropdown_rank.dataset import SampleStream, make_dataset
 from dropdown_rank.graph import RELATIONS, NeighborTable
 from dropdown_rank.model import CTRModel, DropdownRanker, ModelConfig, make_ranker
@@ -142,11 +149,11 @@ class ExactValidation(tf.keras.callbacks.Callback):
     the first epoch, ``early_stopping`` and ``checkpoint`` resume from the best AUC among them.
     """
 
-    def __init__(self, ranker: DropdownRanker, dataset: tf.data.Dataset, labels: np.ndarray, log_path: Path, history: list,
+    def __init__(self, ranker: DropdownRanker, dataset: tf.data.Dataset, labels: np.ndarray, log_path: Path | None, history: list,
                  early_stopping: tf.keras.callbacks.EarlyStopping, checkpoint: tf.keras.callbacks.ModelCheckpoint):
         super().__init__()
         self.predict_fn, self.dataset, self.labels = predictor(ranker), dataset, labels
-        self.log_path, self.history = log_path, history
+        self.log_path, self.history = log_path, history  # no log_path: a worker that is not the chief writes nothing
         self.early_stopping, self.checkpoint = early_stopping, checkpoint
         self._handed_over = False
 
@@ -165,25 +172,30 @@ class ExactValidation(tf.keras.callbacks.Callback):
         metrics = exact_metrics(self.labels, predict(self.predict_fn, self.dataset))
         logs["val_auc"], logs["val_logloss"] = metrics["auc"], metrics["logloss"]
         self.history.append({"epoch": epoch + 1, "val_auc": metrics["auc"], "val_logloss": metrics["logloss"]})
-        write_json(self.log_path, self.history)
+        if self.log_path is not None:
+            write_json(self.log_path, self.history)
 
 
 class SteadyRate(tf.keras.callbacks.Callback):
-    """Examples/second per epoch, from the end of the first batch to the end of the last."""
+    """Examples/second per epoch, from the end of the first batch to the end of the epoch's training
+    (it must come first among the callbacks, before validation runs at the epoch's end).
+
+    Under a parameter-server strategy a batch's end is when it was scheduled, and the epoch's end
+    waits for every scheduled step: the rate is still that of finished work."""
 
     def __init__(self, examples_per_epoch: int, batch_size: int):
         super().__init__()
+        self._supports_tf_logs = True  # reads no logs: allowed with a parameter-server strategy, which refuses other batch hooks
         self.examples, self.batch_size, self.rates = examples_per_epoch, batch_size, []
 
     def on_train_batch_end(self, batch, logs=None):
         if batch == 0:
             self._start = time.perf_counter()
-        self._last = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
-        measured = self.examples - self.batch_size
-        if measured > 0 and self._last > self._start:
-            self.rates.append(measured / (self._last - self._start))
+        measured, seconds = self.examples - self.batch_size, time.perf_counter() - self._start
+        if measured > 0 and seconds > 0:
+            self.rates.append(measured / seconds)
 
 
 class StreamEpoch(tf.keras.callbacks.Callback):
@@ -238,12 +250,13 @@ def saved_identity(run_dir: Path) -> dict:
     return identity
 
 
-def claim_run_dir(run_dir: Path, identity: dict) -> None:
+def claim_run_dir(run_dir: Path, identity: dict, write: bool = True) -> None:
     """Start ``run_dir``, or resume it if it was started with the same identity; refuse anything else.
 
     A run directory holds ``run.json`` from its first moment. Rerunning with another model, other
     training settings or other data would mix two runs' epochs and weights, and a finished run
     would be silently retrained, so both are refused with what differs and how to start over.
+    ``write=False`` (a worker that is not the chief) checks an existing ``run.json`` and writes nothing.
     """
     record = run_dir / "run.json"
     if run_dir.exists() and not run_dir.is_dir():
@@ -256,6 +269,8 @@ def claim_run_dir(run_dir: Path, identity: dict) -> None:
                              f"{', '.join(differs)}); choose another --out, or delete {run_dir} to start over")
         if (run_dir / "metrics.json").exists():
             raise ValueError(f"{run_dir} is a finished run (metrics.json); choose another --out, or delete {run_dir} to retrain")
+        return
+    if not write:
         return
     if run_dir.is_dir() and any(run_dir.iterdir()):
         raise ValueError(f"{run_dir}: exists and is not a dropdown-rank run (no run.json); choose another --out")
@@ -274,7 +289,7 @@ def train_or_reuse(work_dir: str | Path, run_dir: str | Path, model_config: Mode
                    **kwargs) -> dict:
     """:func:`train`, or the metrics of ``run_dir`` if it already finished with exactly this configuration and data."""
     work, run_dir = Work.open(work_dir), Path(run_dir)
-    identity = run_identity(_fit_to_work(model_config, work), train_config, work)
+    identity = run_identity(_fit_to_work(model_config, work), train_config, work) | resolve(kwargs.get("strategy", "auto")).identity()
     if (run_dir / "metrics.json").exists() and (run_dir / "run.json").exists() and \
             _flatten(saved_identity(run_dir)) == _flatten(json.loads(json.dumps(identity))):
         print(f"reusing the finished run {run_dir}")
@@ -283,12 +298,19 @@ def train_or_reuse(work_dir: str | Path, run_dir: str | Path, model_config: Mode
 
 
 def train(work_dir: str | Path, run_dir: str | Path, model_config: ModelConfig, train_config: TrainConfig = TrainConfig(),
-          verbose="auto", callbacks=()) -> dict:
+          verbose="auto", callbacks=(), strategy: str = "auto", min_shard_bytes: int = MIN_SHARD_BYTES) -> dict:
     """Train one ranker; returns ``metrics.json``'s content. The CLI's ``train`` calls this.
 
     Calling it again on the same ``run_dir`` after an interruption resumes the run. Extra Keras
-    ``callbacks`` run after the built-in ones.
+    ``callbacks`` run after the built-in ones. With ``TF_CONFIG`` set, every task of the cluster
+    calls it with the same arguments and a ``run_dir`` they all see (``cluster.py``): the chief
+    writes the run and returns its metrics, a worker returns ``{"role": ...}`` and writes nothing, and
+    a parameter-server job's ``worker`` and ``ps`` tasks serve until they are killed.
     """
+    cluster = resolve(strategy, min_shard_bytes)
+    if cluster.serves_only:
+        cluster.serve()
+    distribution = cluster.strategy()  # before other TensorFlow work: a collective strategy configures the runtime
     tf.keras.utils.set_random_seed(train_config.seed)
     tf.config.experimental.enable_op_determinism()
     work, run_dir = Work.open(work_dir), Path(run_dir)
@@ -296,44 +318,54 @@ def train(work_dir: str | Path, run_dir: str | Path, model_config: ModelConfig, 
     vocabularies = {name: work.vocabulary(name) for name in VOCABULARIES}
     known_since = {name: work.known_since(name) for name in VOCABULARIES}
     tables = {relation: work.daily_tables(relation) for relation in RELATIONS} if model_config.is_gnn else None
-    ranker = make_ranker(model_config, vocabularies, tables, known_since)
-    model = CTRModel(ranker)
-    model.compile(optimizer=make_optimizer(train_config))
+    with distribution.scope():
+        ranker = make_ranker(model_config, vocabularies, tables, known_since)
+        model = CTRModel(ranker)
+        model.compile(optimizer=make_optimizer(train_config))
+        # Slots made now, not at the first step: a resumed run's backup then restores them at once. Made
+        # lazily inside the first step, the slots of sharded tables (parameter servers) were left at zero
+        # (tf-keras#838), and a resumed run trained on from fresh moments.
+        model.optimizer._create_all_weights(model.trainable_variables)
 
-    stream = SampleStream(work.samples_dir, "train", model_config.seq_len, train_config.batch_size, shuffle=True, seed=train_config.seed)
     valid = make_dataset(work.samples_dir, "valid", model_config.seq_len, train_config.eval_batch_size)
     valid_labels = read_samples(work.samples_dir, "valid", columns=["label"])["label"].to_numpy()
     train_ctr, train_rows = train_click_rate(work)
-    rate = SteadyRate(train_rows, train_config.batch_size)
     best = run_dir / "checkpoints" / "best"
     backup = run_dir / "backup"
     epochs_log = run_dir / "epochs.json"
-    claim_run_dir(run_dir, run_identity(model_config, train_config, work))  # after the data checks above
+    claim_run_dir(run_dir, run_identity(model_config, train_config, work) | cluster.identity(), write=cluster.is_chief)
     # An epoch is logged before it is backed up: after a crash in between it runs again, so the log
     # is cut back to what the backup holds.
     history = read_json(epochs_log)[:backed_up_epochs(backup)] if epochs_log.exists() else []
-    write_json(epochs_log, history)
+    if cluster.is_chief:
+        write_json(epochs_log, history)
     if history:
         print(f"resuming {run_dir} after epoch {len(history)}, its last backed-up epoch")
+    train_data, fit_options, stream_callbacks = training_input(work, model_config, train_config, cluster, first_epoch=len(history))
+    rate = SteadyRate(fit_options.get("steps_per_epoch", 0) * train_config.batch_size or train_rows, train_config.batch_size)
     early_stopping = tf.keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=train_config.patience)
     checkpoint = tf.keras.callbacks.ModelCheckpoint(str(best), monitor="val_auc", mode="max", save_best_only=True, save_weights_only=True)
     callbacks = [
-        ExactValidation(ranker, valid, valid_labels, epochs_log, history, early_stopping, checkpoint),
+        rate,
+        # Every worker validates: each needs val_auc to stop early at the same epoch as the others.
+        ExactValidation(ranker, valid, valid_labels, epochs_log if cluster.is_chief else None, history, early_stopping, checkpoint),
         early_stopping,
         checkpoint,
         tf.keras.callbacks.BackupAndRestore(str(backup)),
         tf.keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), profile_batch=0),
-        rate,
-        StreamEpoch(stream),
+        *stream_callbacks,
         *callbacks,
     ]
-    print(f"train {model_config.name}: {train_rows:,} examples, batch {train_config.batch_size}, up to {train_config.epochs} epochs")
+    print(f"train {model_config.name}: {train_rows:,} examples, batch {train_config.batch_size}, up to {train_config.epochs} epochs"
+          + ("" if cluster.kind == "single" else f", {cluster.kind} with {cluster.workers} workers"))
     started = time.perf_counter()
     if len(history) < train_config.epochs and not stopped_early(history, train_config.patience):
-        model.fit(stream.dataset(), epochs=train_config.epochs, callbacks=callbacks, verbose=verbose)
-    else:  # killed after its last epoch was backed up, before Keras removed the backup at the end of fit
+        model.fit(train_data, epochs=train_config.epochs, callbacks=callbacks, verbose=verbose, **fit_options)
+    elif cluster.is_chief:  # killed after its last epoch was backed up, before Keras removed the backup at the end of fit
         shutil.rmtree(backup)
     train_seconds = time.perf_counter() - started
+    if not cluster.is_chief:
+        return {"role": f"{cluster.task_type} {cluster.task_id}", "epochs_run": len(history)}
     model.load_weights(str(best))
     calibration = calibrate(ranker, valid, valid_labels) if train_config.calibrate else None
 
@@ -348,7 +380,7 @@ def train(work_dir: str | Path, run_dir: str | Path, model_config: ModelConfig, 
     frozen_metrics = {}
     if model_config.is_gnn:
         ranker.set_graph({relation: work.daily_tables(relation).at(work.split.test_start) for relation in RELATIONS})
-        frame["prediction_frozen"] = predict(predict_fn, test)
+        frame["prediction_frozen"] = predict(predictor(ranker), test)  # traced anew: the tables may be new variables
         frozen_metrics = {"test_auc_frozen_graph": exact_metrics(frame["label"].to_numpy(), frame["prediction_frozen"].to_numpy())["auc"]}
     val_auc = [entry["val_auc"] for entry in history]
 
@@ -371,12 +403,36 @@ def train(work_dir: str | Path, run_dir: str | Path, model_config: ModelConfig, 
         "steady_examples_per_second": round(float(np.median(rate.rates)), 1) if rate.rates else None,
         "steady_examples_per_second_per_epoch": [round(r, 1) for r in rate.rates],
         "train_examples": train_rows,
+        **cluster.identity(),
     }
     write_json(run_dir / "metrics.json", metrics)
     print(f"{model_config.name}: test AUC {metrics['test_auc']:.4f} (exact), logloss {metrics['test_logloss']:.4f} "
           f"(constant CTR {constant_logloss:.4f}), "
           f"steady {metrics['steady_examples_per_second'] or 0:,.0f} examples/s; run in {run_dir}")
     return metrics
+
+
+def training_input(work: Work, model_config: ModelConfig, train_config: TrainConfig, cluster: Cluster, first_epoch: int):
+    """``(data, fit keyword arguments, callbacks)`` that feed ``fit`` the training split.
+
+    One process: one pass of :class:`SampleStream` per epoch, its epoch kept equal to Keras's. Under
+    a strategy: a ``DatasetCreator`` whose function gives each input pipeline its share of the
+    files (``num_input_pipelines``, ``input_pipeline_id``) and of the global batch, as one stream of
+    the epochs from ``first_epoch`` on; an epoch is ``ceil(rows / batch_size)`` global steps, and each
+    pipeline reads its shard's pass of the epoch for them (``SampleStream.passes``).
+    """
+    samples, seq_len, batch, seed = work.samples_dir, model_config.seq_len, train_config.batch_size, train_config.seed
+    if cluster.kind == "single":
+        stream = SampleStream(samples, "train", seq_len, batch, shuffle=True, seed=seed)
+        return stream.dataset(), {}, [StreamEpoch(stream)]
+
+    def dataset_fn(context: tf.distribute.InputContext) -> tf.data.Dataset:
+        stream = SampleStream(samples, "train", seq_len, context.get_per_replica_batch_size(batch), shuffle=True, seed=seed,
+                              num_shards=context.num_input_pipelines, shard_index=context.input_pipeline_id)
+        return stream.passes(first_epoch, train_config.epochs, steps)
+
+    steps = math.ceil(SampleStream(samples, "train", seq_len, batch).rows / batch)
+    return tf.keras.utils.experimental.DatasetCreator(dataset_fn), {"steps_per_epoch": steps}, []
 
 
 def calibrate(ranker: DropdownRanker, valid: tf.data.Dataset, labels: np.ndarray) -> dict:

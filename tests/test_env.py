@@ -51,8 +51,7 @@ def test_spektral_gatconv_refuses_to_build_under_onednn_and_says_how_to_opt_out(
     assert "fused ok" in result.stdout
     assert result.returncode != 0 and "spektral's GATConv crashes under oneDNN" in result.stderr
     assert "start Python with TF_ENABLE_ONEDNN_OPTS=0" in result.stderr
-    opted_out = run(code, TF_ENABLE_ONEDNN_OPTS="0")
-    assert opted_out.returncode == 0 and "spektral ok" in opted_out.stdout, opted_out.stderr
+    # that the opt-out builds and trains the layer: test_spektral_gatconv_tests_pass_with_onednn_off
 
 
 @pytest.mark.slow

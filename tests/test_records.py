@@ -147,6 +147,23 @@ def test_each_epoch_reshuffles_and_an_epoch_is_reproducible(tiny_work, tmp_path)
     np.testing.assert_array_equal(np.sort(first), np.sort(second))
 
 
+def test_a_stream_of_epochs_gives_each_epoch_its_own_pass_of_fixed_steps(tiny_work, tmp_path):
+    """What a distribution strategy reads (``passes``): epoch e is e's pass, so a resumed run reads what an uninterrupted one did."""
+    split_into_shards(tiny_work, tmp_path)
+    shard = SampleStream(tmp_path, "train", 5, batch_size=128, shuffle=True, seed=3, window_rows=1000, num_shards=2, shard_index=1)
+    steps = shard.batches + 3  # this worker's shard is short of the epoch's steps: its pass repeats
+    keys = lambda dataset: [np.char.add(f["user_id"].numpy().astype(str), f["request_ts"].numpy().astype(str)) for f, _ in dataset]
+    whole, resumed = keys(shard.passes(0, 3, steps)), keys(shard.passes(2, 3, steps))
+    assert len(whole) == 3 * steps and len(resumed) == steps
+    for got, wanted in zip(resumed, whole[2 * steps:]):
+        np.testing.assert_array_equal(got, wanted)
+    shard.set_epoch(2)
+    epoch = np.concatenate(keys(shard.dataset()))
+    np.testing.assert_array_equal(np.concatenate(resumed)[:len(epoch)], epoch)  # the epoch's own pass, then its start again
+    np.testing.assert_array_equal(np.concatenate(resumed)[len(epoch):], epoch[:len(np.concatenate(resumed)) - len(epoch)])
+    assert not np.array_equal(np.concatenate(whole[:steps])[:len(epoch)], epoch)  # epoch 0 is shuffled otherwise
+
+
 def test_any_path_and_shard_arguments_that_cannot_work_are_refused(tiny_work, tmp_path):
     samples = tmp_path / "données é" / "samples"
     rows = split_into_shards(tiny_work, samples)

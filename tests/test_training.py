@@ -154,11 +154,13 @@ def test_spektral_gatconv_training_survives_in_fresh_processes(tiny_work, tmp_pa
     # With oneDNN's CPU ops on, training a spektral GATConv model segfaulted in most runs; the layer
     # refuses to build unless oneDNN is off. With the documented opt-out it trains in every process.
     env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"} | {"TF_ENABLE_ONEDNN_OPTS": "0"}
-    for attempt in range(2):
-        result = subprocess.run([sys.executable, "-c", GAT_TRAINING, str(tiny_work), str(tmp_path / f"run{attempt}"), str(attempt)],
-                                capture_output=True, text=True, env=env, timeout=600)
-        assert result.returncode == 0, f"attempt {attempt} exited {result.returncode}:\n{result.stderr[-3000:]}"
-        assert "trained 2" in result.stdout
+    attempts = [subprocess.Popen([sys.executable, "-c", GAT_TRAINING, str(tiny_work), str(tmp_path / f"run{attempt}"), str(attempt)],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                for attempt in range(2)]  # side by side: the crash is per process, and the suite has 2 cores
+    for attempt, process in enumerate(attempts):
+        stdout, stderr = process.communicate(timeout=600)
+        assert process.returncode == 0, f"attempt {attempt} exited {process.returncode}:\n{stderr[-3000:]}"
+        assert "trained 2" in stdout
 
 
 def test_a_run_directory_refuses_another_configuration_data_or_a_finished_run(tiny_work, tmp_path):

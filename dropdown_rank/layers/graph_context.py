@@ -19,6 +19,20 @@ COUNT_BUCKETS = 16
 EDGE_BUCKETS = AGE_BUCKETS + COUNT_BUCKETS
 
 
+def load_untracked(owner, name: str, value) -> None:
+    """Set ``owner.name``, a variable Keras does not track (graph data, not weights), to ``value``.
+
+    In place when it can take the value. Under a ``ParameterServerStrategy`` it is made anew with
+    the value's fixed shape: that strategy shards a variable when it is made, and a remote worker
+    cannot read a variable of unknown shape (its runtime aborts)."""
+    current = getattr(owner, name, None)
+    if isinstance(current, tf.Variable) and current.shape.is_compatible_with(value.shape) and \
+            not isinstance(tf.distribute.get_strategy(), tf.distribute.ParameterServerStrategy):
+        current.assign(value)
+    else:
+        object.__setattr__(owner, name, tf.Variable(value, trainable=False, name=name))
+
+
 @tf.keras.utils.register_keras_serializable(package="dropdown_rank")
 class GraphContext(tf.keras.layers.Layer):
     """Replaces node ids by a graph-context representation built from their first-order neighbors.
@@ -95,6 +109,9 @@ class GraphContext(tf.keras.layers.Layer):
 
         ``weight`` is the normalized co-occurrence weight, ``age_seconds`` the edge's age at its
         snapshot, ``count`` its co-occurrence count. Padding entries have id 0.
+
+        The tables load in place, except under a ``ParameterServerStrategy`` or when they are sharded:
+        then they are new variables, and a ``tf.function`` traced before reads the old ones.
         """
         rows = ids.shape[0]
         if rows == 0 or rows % self.num_nodes:
@@ -108,9 +125,8 @@ class GraphContext(tf.keras.layers.Layer):
         effective = tf.where(present, effective, 0.0)
         buckets = tf.stack([tf.where(present, log2_bucket(age_seconds, AGE_BUCKETS), 0),
                             tf.where(present, AGE_BUCKETS + log2_bucket(count, COUNT_BUCKETS), AGE_BUCKETS)], axis=-1)
-        self.neighbor_ids.assign(tf.cast(ids, tf.int32))
-        self.edge_weight.assign(effective)
-        self.edge_buckets.assign(buckets)
+        for name, value in (("neighbor_ids", tf.cast(ids, tf.int32)), ("edge_weight", effective), ("edge_buckets", buckets)):
+            load_untracked(self, name, value)
 
     @property
     def tables(self) -> list:
@@ -129,13 +145,15 @@ class GraphContext(tf.keras.layers.Layer):
         ``[n, heads, K+1]`` (0 = self) for attention aggregators and None for HGCN.
         """
         keys = tf.cast(keys, tf.int64)
-        neighbor_ids = tf.gather(self.neighbor_ids, keys)
-        weight = tf.gather(self.edge_weight, keys)
-        buckets = tf.gather(self.edge_buckets, keys)
-        center = tf.gather(embeddings, keys % self.num_nodes)
+        # embedding_lookup, not gather: under a parameter-server strategy the tables and embeddings may be
+        # sharded variables, which a gather would first concatenate whole.
+        neighbor_ids = tf.nn.embedding_lookup(self.neighbor_ids, keys)
+        weight = tf.nn.embedding_lookup(self.edge_weight, keys)
+        buckets = tf.nn.embedding_lookup(self.edge_buckets, keys)
+        center = tf.nn.embedding_lookup(embeddings, keys % self.num_nodes)
         edge_table = self.edge_time.embeddings
         if self.impl == "spektral" or not training:
-            features = tf.gather(embeddings, neighbor_ids) + tf.reduce_sum(tf.gather(edge_table, buckets), axis=-2)
+            features = tf.nn.embedding_lookup(embeddings, neighbor_ids) + tf.reduce_sum(tf.nn.embedding_lookup(edge_table, buckets), axis=-2)
             if self.weight_vector is not None:
                 features += weight[..., None] * self.weight_vector
             if self.aggregator == "hgcn":

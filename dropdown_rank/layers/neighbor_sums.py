@@ -14,7 +14,7 @@ def batch_rows(ids, table):
     """``(local_ids, rows)``: the distinct ``ids`` gathered from ``table`` (``rows`` ``[U, F]``) and
     ``ids`` re-indexed into ``rows`` (same shape as ``ids``). ``rows[local_ids] == table[ids]``."""
     unique, local = tf.unique(tf.reshape(ids, [-1]))
-    return tf.reshape(local, tf.shape(ids)), tf.gather(table, unique)
+    return tf.reshape(local, tf.shape(ids)), tf.nn.embedding_lookup(table, unique)  # reads a sharded table shard by shard
 
 
 def weighted_rows(ids, values, table):
