@@ -48,7 +48,8 @@ else:
         done = time.perf_counter()
         import glob, os
         import pyarrow.parquet as pq
-        from dropdown_rank.records import record_path, write_records
+        from dropdown_rank.features import record_path
+        from dropdown_rank.records import write_records
         shards = sorted(glob.glob(root + "/samples/*/part-*.parquet"))
         rows, clock = 0, time.perf_counter()
         for shard in shards:  # the records again, timed alone: their share of the stage

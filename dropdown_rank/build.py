@@ -28,8 +28,7 @@ from dropdown_rank import _io
 from dropdown_rank._io import read_json, write_json, write_parquet
 from dropdown_rank.graph import RELATIONS, DailyTables, GraphConfig, NeighborTable, build_graphs
 from dropdown_rank.logs.schema import find_table, load_logs
-from dropdown_rank.records import FORMAT_VERSION as RECORDS_FORMAT_VERSION
-from dropdown_rank.records import SUFFIX as RECORD_SUFFIX
+from dropdown_rank.features import RECORDS_FORMAT_VERSION, RECORDS_SUFFIX
 from dropdown_rank.samples import SampleConfig, build_samples
 from dropdown_rank.split import SplitConfig, TimeSplit, time_split
 from dropdown_rank.vocab import build_vocabularies, read_known_since, read_vocabulary, write_vocabularies
@@ -77,12 +76,12 @@ def fingerprint(work_dir: Path) -> str:
     ``.npz`` tables), not the file bytes: the same data written by another pyarrow (whose version
     is in every Parquet footer) or zlib keeps its identity. Training records are left out: each is
     encoded from the Parquet shard beside it, whose content is hashed, by the codec whose
-    ``FORMAT_VERSION`` is hashed.
+    ``RECORDS_FORMAT_VERSION`` is hashed.
     """
     digest = hashlib.sha256()
     digest.update(f"records format {RECORDS_FORMAT_VERSION}".encode())
     for path in sorted(p for part in ("vocab", "graph", "samples") for p in (work_dir / part).rglob("*")
-                       if p.is_file() and not p.name.endswith(RECORD_SUFFIX)):
+                       if p.is_file() and not p.name.endswith(RECORDS_SUFFIX)):
         digest.update(str(path.relative_to(work_dir)).encode())
         if path.suffix == ".parquet":
             sink = pa.BufferOutputStream()

@@ -20,6 +20,7 @@ TensorFlow: dtypes are names ``tf.as_dtype`` reads.
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pyarrow as pa
 
@@ -77,3 +78,14 @@ COUNTER_FIELDS = tuple(f.name for f in FIELDS if f.counter)
 ROW_FEATURES = tuple(f.name for f in FIELDS if f.role == "input" and not f.history
                      and f.name not in ("user_id", "candidate", "request_ts"))  # beside ids, sequences and time
 LABEL = "label"
+
+
+# -- the training records' files (``records.py`` writes and reads them; here so that finding them needs no TensorFlow)
+RECORDS_FORMAT_VERSION = 1  # part of the work directory's fingerprint: a codec change must not pass for the same data
+RECORDS_SUFFIX = ".tfrecord.gz"
+
+
+def record_path(parquet_path: str | Path) -> Path:
+    """The record file beside a Parquet shard (``part-00000.parquet`` -> ``part-00000.tfrecord.gz``)."""
+    parquet_path = Path(parquet_path)
+    return parquet_path.with_name(parquet_path.name.removesuffix(".parquet") + RECORDS_SUFFIX)

@@ -31,8 +31,7 @@ from tqdm.auto import tqdm
 
 from dropdown_rank._io import atomic_path
 from dropdown_rank.counters import _TS_SHIFT, DAY, CandidateDays, PersonalCounts, daily_counts
-from dropdown_rank.features import ARROW_SCHEMA
-from dropdown_rank.records import record_path, write_records
+from dropdown_rank.features import ARROW_SCHEMA, record_path
 
 INT32_MAX = np.iinfo(np.int32).max
 
@@ -155,6 +154,9 @@ def shard_path(out_dir: str | Path, split: str, shard: int) -> Path:
 
 def write_shard(table: pa.Table, out_dir: str | Path, split: str, shard: int) -> None:
     """The shard's Parquet file and its training records, each written atomically."""
+    # TensorFlow loads only here: the build's driver and the Beam workers of every earlier stage run without it (~550 MB each)
+    from dropdown_rank.records import write_records
+
     path = shard_path(out_dir, split, shard)
     write_records(table, record_path(path))
     with atomic_path(path) as tmp:

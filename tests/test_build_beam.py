@@ -2,6 +2,8 @@
 directory: the same vocabularies, every daily snapshot's arrays, the same samples in the same shards, the same
 validation counts; and bad input stops it with the in-memory validation's error."""
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -14,7 +16,7 @@ from dropdown_rank.beam import build_beam
 from dropdown_rank.build import BuildConfig, Work, build
 from dropdown_rank.graph import GraphConfig
 from dropdown_rank.logs.schema import SchemaError
-from dropdown_rank.records import record_path
+from dropdown_rank.features import record_path
 from dropdown_rank.samples import SampleConfig, shard_files
 from dropdown_rank.split import SplitConfig
 
@@ -190,3 +192,11 @@ def test_parquet_row_groups_read_as_the_whole_file(tmp_path):
     assert len(pieces) == 3
     chunks = [chunk for piece in pieces for _, chunk in read_chunks(piece, 2)]
     pd.testing.assert_frame_equal(pd.concat(chunks, ignore_index=True), read_table(path))
+
+
+def test_the_build_steps_before_writing_shards_run_without_tensorflow():
+    """TensorFlow (about 550 MB per process) loads only in the step that writes the training records."""
+    code = ("import sys, dropdown_rank, dropdown_rank.build, dropdown_rank.beam.pipeline, dropdown_rank.beam.validate\n"
+            "print('tensorflow' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and result.stdout.strip() == "False", result.stderr[-2000:]

@@ -8,7 +8,8 @@ import tensorflow as tf
 from dropdown_rank.dataset import FEATURES, SampleStream
 from dropdown_rank.features import ARROW_SCHEMA, BY_NAME, MODEL_INPUTS, TRAINING_FIELDS
 from dropdown_rank.model import SIGNATURE
-from dropdown_rank.records import decode, encode, record_path
+from dropdown_rank.features import record_path
+from dropdown_rank.records import decode, encode
 from dropdown_rank.samples import read_samples, record_files, shard_files, write_shard
 
 

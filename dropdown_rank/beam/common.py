@@ -1,8 +1,10 @@
 """What both Beam pipelines share: options, bucket keys, and the Arrow/pandas conversions of their elements."""
 from __future__ import annotations
 
+import itertools
 import math
 import pickle
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -90,6 +92,54 @@ def split_table(table: pa.Table, keys: np.ndarray):
     bounds = np.flatnonzero(np.diff(keys_sorted)) + 1
     for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, len(keys_sorted)]):
         yield keys_sorted[lo].item(), table.take(order[lo:hi])
+
+
+class StashFile:
+    """An Arrow IPC file of tables written one after another under ``tmp/stash/<stage>/``; :meth:`add` returns each
+    table's reference ``(path, batch)``.
+
+    Steps pass these references through ``GroupByKey`` instead of the rows: the local runner holds a grouping
+    step's whole input in its own memory and sends each worker its share in one message, so rows passed as
+    elements made the runner and the workers grow with the data (8.1 GB and 4.3 GB on the 10x world). Use the
+    references once the file is closed. A retried bundle writes another file; files nobody references are
+    ignored, and the build's scratch directory goes at the end.
+    """
+
+    def __init__(self, tmp: str | Path, stage: str):
+        self.path = Path(tmp) / "stash" / stage / f"{uuid.uuid4().hex}.arrow"
+        self._writer, self._batches = None, 0
+
+    def add(self, table: pa.Table) -> tuple[str, int]:
+        """Append a table with rows (its schema must be the file's); its reference."""
+        if self._writer is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._writer = pa.ipc.new_file(str(self.path), table.schema, options=pa.ipc.IpcWriteOptions(compression="lz4"))
+        self._writer.write_batch(table.combine_chunks().to_batches()[0])
+        self._batches += 1
+        return str(self.path), self._batches - 1
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self._writer is not None:
+            self._writer.close()
+
+
+def stash(tmp, stage: str, table: pa.Table, keys: np.ndarray):
+    """:func:`split_table`, with each key's rows as a reference into one :class:`StashFile`: ``(key, (path, batch))``."""
+    with StashFile(tmp, stage) as file:
+        refs = [(key, file.add(part)) for key, part in split_table(table, keys)]
+    yield from refs
+
+
+def unstash(refs) -> list[pa.Table]:
+    """The tables behind :class:`StashFile` references (``None`` entries skipped), in sorted reference order."""
+    tables = []
+    for path, group in itertools.groupby(sorted(r for r in refs if r is not None), key=lambda ref: ref[0]):
+        with pa.ipc.open_file(path) as reader:
+            tables += [pa.Table.from_batches([reader.get_batch(batch)]) for _, batch in group]
+    return tables
 
 
 def bucket_path(tmp: str | Path, table: str, bucket: int) -> Path:

@@ -8,7 +8,7 @@ Every per-user step reads one user bucket's events and impressions and calls the
   ``vocabulary_frame`` per token bucket → ``GroupByKey`` per vocabulary → ``order_vocabulary``. Candidate PV is
   counted the same way. Both reach the later steps as a side input (``AsDict``), as does each vocabulary's size.
 * **graph**: ``ParDo(RelationPairs)`` (``graph.relation_pairs``: sessions cut at midnight, per-day pair counts),
-  keyed by (relation, bucket of the source node) → ``CombinePerKey(merge_pairs)`` → ``ParDo(TopK)``: for every
+  keyed by (relation, bucket of the source node) → ``GroupByKey`` → ``ParDo(TopK)``: ``merge_pairs``, then for every
   snapshot day, ``snapshot_edges`` (trailing window, known tokens) and ``top_k`` (weights, thresholds, top K),
   exact per source node → keyed by (relation, snapshot) → ``GroupByKey`` → ``ParDo(WriteSnapshot)``
   (``graph.table_from_top_k``) → ``GroupByKey`` per relation → ``ParDo(WriteTables)``: the ``[days, nodes+1, K]``
@@ -21,6 +21,9 @@ Every per-user step reads one user bucket's events and impressions and calls the
   split comes from its hour's offset and its rank in the hour) → keyed by (split, shard) → ``GroupByKey`` →
   ``ParDo(WriteShard)``: ``samples/<split>/part-NNNNN.parquet``, rows in the in-memory build's order. Sample rows
   are large, so they travel as references to Arrow IPC files, not as elements.
+
+Pair counts and kept edges cross their ``GroupByKey`` the same way (``common.StashFile``): the local runner holds a
+grouping step's input in its own memory, so only small results travel as elements.
 """
 from __future__ import annotations
 
@@ -33,7 +36,7 @@ import pandas as pd
 import pyarrow as pa
 
 from dropdown_rank._io import atomic_path, write_parquet
-from dropdown_rank.beam.common import KEYED, HOUR, bucket_of, dump, read_bucket, split_by
+from dropdown_rank.beam.common import KEYED, HOUR, StashFile, bucket_of, dump, read_bucket, split_by, stash, to_arrow, unstash
 from dropdown_rank.graph import (RELATIONS, GraphConfig, merge_pairs, relation_pairs, snapshot_edges,
                                  table_from_top_k, top_k)
 from dropdown_rank.counters import CandidateDays, daily_counts, sum_daily
@@ -141,46 +144,29 @@ class RelationPairs(beam.DoFn):
         events = events[(events["ts"] >= self.split.train_start) & (events["ts"] < self.split.test_end)].drop(columns="_row")
         for relation, (pairs, behaviors, outside) in relation_pairs(events, vocabs, self.config):
             yield beam.pvalue.TaggedOutput("small", ("behaviors", relation, behaviors, outside))
-            for source_bucket, part in split_by(pairs, pairs["src"].to_numpy() % self.buckets):
-                yield (relation, source_bucket), part
-
-
-class MergePairs(beam.CombineFn):
-    """``graph.merge_pairs``: counts summed, latest ts kept, per (day, src, dst); compacts as it goes."""
-
-    def create_accumulator(self):
-        return []
-
-    def add_input(self, accumulator, pairs):
-        accumulator.append(pairs)
-        return self._compact(accumulator)
-
-    def merge_accumulators(self, accumulators):
-        return self._compact([p for a in accumulators for p in a], force=True)
-
-    def extract_output(self, accumulator):
-        return self._compact(accumulator, force=True)[0] if accumulator else None
-
-    def _compact(self, accumulator, force: bool = False):
-        if len(accumulator) > 1 and (force or len(accumulator) >= 16):
-            return [merge_pairs(accumulator)]
-        return accumulator
+            for source_bucket, ref in stash(self.tmp, "pairs", to_arrow(pairs), pairs["src"].to_numpy() % self.buckets):
+                yield (relation, source_bucket), ref
 
 
 @beam.typehints.with_output_types(KEYED)
 class TopK(beam.DoFn):
-    """Per (relation, source-node bucket): each snapshot's kept edges, keyed by (relation, snapshot index)."""
+    """Per (relation, source-node bucket): its pairs from every user bucket merged (``graph.merge_pairs``), then each
+    snapshot's kept edges, saved to a scratch file and keyed by (relation, snapshot index) as ``(ref, edges before)``."""
 
-    def __init__(self, snapshot_days: np.ndarray, config: GraphConfig):
-        self.snapshot_days, self.config = [int(d) for d in snapshot_days], config
+    def __init__(self, tmp: str, snapshot_days: np.ndarray, config: GraphConfig):
+        self.tmp, self.snapshot_days, self.config = tmp, [int(d) for d in snapshot_days], config
 
     def process(self, element, vocabs):
-        (relation, _), pairs = element
+        (relation, _), refs = element
+        pairs = merge_pairs([table.to_pandas() for table in unstash(refs)])
         known_since = vocabs[RELATIONS[relation][1]]["known_since"].to_numpy(dtype=np.int64)
-        for index, day in enumerate(self.snapshot_days):
-            kept, before = top_k(snapshot_edges(pairs, day, known_since, self.config.window_days), self.config)
-            if before:
-                yield (relation, index), (kept[_KEPT_COLUMNS], before)
+        found = []
+        with StashFile(self.tmp, "kept") as file:
+            for index, day in enumerate(self.snapshot_days):
+                kept, before = top_k(snapshot_edges(pairs, day, known_since, self.config.window_days), self.config)
+                if before:
+                    found.append(((relation, index), (file.add(to_arrow(kept[_KEPT_COLUMNS])) if len(kept) else None, before)))
+        yield from found
 
 
 def _no_edges():
@@ -198,7 +184,8 @@ class WriteSnapshot(beam.DoFn):
     def process(self, element, vocabs):
         (relation, index), pieces = element
         pieces = list(pieces)
-        kept = pd.concat([k for k, _ in pieces], ignore_index=True) if pieces else _no_edges()
+        tables = unstash(ref for ref, _ in pieces)
+        kept = pa.concat_tables(tables).to_pandas() if tables else _no_edges()
         vocab = vocabs[RELATIONS[relation][1]]["token"]
         table, stats = table_from_top_k(kept, sum(b for _, b in pieces), len(vocab), self.config, relation, [""],
                                         self.snapshot_days[index])
@@ -282,7 +269,7 @@ class SumDaily(beam.CombineFn):
 @beam.typehints.with_output_types(KEYED)
 class SampleRows(beam.DoFn):
     """Per user bucket: the sample rows of its impressions, cut at shard boundaries and saved to a scratch Arrow
-    file; yields ``((split, shard), (file, batch))`` references."""
+    file; yields ``((split, shard), (file, batch))`` references (``common.StashFile``)."""
 
     def __init__(self, tmp: str, split: TimeSplit, hour_offsets: dict, config: SampleConfig):
         self.tmp, self.split, self.hour_offsets, self.config = tmp, split, hour_offsets, config
@@ -300,23 +287,15 @@ class SampleRows(beam.DoFn):
         histories = Histories(read_bucket(self.tmp, "events", bucket).drop(columns="_row"), impressions)
         if self._candidate_days is None:  # the side input is the same for every bundle of the pipeline
             self._candidate_days = CandidateDays(sum_daily([frame for _, frame in daily]))
-        path = Path(self.tmp) / "samples" / f"bucket-{bucket:05d}.arrow"
-        path.parent.mkdir(parents=True, exist_ok=True)
         refs = []
-        with atomic_path(path) as scratch:
-            writer = None
+        with StashFile(self.tmp, "samples") as file:
             shard = impressions["_index"].to_numpy() // self.config.shard_rows
             key = pd.factorize(pd.MultiIndex.from_arrays([impressions["_split"].to_numpy(), shard]))[0]
             for _, chunk in split_by(impressions, key):
                 table = sample_table(histories, chunk, side[PV], self._candidate_days, self.config)
                 table = table.append_column("_index", pa.array(chunk["_index"].to_numpy(), pa.int64()))
-                if writer is None:
-                    writer = pa.ipc.new_file(str(scratch), table.schema, options=pa.ipc.IpcWriteOptions(compression="zstd"))
-                writer.write_batch(table.combine_chunks().to_batches()[0])
-                refs.append(((chunk["_split"].iloc[0], int(chunk["_index"].iloc[0] // self.config.shard_rows)), len(refs)))
-            writer.close()
-        for key, batch in refs:
-            yield key, (str(path), batch)
+                refs.append(((chunk["_split"].iloc[0], int(chunk["_index"].iloc[0] // self.config.shard_rows)), file.add(table)))
+        yield from refs
 
 
 class WriteShard(beam.DoFn):
@@ -327,11 +306,7 @@ class WriteShard(beam.DoFn):
 
     def process(self, element):
         (split, shard), refs = element
-        batches = []
-        for path, batch in sorted(refs):
-            with pa.ipc.open_file(path) as reader:
-                batches.append(reader.get_batch(batch))
-        table = pa.Table.from_batches(batches).sort_by("_index")
+        table = pa.concat_tables(unstash(refs)).sort_by("_index")
         expected = min(self.shard_rows, self.split_rows[split] - shard * self.shard_rows)
         first = shard * self.shard_rows
         if table.num_rows != expected or table["_index"][0].as_py() != first:
@@ -362,10 +337,10 @@ def build_pipeline(pipeline: beam.Pipeline, tmp: str, work_dir: str, buckets: in
 
     pairs = user_buckets | "pairs" >> beam.ParDo(RelationPairs(tmp, split, config.graph, key_buckets), side).with_outputs("small", main="pairs")
     seeds = pipeline | "every snapshot" >> beam.Create(
-        [((relation, i), (_no_edges(), 0)) for relation in RELATIONS for i in range(len(snapshot_days))])
+        [((relation, i), (None, 0)) for relation in RELATIONS for i in range(len(snapshot_days))])
     kept = (pairs.pairs
-            | "merge pairs" >> beam.CombinePerKey(MergePairs())
-            | "top k" >> beam.ParDo(TopK(snapshot_days, config.graph), side))
+            | "group pairs" >> beam.GroupByKey()
+            | "top k" >> beam.ParDo(TopK(tmp, snapshot_days, config.graph), side))
     graph_written = ((kept, seeds)
                      | "all snapshot pieces" >> beam.Flatten()
                      | "group by snapshot" >> beam.GroupByKey()

@@ -13,6 +13,8 @@ rows partitioned by user.
   hourly counts into each hour's offset in its split, so the samples can be written in the in-memory build's shards)
   → keyed by user bucket → ``GroupByKey`` → written like the events.
 * Reports, findings and hourly counts are small: flattened, ``ToList`` and written for the driver.
+
+Rows cross every ``GroupByKey`` as references to scratch Arrow files (``common.StashFile``), not as elements.
 """
 from __future__ import annotations
 
@@ -23,8 +25,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from dropdown_rank.beam.common import (KEYED, EVENT_DTYPES, HOUR, IMPRESSION_DTYPES, ROW_BITS, bucket_of, dump, split_table,
-                                       to_arrow, to_frame, write_bucket)
+from dropdown_rank.beam.common import (KEYED, EVENT_DTYPES, HOUR, IMPRESSION_DTYPES, ROW_BITS, bucket_of, dump, stash, to_arrow,
+                                       to_frame, unstash, write_bucket)
 from dropdown_rank.logs.schema import (TABLE_COLUMNS, TABLE_NAMES, Finding, SchemaError, ValidationReport, check_impressions_not_empty,
                                        check_kept, check_rows, check_table, file_chunks, find_table, read_chunks,
                                        require_columns, table_columns, table_files)
@@ -37,8 +39,8 @@ _GROUP_COLUMN = {"events": "user_id", "impressions": "request_id"}
 class CheckChunk(beam.DoFn):
     """Row-by-row checks of one piece of a file (``schema.check_rows``)."""
 
-    def __init__(self, bad_rows: str, chunk_rows: int, buckets: int, sources: dict):
-        self.bad_rows, self.chunk_rows, self.buckets, self.sources = bad_rows, chunk_rows, buckets, sources
+    def __init__(self, bad_rows: str, chunk_rows: int, buckets: int, sources: dict, tmp: str):
+        self.bad_rows, self.chunk_rows, self.buckets, self.sources, self.tmp = bad_rows, chunk_rows, buckets, sources, tmp
 
     def process(self, spec):
         table, file_index, piece = spec
@@ -51,9 +53,8 @@ class CheckChunk(beam.DoFn):
             for finding in findings or ():
                 yield beam.pvalue.TaggedOutput("small", ("finding", table, finding))
             clean = clean.assign(_row=clean.index.to_numpy(np.int64))
-            rows = to_arrow(clean)
-            for bucket, part in split_table(rows, bucket_of(clean[_GROUP_COLUMN[table]].to_numpy(), self.buckets)):
-                yield (table, bucket), part
+            for bucket, ref in stash(self.tmp, "rows", to_arrow(clean), bucket_of(clean[_GROUP_COLUMN[table]].to_numpy(), self.buckets)):
+                yield (table, bucket), ref
 
 
 @beam.typehints.with_output_types(KEYED)
@@ -64,8 +65,8 @@ class CheckBucket(beam.DoFn):
         self.bad_rows, self.buckets, self.sources, self.tmp = bad_rows, buckets, sources, tmp
 
     def process(self, element):
-        (table, bucket), parts = element
-        frame = to_frame(parts, EVENT_DTYPES if table == "events" else IMPRESSION_DTYPES)
+        (table, bucket), refs = element
+        frame = to_frame(unstash(refs), EVENT_DTYPES if table == "events" else IMPRESSION_DTYPES)
         frame = frame.set_index("_row", drop=False).sort_index(kind="stable")
         frame.index.name = None
         report = ValidationReport(self.sources[table])
@@ -82,24 +83,24 @@ class CheckBucket(beam.DoFn):
         if table == "events":
             write_bucket(self.tmp, "events", bucket, rows)
             return
-        yield from split_table(rows, clean["ts"].to_numpy() // HOUR)
+        yield from stash(self.tmp, "hours", rows, clean["ts"].to_numpy() // HOUR)
 
 
 @beam.typehints.with_output_types(KEYED)
 class RankHour(beam.DoFn):
     """Rank of each impression of one hour in the samples' order (ties: source order); rows keyed by user bucket."""
 
-    def __init__(self, buckets: int):
-        self.buckets = buckets
+    def __init__(self, buckets: int, tmp: str):
+        self.buckets, self.tmp = buckets, tmp
 
     def process(self, element):
-        hour, parts = element
-        rows = pa.concat_tables(list(parts), promote_options="default")
+        hour, refs = element
+        rows = pa.concat_tables(unstash(refs), promote_options="default")
         # Arrow orders strings by UTF-8 bytes, which is code point order: pandas' order of Python strings.
         rows = rows.sort_by([(column, "ascending") for column in SAMPLE_ORDER + ["_row"]])
         rows = rows.append_column("_rank", pa.array(np.arange(rows.num_rows, dtype=np.int64)))
         yield beam.pvalue.TaggedOutput("small", ("hour", int(hour), rows.num_rows))
-        yield from split_table(rows, bucket_of(rows["user_id"].to_numpy(zero_copy_only=False), self.buckets))
+        yield from stash(self.tmp, "user-rows", rows, bucket_of(rows["user_id"].to_numpy(zero_copy_only=False), self.buckets))
 
 
 class WriteImpressions(beam.DoFn):
@@ -107,8 +108,8 @@ class WriteImpressions(beam.DoFn):
         self.tmp = tmp
 
     def process(self, element):
-        bucket, parts = element
-        write_bucket(self.tmp, "impressions", bucket, pa.concat_tables(list(parts), promote_options="default").sort_by("_row"))
+        bucket, refs = element
+        write_bucket(self.tmp, "impressions", bucket, pa.concat_tables(unstash(refs), promote_options="default").sort_by("_row"))
 
 
 def plan(logs_dir: Path, chunk_rows: int):
@@ -142,13 +143,13 @@ def validation_pipeline(pipeline: beam.Pipeline, tables: dict, bad_rows: str, ch
     pieces = [spec for info in tables.values() for spec in info["pieces"]]
     chunks = (pipeline
               | "pieces" >> beam.Create(pieces, reshuffle=True)
-              | "check rows" >> beam.ParDo(CheckChunk(bad_rows, chunk_rows, buckets, sources)).with_outputs("small", main="rows"))
+              | "check rows" >> beam.ParDo(CheckChunk(bad_rows, chunk_rows, buckets, sources, tmp)).with_outputs("small", main="rows"))
     buckets_checked = (chunks.rows
                        | "group by bucket" >> beam.GroupByKey()
                        | "check table" >> beam.ParDo(CheckBucket(bad_rows, buckets, sources, tmp)).with_outputs("small", main="hours"))
     ranked = (buckets_checked.hours
               | "group by hour" >> beam.GroupByKey()
-              | "rank in hour" >> beam.ParDo(RankHour(buckets)).with_outputs("small", main="rows"))
+              | "rank in hour" >> beam.ParDo(RankHour(buckets, tmp)).with_outputs("small", main="rows"))
     _ = (ranked.rows
          | "group by user bucket" >> beam.GroupByKey()
          | "write impressions" >> beam.ParDo(WriteImpressions(tmp)))
