@@ -455,17 +455,18 @@ class CTRModel(tfrs.models.Model):
         if not getattr(self.optimizer, "updates_touched_rows_only", False):
             gradients = [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g for g in gradients]
         self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
-        # Keras sums what replicas return: the loss shares add up to the global batch's mean, and the
-        # progress bar's metric becomes the replicas' mean.
+        # Keras sums what replicas return: the loss shares add up to the global batch's mean, while a metric's
+        # result is already global (synced when read), so it is divided by the replicas the sum counts it for.
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         return {"loss": loss, **{metric.name: metric.result() / replicas for metric in self.metrics}}
 
     def compute_loss(self, inputs, training: bool = False):
         """This replica's share of the global batch's mean binary cross-entropy (the batch's mean in one process)."""
         features, labels = inputs
-        probability = tf.sigmoid(self.ranker(features, training=training))
+        # [B, 1]: Keras losses average over the last axis, so [B] would give one number, not one per example. The
+        # sigmoid comes last: Keras then computes the cross-entropy from its logits, not from a clipped probability.
+        probability = tf.sigmoid(self.ranker(features, training=training)[:, None])
         if self.position_bias is not None:
-            probability = probability * self.position_bias(features["position"])
-        # [B, 1]: Keras losses average over the last axis, so [B] would give one number, not one per example
-        per_example = self.task(labels=labels[:, None], predictions=probability[:, None], training=training)
+            probability = probability * self.position_bias(features["position"])[:, None]
+        per_example = self.task(labels=labels[:, None], predictions=probability, training=training)
         return tf.nn.compute_average_loss(per_example)

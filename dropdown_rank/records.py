@@ -96,7 +96,7 @@ def encode(table: pa.Table) -> tf.Tensor:
     return _encode("tensorflow.Example", ["features"], [features[:, None]], np.ones([rows, 1]))
 
 
-ENCODE_ROWS = 8192  # rows encoded at a time: a whole 65,536-row shard's protos took about 6x its Arrow size
+ENCODE_ROWS = 8192  # rows encoded at a time: the encoder's padded tensors and protos then hold a slice, not a whole shard
 
 
 def write_records(table: pa.Table, path: str | Path) -> None:

@@ -318,21 +318,15 @@ def train(work_dir: str | Path, run_dir: str | Path, model_config: ModelConfig, 
     vocabularies = {name: work.vocabulary(name) for name in VOCABULARIES}
     known_since = {name: work.known_since(name) for name in VOCABULARIES}
     tables = {relation: work.daily_tables(relation) for relation in RELATIONS} if model_config.is_gnn else None
-    with distribution.scope():
-        ranker = make_ranker(model_config, vocabularies, tables, known_since)
-        model = CTRModel(ranker)
-        model.compile(optimizer=make_optimizer(train_config))
-        # Slots made now, not at the first step: a resumed run's backup then restores them at once. Made
-        # lazily inside the first step, the slots of sharded tables (parameter servers) were left at zero
-        # (tf-keras#838), and a resumed run trained on from fresh moments.
-        model.optimizer._create_all_weights(model.trainable_variables)
-
     valid = make_dataset(work.samples_dir, "valid", model_config.seq_len, train_config.eval_batch_size)
     valid_labels = read_samples(work.samples_dir, "valid", columns=["label"])["label"].to_numpy()
     train_ctr, train_rows = train_click_rate(work)
     best = run_dir / "checkpoints" / "best"
     backup = run_dir / "backup"
     epochs_log = run_dir / "epochs.json"
+    # Claimed, and the resumed epochs read, before the model is made: under MultiWorkerMirroredStrategy making
+    # the variables is a collective step, so every task has read the run directory before any task writes to it
+    # again (Keras's own files, or the chief removing a finished backup).
     claim_run_dir(run_dir, run_identity(model_config, train_config, work) | cluster.identity(), write=cluster.is_chief)
     # An epoch is logged before it is backed up: after a crash in between it runs again, so the log
     # is cut back to what the backup holds.
@@ -341,6 +335,14 @@ def train(work_dir: str | Path, run_dir: str | Path, model_config: ModelConfig, 
         write_json(epochs_log, history)
     if history:
         print(f"resuming {run_dir} after epoch {len(history)}, its last backed-up epoch")
+    with distribution.scope():
+        ranker = make_ranker(model_config, vocabularies, tables, known_since)
+        model = CTRModel(ranker)
+        model.compile(optimizer=make_optimizer(train_config))
+        # Slots made now, not at the first step: a resumed run's backup then restores them at once. Made
+        # lazily inside the first step, the slots of sharded tables (parameter servers) were left at zero
+        # (tf-keras#838), and a resumed run trained on from fresh moments.
+        model.optimizer._create_all_weights(model.trainable_variables)
     train_data, fit_options, stream_callbacks = training_input(work, model_config, train_config, cluster, first_epoch=len(history))
     rate = SteadyRate(fit_options.get("steps_per_epoch", 0) * train_config.batch_size or train_rows, train_config.batch_size)
     early_stopping = tf.keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=train_config.patience)
@@ -418,8 +420,9 @@ def training_input(work: Work, model_config: ModelConfig, train_config: TrainCon
     One process: one pass of :class:`SampleStream` per epoch, its epoch kept equal to Keras's. Under
     a strategy: a ``DatasetCreator`` whose function gives each input pipeline its share of the
     files (``num_input_pipelines``, ``input_pipeline_id``) and of the global batch, as one stream of
-    the epochs from ``first_epoch`` on; an epoch is ``ceil(rows / batch_size)`` global steps, and each
-    pipeline reads its shard's pass of the epoch for them (``SampleStream.passes``).
+    the epochs from ``first_epoch`` on; an epoch is ``ceil(rows / batch_size)`` global steps, and under
+    MultiWorkerMirroredStrategy each pipeline reads its shard's pass of the epoch for them
+    (``SampleStream.passes``), so a resumed run reads what an uninterrupted one would have.
     """
     samples, seq_len, batch, seed = work.samples_dir, model_config.seq_len, train_config.batch_size, train_config.seed
     if cluster.kind == "single":
@@ -429,6 +432,11 @@ def training_input(work: Work, model_config: ModelConfig, train_config: TrainCon
     def dataset_fn(context: tf.distribute.InputContext) -> tf.data.Dataset:
         stream = SampleStream(samples, "train", seq_len, context.get_per_replica_batch_size(batch), shuffle=True, seed=seed,
                               num_shards=context.num_input_pipelines, shard_index=context.input_pipeline_id)
+        if cluster.kind == "parameter-server":
+            # Each step goes to whichever worker is free, so a worker's share of an epoch is not fixed: each reads its
+            # own passes whole, one after another (repeated if it runs ahead). With one worker that is exactly the
+            # epochs; with several, epochs and passes do not line up, and a resumed run restarts at its epoch's pass.
+            return stream.passes(first_epoch, train_config.epochs, stream.batches).repeat()
         return stream.passes(first_epoch, train_config.epochs, steps)
 
     steps = math.ceil(SampleStream(samples, "train", seq_len, batch).rows / batch)

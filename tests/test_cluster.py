@@ -64,6 +64,54 @@ def sharded_work(tiny_logs, tmp_path_factory):
 
 
 # Each child imports dropdown_rank before tensorflow, which sets the environment tensorflow reads at import.
+MIRRORED = r"""
+import json, sys
+import dropdown_rank
+import numpy as np
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from dropdown_rank.build import Work
+from dropdown_rank.dataset import make_dataset
+from dropdown_rank.model import CTRModel, ModelConfig, make_ranker
+
+work = Work.open(sys.argv[1])
+vocabularies = {name: work.vocabulary(name) for name in ("users", "queries", "items")}
+tables = {relation: work.daily_tables(relation) for relation in ("q2q", "i2i")}
+batch = tf.data.Dataset.from_tensors(next(iter(make_dataset(work.samples_dir, "train", 20, 256, shuffle=True))))
+initial = None
+
+def one_step(strategy):
+    global initial
+    with strategy.scope():
+        model = CTRModel(make_ranker(ModelConfig(kind="hgcn"), vocabularies, tables))
+        # plain SGD at a large rate: the update is the gradient itself, so a loss scaled wrongly would show (Adam would hide it)
+        model.compile(optimizer=tf.keras.optimizers.legacy.SGD(10.0))
+    initial = initial or model.get_weights()
+    model.set_weights(initial)
+    history = model.fit(batch, epochs=1, verbose=0)
+    return model.get_weights(), history.history["loss"][0], history.history["auc_approx"][0]
+
+one = one_step(tf.distribute.get_strategy())
+two = one_step(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))
+print("RESULT", json.dumps({"loss": [one[1], two[1]], "auc": [one[2], two[2]],
+                            "moved": max(float(np.abs(a - b).max()) for a, b in zip(one[0], initial)),
+                            "difference": max(float(np.abs(a - b).max()) for a, b in zip(one[0], two[0]))}))
+"""
+
+
+def test_two_replicas_take_the_step_one_process_takes_on_the_same_global_batch(tiny_work):
+    """The loss each replica returns is its share of the global batch's mean: the gradients add up to one process's."""
+    done = subprocess.run([sys.executable, "-c", MIRRORED, str(tiny_work)], capture_output=True, text=True, timeout=600,
+                          env={key: value for key, value in os.environ.items() if key != "TF_CONFIG"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.split("RESULT ", 1)[1])
+    assert result["moved"] > 1e-2  # the step changed the weights
+    assert result["difference"] < 1e-5 * result["moved"], result
+    assert result["loss"][1] == pytest.approx(result["loss"][0], rel=1e-5)
+    assert result["auc"][1] == pytest.approx(result["auc"][0], abs=1e-6)
+
+
 WORKER = r"""
 import json, sys
 import dropdown_rank
@@ -168,7 +216,7 @@ class Record(tf.keras.callbacks.Callback):
         if interrupt == "0":  # the resumed run: what the backup restored
             np.savez(state + ".resumed.npz", **training_state(self.model))
     def on_epoch_end(self, epoch, logs=None):
-        self.losses.append(float(logs["loss"]))
+        self.losses.append(float(logs["val_logloss"]))  # exact, on every validation row
         if interrupt == "1":
             np.savez(state + ".interrupted.npz", **training_state(self.model))
             print("RESULT", json.dumps({"devices": Record.devices, "losses": Record.losses}), flush=True)
@@ -209,7 +257,7 @@ def test_a_parameter_server_cluster_shards_the_tables_trains_and_resumes(sharded
     assert sorted(before.files) == sorted(after.files) and len(before.files) > 20
     for name in before.files:
         np.testing.assert_array_equal(before[name], after[name], err_msg=name)
-    assert finished["losses"][0] < interrupted["losses"][0]  # epoch 2's mean loss is below epoch 1's
+    assert finished["losses"][0] < interrupted["losses"][0]  # the validation logloss falls from epoch 1 to epoch 2
     assert finished["metrics"]["cluster"] == {"kind": "parameter-server", "workers": 1}
     assert finished["metrics"]["epochs_run"] == 2 and (run / "metrics.json").exists()
     # the run reloads in one process, without the cluster, and scores exactly as the chief did

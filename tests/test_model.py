@@ -163,3 +163,14 @@ def test_position_tower_is_training_only(tiny):
     # In the loss, the examination probability of the logged position multiplies the ranker's.
     model.position_bias.logit.embeddings.assign(tf.fill([21, 1], -50.0))
     assert float(model.compute_loss((features, tf.zeros_like(labels)))) < 1e-6
+
+
+def test_the_training_loss_is_the_cross_entropy_of_the_logits_even_far_from_zero(tiny):
+    """Keras computes it from the logits only when the probability is a sigmoid's output in a traced step."""
+    _, vocabularies, _, (features, _) = tiny
+    model = CTRModel(make_ranker(ModelConfig(kind="base"), vocabularies))
+    model.ranker.calibration.assign([1.0, 50.0])  # every logit about +50
+    negatives = tf.zeros([64])
+    expected = float(tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(negatives, model.ranker(features))))
+    assert expected > 40  # a clipped probability would cap each example's loss at -log(1e-7) = 16.1
+    np.testing.assert_allclose(float(tf.function(model.compute_loss)((features, negatives), training=True)), expected, rtol=1e-5)

@@ -101,6 +101,18 @@ def test_other_arrow_types_are_cast_and_nulls_refused():
             encode(broken)
 
 
+def test_a_shard_encoded_in_slices_writes_the_same_records(tmp_path, monkeypatch):
+    import dropdown_rank.records as records
+
+    rows = pa.concat_tables([sample_rows()] * 5)  # 15 rows
+    records.write_records(rows, tmp_path / "whole.tfrecord.gz")
+    monkeypatch.setattr(records, "ENCODE_ROWS", 4)  # slices of 4, 4, 4, 3 rows
+    records.write_records(rows, tmp_path / "sliced.tfrecord.gz")
+    read = lambda name: list(tf.data.TFRecordDataset(str(tmp_path / name), compression_type="GZIP").as_numpy_iterator())
+    assert len(read("sliced.tfrecord.gz")) == 15 and read("sliced.tfrecord.gz") == read("whole.tfrecord.gz")
+    assert read("whole.tfrecord.gz")[3] == encode(sample_rows())[0].numpy()
+
+
 def test_records_are_standard_tf_examples():
     example = tf.train.Example.FromString(encode(sample_rows())[1].numpy())
     feature = example.features.feature
@@ -163,6 +175,9 @@ def test_a_stream_of_epochs_gives_each_epoch_its_own_pass_of_fixed_steps(tiny_wo
     np.testing.assert_array_equal(np.concatenate(resumed)[:len(epoch)], epoch)  # the epoch's own pass, then its start again
     np.testing.assert_array_equal(np.concatenate(resumed)[len(epoch):], epoch[:len(np.concatenate(resumed)) - len(epoch)])
     assert not np.array_equal(np.concatenate(whole[:steps])[:len(epoch)], epoch)  # epoch 0 is shuffled otherwise
+    cut = keys(shard.passes(2, 3, 2))  # a long shard's pass is cut to the epoch's steps
+    assert len(cut) == 2
+    np.testing.assert_array_equal(np.concatenate(cut), epoch[:len(np.concatenate(cut))])
 
 
 def test_any_path_and_shard_arguments_that_cannot_work_are_refused(tiny_work, tmp_path):

@@ -62,6 +62,7 @@ def _build_into(logs_dir: Path, work_dir: Path, config: BuildConfig, options, pr
     with beam.Pipeline(options=options) as pipeline:
         validation_pipeline(pipeline, tables, config.bad_rows, own.chunk_rows, buckets, str(tmp))
     reports, hours = resolve(tables, load(tmp / "validation.pkl"))
+    shutil.rmtree(tmp / "stash", ignore_errors=True)  # the validation's scratch rows: no later step reads them
     for report in reports:
         progress(f"validate: {report.summary()}")
     timings["validate_s"] = time.perf_counter() - clock

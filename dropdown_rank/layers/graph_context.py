@@ -110,8 +110,9 @@ class GraphContext(tf.keras.layers.Layer):
         ``weight`` is the normalized co-occurrence weight, ``age_seconds`` the edge's age at its
         snapshot, ``count`` its co-occurrence count. Padding entries have id 0.
 
-        The tables load in place, except under a ``ParameterServerStrategy`` or when they are sharded:
-        then they are new variables, and a ``tf.function`` traced before reads the old ones.
+        The tables load in place when they can (:func:`load_untracked`); under a ``ParameterServerStrategy``,
+        or when the variables cannot take the new shape, they are new variables, and a ``tf.function`` traced
+        before reads the old ones.
         """
         rows = ids.shape[0]
         if rows == 0 or rows % self.num_nodes:
