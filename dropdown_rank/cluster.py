@@ -62,7 +62,8 @@ class Cluster:
         return tf.distribute.ParameterServerStrategy(self.resolver, variable_partitioner=partitioner)
 
     def serve(self) -> None:
-        """Run this task's server until the process is killed (the chief ends a parameter-server job's tasks)."""
+        """Run this task's server until the process is killed: the chief does not end a parameter-server job's worker
+        and ps tasks when it finishes, whoever started them (a job controller) does."""
         spec = self.resolver.cluster_spec()
         server = tf.distribute.Server(spec, job_name=self.task_type, task_index=self.task_id,
                                       protocol=self.resolver.rpc_layer or "grpc", start=True)
