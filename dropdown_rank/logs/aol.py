@@ -32,7 +32,22 @@ Events
       logged clock.
 
 Impressions (the log has none; reconstructed as in query auto-completion studies)
-    Every query event is one dropdown request at the query's time, by its user:
+    Every query event is one dropdown request at the query's time, by its user, except
+    re-submissions:
+
+    * **re-submission**: a query event whose text (normalized) equals the same user's immediately
+      previous query event, at most ``resubmit_gap_minutes`` (30) later. AOL logged a new row with a
+      new time when a user came back to a result page (next page, back button) as well as when they
+      typed the query again, so such a row is mostly not something typed in a search box. It stays a
+      ``query`` event (the user did issue it) but is not a dropdown request: it has no impressions,
+      and it does not count in the popularity behind the candidates (an index of what users typed).
+      "Previous" is in the order of ``events.parquet`` (time, then query text within one second);
+      skipped queries (``-``, bad times) are not events and do not break a run; the previous event
+      may itself be a re-submission (A at 10:00, 10:20, 10:40 with a 30-minute gap: one request),
+      and may be on an earlier day. ``resubmit_gap_minutes=0`` turns the rule off (every query
+      event is a request); ``None`` sets no limit on the gap. Counted as
+      ``query_events_resubmitted`` in the summary (``query_events = requests +
+      query_events_resubmitted``).
 
     * **prefix**: what the user had typed. ``prefix_rule="chars"`` (default): the query's first
       ``prefix_len`` characters (3), spaces included; a shorter query is its own prefix.
@@ -65,15 +80,17 @@ Streaming, in two passes (the full release, 36M rows in 10 gzip files, is never 
    normalized (vectorized) and spooled to per-day Parquet shards in a temporary directory under
    ``out``;
 2. days are processed in order. A day's shards are read, sorted by (ts, user_id, kind, id) and
-   appended to ``events.parquet``; its queries are the requests, ranked against the popularity
+   appended to ``events.parquet``; its queries that are not re-submissions (each user's last query
+   event of the earlier days is carried over) are the requests, ranked against the popularity
    table of earlier days (vectorized: one sort of the needed table rows, no per-request Python);
    then the day's own counts are added to the table (and, with ``popularity_days``, the day
    leaving the window is subtracted).
 
-Peak memory is one chunk or one day of rows plus the popularity table, which holds one entry per
-distinct query seen so far (a 64-bit hash, its text in Arrow, its prefix key, its count): it grows
-with the number of distinct queries (10.2M normalized queries in the full release, per its README),
-not with the number of rows. ``events.parquet`` and ``impressions.parquet`` are written
+Peak memory is one chunk or one day of rows, each user's last query event (with the re-submission
+rule on) and the popularity table, which holds one entry per distinct query seen so far (a 64-bit
+hash, its text in Arrow, its prefix key, its count): it grows with the number of distinct queries
+(10.2M normalized queries in the full release, per its README) and of users, not with the number
+of rows. ``events.parquet`` and ``impressions.parquet`` are written
 atomically (a temporary file renamed at the end), with ``aol.json``, the conversion summary.
 """
 from __future__ import annotations
@@ -102,6 +119,7 @@ PREFIX_RULES = ("chars", "word")
 UNLISTED = ("drop", "insert")
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 _TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz")
+RESUBMIT_GAP_MINUTES = 30  # default of convert_aol's resubmit_gap_minutes; data/README.md gives the measurement
 _LAST_CHAR = "\U0010ffff"  # above every character: p + _LAST_CHAR bounds the strings that start with p
 
 EVENTS_SCHEMA = pa.schema([("user_id", pa.string()), ("ts", pa.int64()), ("kind", pa.string()), ("id", pa.string())])
@@ -572,10 +590,43 @@ class _Writer:
         self.writer.close()
 
 
+def _resubmissions(queries: pd.DataFrame, last: pd.DataFrame, gap_seconds: float) -> tuple[np.ndarray, pd.DataFrame]:
+    """Which of one day's query events (sorted by ts, then user and text) are re-submissions: the same
+    text as the user's previous query event, at most ``gap_seconds`` before. ``last`` holds each
+    user's last query event of the earlier days (index user_id; columns id, ts); returns the mask
+    and ``last`` updated with this day (vectorized: one stable sort by user, no per-row Python)."""
+    n = len(queries)
+    codes, users = pd.factorize(queries["user_id"].to_numpy(dtype=object))
+    order = np.argsort(codes, kind="stable")  # by user, then in event order
+    user, text = codes[order], queries["id"].to_numpy(dtype=object)[order]
+    ts = queries["ts"].to_numpy(dtype=np.int64)[order]
+    first = np.ones(n, dtype=bool)
+    first[1:] = user[1:] != user[:-1]
+    prev_text = np.empty(n, dtype=object)
+    prev_text[1:] = text[:-1]
+    prev_ts = np.zeros(n, dtype=np.int64)
+    prev_ts[1:] = ts[:-1]
+    has_prev = ~first
+    carried = last.reindex(np.asarray(users, dtype=object)[user[first]])
+    known = carried["id"].notna().to_numpy()
+    prev_text[first] = np.where(known, carried["id"].to_numpy(dtype=object), None)
+    prev_ts[first] = np.where(known, carried["ts"].fillna(0).to_numpy(), 0).astype(np.int64)
+    has_prev[first] = known
+    resubmitted = np.zeros(n, dtype=bool)
+    resubmitted[order] = has_prev & (text == prev_text) & (ts - prev_ts <= gap_seconds)
+    final = np.ones(n, dtype=bool)
+    final[:-1] = user[1:] != user[:-1]
+    day_last = pd.DataFrame({"id": text[final], "ts": ts[final]},
+                            index=pd.Index(np.asarray(users, dtype=object)[user[final]], dtype=object))
+    last = pd.concat([last[~last.index.isin(day_last.index)], day_last])
+    return resubmitted, last
+
+
 # ----------------------------------------------------------------------------------------------
 
 
-def _check_options(prefix_rule, prefix_len, candidates, popularity_days, unlisted, chunk_rows) -> None:
+def _check_options(prefix_rule, prefix_len, candidates, popularity_days, unlisted, chunk_rows,
+                   resubmit_gap_minutes) -> None:
     if prefix_rule not in PREFIX_RULES:
         raise ValueError(f"prefix_rule must be one of {PREFIX_RULES}, not {prefix_rule!r}")
     if unlisted not in UNLISTED:
@@ -588,30 +639,38 @@ def _check_options(prefix_rule, prefix_len, candidates, popularity_days, unliste
         raise ValueError(f"popularity_days must be at least 1 or None (every earlier day), not {popularity_days}")
     if chunk_rows < 1:
         raise ValueError(f"chunk_rows must be at least 1, not {chunk_rows}")
+    if resubmit_gap_minutes is not None and not resubmit_gap_minutes >= 0:  # refuses NaN too
+        raise ValueError(f"resubmit_gap_minutes must be >= 0 (0: off) or None (no limit), not {resubmit_gap_minutes}")
 
 
 def convert_aol(src: str | Path, out: str | Path, *, prefix_rule: str = "chars", prefix_len: int = 3,
                 candidates: int = 10, popularity_days: int | None = None, unlisted: str = "drop",
-                chunk_rows: int = 500_000, progress=print) -> dict:
+                resubmit_gap_minutes: float | None = RESUBMIT_GAP_MINUTES, chunk_rows: int = 500_000,
+                progress=print) -> dict:
     """Convert the AOL log at ``src`` into ``out/{events,impressions}.parquet`` and ``out/aol.json``.
 
     See the module docstring for the formats read and the reconstruction rule. Returns the summary
-    written to ``aol.json``.
+    written to ``aol.json``. ``resubmit_gap_minutes``: a query event repeating the user's previous
+    one at most this many minutes later is an event but not a request; 0 turns this off, None sets
+    no limit.
     """
-    _check_options(prefix_rule, prefix_len, candidates, popularity_days, unlisted, chunk_rows)
+    _check_options(prefix_rule, prefix_len, candidates, popularity_days, unlisted, chunk_rows, resubmit_gap_minutes)
+    if resubmit_gap_minutes is not None and np.isinf(resubmit_gap_minutes):
+        resubmit_gap_minutes = None  # no limit, written as null in aol.json
     started = time.perf_counter()
     src, out = Path(src), Path(out)
     options = {"prefix_rule": prefix_rule, "prefix_len": prefix_len, "candidates": candidates,
-               "popularity_days": popularity_days, "unlisted": unlisted}
+               "popularity_days": popularity_days, "unlisted": unlisted, "resubmit_gap_minutes": resubmit_gap_minutes}
     summary = {
         "source": str(src), "options": options, "files": {"users": 0, "release": 0}, "files_skipped": [],
         "lines_read": 0, "queries_read": 0, "clicks_read": 0, "rows_skipped": {},
         "queries_rewritten_by_normalization": 0, "queries_with_undecodable_bytes_replaced": 0,
         "clicks_of_empty_queries_kept": 0,
         "events": 0, "query_events": 0, "item_events": 0, "days": 0, "first_day": None, "last_day": None,
-        "requests": 0, "requests_issued_in_list": 0, "requests_issued_outside_list_but_counted": 0,
-        "requests_issued_not_counted_before": 0, "requests_kept_if_drop": 0, "requests_kept_if_insert": 0,
-        "requests_kept": 0, "requests_skipped": {}, "impressions": 0, "clicked_position_counts": {},
+        "query_events_resubmitted": 0, "requests": 0, "requests_issued_in_list": 0,
+        "requests_issued_outside_list_but_counted": 0, "requests_issued_not_counted_before": 0,
+        "requests_kept_if_drop": 0, "requests_kept_if_insert": 0, "requests_kept": 0, "requests_skipped": {},
+        "impressions": 0, "clicked_position_counts": {},
     }
 
     def write(staging: Path) -> None:
@@ -645,7 +704,8 @@ def convert_aol(src: str | Path, out: str | Path, *, prefix_rule: str = "chars",
     stage_and_swap(out, write, {"events.parquet", "impressions.parquet", "aol.json"}, "aol.json", "converted AOL logs")
     skipped = sum(summary["rows_skipped"].values())
     progress(f"aol: {summary['events']:,} events and {summary['impressions']:,} impressions "
-             f"({summary['requests_kept']:,} of {summary['requests']:,} requests kept) over {summary['days']} days "
+             f"({summary['requests_kept']:,} of {summary['requests']:,} requests kept; "
+             f"{summary['query_events_resubmitted']:,} re-submitted query events not requests) over {summary['days']} days "
              f"written to {out}; {skipped:,} rows skipped; see {out / 'aol.json'}")
     return summary
 
@@ -654,6 +714,10 @@ def _second_pass(spool: Path, out: Path, options: dict, summary: dict) -> None:
     days = sorted(int(folder.name) for folder in spool.iterdir())
     table = _Popularity(options["prefix_len"])
     window = collections.deque()  # (day, ids, counts) of the days still counted
+    gap = options["resubmit_gap_minutes"]
+    gap_seconds = np.inf if gap is None else 60.0 * gap
+    last = pd.DataFrame({"id": pd.Series(dtype=object), "ts": pd.Series(dtype=np.int64)},
+                        index=pd.Index([], dtype=object))  # each user's last query event so far
     number = 0
     with atomic_path(out / "events.parquet") as events_tmp, atomic_path(out / "impressions.parquet") as imp_tmp:
         events_out = _Writer(events_tmp, EVENTS_SCHEMA)
@@ -671,6 +735,10 @@ def _second_pass(spool: Path, out: Path, options: dict, summary: dict) -> None:
             summary["events"] += len(events)
             summary["query_events"] += len(requests)
             summary["item_events"] += len(events) - len(requests)
+            if gap != 0 and len(requests):
+                resubmitted, last = _resubmissions(requests, last, gap_seconds)
+                summary["query_events_resubmitted"] += int(resubmitted.sum())
+                requests = requests[~resubmitted].reset_index(drop=True)
             if len(requests):
                 impressions, counted = _day_impressions(requests, number, table, options, summary)
                 number += len(requests)
