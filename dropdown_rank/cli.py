@@ -44,6 +44,11 @@ positive_float = _number(float, 0.0, True, "a positive number")
 non_negative_float = _number(float, 0.0, False, "a number >= 0")
 
 
+def _gap_minutes(text: str):
+    """``--resubmit-gap-minutes``: a number >= 0, or ``none`` (no limit)."""
+    return None if text.strip().lower() == "none" else non_negative_float(text)
+
+
 def _add_build_args(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("split")
     g.add_argument("--valid-days", type=positive_int, default=3, help="days of validation before the test period (default 3)")
@@ -127,7 +132,7 @@ def cmd_aol(args) -> None:
     from dropdown_rank.logs.aol import convert_aol
 
     convert_aol(args.src, args.out, prefix_rule=args.prefix_rule, prefix_len=args.prefix_len, candidates=args.candidates,
-                popularity_days=args.popularity_days, unlisted=args.unlisted)
+                popularity_days=args.popularity_days, unlisted=args.unlisted, resubmit_gap_minutes=args.resubmit_gap_minutes)
 
 
 def cmd_bestbuy(args) -> None:
@@ -218,7 +223,8 @@ def cmd_evaluate(args) -> None:
     from dropdown_rank.evaluate.report import evaluate
     from dropdown_rank.evaluate.slices import SliceConfig
 
-    config = SliceConfig(activity_edges=tuple(args.activity_edges), pv_edges=tuple(args.pv_edges) if args.pv_edges else None)
+    config = SliceConfig(activity_edges=tuple(args.activity_edges or SliceConfig.activity_edges), activity_explicit=bool(args.activity_edges),
+                         pv_edges=tuple(args.pv_edges) if args.pv_edges else None)
     evaluate(args.data, args.runs, args.out, config, replicates=args.bootstrap, seed=args.seed, storage=not args.no_storage,
              split=args.split)
 
@@ -243,8 +249,22 @@ def score_example(saved_model_dir: Path) -> list:
     return [(i["candidate"], float(s)) for i, s in zip(body["instances"], scores)]
 
 
+def _online_summary(report: dict, name: str) -> str:
+    """One scorer's expected-click lift over the legacy order and its share of the oracle's lift, from a report."""
+    from dropdown_rank.evaluate.markdown import LEGACY, RELEVANCE
+
+    overall = report["models"][name]["all"]["all"]
+    lift = next(p["expected_clicks_lift"] for p in report["pairs"]
+                if (p["a"], p["b"], p["slice"]) == (name, LEGACY, "all") and "expected_clicks_lift" in p)
+    share = overall.get("oracle_share")
+    captured = f", {100 * share['value']:.0f}% of the oracle's lift" if share and name != RELEVANCE else ""
+    return (f"expected clicks {overall['expected_clicks']['value']:.4f}/request, {100 * lift['value']:+.1f}% "
+            f"[{100 * lift['low']:+.1f}%, {100 * lift['high']:+.1f}%] vs legacy order{captured}")
+
+
 def cmd_demo(args) -> None:
     """synth → build → train base_20 and hgcn_20 → evaluate → export hgcn_20 and score a request."""
+    from dropdown_rank.evaluate.markdown import RELEVANCE, WHY_ONLINE_DIFFERS
     from dropdown_rank.evaluate.report import evaluate
     from dropdown_rank.export import export
     from dropdown_rank.logs.synth import write_world
@@ -265,12 +285,15 @@ def cmd_demo(args) -> None:
         config = _model_config(args, kind=kind, seq_len=20)
         aucs[config.name] = stage(f"train {config.name}", train_or_reuse, out / "work", out / "runs" / config.name, config,
                                   _train_config(args))["test_auc"]
-    stage("evaluate", evaluate, out / "work", [out / "runs" / name for name in aucs], out / "report", seed=args.seed)
+    report = stage("evaluate", evaluate, out / "work", [out / "runs" / name for name in aucs], out / "report", seed=args.seed)
     stage("export hgcn_20", export, out / "runs" / "hgcn_20", out / "export" / "hgcn_20")
     scored = stage("score via SavedModel", score_example, out / "export" / "hgcn_20")
-    print("\ndemo results (exact test AUC):")
+    print("\ndemo results (exact test AUC on logged clicks; simulated A/B: expected clicks per request against the legacy order, "
+          "with the user-bootstrap 95% interval):")
     for name, value in aucs.items():
-        print(f"  {name}: {value:.4f}")
+        print(f"  {name}: AUC {value:.4f}; {_online_summary(report, name)}")
+    print(f"  {_online_summary(report, RELEVANCE)} (relevance oracle: the best order)")
+    print("  " + WHY_ONLINE_DIFFERS)
     print(f"one dropdown request scored by the loaded SavedModel ({out / 'export' / 'hgcn_20'}):")
     for candidate, score in scored:
         print(f"  {score:.4f}  {candidate}")
@@ -314,6 +337,9 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--unlisted", choices=("drop", "insert"), default="drop",
                    help="when the issued query is not among the candidates: drop the request (default) or insert it in place "
                         "of the last one")
+    p.add_argument("--resubmit-gap-minutes", type=_gap_minutes, default=30, metavar="M",
+                   help="a query repeating the user's previous query at most M minutes later (a return to the result page) "
+                        "stays an event but is not a dropdown request; 0 turns this off, 'none' sets no limit (default 30)")
     p.set_defaults(handler=cmd_aol)
 
     p = sub.add_parser("build", help="split, vocabularies, q2q/i2i neighbor tables and samples from logs",
@@ -344,8 +370,9 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", required=True, nargs="+", help="run directories to compare")
     p.add_argument("--out", required=True, help="report directory")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates over users (default 1000)")
-    p.add_argument("--activity-edges", type=int, nargs="+", default=[5, 20, 50],
-                   help="user-activity bucket edges (default 5 20 50: 0-4 / 5-19 / 20-49 / 50+)")
+    p.add_argument("--activity-edges", type=int, nargs="+", default=None,
+                   help="user-activity bucket edges, used as given (default 5 20 50: 0-4 / 5-19 / 20-49 / 50+, or the requests' "
+                        "activity quartiles when one of those buckets has fewer than 30 users)")
     p.add_argument("--pv-edges", type=int, nargs="+", default=None,
                    help="candidate-PV bucket edges (default: test-impression tertiles, tail/torso/head)")
     p.add_argument("--no-storage", action="store_true", help="skip writing files to measure storage")

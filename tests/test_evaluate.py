@@ -276,7 +276,8 @@ def test_constant_ctr_and_personal_count_are_scored_and_paired_like_the_legacy_o
     assert (p, train_rows) == (3 / 16, 16)
 
     frame, runs, samples = baseline_world(rng)
-    _, scorers = _aligned_frame(runs, work, samples, p)
+    _, scorers, click_model = _aligned_frame(runs, work, samples, p)
+    assert click_model is None and "random order" not in scorers  # no truth: no simulated A/B test
     assert set(scorers) == {"m [seed 0]", "m [seed 1]", LEGACY, PERSONAL, CONSTANT}
     assert not scorers[PERSONAL].probability and scorers[CONSTANT].probability
     count = samples.column("user_candidate_count").to_numpy()
@@ -311,7 +312,8 @@ def test_constant_ctr_and_personal_count_are_scored_and_paired_like_the_legacy_o
 
     # Old work directories: test samples without user_candidate_count get no personal baseline and no error.
     _, runs, samples = baseline_world(rng, with_count=False)
-    _, scorers = _aligned_frame(runs, work, samples, p)
+    _, scorers, click_model = _aligned_frame(runs, work, samples, p)
+    assert click_model is None and "random order" not in scorers  # no truth: no simulated A/B test
     assert PERSONAL not in scorers and CONSTANT in scorers and ("m", PERSONAL) not in _pairs(["m"], scorers)
 
 
@@ -356,7 +358,8 @@ def test_report_on_a_tiny_world(tiny_work, tiny_runs, tmp_path, capsys):
     samples = read_samples(tiny_work / "samples", "test", columns=["request_id", "user_id", "candidate", "request_ts", "position", "label",
                                                                   "activity"] + ["user_candidate_count"] * has_count)
     truth = samples.merge(pd.read_parquet(tiny_work / "truth.parquet"), on=["request_id", "candidate"], how="left")
-    expected = {"base_20", "attention_20", "legacy order", "constant CTR", "oracle", "relevance oracle", "attention_20 (frozen graph)"}
+    expected = {"base_20", "attention_20", "legacy order", "constant CTR", "oracle", "relevance oracle", "random order",
+                "attention_20 (frozen graph)"}
     assert set(report["models"]) == expected | ({"personal count, then position"} if has_count else set())
     assert bool(report["baselines_skipped"]) != has_count
     overall = {m: report["models"][m]["all"]["all"] for m in report["models"]}
@@ -398,6 +401,32 @@ def test_report_on_a_tiny_world(tiny_work, tiny_runs, tmp_path, capsys):
     pair = next(p for p in report["pairs"] if p["b"] == "attention_20 (frozen graph)")
     assert pair["seed_pairing"] == "same seed" and report["frozen_graph"] == ["attention_20"]
 
+    # The simulated A/B test, recomputed here with pandas: the legacy order earns the logged expected clicks (positions are
+    # 0..n-1), the relevance order earns the most, and a model's order is its scores sorted within each request.
+    assert report["online"]["computed"] and report["online"]["position_factor"][:3] == pytest.approx([1.0, 2 ** -0.6, 3 ** -0.6])
+    by_request = truth.groupby("request_id")
+    assert overall["legacy order"]["expected_clicks"]["value"] == pytest.approx(by_request["p_click"].sum().mean(), abs=1e-12)
+    assert overall["legacy order"]["ctr@1"]["value"] == pytest.approx(truth.loc[truth["position"] == 0, "p_click"].mean(), abs=1e-12)
+    scored = truth.assign(score=pd.read_parquet(tiny_runs["base_20"] / "predictions" / "test.parquet")["prediction"].to_numpy())
+    scored["new_position"] = scored.sort_values(["score", "position"], ascending=[False, True]).groupby("request_id").cumcount()
+    model_clicks = (scored["p_relevance"] * (1.0 + scored["new_position"]) ** -0.6).groupby(scored["request_id"]).sum().mean()
+    assert overall["base_20"]["expected_clicks"]["value"] == pytest.approx(model_clicks, abs=1e-12)
+    best = overall["relevance oracle"]["expected_clicks"]["value"]
+    assert all(overall[m]["expected_clicks"]["value"] <= best + 1e-12 for m in overall if "expected_clicks" in overall[m])
+    lift = next(p for p in report["pairs"] if (p["a"], p["b"], p["slice"]) == ("base_20", "legacy order", "all"))["expected_clicks_lift"]
+    assert lift["value"] == pytest.approx(model_clicks / overall["legacy order"]["expected_clicks"]["value"] - 1, abs=1e-12)
+    legacy_clicks = overall["legacy order"]["expected_clicks"]["value"]
+    assert overall["base_20"]["oracle_share"]["value"] == pytest.approx((model_clicks - legacy_clicks) / (best - legacy_clicks), abs=1e-9)
+    assert "expected_clicks" not in report["models"]["base_20"]["pv"][next(iter(report["models"]["base_20"]["pv"]))]
+    if has_count:  # request kind: does a clicked candidate repeat a query the user issued before?
+        repeat = samples.assign(r=(samples["label"] == 1) & (samples["user_candidate_count"] > 0)).groupby("request_id")["r"].any()
+        clicked_any = samples.groupby("request_id")["label"].max() == 1
+        kinds = report["models"]["base_20"]["request_kind"]
+        assert [kinds[k]["requests"] for k in ("repeat", "new intent", "no click")] == [
+            int(repeat.sum()), int((clicked_any & ~repeat).sum()), int((~clicked_any).sum())]
+        novelty = report["models"]["base_20"]["candidate_novelty"]
+        assert novelty["new to the user"]["impressions"] == int((samples["user_candidate_count"] == 0).sum())
+
     # Minimums: a bucket is flagged exactly when it has fewer than 30 users with a click (or 30 non-clicks).
     edges = report["slices"]["activity_edges"]
     bucket_of = np.searchsorted(edges, samples["activity"].to_numpy(), side="right")
@@ -427,9 +456,13 @@ def test_report_on_a_tiny_world(tiny_work, tiny_runs, tmp_path, capsys):
     assert list(counted) == ["0", "1-4", "5+"] and report["slices"]["degree_edges"] == [1, 5]
     assert counted == {"0": degree.count(0), "1-4": sum(1 <= d < 5 for d in degree), "5+": sum(d >= 5 for d in degree)}
 
-    for name in ("auc_by_activity.png", "auc_by_pv.png", "auc_by_degree.png", "storage_vs_auc.png", "attention_attention_20.png"):
+    for name in ("auc_by_activity.png", "auc_by_pv.png", "auc_by_degree.png", "storage_vs_auc.png", "attention_attention_20.png",
+                 "online_lift_by_activity.png"):
         assert (out / name).stat().st_size > 1000, name
-    assert list(report["models"]["base_20"]["activity"]) == ["0-4", "5-19", "20-49", "50+"]
+    # The tiny test days leave a fixed activity bucket with fewer than 30 users: the report says so and uses quartiles.
+    assert list(report["models"]["base_20"]["activity"]) == bucket_labels(report["slices"]["activity_edges"])
+    fixed_users = [samples.loc[np.searchsorted([5, 20, 50], samples["activity"], side="right") == i, "user_id"].nunique() for i in range(4)]
+    assert (report["slices"]["activity_edges_from"] == "fixed") == (min(fixed_users) >= 30)
     assert [b.split()[0] for b in report["models"]["base_20"]["pv"]] == ["tail", "torso", "head"]
     storage = report["storage"]["models"]
     assert storage["attention_20"]["parts"]["neighbor_tables"] > 0 and "neighbor_tables" not in storage["base_20"]["parts"]
@@ -440,6 +473,7 @@ def test_report_on_a_tiny_world(tiny_work, tiny_runs, tmp_path, capsys):
     assert len(profile["neighbor_rank"]["query"]) == 11 and len(profile["history_position"]["item"]) == 20
     markdown = (out / "report.md").read_text()
     for heading in ("## Overall", "### Against the baselines", "## By user activity", "## By candidate query PV", "## Storage",
+                    "## Online: the simulated A/B test", "Why the two can disagree",
                     "## By candidate neighbor degree", "## Attention in attention_20", "legacy order (baseline)", "oracle (ceiling)",
                     "One seed per model", "| constant CTR (baseline) |", "Δlogloss vs constant CTR",
                     f"- Calibration: constant CTR (train click rate p={train_rate:.4f}"):
@@ -526,7 +560,9 @@ def test_report_on_validation_days(tiny_work, tiny_runs, tmp_path):
     test_rows = len(read_samples(tiny_work / "samples", "test", columns=["label"]))
     assert len(samples) != test_rows  # else the row counts below could not tell the splits apart
     overall = {m: report["models"][m]["all"]["all"] for m in report["models"]}
-    assert set(overall) == {"base_20", "attention_20", LEGACY, PERSONAL, CONSTANT, "oracle", "relevance oracle"}
+    assert set(overall) == {"base_20", "attention_20", LEGACY, PERSONAL, CONSTANT, "oracle", "relevance oracle", "random order"}
+    # The simulated A/B test reads the validation days' truth: the legacy order earns their logged expected clicks.
+    assert overall[LEGACY]["expected_clicks"]["value"] == pytest.approx(truth.groupby("request_id")["p_click"].sum().mean(), abs=1e-12)
     assert report["frozen_graph"] == [] and "test_period" not in report  # the frozen graph is scored on test days only
     for name, run in tiny_runs.items():
         predictions = pd.read_parquet(run / "predictions" / "valid.parquet")

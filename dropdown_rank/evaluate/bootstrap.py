@@ -41,6 +41,7 @@ import time
 import numpy as np
 
 from dropdown_rank.evaluate.metrics import SortedScores, per_user_auc, ranking_values, request_ranks
+from dropdown_rank.evaluate.online import ONLINE_METRICS, ClickModel, request_values
 
 METRICS = ("auc", "gauc", "logloss", "mrr", "ndcg@10")
 MIN_CLICKING_USERS = 30
@@ -90,7 +91,7 @@ def significance(cell: dict, seeds: dict) -> dict:
 class _Bucket:
     """One slice bucket: which impressions, and everything about it that no scorer changes."""
 
-    def __init__(self, mask, labels, users, requests, request_user, num_users):
+    def __init__(self, mask, labels, users, requests, request_user, num_users, request_size):
         self.index = np.flatnonzero(mask)
         y, u = labels[self.index], users[self.index]
         clicked_users = np.unique(u[y == 1])
@@ -105,11 +106,50 @@ class _Bucket:
         both = (self.clicks > 0) & (self.clicks < self.impressions)
         self.gauc_impressions = np.where(both, self.impressions, 0.0)  # GAUC's denominator: users with both classes
         self.clicked_requests = np.bincount(request_user[np.unique(requests[self.index][y == 1])], minlength=num_users).astype(np.float64)
+        # Online metrics are per request: only a bucket of whole requests (activity, request kind) has them.
+        self.request_codes, shown = np.unique(requests[self.index], return_counts=True)
+        self.whole_requests = bool((shown == request_size[self.request_codes]).all())
+        self.requests = np.bincount(request_user[self.request_codes], minlength=num_users).astype(np.float64)
+
+
+def _relative(ea: dict, eb: dict, difference: dict, enough: bool, group_draws: dict, key_a: tuple, key_b: tuple) -> dict:
+    """a / b - 1 with its interval; its ``*`` is the difference's (a ratio above 1 is a positive difference)."""
+    cell = {"value": ea["value"] / eb["value"] - 1.0}
+    if enough:
+        cell = interval(group_draws[key_a] / group_draws[key_b] - 1.0, cell["value"])
+        cell["significant"] = difference["significant"]
+    else:
+        cell["too_few"] = TOO_FEW
+    return cell
+
+
+def _oracle_shares(results: dict, group_draws: dict, reference: str, ceiling: str) -> None:
+    """Every group's share of the ceiling's expected-click lift over the reference, per bucket of whole requests."""
+    if reference not in results or ceiling not in results:
+        return
+    for group, per_slice in results.items():
+        for s, per_bucket in per_slice.items():
+            for b, entry in per_bucket.items():
+                ref, top = results[reference][s].get(b, {}).get("expected_clicks"), results[ceiling][s].get(b, {}).get("expected_clicks")
+                if "expected_clicks" not in entry or ref is None or top is None:
+                    continue
+                per_seed = (np.asarray(entry["expected_clicks"]["per_seed"]) - ref["value"]) / (top["value"] - ref["value"])
+                cell = {"value": float(per_seed.mean()), "per_seed": per_seed.tolist()}
+                key = (group, s, b, "expected_clicks")
+                if key in group_draws:
+                    ref_draws, top_draws = group_draws[(reference, s, b, "expected_clicks")], group_draws[(ceiling, s, b, "expected_clicks")]
+                    with np.errstate(invalid="ignore", divide="ignore"):
+                        share = (group_draws[key] - ref_draws) / (top_draws - ref_draws)
+                    cell.update({k: v for k, v in interval(share, cell["value"]).items() if k != "value"})
+                else:
+                    cell["too_few"] = TOO_FEW
+                entry["oracle_share"] = cell
 
 
 def bootstrap_report(labels: np.ndarray, users: np.ndarray, scores: dict, slices: dict, replicates: int = 1000,
                      seed: int = 0, chunk: int = 200, requests: np.ndarray | None = None, pairs: list | None = None,
-                     reference: str | None = None) -> dict:
+                     reference: str | None = None, online: ClickModel | None = None, positions: np.ndarray | None = None,
+                     lift: tuple | None = None) -> dict:
     """Point values, seed spread, intervals and paired differences for every group and slice bucket.
 
     ``scores``: ``{scorer id: Scorer}`` (or ``{group: [n] probabilities}``, one seed each);
@@ -117,6 +157,12 @@ def bootstrap_report(labels: np.ndarray, users: np.ndarray, scores: dict, slices
     int codes of request ids (default: one request per user, for callers without requests).
     ``pairs``: ``(a, b)`` or ``(a, b, "same_seed")`` group pairs (default: every pair of groups, with
     ``reference`` first in its pairs). Returns ``{"models": {group: {slice: {bucket: …}}}, "pairs": […], …}``.
+
+    ``online`` (a world's :class:`~dropdown_rank.evaluate.online.ClickModel`, with the logged ``positions``
+    for ties) adds the simulated A/B metrics ``expected_clicks`` and ``ctr@1`` per request, in buckets
+    of whole requests; each pair then also gets ``<metric>_lift`` (a / b - 1), and with ``lift =
+    (reference, ceiling)`` every group gets ``oracle_share``: (group - reference) / (ceiling - reference)
+    of expected clicks, the share of the available lift it captures.
     """
     started = time.perf_counter()
     labels = np.asarray(labels).astype(np.float64)
@@ -125,11 +171,13 @@ def bootstrap_report(labels: np.ndarray, users: np.ndarray, scores: dict, slices
     num_users = int(users.max()) + 1
     request_user = np.zeros(int(requests.max()) + 1, dtype=np.int64)
     request_user[requests] = users
+    request_size = np.bincount(requests)
+    metrics = METRICS + (ONLINE_METRICS if online is not None else ())
     scorers = {k: v if isinstance(v, Scorer) else Scorer(group=k, scores=np.asarray(v)) for k, v in scores.items()}
     groups = {}
     for key, scorer in scorers.items():
         groups.setdefault(scorer.group, []).append(key)
-    buckets = {(s, b): _Bucket(mask, labels, users, requests, request_user, num_users) for s, bs in slices.items() for b, mask in bs.items()}
+    buckets = {(s, b): _Bucket(mask, labels, users, requests, request_user, num_users, request_size) for s, bs in slices.items() for b, mask in bs.items()}
 
     # Per scorer and bucket: an AUC cell and per-user sums (columns of one matrix), plus point values.
     columns, column_of = [], {}
@@ -144,11 +192,13 @@ def bootstrap_report(labels: np.ndarray, users: np.ndarray, scores: dict, slices
         column((s, b, "gauc_den"), bucket.gauc_impressions)
         column((s, b, "clicks"), bucket.clicks)
         column((s, b, "non_clicks"), bucket.impressions - bucket.clicks)
+        column((s, b, "requests"), bucket.requests)
     cells, points = {}, {}
     for key, scorer in scorers.items():
         score = np.asarray(scorer.scores)
         ranks = request_ranks(requests, score, labels)
         loss = None
+        by_request = None if online is None else request_values(requests, score, positions, online, len(request_size))
         if scorer.probability:
             p = np.clip(score.astype(np.float64), 1e-7, 1 - 1e-7)
             loss = -(labels * np.log(p) + (1 - labels) * np.log(1 - p))
@@ -176,13 +226,19 @@ def bootstrap_report(labels: np.ndarray, users: np.ndarray, scores: dict, slices
                 column((key, s, b, "rr"), np.bincount(owner, weights=values["rr"], minlength=num_users))
                 column((key, s, b, "ndcg"), np.bincount(owner, weights=values["ndcg"], minlength=num_users))
                 point["mrr"], point["ndcg@10"] = float(values["rr"].mean()), float(values["ndcg"].mean())
+            if by_request is not None and bucket.whole_requests:
+                owner = request_user[bucket.request_codes]
+                for metric in ONLINE_METRICS:
+                    value = by_request[metric][bucket.request_codes]
+                    column((key, s, b, metric), np.bincount(owner, weights=value, minlength=num_users))
+                    point[metric] = float(value.mean())
             points[(key, s, b)] = point
             cells[(key, s, b)] = cell
     sums = np.column_stack(columns)
 
     # Replicates: one chunk of user weights at a time, shared by every scorer and slice.
     boot = [k for k in points if buckets[k[1:]].enough]
-    draws = {k: {m: [] for m in METRICS} for k in boot}
+    draws = {k: {m: [] for m in metrics} for k in boot}
     rng = np.random.default_rng(seed)
     for start in range(0, replicates, chunk):
         weights = rng.poisson(1.0, size=(min(chunk, replicates - start), num_users)).astype(np.float32)
@@ -198,6 +254,8 @@ def bootstrap_report(labels: np.ndarray, users: np.ndarray, scores: dict, slices
                 out["logloss"].append(get((scorer_key, s, b, "loss")) / get((s, b, "impressions")))
                 out["mrr"].append(get((scorer_key, s, b, "rr")) / get((s, b, "clicked_requests")))
                 out["ndcg@10"].append(get((scorer_key, s, b, "ndcg")) / get((s, b, "clicked_requests")))
+                for metric in metrics[len(METRICS):]:
+                    out[metric].append(get((scorer_key, s, b, metric)) / get((s, b, "requests")))
     draws = {k: {m: np.concatenate(v) for m, v in per.items()} for k, per in draws.items()}
 
     # Groups: seed means, seed spread, intervals of the seed-averaged replicates.
@@ -208,8 +266,8 @@ def bootstrap_report(labels: np.ndarray, users: np.ndarray, scores: dict, slices
             if not present:
                 continue
             entry = {**bucket.counts, "seeds": [scorers[k].seed for k in present], "too_few": not bucket.enough}
-            for metric in METRICS:
-                per_seed = np.array([points[(k, s, b)][metric] for k in present])
+            for metric in metrics:
+                per_seed = np.array([points[(k, s, b)].get(metric, np.nan) for k in present])
                 if np.isnan(per_seed).any():
                     continue
                 cell = {"value": float(per_seed.mean()), "per_seed": per_seed.tolist(), "min": float(per_seed.min()),
@@ -236,7 +294,7 @@ def bootstrap_report(labels: np.ndarray, users: np.ndarray, scores: dict, slices
             if ea is None or eb is None:
                 continue
             row = {"a": a, "b": b, "slice": s, "bucket": bucket_name, "seed_pairing": "same seed" if same_seed else "every combination"}
-            for metric in METRICS:
+            for metric in metrics:
                 if metric not in ea or metric not in eb:
                     continue
                 point = ea[metric]["value"] - eb[metric]["value"]
@@ -245,7 +303,12 @@ def bootstrap_report(labels: np.ndarray, users: np.ndarray, scores: dict, slices
                 else:
                     cell = {"value": float(point), "too_few": TOO_FEW}
                 row[metric] = significance(cell, seed_agreement(ea[metric]["per_seed"], eb[metric]["per_seed"], same_seed))
+                if metric in ONLINE_METRICS:
+                    row[f"{metric}_lift"] = _relative(ea[metric], eb[metric], row[metric], bucket.enough, group_draws,
+                                                      (a, s, bucket_name, metric), (b, s, bucket_name, metric))
             differences.append(row)
+    if online is not None and lift is not None:
+        _oracle_shares(results, group_draws, *lift)
     return {"models": results, "pairs": differences, "replicates": replicates, "seed": seed, "unit": "user",
             "minimums": {"users_with_click": MIN_CLICKING_USERS, "non_clicks": MIN_NON_CLICKS},
             "seconds": round(time.perf_counter() - started, 2)}

@@ -6,15 +6,25 @@ RELEVANCE = "relevance oracle"
 LEGACY = "legacy order"
 PERSONAL = "personal count, then position"
 CONSTANT = "constant CTR"
+RANDOM = "random order"
 FROZEN = "(frozen graph)"
 METRIC_TITLES = {"auc": "AUC", "gauc": "GAUC", "logloss": "logloss", "mrr": "MRR", "ndcg@10": "NDCG@10"}
 RANKING_METRICS = ("auc", "gauc", "mrr", "ndcg@10")
 BASELINE_LABEL = {LEGACY: "legacy order (baseline)", PERSONAL: "personal count, then position (baseline)",
-                  CONSTANT: "constant CTR (baseline)", ORACLE: "oracle (ceiling)", RELEVANCE: "relevance oracle (ceiling)"}
+                  CONSTANT: "constant CTR (baseline)", ORACLE: "oracle (ceiling)", RELEVANCE: "relevance oracle (ceiling)",
+                  RANDOM: "random order (floor)"}
 # Reference scorers in table order. The constant CTR is left out of ranking tables: it ranks nothing (AUC 0.5).
-REFERENCES = (LEGACY, PERSONAL, CONSTANT, ORACLE, RELEVANCE)
+REFERENCES = (LEGACY, PERSONAL, CONSTANT, RANDOM, ORACLE, RELEVANCE)
+ONLINE_SCORERS = (LEGACY, PERSONAL, RANDOM, ORACLE, RELEVANCE)  # the references of the simulated A/B test, in table order
+ONLINE_SLICES = ("all", "activity", "request_kind")  # slices of whole requests: the ones with per-request expected clicks
+WHY_ONLINE_DIFFERS = (
+    "Why the two can disagree: logged clicks were produced by the legacy order, and a candidate shown first is clicked more "
+    "because it is first, so logged-click AUC and MRR reward a ranker for agreeing with the legacy positions. Expected clicks "
+    "re-rank each request and ask the world's click model what each order would have earned, with no position bias.")
 RANKING_REFERENCES = (LEGACY, PERSONAL, ORACLE, RELEVANCE)
-SLICE_TITLES = {"activity": "By user activity", "pv": "By candidate query PV", "degree": "By candidate neighbor degree"}
+SLICE_TITLES = {"activity": "By user activity", "request_kind": "By request kind (repeat or new intent)",
+                "candidate_novelty": "By candidate novelty to the user", "pv": "By candidate query PV",
+                "degree": "By candidate neighbor degree"}
 # The splits a report can describe, as the text names their days. Model choices are made on ``valid``, never on ``test``.
 SPLIT_LABEL = {"test": "test", "valid": "validation"}
 
@@ -121,7 +131,11 @@ def _header(report: dict) -> list:
         "non-clicked first, i.e. pessimistic). A slice keeps its clicked candidates; ranks are within the whole request.",
         "- Baselines, not models: " + "; ".join(f"`{b}`: {d}" for b, d in report["baselines"].items()) + ".",
         *(f"- Baseline `{b}` not scored: {why}." for b, why in report.get("baselines_skipped", {}).items()),
-        f"- Slices: user activity = behaviors in the look-back window, edges {report['slices']['activity_edges']}; "
+        f"- Slices: user activity = behaviors in the look-back window, edges {report['slices']['activity_edges']}"
+        + (f" ({report['slices']['activity_edges_from']})" if report["slices"].get("activity_edges_from", "fixed") != "fixed" else "")
+        + "; request kind = `repeat` when a clicked candidate is a query the user issued before the request (in the "
+        "`user_candidate_count` window), `new intent` when the request has a click and none of its clicked candidates was, "
+        "`no click` otherwise; candidate novelty = the impression's candidate issued by the user before or not; "
         f"candidate PV = training-period impressions, edges {report['slices']['pv_edges']} ({report['slices']['pv_edges_from']})"
         + (f"; candidate neighbor degree = real q2q neighbors of the candidate in the snapshot its row reads (K = "
            f"{report['slices']['degree_neighbors']}), edges {report['slices']['degree_edges']}" if "degree_edges" in report["slices"] else "")
@@ -203,6 +217,85 @@ def _overall(report: dict) -> list:
             name = f"{m} {FROZEN}"
             lines.append(f"| {m} | {len(seeds[m])} | {_ci(cell(m, 'auc'))} | {_ci(report['models'][name]['all']['all'].get('auc'))} | "
                          f"{_diff(_oriented(report, 'all', 'all', m, name))} |")
+    return lines
+
+
+def _pct(cell: dict | None, digits: int = 1) -> str:
+    """A relative cell (lift or share) in percent, with its interval and ``*`` where it has them."""
+    if not cell or "value" not in cell:
+        return "n/a"
+    if "low" not in cell:
+        return f"{100 * cell['value']:+.{digits}f}%" + (f" ({_too_few(cell)})" if cell.get("too_few") else "")
+    mark = " *" if cell.get("significant") else ""
+    return f"{100 * cell['value']:+.{digits}f}% [{100 * cell['low']:+.{digits}f}%, {100 * cell['high']:+.{digits}f}%]{mark}"
+
+
+def _lift(report: dict, slice_name: str, bucket: str, a: str, b: str = LEGACY) -> dict | None:
+    """The expected-click lift a / b - 1, whichever order the pair was computed in."""
+    for p in report["pairs"]:
+        if (p["slice"], p["bucket"]) != (slice_name, bucket) or "expected_clicks_lift" not in p:
+            continue
+        if (p["a"], p["b"]) == (a, b):
+            return p["expected_clicks_lift"]
+        if (p["a"], p["b"]) == (b, a):
+            cell, inverse = dict(p["expected_clicks_lift"]), lambda x: 1.0 / (1.0 + x) - 1.0  # noqa: E731
+            cell["value"] = inverse(cell["value"])
+            if "low" in cell:
+                cell["low"], cell["high"] = inverse(cell["high"]), inverse(cell["low"])
+            return cell
+    return None
+
+
+def _online(report: dict) -> list:
+    online = report.get("online")
+    if not online:
+        return []
+    lines = ["", "## Online: the simulated A/B test", ""]
+    if not online["computed"]:
+        return lines + [f"Not computed: {online['why']}."]
+    models = list(report["model_configs"])
+    scorers = models + [b for b in ONLINE_SCORERS if b in report["models"]]
+    factor = ", ".join(f"{f:.3f}" for f in online["position_factor"][:5])
+    lines += [
+        "Each request's candidates are re-ranked by each scorer and the order is scored with the world's own click model: "
+        f"expected clicks = sum of p_relevance x f(new position), with f read off the truth (f = {factor}, ... for positions "
+        "0, 1, 2, ...). CTR@1 is the expected click on the first suggestion. Lift is over the legacy order; the oracle's share "
+        "is (scorer - legacy) / (relevance oracle - legacy), the share of the available lift captured. Intervals and `*` as "
+        "above (the same user bootstrap, paired). " + WHY_ONLINE_DIFFERS, "",
+        "| scorer | expected clicks / request | CTR@1 | lift vs legacy | share of the oracle's lift | logged-click AUC |",
+        "| --- | --- | --- | --- | --- | --- |"]
+    for m in scorers:
+        entry = report["models"][m]["all"]["all"]
+        lift = "-" if m == LEGACY else _pct(_lift(report, "all", "all", m))
+        share = "-" if m in (LEGACY, RELEVANCE) else _pct(entry.get("oracle_share"))
+        lines.append(f"| {_label(m)} | {_ci(entry.get('expected_clicks'))} | {_ci(entry.get('ctr@1'))} | {lift} | {share} | "
+                     f"{_ci(entry.get('auc'))} |")
+    for slice_name in ONLINE_SLICES[1:]:
+        if slice_name not in report["models"][models[0]]:
+            continue
+        buckets = [b for b, e in report["models"][models[0]][slice_name].items() if "expected_clicks" in e]
+        requests = ", ".join(f"{b} {report['models'][models[0]][slice_name][b]['requests']:,}" for b in buckets)
+        lines += ["", f"{SLICE_TITLES[slice_name]}: expected-click lift over the legacy order, and the share of the oracle's "
+                  f"lift (requests: {requests}).", "",
+                  "| scorer | " + " | ".join(buckets) + " |", "| --- |" + " --- |" * len(buckets)]
+        for m in scorers:
+            if m == LEGACY:
+                continue
+            lines.append(f"| {_label(m)} | " + " | ".join(_pct(_lift(report, slice_name, b, m)) for b in buckets) + " |")
+        for m in models:
+            lines.append(f"| {m}: share of the oracle's lift | " + " | ".join(
+                _pct(report["models"][m][slice_name][b].get("oracle_share")) for b in buckets) + " |")
+    pairs = _focus_pairs(report)
+    if pairs:
+        cells = [(s, b) for s in ONLINE_SLICES for b in report["models"][models[0]].get(s, {})
+                 if "expected_clicks" in report["models"][models[0]][s][b]]
+        lines += ["", "Paired model differences in expected clicks (a / b - 1):", "",
+                  "| a / b - 1 | " + " | ".join(b if s == "all" else f"{s}: {b}" for s, b in cells) + " |",
+                  "| --- |" + " --- |" * len(cells)]
+        for a, b in pairs:
+            lines.append(f"| {a} / {b} | " + " | ".join(_pct(_lift(report, s, k, a, b), 2) for s, k in cells) + " |")
+    if "online_lift_by_activity" in report.get("plots", {}):
+        lines += ["", f"![expected-click lift by activity]({report['plots']['online_lift_by_activity']})"]
     return lines
 
 
@@ -295,7 +388,7 @@ def _storage(report: dict) -> list:
 def render(report: dict) -> str:
     split, label = split_of(report)
     title = "# dropdown_rank evaluation report" + ("" if split == "test" else f": {label} days (split `{split}`)")
-    lines = [title, ""] + _header(report) + _overall(report)
+    lines = [title, ""] + _header(report) + _overall(report) + _online(report)
     sliced = report["models"][next(iter(report["model_configs"]))]
     for slice_name, title in SLICE_TITLES.items():
         if slice_name in sliced:

@@ -112,3 +112,22 @@ def attention_profile(profile: dict, model: str, path: Path) -> None:
     for ax in axes:
         ax.grid(alpha=0.3)
     _save(fig, path)
+
+
+def online_lift(lifts: dict, buckets: list, requests: list, path: Path, title: str) -> None:
+    """Expected-click lift over the legacy order per bucket: one series per scorer (95% interval; seeds as dots).
+
+    ``lifts``: ``{scorer: [lift cell per bucket]}`` (fractions; drawn in percent)."""
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(buckets) + 3) + 2.5, 4.2))
+    width = 0.8 / max(len(lifts), 1)
+    x = np.arange(len(buckets))
+    for i, (name, cells) in enumerate(lifts.items()):
+        percent = [None if not c else {k: 100 * v for k, v in c.items() if k in ("value", "low", "high")} for c in cells]
+        _errorbar(ax, x - 0.4 + width * (i + 0.5), percent, label=REFERENCE_LABEL.get(name, name))
+    ax.axhline(0.0, color=REFERENCE_STYLE["legacy order"]["color"], linestyle="--", label="legacy order")
+    ax.set_xticks(x, [f"{b}\n{n:,} requests" for b, n in zip(buckets, requests)])
+    ax.set_ylabel("expected clicks vs legacy order (%, 95% interval)")
+    ax.set_title(title)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    _save(fig, path)

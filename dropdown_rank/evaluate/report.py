@@ -32,7 +32,8 @@ from dropdown_rank.build import Work
 from dropdown_rank.dataset import make_dataset
 from dropdown_rank.evaluate import plots
 from dropdown_rank.evaluate.bootstrap import Scorer, bootstrap_report
-from dropdown_rank.evaluate.markdown import CONSTANT, FROZEN, LEGACY, ORACLE, PERSONAL, RELEVANCE, SPLIT_LABEL, render
+from dropdown_rank.evaluate.markdown import CONSTANT, FROZEN, LEGACY, ORACLE, PERSONAL, RANDOM, RELEVANCE, SPLIT_LABEL, render
+from dropdown_rank.evaluate.online import ClickModel, position_factor
 from dropdown_rank.evaluate.oov import oov_flags, oov_shares, read_run_vocabulary, read_split_samples
 from dropdown_rank.evaluate.slices import SliceConfig, candidate_degree, make_slices
 from dropdown_rank.evaluate.storage import measure_storage, model_storage
@@ -53,7 +54,10 @@ BASELINES = {
     CONSTANT: "the training split's click rate for every impression (baseline for logloss; AUC 0.5 by construction)",
     ORACLE: "true click probability p_click, position effect included (ceiling)",
     RELEVANCE: "true click probability without the position factor, p_relevance (ceiling for a position-free ranker)",
+    RANDOM: "uniform random scores, seeded by the report's --seed (the floor of the simulated A/B test)",
 }
+NO_TRUTH = ("the log has no ground truth (no truth.parquet: only synthetic worlds have one), so the expected clicks of "
+            "another order cannot be computed; only logged-click metrics are reported")
 
 
 def check_split(split: str) -> str:
@@ -127,8 +131,10 @@ def _degree(work: Work, samples) -> tuple[np.ndarray, int]:
     return degree, int(tables.ids.shape[2])
 
 
-def _aligned_frame(runs: dict, work: Work, samples, click_rate: float, split: str = "test") -> tuple[pd.DataFrame, dict]:
-    """The ``split`` impressions (with ``position``) and every scorer: each run, frozen-graph variants, baselines.
+def _aligned_frame(runs: dict, work: Work, samples, click_rate: float, split: str = "test",
+                   seed: int = 0) -> tuple[pd.DataFrame, dict, ClickModel | None]:
+    """The ``split`` impressions (with ``position``), every scorer (each run, frozen-graph variants, baselines) and,
+    on a world with ground truth, its click model (``online.ClickModel``) for the simulated A/B test.
 
     ``samples`` are the ``split`` samples in the predictions' row order; ``click_rate`` is the constant
     CTR's probability (:func:`train_click_rate`, the training split's whatever ``split`` is)."""
@@ -154,15 +160,19 @@ def _aligned_frame(runs: dict, work: Work, samples, click_rate: float, split: st
         scorers[PERSONAL] = Scorer(PERSONAL, personal_scores(samples.column(PERSONAL_COUNT).to_numpy(), frame["position"].to_numpy()),
                                    probability=False)
     scorers[CONSTANT] = Scorer(CONSTANT, np.full(len(frame), click_rate))
-    truth = work.truth()
+    truth, click_model = work.truth(), None
     if truth is not None:
         joined = frame[_KEY].merge(truth, on=_KEY, how="left")
         if joined["p_click"].isna().any():
             raise ValueError(f"{work.path}/truth.parquet lacks {int(joined['p_click'].isna().sum())} {SPLIT_LABEL[split]} impressions")
         scorers[ORACLE] = Scorer(ORACLE, joined["p_click"].to_numpy(np.float64))
         if "p_relevance" in joined:
-            scorers[RELEVANCE] = Scorer(RELEVANCE, joined["p_relevance"].to_numpy(np.float64), probability=False)
-    return frame, scorers
+            relevance = joined["p_relevance"].to_numpy(np.float64)
+            scorers[RELEVANCE] = Scorer(RELEVANCE, relevance, probability=False)
+            factor = position_factor(joined["p_click"].to_numpy(np.float64), relevance, frame["position"].to_numpy())
+            click_model = ClickModel(relevance, factor)
+            scorers[RANDOM] = Scorer(RANDOM, np.random.default_rng(seed).random(len(frame)), probability=False)
+    return frame, scorers, click_model
 
 
 def _pairs(models: list, scorers: dict) -> list:
@@ -173,6 +183,7 @@ def _pairs(models: list, scorers: dict) -> list:
     pairs += [(m, baseline) for baseline in (LEGACY, PERSONAL, CONSTANT) if baseline in groups for m in models]
     pairs += [(ceiling, m) for ceiling in (ORACLE, RELEVANCE) if ceiling in groups for m in models + [LEGACY]]
     pairs += [(m, f"{m} {FROZEN}", "same_seed") for m in models if f"{m} {FROZEN}" in groups]
+    pairs += [(b, LEGACY) for b in (PERSONAL, RANDOM) if b in groups]
     return pairs
 
 
@@ -244,18 +255,21 @@ def evaluate(work_dir, run_dirs, out_dir, slice_config: SliceConfig = SliceConfi
         work, split, ["request_id", "candidate", "user_id", "request_ts", "position", "query_history", "item_history"], [PERSONAL_COUNT]))
     _same_impressions(next(iter(runs.values()))["predictions"], samples.select(_KEY).to_pandas(), f"{work.samples_dir}/{split}", split)
     click_rate, train_impressions = train_click_rate(work)
-    frame, scorers = _aligned_frame(runs, work, samples, click_rate, split)
+    frame, scorers, click_model = _aligned_frame(runs, work, samples, click_rate, split, seed)
     degree, neighbors = _degree(work, samples)
-    slices, slice_info = make_slices(frame["activity"].to_numpy(), frame["candidate_pv"].to_numpy(), slice_config, degree, neighbors,
-                                     split_label=label)
     users = pd.factorize(frame["user_id"])[0]
     requests = pd.factorize(frame["request_id"])[0]
+    personal = samples.column(PERSONAL_COUNT).to_numpy() if PERSONAL_COUNT in samples.column_names else None
+    slices, slice_info = make_slices(frame["activity"].to_numpy(), frame["candidate_pv"].to_numpy(), slice_config, degree, neighbors,
+                                     split_label=label, users=users, requests=requests, labels=frame["label"].to_numpy(),
+                                     personal_count=personal)
     models = list(dict.fromkeys(r["name"] for r in runs.values()))
     seeds = {m: [r["seed"] for r in runs.values() if r["name"] == m] for m in models}
     progress(f"evaluate: {len(frame):,} {label} impressions, {len(models)} model(s), {len(runs)} run(s) "
              f"(seeds per model: {', '.join(f'{m} {len(s)}' for m, s in seeds.items())}), {replicates} bootstrap replicates over users")
     result = bootstrap_report(frame["label"].to_numpy(), users, scorers, slices, replicates=replicates, seed=seed,
-                              requests=requests, pairs=_pairs(models, scorers))
+                              requests=requests, pairs=_pairs(models, scorers), online=click_model,
+                              positions=frame["position"].to_numpy(), lift=(LEGACY, RELEVANCE))
     oov = _oov(runs, samples, slices)
 
     storage_report = {}
@@ -281,6 +295,8 @@ def evaluate(work_dir, run_dirs, out_dir, slice_config: SliceConfig = SliceConfi
         {PERSONAL: f"the {label} samples have no {PERSONAL_COUNT} column (a work directory built before it existed; rebuild)"},
         "constant_ctr": {"train_click_rate": click_rate, "train_impressions": train_impressions},
         "frozen_graph": [m for m in models if f"{m} {FROZEN}" in groups],
+        "online": ({"computed": True, "position_factor": click_model.factor.tolist(), "reference": LEGACY, "ceiling": RELEVANCE}
+                   if click_model is not None else {"computed": False, "why": NO_TRUTH}),
         "slices": slice_info,
         "bootstrap": {"replicates": replicates, "seed": seed, "unit": "user", "interval": "percentile 95%",
                       "seconds": result.pop("seconds"), "minimums": result.pop("minimums")},
@@ -290,6 +306,8 @@ def evaluate(work_dir, run_dirs, out_dir, slice_config: SliceConfig = SliceConfi
         "attention_profiles": profiles,
     }
     report["plots"] = _write_plots(out_dir, result["models"], models, storage_report, profiles, label)
+    if click_model is not None:
+        report["plots"].update(_online_plot(out_dir, report, models))
     report["seconds"] = round(time.perf_counter() - started, 2)
     write_json(out_dir / "report.json", report)
     with atomic_path(out_dir / "report.md") as tmp:
@@ -298,8 +316,23 @@ def evaluate(work_dir, run_dirs, out_dir, slice_config: SliceConfig = SliceConfi
     return report
 
 
-SLICE_PLOTS = {"activity": "AUC by user activity (behaviors in look-back)", "pv": "AUC by candidate query PV (training impressions)",
+SLICE_PLOTS = {"activity": "AUC by user activity (behaviors in look-back)",
+               "request_kind": "AUC by request kind (clicked candidate issued by the user before or not)",
+               "candidate_novelty": "AUC by candidate novelty (issued by the user before or not)",
+               "pv": "AUC by candidate query PV (training impressions)",
                "degree": "AUC by candidate neighbor degree (q2q, the row's snapshot)"}
+
+
+def _online_plot(out_dir: Path, report: dict, models: list) -> dict:
+    """Expected-click lift over the legacy order by activity bucket, for the models and the non-legacy references."""
+    per_bucket = report["models"][models[0]]["activity"]
+    buckets = [b for b, e in per_bucket.items() if "expected_clicks" in e]
+    scorers = models + [b for b in (PERSONAL, RANDOM, RELEVANCE) if b in report["models"]]
+    lifts = {m: [next((p.get("expected_clicks_lift") for p in report["pairs"] if (p["a"], p["b"], p["slice"], p["bucket"]) ==
+                       (m, LEGACY, "activity", b)), None) for b in buckets] for m in scorers}
+    plots.online_lift(lifts, buckets, [per_bucket[b]["requests"] for b in buckets], out_dir / "online_lift_by_activity.png",
+                      "Simulated A/B: expected-click lift over the legacy order, by user activity")
+    return {"online_lift_by_activity": "online_lift_by_activity.png"}
 
 
 def _write_plots(out_dir: Path, results: dict, models: list, storage_report: dict, profiles: dict, split_label: str = "test") -> dict:

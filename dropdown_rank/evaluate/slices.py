@@ -13,6 +13,19 @@ Defaults (shown in every report):
   ``1, 5`` → ``0 / 1-4 / 5+``; edges above the graph's K are dropped (no node has more than K).
   A candidate outside the vocabulary, or not yet known on that day, has no row content: degree 0.
 
+* request kind: ``repeat`` (a clicked candidate is a query the user issued before the request, in
+  the ``--personal-days`` window of ``user_candidate_count``), ``new intent`` (the request has a
+  click and none of its clicked candidates was issued by the user before), ``no click`` (nothing
+  to classify; these requests still count in the simulated A/B test, whose clicks come from the
+  truth);
+* candidate novelty, per impression: ``new to the user`` (``user_candidate_count`` 0) or
+  ``issued before``.
+
+When a fixed activity bucket would hold fewer than :data:`MIN_ACTIVITY_USERS` users (a log of heavy
+users puts everyone in ``50+``), the activity edges become the quartiles of the evaluated
+requests' activity, so the low-activity comparison is made within what the log has; the report
+says which edges it used and why.
+
 A value equal to an edge belongs to the bucket that starts at that edge.
 """
 from __future__ import annotations
@@ -25,9 +38,16 @@ import pandas as pd
 from dropdown_rank.graph import DailyTables
 
 
+MIN_ACTIVITY_USERS = 30
+ACTIVITY_QUANTILES = (0.25, 0.5, 0.75)
+REPEAT, NEW_INTENT, NO_CLICK = "repeat", "new intent", "no click"
+CANDIDATE_NEW, CANDIDATE_ISSUED = "new to the user", "issued before"
+
+
 @dataclasses.dataclass(frozen=True)
 class SliceConfig:
     activity_edges: tuple = (5, 20, 50)
+    activity_explicit: bool = False  # True: keep activity_edges even when a bucket is nearly empty
     pv_quantiles: tuple = (1 / 3, 2 / 3)
     pv_edges: tuple | None = None  # explicit PV edges instead of quantiles
     degree_edges: tuple = (1, 5)
@@ -65,26 +85,64 @@ def candidate_degree(candidates: np.ndarray, request_ts: np.ndarray, tables: Dai
     return (tables.ids[snapshot, np.maximum(row, 0)] > 0).sum(axis=1)
 
 
+def activity_edges(activity: np.ndarray, users: np.ndarray, requests: np.ndarray, config: SliceConfig) -> tuple[list, str]:
+    """The activity edges and where they come from: the configured ones, or the requests' quartiles when a configured
+    bucket would hold fewer than :data:`MIN_ACTIVITY_USERS` users."""
+    edges = [int(e) for e in config.activity_edges]
+    bucket = assign(activity, edges)
+    users_per_bucket = [len(np.unique(users[bucket == i])) for i in range(len(edges) + 1)]
+    if config.activity_explicit or min(users_per_bucket) >= MIN_ACTIVITY_USERS:
+        return edges, "fixed"
+    _, first = np.unique(requests, return_index=True)
+    quantiles = np.quantile(activity[first], ACTIVITY_QUANTILES, method="higher")
+    edges_q = sorted({max(1, int(e)) for e in quantiles})
+    small = ", ".join(f"{label} {n}" for label, n in zip(bucket_labels(edges), users_per_bucket) if n < MIN_ACTIVITY_USERS)
+    return edges_q, (f"quartiles {list(ACTIVITY_QUANTILES)} of the requests' activity, because fixed edges {edges} leave "
+                     f"fewer than {MIN_ACTIVITY_USERS} users in a bucket (users: {small})")
+
+
+def request_kind(requests: np.ndarray, labels: np.ndarray, personal_count: np.ndarray) -> np.ndarray:
+    """Per impression, its request's kind: ``repeat``, ``new intent`` or ``no click`` (module docstring)."""
+    requests, clicked = np.asarray(requests), np.asarray(labels).astype(bool)
+    size = int(requests.max()) + 1 if len(requests) else 0
+    has_click = np.bincount(requests, weights=clicked, minlength=size) > 0
+    repeat = np.bincount(requests, weights=clicked & (np.asarray(personal_count) > 0), minlength=size) > 0
+    kind = np.where(repeat, REPEAT, np.where(has_click, NEW_INTENT, NO_CLICK))
+    return kind[requests]
+
+
 def make_slices(activity: np.ndarray, candidate_pv: np.ndarray, config: SliceConfig, degree: np.ndarray | None = None,
-                neighbors: int | None = None, split_label: str = "test") -> tuple[dict, dict]:
+                neighbors: int | None = None, split_label: str = "test", users: np.ndarray | None = None,
+                requests: np.ndarray | None = None, labels: np.ndarray | None = None,
+                personal_count: np.ndarray | None = None) -> tuple[dict, dict]:
     """``{"all": {"all": mask}, "activity": {label: mask}, "pv": {label: mask}}`` plus the edges used.
 
     With ``degree`` (:func:`candidate_degree`) and the graph's K (``neighbors``), also ``"degree"``.
+    With ``users`` and ``requests`` (int codes), the activity edges may fall back to quartiles
+    (:func:`activity_edges`); with ``labels`` and ``personal_count`` (``user_candidate_count``) too, also
+    ``"request_kind"`` and ``"candidate_novelty"``.
     ``split_label`` names the impressions the PV quantiles come from (``"test"``, ``"validation"``).
     """
     slices = {"all": {"all": np.ones(len(activity), dtype=bool)}}
-    act = assign(activity, config.activity_edges)
-    slices["activity"] = {label: act == i for i, label in enumerate(bucket_labels(config.activity_edges))}
+    edges_a, edges_from = (activity_edges(activity, users, requests, config) if users is not None and requests is not None
+                           else ([int(e) for e in config.activity_edges], "fixed"))
+    act = assign(activity, edges_a)
+    slices["activity"] = {label: act == i for i, label in enumerate(bucket_labels(edges_a))}
     edges = pv_edges(candidate_pv, config)
     pv = assign(candidate_pv, edges)
     names = ["tail", "torso", "head"] if len(edges) == 2 else [f"pv{i}" for i in range(len(edges) + 1)]
     ranges = bucket_labels(edges)
     slices["pv"] = {f"{name} (PV {rng})": pv == i for i, (name, rng) in enumerate(zip(names, ranges))}
-    info = {"activity_edges": list(config.activity_edges), "pv_edges": edges,
+    info = {"activity_edges": edges_a, "activity_edges_from": edges_from, "pv_edges": edges,
             "pv_edges_from": "explicit" if config.pv_edges is not None else f"{split_label}-impression quantiles {list(config.pv_quantiles)}"}
     if degree is not None:
         degree_edges = [int(e) for e in config.degree_edges if neighbors is None or e <= neighbors]
         bucket = assign(degree, degree_edges)
         slices["degree"] = {label: bucket == i for i, label in enumerate(bucket_labels(degree_edges))}
         info.update({"degree_edges": degree_edges, "degree_neighbors": neighbors})
+    if personal_count is not None and labels is not None and requests is not None:
+        kind = request_kind(requests, labels, personal_count)
+        slices["request_kind"] = {k: kind == k for k in (REPEAT, NEW_INTENT, NO_CLICK)}
+        new = np.asarray(personal_count) == 0
+        slices["candidate_novelty"] = {CANDIDATE_NEW: new, CANDIDATE_ISSUED: ~new}
     return slices, info
