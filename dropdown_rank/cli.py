@@ -168,6 +168,9 @@ def _add_model_args(parser: argparse.ArgumentParser, choose_model: bool = True) 
                    help="fused layers (default, faster) or spektral GCNConv/GATConv over star subgraphs (same function)")
     g.add_argument("--dim", type=positive_int, default=16, help="embedding size (default 16)")
     g.add_argument("--heads", type=positive_int, default=1, help="attention heads of the attention GNN (default 1)")
+    g.add_argument("--relations", action="store_true",
+                   help="GNN models: add how the candidate is related to the last L queries in the request's q2q snapshot "
+                        "(edge either way, weight, age, count, recency) to the request features (the +rel variants)")
     g.add_argument("--position-bias", action="store_true",
                    help="train with a PAL position-bias tower; serving scores ignore position")
     g.add_argument("--no-lagged-vocab", action="store_true",
@@ -192,7 +195,7 @@ def _model_config(args, **override):
     from dropdown_rank.model import ModelConfig
 
     values = dict(id_time_only=args.id_time_only, graph_impl=args.graph_impl, dim=args.dim, heads=args.heads,
-                  position_bias=args.position_bias, lagged_vocab=not args.no_lagged_vocab)
+                  position_bias=args.position_bias, lagged_vocab=not args.no_lagged_vocab, relations=args.relations)
     if args.features is not None:
         if "none" in args.features and len(args.features) > 1:
             raise ValueError("--features: 'none' cannot be combined with feature groups")

@@ -17,6 +17,9 @@ All three share one body:
   matches of the candidate in the query history, computed here from the raw strings; the user's
   long-window count of the candidate; its popularity and past CTR; the prefix) into a vector
   (``features``: which groups; none gives the sequence-only ranker).
+* With ``relations`` (GNN models; the ``+rel`` variants), :class:`~dropdown_rank.layers.CandidateRelations`
+  adds how the candidate is related to each of the last L queries in the request's q2q snapshot
+  (edge found either way, its weight, age and count, pooled with recency) to the request features.
 * An MLP over ``[candidate, pooled queries, pooled items, user, candidate * pooled queries,
   candidate * pooled items, request features]`` plus a linear term of the request features gives
   the logit: count-like evidence (a user's repeat of the candidate) also has a direct path to it.
@@ -40,8 +43,8 @@ import tensorflow_recommenders as tfrs
 
 from dropdown_rank.features import BY_NAME, COUNTER_FIELDS, HISTORY_FIELDS, MODEL_INPUTS
 from dropdown_rank.graph import DailyTables, NeighborTable
-from dropdown_rank.layers import GraphContext, PositionBias, RequestFeatures, TargetAttention, TimeGapEmbedding
-from dropdown_rank.layers.graph_context import load_untracked
+from dropdown_rank.layers import CandidateRelations, GraphContext, PositionBias, RequestFeatures, TargetAttention, TimeGapEmbedding
+from dropdown_rank.layers.graph_context import AGE_BUCKETS, COUNT_BUCKETS, load_untracked
 from dropdown_rank.layers.request_features import FEATURE_GROUPS
 
 KINDS = ("base", "hgcn", "attention")
@@ -67,6 +70,7 @@ class ModelConfig:
     max_position: int = 20
     lagged_vocab: bool = True
     features: tuple = FEATURE_GROUPS
+    relations: bool = False
 
     def __post_init__(self):
         unknown = set(self.features) - set(FEATURE_GROUPS)
@@ -76,6 +80,8 @@ class ModelConfig:
             raise ValueError(f"model kind must be one of {KINDS}, not {self.kind!r}")
         if self.id_time_only and self.kind == "base":
             raise ValueError("--id-time-only applies to GNN models (hgcn, attention), not base")
+        if self.relations and self.kind == "base":
+            raise ValueError("--relations reads the q2q neighbor tables: it applies to GNN models (hgcn, attention), not base")
         if self.graph_impl not in ("fused", "spektral"):
             raise ValueError(f"graph_impl must be 'fused' or 'spektral', not {self.graph_impl!r}")
 
@@ -86,11 +92,13 @@ class ModelConfig:
     @property
     def name(self) -> str:
         """``base_20``, ``hgcn_20``, ``attention*_20`` (``*``: neighbors carry only id and time), ``base_20+pal``
-        (trained with the position-bias tower), ``base_20-nolag`` (without the lagged vocabulary),
+        (trained with the position-bias tower), ``hgcn_20+rel`` (with candidate-history relations),
+        ``base_20-nolag`` (without the lagged vocabulary),
         ``base_20-nofeat`` (no request features), ``base_20-noctr`` (without one feature group)."""
         missing = [g for g in FEATURE_GROUPS if g not in self.features]
         features = "-nofeat" if len(missing) == len(FEATURE_GROUPS) else "".join(f"-no{g}" for g in missing)
-        return (f"{self.kind}{'*' if self.id_time_only else ''}_{self.seq_len}{'+pal' if self.position_bias else ''}"
+        return (f"{self.kind}{'*' if self.id_time_only else ''}_{self.seq_len}{'+rel' if self.relations else ''}"
+                f"{'+pal' if self.position_bias else ''}"
                 f"{'' if self.lagged_vocab else '-nolag'}{features}")
 
     def to_dict(self) -> dict:
@@ -270,7 +278,8 @@ class DropdownRanker(tf.keras.Model):
         self.item_context = self.contexts.get("item")
         self.context_tables = {}
         self.request_features = RequestFeatures(config.features, config.seq_len, name="request_features")
-        self.wide = tf.keras.layers.Dense(1, use_bias=False, name="wide") if config.features else None
+        self.relations = CandidateRelations(AGE_BUCKETS, COUNT_BUCKETS, name="candidate_relations") if config.relations else None
+        self.wide = tf.keras.layers.Dense(1, use_bias=False, name="wide") if config.features or config.relations else None
         self.mlp = tf.keras.Sequential([tf.keras.layers.Dense(u, activation="relu") for u in config.mlp_units], name="mlp")
         self.logit = tf.keras.layers.Dense(1, name="logit")
         self.calibration = tf.Variable([1.0, 0.0], trainable=False, name="calibration")
@@ -356,7 +365,15 @@ class DropdownRanker(tf.keras.Model):
         query_keys = history_queries + self.query_time(features["query_history_ts"][:, :length], request_ts, query_mask)
         item_keys = history_items + self.item_time(features["item_history_ts"][:, :length], request_ts, item_mask)
         return {"candidate": candidate, "query_keys": query_keys, "query_mask": query_mask, "item_keys": item_keys,
-                "item_mask": item_mask, "user": self.user_embedding(ids["user"])}
+                "item_mask": item_mask, "user": self.user_embedding(ids["user"]), "query_ids": ids["query"]}
+
+    def candidate_relations(self, features, query_ids):
+        """:class:`CandidateRelations` of each request ``[B, 8]``, read from the q2q tables of its snapshot."""
+        context = self.query_context
+        rows = context.keys(query_ids, self.snapshot_index(features["request_ts"]))
+        return self.relations(query_ids[:, 0], query_ids[:, 1:], features["query_history_ts"][:, :self.config.seq_len],
+                              tf.cast(features["request_ts"], tf.int64), rows[:, 0], rows[:, 1:], context.neighbor_ids,
+                              context.edge_weight, context.edge_buckets)
 
     def call(self, features, training=None):
         parts = self.encode(features, training)
@@ -364,6 +381,8 @@ class DropdownRanker(tf.keras.Model):
         pooled_items = self.item_pool(parts["candidate"], parts["item_keys"], parts["item_mask"])
         candidate = parts["candidate"]
         request = self.request_features(features)
+        if self.relations is not None:
+            request = tf.concat([request, self.candidate_relations(features, parts["query_ids"])], axis=-1)
         x = tf.concat([candidate, pooled_queries, pooled_items, parts["user"], candidate * pooled_queries, candidate * pooled_items,
                        request], axis=-1)
         logit = self.logit(self.mlp(x, training=training))

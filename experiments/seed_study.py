@@ -8,7 +8,8 @@ Steps: (synthesize the world unless --logs is given) → build → train every m
 seed → one evaluation report with seed-aware intervals, baselines, OOV shares and storage.
 
 * Models: base_20, base_50, hgcn_20, attention_20, hgcn*_20, attention*_20, and the position-bias
-  (PAL) variants base_20+pal and hgcn_20+pal (``--no-position-bias`` leaves those out). Every
+  (PAL) variants base_20+pal and hgcn_20+pal (``--no-position-bias`` leaves those out). The
+  candidate-history relation variants hgcn_20+rel and hgcn_20+rel+pal are known too. Every
   model reads the request features (``model.py``); the ablations base_20-nofeat and hgcn_20-nofeat
   (sequences only) are known too. ``--models NAME ...`` picks any of them.
 * Seeds: ``--seed`` fixes the world (synthesis) and nothing else: there is one world and one build.
@@ -47,11 +48,15 @@ POSITION_BIAS_MODELS = [
     ModelConfig(kind="base", seq_len=20, position_bias=True),
     ModelConfig(kind="hgcn", seq_len=20, position_bias=True),
 ]
+RELATION_MODELS = [  # issue 20: candidate-history relations read off the q2q snapshot, with and without PAL
+    ModelConfig(kind="hgcn", seq_len=20, relations=True),
+    ModelConfig(kind="hgcn", seq_len=20, relations=True, position_bias=True),
+]
 FEATURE_ABLATIONS = [
     ModelConfig(kind="base", seq_len=20, features=()),
     ModelConfig(kind="hgcn", seq_len=20, features=()),
 ]
-CATALOG = {config.name: config for config in MODELS + POSITION_BIAS_MODELS + FEATURE_ABLATIONS}
+CATALOG = {config.name: config for config in MODELS + POSITION_BIAS_MODELS + RELATION_MODELS + FEATURE_ABLATIONS}
 
 
 def run_name(config: ModelConfig) -> str:
@@ -74,6 +79,7 @@ def main(argv=None) -> None:
                         help=f"train only these (default: the six, plus the PAL variants); known: {', '.join(CATALOG)}")
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--bootstrap", type=int, default=1000)
+    parser.add_argument("--valid-only", action="store_true", help="write only the validation-day report (choosing levers)")
     args = parser.parse_args(argv)
     if len(set(args.seeds)) != len(args.seeds):
         parser.error(f"--seeds: repeated seed in {args.seeds}")
@@ -90,7 +96,8 @@ def main(argv=None) -> None:
         write_world(logs, scale=args.scale, seed=args.seed)
         timings["synth"] = time.perf_counter() - clock
     clock = time.perf_counter()
-    build(logs, out / "work", BuildConfig())
+    if not (out / "work" / "build.json").exists():  # a resumed study keeps its build (its runs are bound to its fingerprint)
+        build(logs, out / "work", BuildConfig())
     timings["build"] = time.perf_counter() - clock
 
     results, runs = {}, []
@@ -104,7 +111,8 @@ def main(argv=None) -> None:
             results.setdefault(config.name, {})[seed] = metrics
 
     clock = time.perf_counter()
-    evaluate(out / "work", runs, out / "report", replicates=args.bootstrap, seed=args.seed)
+    if not args.valid_only:
+        evaluate(out / "work", runs, out / "report", replicates=args.bootstrap, seed=args.seed)
     evaluate(out / "work", runs, out / "report_valid", replicates=args.bootstrap, seed=args.seed, split="valid")
     timings["evaluate"] = time.perf_counter() - clock
     timings["total"] = time.perf_counter() - started

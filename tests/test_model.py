@@ -134,7 +134,8 @@ def test_swapping_tables_changes_predictions_and_keeps_shapes(tiny):
                                     ModelConfig(kind="hgcn"), ModelConfig(kind="hgcn", id_time_only=True),
                                     ModelConfig(kind="attention"),
                                     pytest.param(ModelConfig(kind="attention", graph_impl="spektral"), marks=pytest.mark.onednn_off),
-                                    ModelConfig(kind="hgcn", position_bias=True)], ids=lambda c: f"{c.name}-{c.graph_impl}-pal{int(c.position_bias)}")
+                                    ModelConfig(kind="hgcn", position_bias=True), ModelConfig(kind="hgcn", relations=True)],
+                         ids=lambda c: f"{c.name}-{c.graph_impl}-pal{int(c.position_bias)}")
 def test_each_model_trains_and_learns_to_rank(tiny, config):
     """A constant (bias-only) model cannot pass: it lowers the loss but ranks nothing (AUC 0.5)."""
     work, vocabularies, tables, (features, labels) = tiny

@@ -1,4 +1,5 @@
 """Keras layers, one per file. Each docstring states its mode, inputs and outputs with shapes."""
+from dropdown_rank.layers.candidate_relations import CandidateRelations
 from dropdown_rank.layers.gat_aggregator import GATAggregator
 from dropdown_rank.layers.graph_context import GraphContext
 from dropdown_rank.layers.hgcn_aggregator import HGCNAggregator
@@ -9,5 +10,5 @@ from dropdown_rank.layers.spektral_gcn_star import SpektralGCNStar
 from dropdown_rank.layers.target_attention import TargetAttention
 from dropdown_rank.layers.time_gap import TimeGapEmbedding
 
-__all__ = ["GATAggregator", "GraphContext", "HGCNAggregator", "PositionBias", "RequestFeatures", "SpektralGATStar", "SpektralGCNStar",
+__all__ = ["CandidateRelations", "GATAggregator", "GraphContext", "HGCNAggregator", "PositionBias", "RequestFeatures", "SpektralGATStar", "SpektralGCNStar",
            "TargetAttention", "TimeGapEmbedding"]
