@@ -55,6 +55,7 @@ import json
 import math
 import platform
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -297,6 +298,17 @@ def train_or_reuse(work_dir: str | Path, run_dir: str | Path, model_config: Mode
     return train(work_dir, run_dir, model_config, train_config, **kwargs)
 
 
+def fit_verbosity(verbose="auto", cluster_kind: str = "single"):
+    """Keras ``fit`` verbosity: ``"auto"`` is the live bar on a terminal and one line per epoch elsewhere
+    (and under parameter servers, as Keras does).
+
+    Keras's own ``"auto"`` draws the bar into a log file too, a line of text per batch; redrawing it
+    cost as much time as the training step in a background run on the default world."""
+    if verbose != "auto":
+        return verbose
+    return 1 if sys.stdout.isatty() and cluster_kind != "parameter-server" else 2
+
+
 def train(work_dir: str | Path, run_dir: str | Path, model_config: ModelConfig, train_config: TrainConfig = TrainConfig(),
           verbose="auto", callbacks=(), strategy: str = "auto", min_shard_bytes: int = MIN_SHARD_BYTES) -> dict:
     """Train one ranker; returns ``metrics.json``'s content. The CLI's ``train`` calls this.
@@ -362,7 +374,7 @@ def train(work_dir: str | Path, run_dir: str | Path, model_config: ModelConfig, 
           + ("" if cluster.kind == "single" else f", {cluster.kind} with {cluster.workers} workers"))
     started = time.perf_counter()
     if len(history) < train_config.epochs and not stopped_early(history, train_config.patience):
-        model.fit(train_data, epochs=train_config.epochs, callbacks=callbacks, verbose=verbose, **fit_options)
+        model.fit(train_data, epochs=train_config.epochs, callbacks=callbacks, verbose=fit_verbosity(verbose, cluster.kind), **fit_options)
     elif cluster.is_chief:  # killed after its last epoch was backed up, before Keras removed the backup at the end of fit
         shutil.rmtree(backup)
     train_seconds = time.perf_counter() - started

@@ -1,5 +1,16 @@
 """The levers table: one row per feature or lever tried, scored on validation days only.
 
+Two ways to make it. From one validation report (``evaluate --split valid``) that holds both models of
+every row: the paired differences that report computed (its user bootstrap, seed means and ``*`` rule),
+with the issue-20 columns: the simulated A/B lift in expected clicks overall and for the lowest activity
+bucket (worlds with ground truth), and the AUC and MRR differences overall, on new intents and on the
+tail PV tertile::
+
+    python experiments/levers.py --report study/report_valid/report.json --out levers.md \
+        --row "candidate-history relations|hgcn_20 -> hgcn_20+rel|hgcn_20|hgcn_20+rel|default"
+
+From two runs that a single report cannot hold (each lever changes the build, for example):
+
     python experiments/levers.py --out levers.md \
         --row "request features|base_20 without them -> with them|study/runs/base_20-nofeat/seed0|study/runs/base_20/seed0|default" \
         ...
@@ -22,7 +33,8 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 import dropdown_rank  # noqa: F401  (environment before anything imports tensorflow)
-from dropdown_rank._io import atomic_path
+from dropdown_rank._io import atomic_path, read_json
+from dropdown_rank.evaluate.markdown import difference_text, lift_cell, oriented, percent_text
 from dropdown_rank.evaluate.slices import SliceConfig, pv_edges
 from dropdown_rank.train import read_predictions
 
@@ -51,13 +63,50 @@ def compare(before: pd.DataFrame, after: pd.DataFrame, rows: np.ndarray, replica
     return {"before": roc_auc_score(labels, a), "after": roc_auc_score(labels, b), "low": low, "high": high}
 
 
+def report_rows(report: dict, rows: list) -> list:
+    """Levers-table lines from one report: each row's after - before differences, as the report computed them."""
+    first = next(iter(report["model_configs"]))
+    activity = next(iter(report["models"][first]["activity"]))
+    tail = next(iter(report["models"][first]["pv"]))
+    online = report.get("online", {}).get("computed", False)
+    header = ["lever", "what changed"]
+    header += [f"expected clicks, all (seeds: {len(next(iter(report['seeds'].values())))})", f"expected clicks, activity {activity}"] \
+        if online else []
+    header += ["ΔAUC all", "ΔMRR all", "ΔAUC new intent", "ΔMRR new intent", f"ΔAUC {tail}", "decision"]
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    for row in rows:
+        name, changed, before, after, decision = row.split("|")
+        for model in (before, after):
+            if model not in report["models"]:
+                raise ValueError(f"{model} is not in the report (its models: {', '.join(report['model_configs'])})")
+        cells = [percent_text(lift_cell(report, "all", "all", after, before), 2), percent_text(lift_cell(report, "activity", activity, after, before), 2)] \
+            if online else []
+        cells += [difference_text(oriented(report, "all", "all", after, before, "auc")), difference_text(oriented(report, "all", "all", after, before, "mrr")),
+                  difference_text(oriented(report, "request_kind", "new intent", after, before, "auc")),
+                  difference_text(oriented(report, "request_kind", "new intent", after, before, "mrr")),
+                  difference_text(oriented(report, "pv", tail, after, before, "auc"))]
+        lines.append(f"| {name} | {changed} | " + " | ".join(cells) + f" | {decision} |")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--row", action="append", required=True, help="name|what changed|BEFORE_RUN|AFTER_RUN|decision")
+    parser.add_argument("--row", action="append", required=True,
+                        help="name|what changed|BEFORE|AFTER|decision: BEFORE/AFTER are run directories, or model names with --report")
+    parser.add_argument("--report", type=Path, help="a validation report.json holding every row's two models")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--replicates", type=int, default=300)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    if args.report:
+        report = read_json(args.report)
+        if report.get("split") != "valid":
+            raise ValueError(f"{args.report} describes the {report.get('split', 'test')} days; levers are chosen on validation days")
+        lines = report_rows(report, args.row)
+        print("\n".join(lines))
+        with atomic_path(args.out) as tmp:
+            Path(tmp).write_text("\n".join(lines) + "\n")
+        return
     lines = ["| lever | what changed | val AUC (before -> after) | Δ [95%] | val AUC tail tertile | Δ tail [95%] | decision |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
     for row in args.row:

@@ -147,14 +147,21 @@ def test_a_value_error_outside_dropdown_rank_keeps_its_traceback(monkeypatch):
 
 # -- progress bars ----------------------------------------------------------------------------------------------
 
-def test_training_dataset_knows_its_length_so_the_progress_bar_has_a_total(tiny_work, tmp_path, capsys):
+def test_training_dataset_knows_its_length_so_the_progress_bar_has_a_total(tiny_work, tmp_path, capsys, monkeypatch):
+    import sys
+
     import tensorflow as tf
 
     from dropdown_rank.dataset import make_dataset
+    from dropdown_rank.train import fit_verbosity
 
     for batch_size, window_rows, shuffle in ((512, 131072, True), (100, 1000, True), (333, 700, False)):
         dataset = make_dataset(tiny_work / "samples", "train", 5, batch_size=batch_size, shuffle=shuffle, window_rows=window_rows)
         assert int(tf.data.experimental.cardinality(dataset)) == sum(1 for _ in dataset)
+    # A log file gets one line per epoch; a terminal gets the live bar (not under parameter servers, as in Keras).
+    assert fit_verbosity() == 2 and fit_verbosity(0) == 0
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    assert fit_verbosity() == 1 and fit_verbosity("auto", "parameter-server") == 2
     assert main(["train", "--data", str(tiny_work), "--out", str(tmp_path / "run"), "--epochs", "1", "--batch-size", "512"]) == 0
     out = capsys.readouterr().out
     steps = int(tf.data.experimental.cardinality(make_dataset(tiny_work / "samples", "train", 5, batch_size=512)))

@@ -78,13 +78,31 @@ def test_a_row_never_sees_the_edge_its_own_click_creates(click_log):
     assert [(n, c) for n, _, c, _ in next_day.neighbors_of("shoe")] == [("shoes", 1)]
 
 
-def test_ids_first_seen_on_the_row_day_read_as_oov_until_the_next_day(click_log):
-    rows = read_samples(click_log.samples_dir, "train")
+def row_features(rows: pd.DataFrame, length: int = 3) -> dict:
+    """The rows' ids, times and histories (padded to ``length``) as model inputs."""
     features = {name: tf.constant(np.stack(rows[name].map(lambda v: np.pad(np.asarray(v, dtype=object if "ts" not in name else np.int64),
-                                                                               (0, 3 - len(v)), constant_values="" if "ts" not in name else 0))))
+                                                                               (0, length - len(v)), constant_values="" if "ts" not in name else 0))))
                 for name in ("query_history", "query_history_ts", "item_history", "item_history_ts")}
     features.update({name: tf.constant(rows[name].to_numpy(dtype=object if name != "request_ts" else np.int64))
                      for name in ("user_id", "candidate", "request_ts")})
+    return features
+
+
+def test_candidate_relations_never_see_the_edge_a_rows_own_click_creates(click_log):
+    """r1's click on "shoes" makes the session edge shoe-shoes on day 1: r1 (day 1) must not see it, r2 (day 2) does."""
+    rows = read_samples(click_log.samples_dir, "train")
+    rows = rows[(rows["user_id"] == "u") & (rows["candidate"] == "shoes")].reset_index(drop=True)
+    ranker = ranker_of(click_log, seq_len=3, lagged_vocab=False, relations=True)  # every id known: only the graph decides
+    features = row_features(rows)
+    related = ranker.candidate_relations(features, ranker.node_ids(features)["query"]).numpy()[:, 0]
+    day = ((rows["request_ts"] - T0) // DAY).to_numpy()
+    assert sorted(day) == [1, 2] and "shoe" in rows.loc[day == 1, "query_history"].iloc[0]
+    assert related[day == 1].tolist() == [0.0] and related[day == 2].tolist() == [1.0]
+
+
+def test_ids_first_seen_on_the_row_day_read_as_oov_until_the_next_day(click_log):
+    rows = read_samples(click_log.samples_dir, "train")
+    features = row_features(rows)
     day = (rows["request_ts"] - T0) // DAY
     lagged = ranker_of(click_log, seq_len=3).node_ids(features)
     candidate, user = lagged["query"][:, 0].numpy(), lagged["user"].numpy()

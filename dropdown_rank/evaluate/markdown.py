@@ -47,7 +47,7 @@ def _ci(cell: dict | None, digits: int = 4) -> str:
     return f"{cell['value']:.{digits}f} [{cell['low']:.{digits}f}, {cell['high']:.{digits}f}]"
 
 
-def _diff(cell: dict | None, digits: int = 4) -> str:
+def difference_text(cell: dict | None, digits: int = 4) -> str:
     if not cell:
         return "n/a"
     if "low" not in cell:
@@ -72,7 +72,7 @@ def _label(name: str) -> str:
     return BASELINE_LABEL.get(name, name)
 
 
-def _oriented(report: dict, slice_name: str, bucket: str, a: str, b: str, metric: str = "auc") -> dict | None:
+def oriented(report: dict, slice_name: str, bucket: str, a: str, b: str, metric: str = "auc") -> dict | None:
     """The (a - b) difference, whichever order the pair was computed in."""
     for p in report["pairs"]:
         if p["slice"] != slice_name or p["bucket"] != bucket or metric not in p:
@@ -184,9 +184,9 @@ def _overall(report: dict) -> list:
                  if constant else "") + ".", "",
               "| model | " + " | ".join(header) + " |", "| --- |" + " --- |" * len(header)]
     for m in models:
-        row = [_diff(_oriented(report, "all", "all", m, LEGACY, k)) for k in RANKING_METRICS]
-        row += [_diff(_oriented(report, "all", "all", c, m)) for c in ceilings]
-        row += [_diff(_oriented(report, "all", "all", m, CONSTANT, "logloss"))] if constant else []
+        row = [difference_text(oriented(report, "all", "all", m, LEGACY, k)) for k in RANKING_METRICS]
+        row += [difference_text(oriented(report, "all", "all", c, m)) for c in ceilings]
+        row += [difference_text(oriented(report, "all", "all", m, CONSTANT, "logloss"))] if constant else []
         lines.append(f"| {m} | " + " | ".join(row) + " |")
     if PERSONAL in baselines:
         header = [f"Δ{METRIC_TITLES[k]} vs personal count" for k in RANKING_METRICS]
@@ -195,7 +195,7 @@ def _overall(report: dict) -> list:
                   "order): what the model adds over the simplest personal heuristic.", "",
                   "| model | " + " | ".join(header) + " |", "| --- |" + " --- |" * len(header)]
         for m in models:
-            lines.append(f"| {m} | " + " | ".join(_diff(_oriented(report, "all", "all", m, PERSONAL, k)) for k in RANKING_METRICS) + " |")
+            lines.append(f"| {m} | " + " | ".join(difference_text(oriented(report, "all", "all", m, PERSONAL, k)) for k in RANKING_METRICS) + " |")
 
     lines += ["", "### Paired differences between models, overall (a - b)", "",
               "| a | b | " + " | ".join(f"Δ{t}" for t in METRIC_TITLES.values()) + " |", "| --- | --- |" + " --- |" * len(metrics)]
@@ -203,7 +203,7 @@ def _overall(report: dict) -> list:
     for a, b in _focus_pairs(report) + [(x, y) for i, x in enumerate(models) for y in models[i + 1:]]:
         if frozenset((a, b)) not in listed:
             listed.add(frozenset((a, b)))
-            lines.append(f"| {a} | {b} | " + " | ".join(_diff(_oriented(report, "all", "all", a, b, k)) for k in metrics) + " |")
+            lines.append(f"| {a} | {b} | " + " | ".join(difference_text(oriented(report, "all", "all", a, b, k)) for k in metrics) + " |")
 
     frozen = report.get("frozen_graph", [])
     if frozen:
@@ -216,11 +216,11 @@ def _overall(report: dict) -> list:
         for m in frozen:
             name = f"{m} {FROZEN}"
             lines.append(f"| {m} | {len(seeds[m])} | {_ci(cell(m, 'auc'))} | {_ci(report['models'][name]['all']['all'].get('auc'))} | "
-                         f"{_diff(_oriented(report, 'all', 'all', m, name))} |")
+                         f"{difference_text(oriented(report, 'all', 'all', m, name))} |")
     return lines
 
 
-def _pct(cell: dict | None, digits: int = 1) -> str:
+def percent_text(cell: dict | None, digits: int = 1) -> str:
     """A relative cell (lift or share) in percent, with its interval and ``*`` where it has them."""
     if not cell or "value" not in cell:
         return "n/a"
@@ -230,7 +230,7 @@ def _pct(cell: dict | None, digits: int = 1) -> str:
     return f"{100 * cell['value']:+.{digits}f}% [{100 * cell['low']:+.{digits}f}%, {100 * cell['high']:+.{digits}f}%]{mark}"
 
 
-def _lift(report: dict, slice_name: str, bucket: str, a: str, b: str = LEGACY) -> dict | None:
+def lift_cell(report: dict, slice_name: str, bucket: str, a: str, b: str = LEGACY) -> dict | None:
     """The expected-click lift a / b - 1, whichever order the pair was computed in."""
     for p in report["pairs"]:
         if (p["slice"], p["bucket"]) != (slice_name, bucket) or "expected_clicks_lift" not in p:
@@ -266,8 +266,8 @@ def _online(report: dict) -> list:
         "| --- | --- | --- | --- | --- | --- |"]
     for m in scorers:
         entry = report["models"][m]["all"]["all"]
-        lift = "-" if m == LEGACY else _pct(_lift(report, "all", "all", m))
-        share = "-" if m in (LEGACY, RELEVANCE) else _pct(entry.get("oracle_share"))
+        lift = "-" if m == LEGACY else percent_text(lift_cell(report, "all", "all", m))
+        share = "-" if m in (LEGACY, RELEVANCE) else percent_text(entry.get("oracle_share"))
         lines.append(f"| {_label(m)} | {_ci(entry.get('expected_clicks'))} | {_ci(entry.get('ctr@1'))} | {lift} | {share} | "
                      f"{_ci(entry.get('auc'))} |")
     for slice_name in ONLINE_SLICES[1:]:
@@ -281,10 +281,10 @@ def _online(report: dict) -> list:
         for m in scorers:
             if m == LEGACY:
                 continue
-            lines.append(f"| {_label(m)} | " + " | ".join(_pct(_lift(report, slice_name, b, m)) for b in buckets) + " |")
+            lines.append(f"| {_label(m)} | " + " | ".join(percent_text(lift_cell(report, slice_name, b, m)) for b in buckets) + " |")
         for m in models:
             lines.append(f"| {m}: share of the oracle's lift | " + " | ".join(
-                _pct(report["models"][m][slice_name][b].get("oracle_share")) for b in buckets) + " |")
+                percent_text(report["models"][m][slice_name][b].get("oracle_share")) for b in buckets) + " |")
     pairs = _focus_pairs(report)
     if pairs:
         cells = [(s, b) for s in ONLINE_SLICES for b in report["models"][models[0]].get(s, {})
@@ -293,7 +293,7 @@ def _online(report: dict) -> list:
                   "| a / b - 1 | " + " | ".join(b if s == "all" else f"{s}: {b}" for s, b in cells) + " |",
                   "| --- |" + " --- |" * len(cells)]
         for a, b in pairs:
-            lines.append(f"| {a} / {b} | " + " | ".join(_pct(_lift(report, s, k, a, b), 2) for s, k in cells) + " |")
+            lines.append(f"| {a} / {b} | " + " | ".join(percent_text(lift_cell(report, s, k, a, b), 2) for s, k in cells) + " |")
     if "online_lift_by_activity" in report.get("plots", {}):
         lines += ["", f"![expected-click lift by activity]({report['plots']['online_lift_by_activity']})"]
     return lines
@@ -345,7 +345,7 @@ def _slice_section(report: dict, slice_name: str, title: str) -> list:
         lines += ["", f"Δ{METRIC_TITLES[metric]} (a - b) per bucket:", "", "| a - b | " + " | ".join(buckets) + " |",
                   "| --- |" + " --- |" * len(buckets)]
         for a, b in rows:
-            lines.append(f"| {a} - {b} | " + " | ".join(_diff(_oriented(report, slice_name, k, a, b, metric)) for k in buckets) + " |")
+            lines.append(f"| {a} - {b} | " + " | ".join(difference_text(oriented(report, slice_name, k, a, b, metric)) for k in buckets) + " |")
     lines += ["", f"![AUC {title.lower()}]({report['plots']['auc_by_' + slice_name]})"]
     return lines
 
