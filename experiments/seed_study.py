@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 import dropdown_rank  # noqa: F401  (sets the Keras/oneDNN environment before tensorflow loads)
-from dropdown_rank._io import write_json
+from dropdown_rank._io import read_json, write_json
 from dropdown_rank.build import BuildConfig, build
 from dropdown_rank.evaluate.report import evaluate
 from dropdown_rank.logs.synth import write_world
@@ -88,6 +88,13 @@ def main(argv=None) -> None:
         models = [CATALOG[name] for name in args.models]
 
     out = Path(args.out)
+    # A resumed study keeps its build (its runs are bound to its fingerprint), so it must be the same world.
+    world = {"logs": str(Path(args.logs).resolve()) if args.logs else None, "scale": None if args.logs else args.scale,
+             "seed": None if args.logs else args.seed}
+    marker = out / "study_world.json"
+    if marker.exists() and read_json(marker) != world:
+        parser.error(f"{out} holds a study of another world ({read_json(marker)}); use another --out")
+    write_json(marker, world)
     timings = {}
     started = time.perf_counter()
     logs = Path(args.logs) if args.logs else out / "logs"
@@ -96,7 +103,7 @@ def main(argv=None) -> None:
         write_world(logs, scale=args.scale, seed=args.seed)
         timings["synth"] = time.perf_counter() - clock
     clock = time.perf_counter()
-    if not (out / "work" / "build.json").exists():  # a resumed study keeps its build (its runs are bound to its fingerprint)
+    if not (out / "work" / "build.json").exists():
         build(logs, out / "work", BuildConfig())
     timings["build"] = time.perf_counter() - clock
 

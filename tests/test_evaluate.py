@@ -463,6 +463,9 @@ def test_report_on_a_tiny_world(tiny_work, tiny_runs, tmp_path, capsys):
     assert list(report["models"]["base_20"]["activity"]) == bucket_labels(report["slices"]["activity_edges"])
     fixed_users = [samples.loc[np.searchsorted([5, 20, 50], samples["activity"], side="right") == i, "user_id"].nunique() for i in range(4)]
     assert (report["slices"]["activity_edges_from"] == "fixed") == (min(fixed_users) >= 30)
+    if min(fixed_users) < 30:
+        first = samples.drop_duplicates("request_id")["activity"]
+        assert report["slices"]["activity_edges"] == sorted({max(1, int(e)) for e in np.quantile(first, [0.25, 0.5, 0.75], method="higher")})
     assert [b.split()[0] for b in report["models"]["base_20"]["pv"]] == ["tail", "torso", "head"]
     storage = report["storage"]["models"]
     assert storage["attention_20"]["parts"]["neighbor_tables"] > 0 and "neighbor_tables" not in storage["base_20"]["parts"]

@@ -19,6 +19,8 @@ def test_position_factor_is_read_off_a_separable_truth_and_refused_otherwise():
         position_factor(broken, relevance, position)
     with pytest.raises(ValueError, match=r"position\(s\) \[3\]"):
         position_factor(relevance[position != 3], relevance[position != 3], np.where(position == 4, 4, position)[position != 3])
+    with pytest.raises(ValueError, match="p_relevance 0 and p_click above 0"):
+        position_factor(np.r_[(1.0 + position) ** -0.6 * relevance, 0.1], np.r_[relevance, 0.0], np.r_[position, 0])
     with pytest.raises(ValueError, match="increases"):
         position_factor((1.0 + position) * relevance, relevance, position)
 
@@ -77,7 +79,24 @@ def test_bootstrap_scores_orders_lifts_and_oracle_shares():
     assert lift["value"] == pytest.approx(model_value / legacy.mean() - 1) and lift["low"] > 0 and lift["significant"]
     # A slice that cuts requests apart has no per-request value.
     assert "expected_clicks" not in models["model"]["per_impression"]["first"]
-    assert "auc" in models["model"]["per_impression"]["first"] or models["model"]["per_impression"]["first"]["clicks"] == 0
+
+
+def test_the_simulated_ab_needs_users_with_requests_not_users_with_clicks():
+    rng = np.random.default_rng(3)
+    users, requests, position, relevance, factor, labels = online_world(rng)
+    no_click = np.bincount(requests, weights=labels)[requests] == 0
+    assert len(np.unique(users[no_click])) >= 30
+    scorers = {"model": Scorer("model", relevance + rng.normal(0, 0.1, len(users)), probability=False),
+               "legacy": Scorer("legacy", -position.astype(float), probability=False)}
+    result = bootstrap_report(labels, users, scorers, {"clicked": {"no": no_click, "yes": ~no_click}}, replicates=100, requests=requests,
+                              pairs=[("model", "legacy")], online=ClickModel(relevance, factor), positions=position)
+    cell = result["models"]["model"]["clicked"]["no"]
+    assert cell["too_few"] and "auc" not in cell  # no click: no AUC, no interval for click metrics
+    assert "low" in cell["expected_clicks"] and "low" in cell["ctr@1"]
+    # Restricted to other slices, the bucket has no per-request value at all.
+    result = bootstrap_report(labels, users, scorers, {"clicked": {"no": no_click, "yes": ~no_click}}, replicates=10, requests=requests,
+                              online=ClickModel(relevance, factor), positions=position, online_slices=("all",))
+    assert "expected_clicks" not in result["models"]["model"]["clicked"]["no"]
 
 
 def test_request_kind_uses_the_clicked_candidates_count():

@@ -24,7 +24,8 @@ replicates. The report also gives each group's per-seed values (min, max, sd).
    variance is not measured.
 
 **Minimums.** A slice needs at least 30 users with a click and 30 non-clicked impressions (so also
-30 users, 30 clicks and 30 requests with a click) for intervals. The resampling unit is the user,
+30 users, 30 clicks and 30 requests with a click) for intervals. The simulated A/B metrics do not
+read clicks: for them a slice needs at least 30 users with a request (:data:`MIN_REQUEST_USERS`). The resampling unit is the user,
 and the positives carry the AUC's uncertainty: with a handful of clicking users the replicate
 distribution has a handful of distinct values (one user: every replicate is the same, an interval of
 width 0). Below the minimums a slice gets point values, ``too_few``, no interval and never a ``*``.
@@ -46,6 +47,7 @@ from dropdown_rank.evaluate.online import ONLINE_METRICS, ClickModel, request_va
 METRICS = ("auc", "gauc", "logloss", "mrr", "ndcg@10")
 MIN_CLICKING_USERS = 30
 MIN_NON_CLICKS = 30
+MIN_REQUEST_USERS = 30  # the simulated A/B metrics' minimum: users with a request in the bucket
 TOO_FEW = "too few users/clicks"
 
 
@@ -100,13 +102,14 @@ class _Bucket:
                        "clicked_requests": int(len(np.unique(requests[self.index][y == 1])))}
         self.counts["requests_without_click"] = self.counts["requests"] - self.counts["clicked_requests"]
         self.enough = self.counts["users_with_click"] >= MIN_CLICKING_USERS and len(y) - y.sum() >= MIN_NON_CLICKS
+        self.enough_online = self.counts["users"] >= MIN_REQUEST_USERS
         self.has_both = 0 < y.sum() < len(y)
         self.impressions = np.bincount(u, minlength=num_users).astype(np.float64)
         self.clicks = np.bincount(u, weights=y, minlength=num_users)
         both = (self.clicks > 0) & (self.clicks < self.impressions)
         self.gauc_impressions = np.where(both, self.impressions, 0.0)  # GAUC's denominator: users with both classes
         self.clicked_requests = np.bincount(request_user[np.unique(requests[self.index][y == 1])], minlength=num_users).astype(np.float64)
-        # Online metrics are per request: only a bucket of whole requests (activity, request kind) has them.
+        # Online metrics are per request: only a bucket of whole requests (activity, request kind) can have them.
         self.request_codes, shown = np.unique(requests[self.index], return_counts=True)
         self.whole_requests = bool((shown == request_size[self.request_codes]).all())
         self.requests = np.bincount(request_user[self.request_codes], minlength=num_users).astype(np.float64)
@@ -149,7 +152,7 @@ def _oracle_shares(results: dict, group_draws: dict, reference: str, ceiling: st
 def bootstrap_report(labels: np.ndarray, users: np.ndarray, scores: dict, slices: dict, replicates: int = 1000,
                      seed: int = 0, chunk: int = 200, requests: np.ndarray | None = None, pairs: list | None = None,
                      reference: str | None = None, online: ClickModel | None = None, positions: np.ndarray | None = None,
-                     lift: tuple | None = None) -> dict:
+                     lift: tuple | None = None, online_slices: tuple | None = None) -> dict:
     """Point values, seed spread, intervals and paired differences for every group and slice bucket.
 
     ``scores``: ``{scorer id: Scorer}`` (or ``{group: [n] probabilities}``, one seed each);
@@ -162,7 +165,8 @@ def bootstrap_report(labels: np.ndarray, users: np.ndarray, scores: dict, slices
     for ties) adds the simulated A/B metrics ``expected_clicks`` and ``ctr@1`` per request, in buckets
     of whole requests; each pair then also gets ``<metric>_lift`` (a / b - 1), and with ``lift =
     (reference, ceiling)`` every group gets ``oracle_share``: (group - reference) / (ceiling - reference)
-    of expected clicks, the share of the available lift it captures.
+    of expected clicks, the share of the available lift it captures. ``online_slices`` limits them to
+    those slices (default: every slice whose buckets hold whole requests).
     """
     started = time.perf_counter()
     labels = np.asarray(labels).astype(np.float64)
@@ -226,7 +230,7 @@ def bootstrap_report(labels: np.ndarray, users: np.ndarray, scores: dict, slices
                 column((key, s, b, "rr"), np.bincount(owner, weights=values["rr"], minlength=num_users))
                 column((key, s, b, "ndcg"), np.bincount(owner, weights=values["ndcg"], minlength=num_users))
                 point["mrr"], point["ndcg@10"] = float(values["rr"].mean()), float(values["ndcg"].mean())
-            if by_request is not None and bucket.whole_requests:
+            if by_request is not None and bucket.whole_requests and (online_slices is None or s in online_slices):
                 owner = request_user[bucket.request_codes]
                 for metric in ONLINE_METRICS:
                     value = by_request[metric][bucket.request_codes]
@@ -237,7 +241,10 @@ def bootstrap_report(labels: np.ndarray, users: np.ndarray, scores: dict, slices
     sums = np.column_stack(columns)
 
     # Replicates: one chunk of user weights at a time, shared by every scorer and slice.
-    boot = [k for k in points if buckets[k[1:]].enough]
+    def enough(bucket: _Bucket, metric: str) -> bool:
+        return bucket.enough_online if metric in ONLINE_METRICS else bucket.enough
+
+    boot = [k for k in points if buckets[k[1:]].enough or (online is not None and buckets[k[1:]].enough_online)]
     draws = {k: {m: [] for m in metrics} for k in boot}
     rng = np.random.default_rng(seed)
     for start in range(0, replicates, chunk):
@@ -249,14 +256,16 @@ def bootstrap_report(labels: np.ndarray, users: np.ndarray, scores: dict, slices
             for key in boot:
                 scorer_key, s, b = key
                 out = draws[key]
+                for metric in metrics[len(METRICS):]:
+                    out[metric].append(get((scorer_key, s, b, metric)) / get((s, b, "requests")))
+                if not buckets[(s, b)].enough:
+                    continue
                 out["auc"].append(cells[key].auc_columns(by_user, get((s, b, "clicks")) * get((s, b, "non_clicks"))))
                 out["gauc"].append(get((scorer_key, s, b, "gauc_num")) / get((s, b, "gauc_den")))
                 out["logloss"].append(get((scorer_key, s, b, "loss")) / get((s, b, "impressions")))
                 out["mrr"].append(get((scorer_key, s, b, "rr")) / get((s, b, "clicked_requests")))
                 out["ndcg@10"].append(get((scorer_key, s, b, "ndcg")) / get((s, b, "clicked_requests")))
-                for metric in metrics[len(METRICS):]:
-                    out[metric].append(get((scorer_key, s, b, metric)) / get((s, b, "requests")))
-    draws = {k: {m: np.concatenate(v) for m, v in per.items()} for k, per in draws.items()}
+    draws = {k: {m: np.concatenate(v) for m, v in per.items() if v} for k, per in draws.items()}
 
     # Groups: seed means, seed spread, intervals of the seed-averaged replicates.
     results, group_draws = {}, {}
@@ -272,7 +281,7 @@ def bootstrap_report(labels: np.ndarray, users: np.ndarray, scores: dict, slices
                     continue
                 cell = {"value": float(per_seed.mean()), "per_seed": per_seed.tolist(), "min": float(per_seed.min()),
                         "max": float(per_seed.max()), "sd": float(per_seed.std(ddof=1)) if len(per_seed) > 1 else None}
-                if bucket.enough:
+                if enough(bucket, metric):
                     mean_draws = np.mean([draws[(k, s, b)][metric] for k in present], axis=0)
                     group_draws[(group, s, b, metric)] = mean_draws
                     cell.update({k: v for k, v in interval(mean_draws, cell["value"]).items() if k != "value"})
@@ -298,13 +307,13 @@ def bootstrap_report(labels: np.ndarray, users: np.ndarray, scores: dict, slices
                 if metric not in ea or metric not in eb:
                     continue
                 point = ea[metric]["value"] - eb[metric]["value"]
-                if bucket.enough:
+                if enough(bucket, metric):
                     cell = interval(group_draws[(a, s, bucket_name, metric)] - group_draws[(b, s, bucket_name, metric)], point)
                 else:
                     cell = {"value": float(point), "too_few": TOO_FEW}
                 row[metric] = significance(cell, seed_agreement(ea[metric]["per_seed"], eb[metric]["per_seed"], same_seed))
                 if metric in ONLINE_METRICS:
-                    row[f"{metric}_lift"] = _relative(ea[metric], eb[metric], row[metric], bucket.enough, group_draws,
+                    row[f"{metric}_lift"] = _relative(ea[metric], eb[metric], row[metric], enough(bucket, metric), group_draws,
                                                       (a, s, bucket_name, metric), (b, s, bucket_name, metric))
             differences.append(row)
     if online is not None and lift is not None:

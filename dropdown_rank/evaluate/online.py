@@ -45,6 +45,8 @@ def position_factor(p_click: np.ndarray, p_relevance: np.ndarray, position: np.n
     p_click, p_relevance = np.asarray(p_click, np.float64), np.asarray(p_relevance, np.float64)
     position = np.asarray(position, np.int64)
     usable = p_relevance > 0
+    if (p_click[~usable] != 0).any():
+        raise ValueError("the truth has impressions with p_relevance 0 and p_click above 0: not p_relevance times a position factor")
     ratio = p_click[usable] / p_relevance[usable]
     at = position[usable]
     size = int(position.max()) + 1

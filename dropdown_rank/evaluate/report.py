@@ -32,7 +32,8 @@ from dropdown_rank.build import Work
 from dropdown_rank.dataset import make_dataset
 from dropdown_rank.evaluate import plots
 from dropdown_rank.evaluate.bootstrap import Scorer, bootstrap_report
-from dropdown_rank.evaluate.markdown import CONSTANT, FROZEN, LEGACY, ORACLE, PERSONAL, RANDOM, RELEVANCE, SPLIT_LABEL, render
+from dropdown_rank.evaluate.markdown import (CONSTANT, FROZEN, LEGACY, ONLINE_SLICES, ORACLE, PERSONAL, RANDOM, RELEVANCE, SPLIT_LABEL,
+                                             render)
 from dropdown_rank.evaluate.online import ClickModel, position_factor
 from dropdown_rank.evaluate.oov import oov_flags, oov_shares, read_run_vocabulary, read_split_samples
 from dropdown_rank.evaluate.slices import SliceConfig, candidate_degree, make_slices
@@ -54,10 +55,10 @@ BASELINES = {
     CONSTANT: "the training split's click rate for every impression (baseline for logloss; AUC 0.5 by construction)",
     ORACLE: "true click probability p_click, position effect included (ceiling)",
     RELEVANCE: "true click probability without the position factor, p_relevance (ceiling for a position-free ranker)",
-    RANDOM: "uniform random scores, seeded by the report's --seed (the floor of the simulated A/B test)",
+    RANDOM: "uniform random scores, seeded by the report's --seed (what an order that knows nothing earns in the simulated A/B test)",
 }
-NO_TRUTH = ("the log has no ground truth (no truth.parquet: only synthetic worlds have one), so the expected clicks of "
-            "another order cannot be computed; only logged-click metrics are reported")
+NO_TRUTH = ("the log has no ground truth (no truth.parquet with p_relevance: only synthetic worlds have one), so the expected "
+            "clicks of another order cannot be computed; only logged-click metrics are reported")
 
 
 def check_split(split: str) -> str:
@@ -269,7 +270,7 @@ def evaluate(work_dir, run_dirs, out_dir, slice_config: SliceConfig = SliceConfi
              f"(seeds per model: {', '.join(f'{m} {len(s)}' for m, s in seeds.items())}), {replicates} bootstrap replicates over users")
     result = bootstrap_report(frame["label"].to_numpy(), users, scorers, slices, replicates=replicates, seed=seed,
                               requests=requests, pairs=_pairs(models, scorers), online=click_model,
-                              positions=frame["position"].to_numpy(), lift=(LEGACY, RELEVANCE))
+                              positions=frame["position"].to_numpy(), lift=(LEGACY, RELEVANCE), online_slices=ONLINE_SLICES)
     oov = _oov(runs, samples, slices)
 
     storage_report = {}

@@ -16,8 +16,8 @@ Defaults (shown in every report):
 * request kind: ``repeat`` (a clicked candidate is a query the user issued before the request, in
   the ``--personal-days`` window of ``user_candidate_count``), ``new intent`` (the request has a
   click and none of its clicked candidates was issued by the user before), ``no click`` (nothing
-  to classify; these requests still count in the simulated A/B test, whose clicks come from the
-  truth);
+  to classify). The kind is read off the logged clicks, which the legacy order produced, so the
+  simulated A/B test does not slice by it;
 * candidate novelty, per impression: ``new to the user`` (``user_candidate_count`` 0) or
   ``issued before``.
 
