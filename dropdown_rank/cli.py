@@ -266,7 +266,10 @@ def _online_summary(report: dict, name: str) -> str:
 
 
 def cmd_demo(args) -> None:
-    """synth → build → train base_20 and hgcn_20 → evaluate → export hgcn_20 and score a request."""
+    """synth → build → train base_20 and hgcn_20+rel → evaluate → export hgcn_20+rel and score a request.
+
+    The GNN is the one with candidate-history relations: the lever that made the graph pay on this
+    world (experiments/README.md)."""
     from dropdown_rank.evaluate.markdown import RELEVANCE, WHY_ONLINE_DIFFERS
     from dropdown_rank.evaluate.report import evaluate
     from dropdown_rank.export import export
@@ -285,19 +288,20 @@ def cmd_demo(args) -> None:
     stage("synth", write_world, out / "logs", scale=args.scale, seed=args.seed)
     stage("build", _build, out / "logs", out / "work", args)
     for kind in ("base", "hgcn"):
-        config = _model_config(args, kind=kind, seq_len=20)
+        config = _model_config(args, kind=kind, seq_len=20, relations=kind == "hgcn")
         aucs[config.name] = stage(f"train {config.name}", train_or_reuse, out / "work", out / "runs" / config.name, config,
                                   _train_config(args))["test_auc"]
     report = stage("evaluate", evaluate, out / "work", [out / "runs" / name for name in aucs], out / "report", seed=args.seed)
-    stage("export hgcn_20", export, out / "runs" / "hgcn_20", out / "export" / "hgcn_20")
-    scored = stage("score via SavedModel", score_example, out / "export" / "hgcn_20")
+    gnn = config.name  # the last model trained: the GNN
+    stage(f"export {gnn}", export, out / "runs" / gnn, out / "export" / gnn)
+    scored = stage("score via SavedModel", score_example, out / "export" / gnn)
     print("\ndemo results (exact test AUC on logged clicks; simulated A/B: expected clicks per request against the legacy order, "
           "with the user-bootstrap 95% interval):")
     for name, value in aucs.items():
         print(f"  {name}: AUC {value:.4f}; {_online_summary(report, name)}")
     print(f"  {_online_summary(report, RELEVANCE)} (relevance oracle: the best order)")
     print("  " + WHY_ONLINE_DIFFERS)
-    print(f"one dropdown request scored by the loaded SavedModel ({out / 'export' / 'hgcn_20'}):")
+    print(f"one dropdown request scored by the loaded SavedModel ({out / 'export' / gnn}):")
     for candidate, score in scored:
         print(f"  {score:.4f}  {candidate}")
     print("demo outputs:")
@@ -305,7 +309,7 @@ def cmd_demo(args) -> None:
     print(f"  work (graph, samples, stats.json): {out / 'work'}")
     print(f"  runs: {out / 'runs'}")
     print(f"  report: {out / 'report' / 'report.md'}")
-    print(f"  SavedModel: {out / 'export' / 'hgcn_20'} (model_card.json, serving_example.json)")
+    print(f"  SavedModel: {out / 'export' / gnn} (model_card.json, serving_example.json)")
     print("demo stage times: " + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()))
 
 

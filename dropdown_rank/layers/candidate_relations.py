@@ -30,7 +30,8 @@ class CandidateRelations(tf.keras.layers.Layer):
     - ``candidate_rows``: int ``[B]`` and ``history_rows``: int ``[B, L]``, each node's row in the
       tables for the request's snapshot (``GraphContext.keys``);
     - ``neighbor_ids`` int ``[rows, K]``, ``edge_weight`` float ``[rows, K]``, ``edge_buckets`` int
-      ``[rows, K, 2]`` (log2 age bucket, ``age_buckets`` + log2 count bucket): ``GraphContext``'s tables.
+      ``[rows, K, 2]`` (log2 age bucket, ``age_buckets`` + log2 count bucket): ``GraphContext``'s tables
+      (an id-and-time-only context holds weight 1 on every edge, so its weight features repeat the indicators).
 
     **Output**: float32 ``[B, 8]``: whether any of the last L queries is related; ``log1p`` of how
     many are; the largest edge weight; ``log1p`` hours since the latest related query (0 if none);
