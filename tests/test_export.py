@@ -2,6 +2,7 @@
 output directory that is never half-written and never an unrelated directory."""
 import json
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -330,14 +331,21 @@ ex.export(run, out, progress=lambda *a: None)
 
 @pytest.mark.slow
 def test_a_killed_export_leaves_the_previous_export_intact(tiny_runs, tmp_path):
-    out = tmp_path / "export"
-    assert main(["export", "--run", str(tiny_runs["base_20"]), "--out", str(out)]) == 0
-    good = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
-    for point in ("after_saved_model", "before_swap", "between_renames"):
-        process = subprocess.Popen([sys.executable, "-c", KILLED_EXPORT, str(tiny_runs["attention_20"]), str(out), point],
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        process.communicate(timeout=300)
-        assert process.returncode == -signal.SIGKILL, point
+    first = tmp_path / "first"
+    assert main(["export", "--run", str(tiny_runs["base_20"]), "--out", str(first)]) == 0
+    good = {p.relative_to(first): p.read_bytes() for p in first.rglob("*") if p.is_file()}
+    # One earlier export per kill point, each killed in its own process, side by side (each start loads TensorFlow).
+    points = ("after_saved_model", "before_swap", "between_renames")
+    outs = {point: tmp_path / point / "export" for point in points}
+    processes = {}
+    for point in points:
+        shutil.copytree(first, outs[point])
+        processes[point] = subprocess.Popen([sys.executable, "-c", KILLED_EXPORT, str(tiny_runs["attention_20"]), str(outs[point]), point],
+                                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    for point in points:
+        out = outs[point]
+        processes[point].communicate(timeout=300)
+        assert processes[point].returncode == -signal.SIGKILL, point
         if point == "between_renames":
             assert not out.exists()  # the only window of the non-atomic swap: DIR is absent, never half-written
             assert any(name.endswith(".old") for name in siblings(out))
@@ -347,7 +355,6 @@ def test_a_killed_export_leaves_the_previous_export_intact(tiny_runs, tmp_path):
         # The next export cleans up (restoring the previous export first if the kill came between the renames).
         assert main(["export", "--run", str(tiny_runs["base_20"]), "--out", str(out)]) == 0
         assert siblings(out) == [] and card_of(out)["model"] == "base_20"
-        good = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
 
 
 @pytest.mark.slow
