@@ -171,6 +171,11 @@ def _add_model_args(parser: argparse.ArgumentParser, choose_model: bool = True) 
     g.add_argument("--relations", action="store_true",
                    help="GNN models: add how the candidate is related to the last L queries in the request's q2q snapshot "
                         "(edge either way, weight, age, count, recency) to the request features (the +rel variants)")
+    g.add_argument("--two-hops", action="store_true",
+                   help="with --relations: also the last L queries that share a q2q neighbor with the candidate (+2hop)")
+    g.add_argument("--session-context", action="store_true",
+                   help="GNN models: pool the graph context of the current session's behaviors (gaps of at most 30 "
+                        "minutes back from the request) as a context of its own (+ses)")
     g.add_argument("--position-bias", action="store_true",
                    help="train with a PAL position-bias tower; serving scores ignore position")
     g.add_argument("--no-lagged-vocab", action="store_true",
@@ -195,7 +200,8 @@ def _model_config(args, **override):
     from dropdown_rank.model import ModelConfig
 
     values = dict(id_time_only=args.id_time_only, graph_impl=args.graph_impl, dim=args.dim, heads=args.heads,
-                  position_bias=args.position_bias, lagged_vocab=not args.no_lagged_vocab, relations=args.relations)
+                  position_bias=args.position_bias, lagged_vocab=not args.no_lagged_vocab, relations=args.relations,
+                  two_hops=args.two_hops, session=args.session_context)
     if args.features is not None:
         if "none" in args.features and len(args.features) > 1:
             raise ValueError("--features: 'none' cannot be combined with feature groups")

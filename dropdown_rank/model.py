@@ -19,7 +19,13 @@ All three share one body:
   (``features``: which groups; none gives the sequence-only ranker).
 * With ``relations`` (GNN models; the ``+rel`` variants), :class:`~dropdown_rank.layers.CandidateRelations`
   adds how the candidate is related to each of the last L queries in the request's q2q snapshot
-  (edge found either way, its weight, age and count, pooled with recency) to the request features.
+  (edge found either way, its weight, age and count, pooled with recency) to the request features;
+  ``two_hops`` (``+2hop``) adds the history queries that share a neighbor with the candidate.
+* With ``session`` (GNN models; ``+ses``), the **current session** is a context of its own: the
+  history behaviors chained to the request by gaps of at most the graph's session gap (30 minutes,
+  both kinds together) are mean-pooled from their graph-context vectors, per kind, and the MLP
+  reads the two session vectors, their products with the candidate and ``log1p`` of the session's
+  length.
 * An MLP over ``[candidate, pooled queries, pooled items, user, candidate * pooled queries,
   candidate * pooled items, request features]`` plus a linear term of the request features gives
   the logit: count-like evidence (a user's repeat of the candidate) also has a direct path to it.
@@ -42,7 +48,7 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
 from dropdown_rank.features import BY_NAME, COUNTER_FIELDS, HISTORY_FIELDS, MODEL_INPUTS
-from dropdown_rank.graph import DailyTables, NeighborTable
+from dropdown_rank.graph import DailyTables, GraphConfig, NeighborTable
 from dropdown_rank.layers import CandidateRelations, GraphContext, PositionBias, RequestFeatures, TargetAttention, TimeGapEmbedding
 from dropdown_rank.layers.graph_context import AGE_BUCKETS, COUNT_BUCKETS, load_untracked
 from dropdown_rank.layers.request_features import FEATURE_GROUPS
@@ -50,6 +56,7 @@ from dropdown_rank.layers.request_features import FEATURE_GROUPS
 KINDS = ("base", "hgcn", "attention")
 GNN_KINDS = ("hgcn", "attention")
 RELATION_OF = {"query": ("q2q", "queries"), "item": ("i2i", "items")}
+SESSION_GAP_SECONDS = GraphConfig.session_gap_minutes * 60.0  # the session the graph counts co-occurrence in
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,6 +78,8 @@ class ModelConfig:
     lagged_vocab: bool = True
     features: tuple = FEATURE_GROUPS
     relations: bool = False
+    two_hops: bool = False
+    session: bool = False
 
     def __post_init__(self):
         unknown = set(self.features) - set(FEATURE_GROUPS)
@@ -82,6 +91,10 @@ class ModelConfig:
             raise ValueError("--id-time-only applies to GNN models (hgcn, attention), not base")
         if self.relations and self.kind == "base":
             raise ValueError("--relations reads the q2q neighbor tables: it applies to GNN models (hgcn, attention), not base")
+        if self.two_hops and not self.relations:
+            raise ValueError("--two-hops extends --relations: give both")
+        if self.session and self.kind == "base":
+            raise ValueError("--session-context pools graph-context vectors: it applies to GNN models (hgcn, attention), not base")
         if self.graph_impl not in ("fused", "spektral"):
             raise ValueError(f"graph_impl must be 'fused' or 'spektral', not {self.graph_impl!r}")
 
@@ -92,13 +105,14 @@ class ModelConfig:
     @property
     def name(self) -> str:
         """``base_20``, ``hgcn_20``, ``attention*_20`` (``*``: neighbors carry only id and time), ``base_20+pal``
-        (trained with the position-bias tower), ``hgcn_20+rel`` (with candidate-history relations),
+        (trained with the position-bias tower), ``hgcn_20+rel`` (with candidate-history relations; ``+rel+2hop``
+        with two-hop ones), ``hgcn_20+ses`` (with the session context),
         ``base_20-nolag`` (without the lagged vocabulary),
         ``base_20-nofeat`` (no request features), ``base_20-noctr`` (without one feature group)."""
         missing = [g for g in FEATURE_GROUPS if g not in self.features]
         features = "-nofeat" if len(missing) == len(FEATURE_GROUPS) else "".join(f"-no{g}" for g in missing)
         return (f"{self.kind}{'*' if self.id_time_only else ''}_{self.seq_len}{'+rel' if self.relations else ''}"
-                f"{'+pal' if self.position_bias else ''}"
+                f"{'+2hop' if self.two_hops else ''}{'+ses' if self.session else ''}{'+pal' if self.position_bias else ''}"
                 f"{'' if self.lagged_vocab else '-nolag'}{features}")
 
     def to_dict(self) -> dict:
@@ -278,7 +292,8 @@ class DropdownRanker(tf.keras.Model):
         self.item_context = self.contexts.get("item")
         self.context_tables = {}
         self.request_features = RequestFeatures(config.features, config.seq_len, name="request_features")
-        self.relations = CandidateRelations(AGE_BUCKETS, COUNT_BUCKETS, name="candidate_relations") if config.relations else None
+        self.relations = CandidateRelations(AGE_BUCKETS, COUNT_BUCKETS, two_hops=config.two_hops,
+                                            name="candidate_relations") if config.relations else None
         self.wide = tf.keras.layers.Dense(1, use_bias=False, name="wide") if config.features or config.relations else None
         self.mlp = tf.keras.Sequential([tf.keras.layers.Dense(u, activation="relu") for u in config.mlp_units], name="mlp")
         self.logit = tf.keras.layers.Dense(1, name="logit")
@@ -365,7 +380,33 @@ class DropdownRanker(tf.keras.Model):
         query_keys = history_queries + self.query_time(features["query_history_ts"][:, :length], request_ts, query_mask)
         item_keys = history_items + self.item_time(features["item_history_ts"][:, :length], request_ts, item_mask)
         return {"candidate": candidate, "query_keys": query_keys, "query_mask": query_mask, "item_keys": item_keys,
-                "item_mask": item_mask, "user": self.user_embedding(ids["user"]), "query_ids": ids["query"]}
+                "item_mask": item_mask, "user": self.user_embedding(ids["user"]), "query_ids": ids["query"],
+                "history_queries": history_queries, "history_items": history_items}
+
+    def session_context(self, features, parts):
+        """The current session's pooled query and item context vectors, their products with the candidate and
+        ``log1p`` of its length: ``[B, 4 * dim + 1]``.
+
+        The session is the behaviors chained back from the request by gaps of at most
+        :data:`SESSION_GAP_SECONDS`, over both histories together, as the graph build splits sessions."""
+        length, request_ts = self.config.seq_len, tf.cast(features["request_ts"], tf.int64)
+        masks = (parts["query_mask"], parts["item_mask"])
+        times = [tf.cast(features[f"{kind}_history_ts"][:, :length], tf.int64) for kind in ("query", "item")]
+        # Padding (-1; request times are checked non-negative) sorts last; the session ends at the first gap over the limit.
+        merged = tf.concat([tf.where(mask, ts, tf.constant(-1, tf.int64)) for mask, ts in zip(masks, times)], axis=1)
+        newest_first = tf.sort(merged, axis=1, direction="DESCENDING")
+        previous = tf.concat([request_ts[:, None], newest_first[:, :-1]], axis=1)
+        broken = tf.cast((previous - newest_first) > int(SESSION_GAP_SECONDS), tf.int32)
+        chained = tf.equal(tf.cumsum(broken, axis=1), 0) & (newest_first >= 0)
+        start = tf.reduce_min(tf.where(chained, newest_first, request_ts[:, None]), axis=1)
+        pieces, size = [], 0.0
+        for mask, ts, vectors in zip(masks, times, (parts["history_queries"], parts["history_items"])):
+            inside = tf.cast(mask & (ts >= start[:, None]), tf.float32)
+            count = tf.reduce_sum(inside, axis=1, keepdims=True)
+            pooled = tf.reduce_sum(vectors * inside[:, :, None], axis=1) / tf.maximum(count, 1.0)
+            pieces += [pooled, parts["candidate"] * pooled]
+            size += count
+        return tf.concat(pieces + [tf.math.log1p(size)], axis=-1)
 
     def candidate_relations(self, features, query_ids):
         """:class:`CandidateRelations` of each request ``[B, 8]``, read from the q2q tables of its snapshot."""
@@ -383,8 +424,10 @@ class DropdownRanker(tf.keras.Model):
         request = self.request_features(features)
         if self.relations is not None:
             request = tf.concat([request, self.candidate_relations(features, parts["query_ids"])], axis=-1)
-        x = tf.concat([candidate, pooled_queries, pooled_items, parts["user"], candidate * pooled_queries, candidate * pooled_items,
-                       request], axis=-1)
+        pieces = [candidate, pooled_queries, pooled_items, parts["user"], candidate * pooled_queries, candidate * pooled_items, request]
+        if self.config.session:
+            pieces.append(self.session_context(features, parts))
+        x = tf.concat(pieces, axis=-1)
         logit = self.logit(self.mlp(x, training=training))
         if self.wide is not None:
             logit += self.wide(request)

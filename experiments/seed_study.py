@@ -51,6 +51,9 @@ POSITION_BIAS_MODELS = [
 RELATION_MODELS = [  # issue 20: candidate-history relations read off the q2q snapshot, with and without PAL
     ModelConfig(kind="hgcn", seq_len=20, relations=True),
     ModelConfig(kind="hgcn", seq_len=20, relations=True, position_bias=True),
+    ModelConfig(kind="hgcn", seq_len=20, relations=True, two_hops=True),
+    ModelConfig(kind="hgcn", seq_len=20, relations=True, session=True),
+    ModelConfig(kind="hgcn", seq_len=20, id_time_only=True, relations=True),
 ]
 FEATURE_ABLATIONS = [
     ModelConfig(kind="base", seq_len=20, features=()),

@@ -57,14 +57,16 @@ def test_relations_read_the_requests_snapshot_and_ignore_padding():
 
 @pytest.fixture(scope="module")
 def relation_run(tiny_work, tmp_path_factory):
-    run = tmp_path_factory.mktemp("relations") / "hgcn_20+rel"
-    train(tiny_work, run, ModelConfig(kind="hgcn", relations=True), TrainConfig(epochs=1, batch_size=512, seed=3), verbose=0)
+    """Every option on, so that the served-scores check covers the two-hop relations and the session context too."""
+    run = tmp_path_factory.mktemp("relations") / "hgcn_20+rel+2hop+ses"
+    train(tiny_work, run, ModelConfig(kind="hgcn", relations=True, two_hops=True, session=True), TrainConfig(epochs=1, batch_size=512, seed=3),
+          verbose=0)
     return run
 
 
 def test_a_relation_model_reads_its_rows_day_and_serves_the_same_scores(tiny_work, relation_run, tmp_path):
     ranker = load_run(relation_run)
-    assert ranker.config.name == "hgcn_20+rel"
+    assert ranker.config.name == "hgcn_20+rel+2hop+ses"
     features, _ = next(iter(make_dataset(tiny_work / "samples", "train", 20, batch_size=2048, shuffle=True, seed=1)))
     ids = ranker.node_ids(features)["query"]
     work = Work.open(tiny_work)
@@ -90,3 +92,33 @@ def test_relations_need_a_graph():
     with pytest.raises(ValueError, match="--relations reads the q2q neighbor tables"):
         ModelConfig(kind="base", relations=True)
     assert ModelConfig(kind="hgcn", relations=True, position_bias=True).name == "hgcn_20+rel+pal"
+
+
+def test_two_hops_count_history_queries_that_share_a_neighbor_with_the_candidate():
+    ids, weight, buckets = [t.numpy() for t in hand_tables()]
+    ids[1, 0], weight[1, 0] = 3, 1.0  # node 1 links to 3 on day 0, as node 2 does: 1 and 2 share a neighbor
+    tables = tf.constant(ids), tf.constant(weight), tf.constant(buckets)
+    candidate, history = np.array([2, 3, 4]), np.array([[1, 0, 0], [1, 2, 0], [5, 1, 0]])
+    layer = CandidateRelations(26, 16, two_hops=True)
+    out = layer(tf.constant(candidate), tf.constant(history), tf.constant([[100, 0, 0], [100, 50, 0], [3000, 100, 0]], tf.int64),
+                tf.constant([3700] * 3, tf.int64), tf.constant(candidate), tf.constant(history), *tables).numpy()
+    assert out.shape == (3, 12)
+    # Request 0: candidate 2 and query 1 are not neighbors, but both link to 3.
+    np.testing.assert_allclose(out[0], [0] * 8 + [1, np.log1p(1), np.log1p(1), np.log1p(1)], rtol=1e-6)
+    # Request 1: both queries are direct neighbors of candidate 3, so no query counts as two hops away.
+    assert out[1, 0] == 1 and np.all(out[1, 8:] == 0)
+    # Request 2: candidate 4 has no neighbors of its own on day 0, so it shares none.
+    np.testing.assert_array_equal(out[2], np.zeros(12))
+    # Without two hops the first 8 features are the same.
+    one_hop = CandidateRelations(26, 16)(tf.constant(candidate), tf.constant(history),
+                                         tf.constant([[100, 0, 0], [100, 50, 0], [3000, 100, 0]], tf.int64),
+                                         tf.constant([3700] * 3, tf.int64), tf.constant(candidate), tf.constant(history), *tables)
+    np.testing.assert_allclose(one_hop.numpy(), out[:, :8])
+
+
+def test_two_hops_and_session_context_need_their_parts():
+    with pytest.raises(ValueError, match="--two-hops extends --relations"):
+        ModelConfig(kind="hgcn", two_hops=True)
+    with pytest.raises(ValueError, match="--session-context pools graph-context vectors"):
+        ModelConfig(kind="base", session=True)
+    assert ModelConfig(kind="hgcn", relations=True, two_hops=True, session=True).name == "hgcn_20+rel+2hop+ses"

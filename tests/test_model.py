@@ -175,3 +175,29 @@ def test_the_training_loss_is_the_cross_entropy_of_the_logits_even_far_from_zero
     expected = float(tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(negatives, model.ranker(features))))
     assert expected > 40  # a clipped probability would cap each example's loss at -log(1e-7) = 16.1
     np.testing.assert_allclose(float(tf.function(model.compute_loss)((features, negatives), training=True)), expected, rtol=1e-5)
+
+
+def test_session_context_pools_the_behaviors_chained_to_the_request(tiny):
+    _, vocabularies, tables, (features, _) = tiny
+    config = ModelConfig(kind="hgcn", relations=True, two_hops=True, session=True)
+    ranker = make_ranker(config, vocabularies, tables)
+    queries, items = vocabularies["queries"][:4], vocabularies["items"][:3]
+    request = {k: v[:1] for k, v in features.items()}
+    request.update(query_history=tf.constant([queries]), item_history=tf.constant([items]), request_ts=tf.constant([10_000], tf.int64),
+                   # gaps back from the request: q 1000, i 500, q 500, i 1500, then q 2500 (over 30 minutes: the session ends)
+                   query_history_ts=tf.constant([[9_000, 8_000, 4_000, 3_000]], tf.int64),
+                   item_history_ts=tf.constant([[8_500, 6_500, 100]], tf.int64))
+    parts = ranker.encode(request)
+    session = ranker.session_context(request, parts).numpy()[0]
+    dim = config.dim
+    assert session.shape == (4 * dim + 1,) and session[-1] == pytest.approx(np.log1p(4))
+    np.testing.assert_allclose(session[:dim], parts["history_queries"].numpy()[0, :2].mean(axis=0), rtol=1e-5)
+    np.testing.assert_allclose(session[2 * dim:3 * dim], parts["history_items"].numpy()[0, :2].mean(axis=0), rtol=1e-5)
+    np.testing.assert_allclose(session[dim:2 * dim], parts["candidate"].numpy()[0] * session[:dim], rtol=1e-5)
+    # A request more than 30 minutes after its latest behavior has an empty session.
+    late = dict(request, request_ts=tf.constant([9_000 + 1_801], tf.int64))
+    assert not np.any(ranker.session_context(late, ranker.encode(late)).numpy())
+    # Padding in the histories changes nothing (its times are garbage).
+    padded = dict(request, query_history=tf.constant([queries + ["", ""]]),
+                  query_history_ts=tf.constant([[9_000, 8_000, 4_000, 3_000, 9_999, 7]], tf.int64))
+    np.testing.assert_allclose(ranker(padded), ranker(request), atol=1e-6)

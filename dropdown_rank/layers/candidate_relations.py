@@ -2,7 +2,6 @@
 import tensorflow as tf
 
 HOUR = 3600.0
-WIDTH = 8
 
 
 @tf.keras.utils.register_keras_serializable(package="dropdown_rank")
@@ -37,11 +36,19 @@ class CandidateRelations(tf.keras.layers.Layer):
     many are; the largest edge weight; ``log1p`` hours since the latest related query (0 if none);
     whether the latest query is related and its edge weight; the freshest related edge's age
     bucket and the largest count bucket among related edges, each scaled to [0, 1] (0 if none).
+
+    With ``two_hops=True``, ``[B, 12]``: four more features for history queries that are not
+    related but share a neighbor with the candidate (``N(h) ∩ N(c)`` non-empty, read off the same
+    two rows, so a path ``h - x - c`` in either direction of the top-K tables that both keep):
+    whether any is, ``log1p`` of how many, ``log1p`` hours since the latest one (0 if none), and
+    ``log1p`` of the most neighbors one of them shares with the candidate. This reaches intents the
+    user has not expressed (GIN's argument) at the cost of a ``[B, L, K, K]`` comparison, with no
+    more gathers than one hop.
     """
 
-    def __init__(self, age_buckets: int, count_buckets: int, **kwargs):
+    def __init__(self, age_buckets: int, count_buckets: int, two_hops: bool = False, **kwargs):
         super().__init__(**kwargs)
-        self.age_buckets, self.count_buckets = age_buckets, count_buckets
+        self.age_buckets, self.count_buckets, self.two_hops = age_buckets, count_buckets, two_hops
 
     def call(self, candidate, history, history_ts, request_ts, candidate_rows, history_rows, neighbor_ids, edge_weight,
              edge_buckets):
@@ -49,7 +56,8 @@ class CandidateRelations(tf.keras.layers.Layer):
         history = tf.cast(history, tf.int32)
         valid = (history > 0) & (history != candidate[:, None]) & (candidate[:, None] > 0)  # [B, L]
         # c in N(h): [B, L, K] from each history query's row.
-        forward = tf.equal(tf.nn.embedding_lookup(neighbor_ids, history_rows), candidate[:, None, None])
+        history_neighbors = tf.nn.embedding_lookup(neighbor_ids, history_rows)
+        forward = tf.equal(history_neighbors, candidate[:, None, None])
         forward_weight = tf.nn.embedding_lookup(edge_weight, history_rows)
         forward_buckets = tf.nn.embedding_lookup(edge_buckets, history_rows)
         # h in N(c): [B, L, K] from the candidate's row.
@@ -84,7 +92,7 @@ class CandidateRelations(tf.keras.layers.Layer):
         length = tf.shape(history)[1]
         first = tf.cond(length > 0, lambda: related_f[:, 0], lambda: tf.zeros_like(recency))
         first_weight = tf.cond(length > 0, lambda: weight[:, 0], lambda: tf.zeros_like(recency))
-        return tf.stack([
+        one_hop = [
             tf.cast(any_related, tf.float32),
             tf.math.log1p(tf.reduce_sum(related_f, axis=1)),
             tf.reduce_max(tf.concat([weight * related_f, tf.zeros_like(weight[:, :1])], axis=1), axis=1),
@@ -93,7 +101,27 @@ class CandidateRelations(tf.keras.layers.Layer):
             first_weight,
             tf.where(any_related, freshest / self.age_buckets, 0.0),
             tf.reduce_max(tf.concat([count * related_f, tf.zeros_like(count[:, :1])], axis=1), axis=1) / self.count_buckets,
-        ], axis=1)
+        ]
+        if not self.two_hops:
+            return tf.stack(one_hop, axis=1)
+        return tf.stack(one_hop + self._shared_neighbors(history_neighbors, candidate_neighbors, valid & ~related, gap), axis=1)
+
+    @staticmethod
+    def _shared_neighbors(history_neighbors, candidate_neighbors, eligible, gap):
+        """The two-hop features: history queries (``eligible`` ``[B, L]``) sharing a neighbor with the candidate."""
+        shared = tf.equal(history_neighbors[:, :, :, None], candidate_neighbors[:, None, None, :]) & \
+            (history_neighbors[:, :, :, None] > 0)  # [B, L, K, K]
+        shared_count = tf.where(eligible, tf.reduce_sum(tf.cast(shared, tf.float32), axis=[2, 3]), 0.0)  # [B, L]
+        reached = shared_count > 0
+        any_reached = tf.reduce_any(reached, axis=1)
+        latest_gap = tf.reduce_min(tf.where(reached, gap, float("inf")), axis=1)
+        return [
+            tf.cast(any_reached, tf.float32),
+            tf.math.log1p(tf.reduce_sum(tf.cast(reached, tf.float32), axis=1)),
+            tf.where(any_reached, tf.math.log1p(tf.maximum(latest_gap, 0.0) / HOUR), 0.0),
+            tf.math.log1p(tf.reduce_max(tf.concat([shared_count, tf.zeros_like(shared_count[:, :1])], axis=1), axis=1)),
+        ]
 
     def get_config(self):
-        return {**super().get_config(), "age_buckets": self.age_buckets, "count_buckets": self.count_buckets}
+        return {**super().get_config(), "age_buckets": self.age_buckets, "count_buckets": self.count_buckets,
+                "two_hops": self.two_hops}
