@@ -245,9 +245,11 @@ def _flatten(record: dict, prefix: str = "") -> dict:
 
 def saved_identity(run_dir: Path) -> dict:
     """``run.json`` of a run, in today's terms: a run started before ``TrainConfig.optimizer`` existed
-    trained with plain Adam."""
+    trained with plain Adam, and a model option added since then has its default (what the run did)."""
     identity = read_json(run_dir / "run.json")
     identity.get("train", {}).setdefault("optimizer", "adam")
+    if "model" in identity:
+        identity["model"] = json.loads(json.dumps(ModelConfig.from_dict(identity["model"]).to_dict()))
     return identity
 
 

@@ -138,15 +138,22 @@ def test_every_embedding_table_gets_a_sparse_gradient(kind):
         assert isinstance(gradient, tf.IndexedSlices), f"{variable.name}: dense gradient"
 
 
-def test_runs_started_before_the_optimizer_option_read_as_adam(tmp_path):
+def test_runs_started_before_an_option_existed_read_as_its_default(tmp_path):
     import dataclasses
 
     from dropdown_rank._io import write_json
     from dropdown_rank.train import claim_run_dir
 
-    identity = {"model": {"kind": "base"}, "train": dataclasses.asdict(TrainConfig(optimizer="adam")), "work_fingerprint": "f"}
-    old = {**identity, "train": {k: v for k, v in identity["train"].items() if k != "optimizer"}}
+    from dropdown_rank.model import ModelConfig
+
+    identity = {"model": ModelConfig(kind="hgcn").to_dict(), "train": dataclasses.asdict(TrainConfig(optimizer="adam")),
+                "work_fingerprint": "f"}
+    # Saved before the optimizer option and before the model's session option: they read as what the run did.
+    old = {"model": {k: v for k, v in identity["model"].items() if k != "session"},
+           "train": {k: v for k, v in identity["train"].items() if k != "optimizer"}, "work_fingerprint": "f"}
     write_json(tmp_path / "run.json", old)
     claim_run_dir(tmp_path, identity)  # resumes: same run
     with pytest.raises(ValueError, match="differs: train.optimizer"):
         claim_run_dir(tmp_path, {**identity, "train": dataclasses.asdict(TrainConfig())})
+    with pytest.raises(ValueError, match="differs: model.session"):
+        claim_run_dir(tmp_path, {**identity, "model": ModelConfig(kind="hgcn", session=True).to_dict()})
