@@ -1,4 +1,12 @@
-"""Shared fixtures: one tiny synthetic world and its build, made once per test session."""
+"""Shared fixtures: one tiny synthetic world, its build and two trained runs, made once per test session.
+
+The suite runs in several pytest-xdist workers (setup.cfg); :func:`made_once` lets the first worker that
+needs one of these make it, and the others wait for it and read it."""
+import fcntl
+import os
+import shutil
+from pathlib import Path
+
 import dropdown_rank  # noqa: F401  (sets TF_USE_LEGACY_KERAS before any test imports tensorflow)
 import pytest
 
@@ -26,18 +34,35 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(moved)
 
 
+def made_once(tmp_path_factory, name: str, make) -> Path:
+    """``DIR/name``, made by ``make(path)`` once per test session, whichever worker asks first (the others wait).
+
+    ``DIR`` is the session's temporary directory, shared by every xdist worker. A directory is only
+    used once ``make`` returned: a worker that failed half-way leaves no ``.done`` marker, and the next
+    one starts over."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # each worker's base is a subdirectory of the session's
+    out = root / name
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (root / f"{name}.done").exists():
+            shutil.rmtree(out, ignore_errors=True)
+            out.mkdir()
+            make(out)
+            (root / f"{name}.done").touch()
+    return out
+
+
 @pytest.fixture(scope="session")
 def tiny_logs(tmp_path_factory):
-    out = tmp_path_factory.mktemp("tiny_logs")
-    write_world(out, scale="tiny", seed=7, progress=quiet)
-    return out
+    return made_once(tmp_path_factory, "tiny_logs", lambda out: write_world(out, scale="tiny", seed=7, progress=quiet))
 
 
 @pytest.fixture(scope="session")
 def tiny_work(tiny_logs, tmp_path_factory):
-    out = tmp_path_factory.mktemp("tiny_work")
-    build(tiny_logs, out, BuildConfig(split=SplitConfig(valid_days=2, test_days=2)), progress=quiet, progress_bar=False)
-    return out
+    return made_once(tmp_path_factory, "tiny_work", lambda out: build(
+        tiny_logs, out, BuildConfig(split=SplitConfig(valid_days=2, test_days=2)), progress=quiet, progress_bar=False))
 
 
 @pytest.fixture(scope="session")
@@ -46,9 +71,11 @@ def tiny_runs(tiny_work, tmp_path_factory):
     from dropdown_rank.model import ModelConfig
     from dropdown_rank.train import TrainConfig, train
 
-    root = tmp_path_factory.mktemp("tiny_runs")
-    runs = {}
-    for config in (ModelConfig(kind="base"), ModelConfig(kind="attention")):
-        runs[config.name] = root / config.name
-        train(tiny_work, runs[config.name], config, TrainConfig(epochs=2, batch_size=512, seed=3), verbose=0)
-    return runs
+    configs = (ModelConfig(kind="base"), ModelConfig(kind="attention"))
+
+    def make(root):
+        for config in configs:
+            train(tiny_work, root / config.name, config, TrainConfig(epochs=2, batch_size=512, seed=3), verbose=0)
+
+    root = made_once(tmp_path_factory, "tiny_runs", make)
+    return {config.name: root / config.name for config in configs}

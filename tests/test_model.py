@@ -134,7 +134,8 @@ def test_swapping_tables_changes_predictions_and_keeps_shapes(tiny):
                                     ModelConfig(kind="hgcn"), ModelConfig(kind="hgcn", id_time_only=True),
                                     ModelConfig(kind="attention"),
                                     pytest.param(ModelConfig(kind="attention", graph_impl="spektral"), marks=pytest.mark.onednn_off),
-                                    ModelConfig(kind="hgcn", position_bias=True), ModelConfig(kind="hgcn", relations=True)],
+                                    # every GNN option in one model: each adds inputs the ranker must still learn through
+                                    ModelConfig(kind="hgcn", position_bias=True, relations=True, two_hops=True, session=True)],
                          ids=lambda c: f"{c.name}-{c.graph_impl}-pal{int(c.position_bias)}")
 def test_each_model_trains_and_learns_to_rank(tiny, config):
     """A constant (bias-only) model cannot pass: it lowers the loss but ranks nothing (AUC 0.5)."""
@@ -144,9 +145,14 @@ def test_each_model_trains_and_learns_to_rank(tiny, config):
     model.compile(optimizer=make_optimizer(TrainConfig(learning_rate=3e-3)))
     data = make_dataset(work.samples_dir, "train", config.seq_len, batch_size=256, shuffle=True, seed=1)
 
+    @tf.function  # one trace, not an eager pass over the GNN per batch
+    def loss_and_logits(batch):
+        return model.compute_loss(batch), model.ranker(batch[0])
+
     def train_set_loss_and_auc():
-        scored = [(float(model.compute_loss(batch)), model.ranker(batch[0]).numpy(), batch[1].numpy()) for batch in data]
-        return np.mean([s[0] for s in scored]), roc_auc_score(np.concatenate([s[2] for s in scored]), np.concatenate([s[1] for s in scored]))
+        scored = [(*loss_and_logits(batch), batch[1]) for batch in data]
+        return (np.mean([float(s[0]) for s in scored]),
+                roc_auc_score(np.concatenate([s[2].numpy() for s in scored]), np.concatenate([s[1].numpy() for s in scored])))
 
     loss_before, _ = train_set_loss_and_auc()
     model.fit(data, epochs=3, verbose=0)

@@ -21,6 +21,13 @@ QUICK = TrainConfig(epochs=3, batch_size=512, patience=5, seed=11)
 
 
 @pytest.fixture(scope="module")
+def base_run(tiny_work, tmp_path_factory):
+    """base_20 trained with QUICK, uninterrupted: the reference the interrupted runs must reproduce."""
+    run = tmp_path_factory.mktemp("runs") / "base"
+    return run, train(tiny_work, run, ModelConfig(kind="base"), QUICK, verbose=0)
+
+
+@pytest.fixture(scope="module")
 def hgcn_run(tiny_work, tmp_path_factory):
     run = tmp_path_factory.mktemp("runs") / "hgcn"
     assert main(["train", "--data", str(tiny_work), "--out", str(run), "--model", "hgcn", "--epochs", "2",
@@ -75,9 +82,9 @@ class Interrupt(tf.keras.callbacks.Callback):
         raise KeyboardInterrupt("simulated interruption")
 
 
-def test_same_seed_same_auc_and_an_interrupted_run_resumes_to_the_same_result(tiny_work, tmp_path):
+def test_same_seed_same_auc_and_an_interrupted_run_resumes_to_the_same_result(tiny_work, base_run, tmp_path):
     config = ModelConfig(kind="base")
-    first = train(tiny_work, tmp_path / "a", config, QUICK, verbose=0)
+    _, first = base_run
     second = train(tiny_work, tmp_path / "b", config, QUICK, verbose=0)
     assert round(first["test_auc"], 4) == round(second["test_auc"], 4)
     assert first["val_auc_per_epoch"] == pytest.approx(second["val_auc_per_epoch"], abs=1e-6)
@@ -92,15 +99,15 @@ def test_same_seed_same_auc_and_an_interrupted_run_resumes_to_the_same_result(ti
     assert resumed["best_epoch"] == first["best_epoch"]
 
 
-def test_an_epoch_logged_but_not_backed_up_runs_again_and_is_logged_once(tiny_work, tmp_path, monkeypatch):
+def test_an_epoch_logged_but_not_backed_up_runs_again_and_is_logged_once(tiny_work, base_run, tmp_path, monkeypatch):
     """A crash after ExactValidation wrote epoch 2 to epochs.json but before BackupAndRestore saved it."""
     config = ModelConfig(kind="base")
-    reference = train(tiny_work, tmp_path / "reference", config, QUICK, verbose=0)
+    reference_run, reference = base_run
     # calibrated on the validation days, and only on them: refitting on the reloaded model's validation logits
     # (calibration reset to the identity) gives the stored fit, which a fit on any other rows would not
     calibration = reference["calibration"]
     assert calibration["scale"] > 0 and calibration["val_logloss_after"] <= calibration["val_logloss_before"] + 1e-9
-    ranker = load_run(tmp_path / "reference")
+    ranker = load_run(reference_run)
     np.testing.assert_allclose(ranker.calibration.numpy(), [calibration["scale"], calibration["bias"]], rtol=1e-6)
     ranker.calibration.assign([1.0, 0.0])
     valid = make_dataset(tiny_work / "samples", "valid", 20, 4096)
