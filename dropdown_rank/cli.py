@@ -174,8 +174,8 @@ def _add_model_args(parser: argparse.ArgumentParser, choose_model: bool = True) 
     g.add_argument("--two-hops", action="store_true",
                    help="with --relations: also the last L queries that share a q2q neighbor with the candidate (+2hop)")
     g.add_argument("--session-context", action="store_true",
-                   help="GNN models: pool the graph context of the current session's behaviors (gaps of at most 30 "
-                        "minutes back from the request) as a context of its own (+ses)")
+                   help="GNN models: pool the graph context of the current session's behaviors (chained back from the "
+                        "request by gaps of at most the default --session-gap-minutes) as a context of its own (+ses)")
     g.add_argument("--position-bias", action="store_true",
                    help="train with a PAL position-bias tower; serving scores ignore position")
     g.add_argument("--no-lagged-vocab", action="store_true",

@@ -22,8 +22,8 @@ All three share one body:
   (edge found either way, its weight, age and count, pooled with recency) to the request features;
   ``two_hops`` (``+2hop``) adds the history queries that share a neighbor with the candidate.
 * With ``session`` (GNN models; ``+ses``), the **current session** is a context of its own: the
-  history behaviors chained to the request by gaps of at most the graph's session gap (30 minutes,
-  both kinds together) are mean-pooled from their graph-context vectors, per kind, and the MLP
+  history behaviors chained to the request by gaps of at most :data:`SESSION_GAP_SECONDS` (both
+  kinds together) are mean-pooled from their graph-context vectors, per kind, and the MLP
   reads the two session vectors, their products with the candidate and ``log1p`` of the session's
   length.
 * An MLP over ``[candidate, pooled queries, pooled items, user, candidate * pooled queries,
@@ -56,7 +56,9 @@ from dropdown_rank.layers.request_features import FEATURE_GROUPS
 KINDS = ("base", "hgcn", "attention")
 GNN_KINDS = ("hgcn", "attention")
 RELATION_OF = {"query": ("q2q", "queries"), "item": ("i2i", "items")}
-SESSION_GAP_SECONDS = GraphConfig.session_gap_minutes * 60.0  # the session the graph counts co-occurrence in
+# The graph build's default session gap. The session context does not read the work directory's build settings,
+# nor cut sessions at midnight as the build does: it is the user's recent burst of activity, not the graph's session.
+SESSION_GAP_SECONDS = GraphConfig.session_gap_minutes * 60.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -388,7 +390,7 @@ class DropdownRanker(tf.keras.Model):
         ``log1p`` of its length: ``[B, 4 * dim + 1]``.
 
         The session is the behaviors chained back from the request by gaps of at most
-        :data:`SESSION_GAP_SECONDS`, over both histories together, as the graph build splits sessions."""
+        :data:`SESSION_GAP_SECONDS` (the graph build's default gap), over both histories together."""
         length, request_ts = self.config.seq_len, tf.cast(features["request_ts"], tf.int64)
         masks = (parts["query_mask"], parts["item_mask"])
         times = [tf.cast(features[f"{kind}_history_ts"][:, :length], tf.int64) for kind in ("query", "item")]
@@ -409,7 +411,8 @@ class DropdownRanker(tf.keras.Model):
         return tf.concat(pieces + [tf.math.log1p(size)], axis=-1)
 
     def candidate_relations(self, features, query_ids):
-        """:class:`CandidateRelations` of each request ``[B, 8]``, read from the q2q tables of its snapshot."""
+        """:class:`CandidateRelations` of each request ``[B, 8]`` (``[B, 12]`` with two hops), read from the q2q tables of its
+        snapshot."""
         context = self.query_context
         rows = context.keys(query_ids, self.snapshot_index(features["request_ts"]))
         return self.relations(query_ids[:, 0], query_ids[:, 1:], features["query_history_ts"][:, :self.config.seq_len],

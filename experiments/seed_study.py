@@ -9,7 +9,8 @@ seed → one evaluation report with seed-aware intervals, baselines, OOV shares 
 
 * Models: base_20, base_50, hgcn_20, attention_20, hgcn*_20, attention*_20, and the position-bias
   (PAL) variants base_20+pal and hgcn_20+pal (``--no-position-bias`` leaves those out). The
-  candidate-history relation variants hgcn_20+rel and hgcn_20+rel+pal are known too. Every
+  candidate-history relation variants hgcn_20+rel, hgcn_20+rel+pal, hgcn_20+rel+2hop, hgcn_20+rel+ses and
+  hgcn*_20+rel are known too. Every
   model reads the request features (``model.py``); the ablations base_20-nofeat and hgcn_20-nofeat
   (sequences only) are known too. ``--models NAME ...`` picks any of them.
 * Seeds: ``--seed`` fixes the world (synthesis) and nothing else: there is one world and one build.

@@ -41,8 +41,10 @@ def made_once(tmp_path_factory, name: str, make) -> Path:
     used once ``make`` returned: a worker that failed half-way leaves no ``.done`` marker, and the next
     one starts over."""
     root = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        root = root.parent  # each worker's base is a subdirectory of the session's
+    # An xdist worker's base is popen-gwN inside the session's. (A child pytest inherits PYTEST_XDIST_WORKER
+    # from its worker's environment, so the variable alone does not say this process is one.)
+    if os.environ.get("PYTEST_XDIST_WORKER") and root.name.startswith("popen-gw"):
+        root = root.parent
     out = root / name
     with open(root / f"{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)

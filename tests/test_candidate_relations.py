@@ -96,23 +96,28 @@ def test_relations_need_a_graph():
 
 def test_two_hops_count_history_queries_that_share_a_neighbor_with_the_candidate():
     ids, weight, buckets = [t.numpy() for t in hand_tables()]
-    ids[1, 0], weight[1, 0] = 3, 1.0  # node 1 links to 3 on day 0, as node 2 does: 1 and 2 share a neighbor
+    # Day 0: candidate 2 links to 3 and 4. Node 1 shares both; node 5 shares 3; node 4 is a direct neighbor that also shares 3.
+    ids[1, :2], weight[1, :2] = [3, 4], [0.5, 0.5]
+    ids[5, 0], weight[5, 0] = 3, 1.0
+    ids[4, 0], weight[4, 0] = 3, 1.0
     tables = tf.constant(ids), tf.constant(weight), tf.constant(buckets)
-    candidate, history = np.array([2, 3, 4]), np.array([[1, 0, 0], [1, 2, 0], [5, 1, 0]])
+    # History, latest first: 5 (shares 1), 1 (shares 2), 4 (related: one hop, not two), 2 (the candidate itself).
+    history, history_ts = np.array([[5, 1, 4, 2]] * 2), np.array([[100, 50, 40, 30]] * 2, np.int64)
+    candidate, snapshot = np.array([2, 2]), np.array([0, 1])
     layer = CandidateRelations(26, 16, two_hops=True)
-    out = layer(tf.constant(candidate), tf.constant(history), tf.constant([[100, 0, 0], [100, 50, 0], [3000, 100, 0]], tf.int64),
-                tf.constant([3700] * 3, tf.int64), tf.constant(candidate), tf.constant(history), *tables).numpy()
-    assert out.shape == (3, 12)
-    # Request 0: candidate 2 and query 1 are not neighbors, but both link to 3.
-    np.testing.assert_allclose(out[0], [0] * 8 + [1, np.log1p(1), np.log1p(1), np.log1p(1)], rtol=1e-6)
-    # Request 1: both queries are direct neighbors of candidate 3, so no query counts as two hops away.
+    out = layer(tf.constant(candidate), tf.constant(history), tf.constant(history_ts), tf.constant([3700] * 2, tf.int64),
+                tf.constant(snapshot * N + candidate), tf.constant(snapshot[:, None] * N + history), *tables).numpy()
+    assert out.shape == (2, 12)
+    # Day 0: two queries reached (not 3: the related one and the candidate itself never count); the latest of them is
+    # 3600 s old; the most shared neighbors is 2 (a max, not the sum 3).
+    np.testing.assert_allclose(out[0, 8:], [1, np.log1p(2), np.log1p(1), np.log1p(2)], rtol=1e-6)
+    assert out[0, 0] == 1  # query 4 is related one hop away
+    # Day 1 (the same request a day later): only 5 -> 2 exists, a one-hop relation; nothing is two hops away.
     assert out[1, 0] == 1 and np.all(out[1, 8:] == 0)
-    # Request 2: candidate 4 has no neighbors of its own on day 0, so it shares none.
-    np.testing.assert_array_equal(out[2], np.zeros(12))
     # Without two hops the first 8 features are the same.
-    one_hop = CandidateRelations(26, 16)(tf.constant(candidate), tf.constant(history),
-                                         tf.constant([[100, 0, 0], [100, 50, 0], [3000, 100, 0]], tf.int64),
-                                         tf.constant([3700] * 3, tf.int64), tf.constant(candidate), tf.constant(history), *tables)
+    one_hop = CandidateRelations(26, 16)(tf.constant(candidate), tf.constant(history), tf.constant(history_ts),
+                                         tf.constant([3700] * 2, tf.int64), tf.constant(snapshot * N + candidate),
+                                         tf.constant(snapshot[:, None] * N + history), *tables)
     np.testing.assert_allclose(one_hop.numpy(), out[:, :8])
 
 

@@ -200,10 +200,16 @@ def test_session_context_pools_the_behaviors_chained_to_the_request(tiny):
     np.testing.assert_allclose(session[:dim], parts["history_queries"].numpy()[0, :2].mean(axis=0), rtol=1e-5)
     np.testing.assert_allclose(session[2 * dim:3 * dim], parts["history_items"].numpy()[0, :2].mean(axis=0), rtol=1e-5)
     np.testing.assert_allclose(session[dim:2 * dim], parts["candidate"].numpy()[0] * session[:dim], rtol=1e-5)
-    # A request more than 30 minutes after its latest behavior has an empty session.
+    # A gap of exactly 30 minutes keeps the session; one second more ends it before it starts.
+    at_limit = dict(request, request_ts=tf.constant([9_000 + 1_800], tf.int64))
+    assert ranker.session_context(at_limit, ranker.encode(at_limit)).numpy()[0, -1] == pytest.approx(np.log1p(4))
     late = dict(request, request_ts=tf.constant([9_000 + 1_801], tf.int64))
     assert not np.any(ranker.session_context(late, ranker.encode(late)).numpy())
-    # Padding in the histories changes nothing (its times are garbage).
+    # Padding changes nothing, even with times that would bridge the gap between 6_500 and 4_000 if they counted.
     padded = dict(request, query_history=tf.constant([queries + ["", ""]]),
-                  query_history_ts=tf.constant([[9_000, 8_000, 4_000, 3_000, 9_999, 7]], tf.int64))
+                  query_history_ts=tf.constant([[9_000, 8_000, 4_000, 3_000, 5_500, 5_000]], tf.int64))
+    np.testing.assert_allclose(ranker.session_context(padded, ranker.encode(padded)), [session], rtol=1e-6)
     np.testing.assert_allclose(ranker(padded), ranker(request), atol=1e-6)
+    # The ranker reads it: its MLP takes 4 * dim + 1 more inputs than the same model without a session.
+    without = make_ranker(ModelConfig(kind="hgcn", relations=True, two_hops=True), vocabularies, tables)
+    assert ranker.mlp.layers[0].kernel.shape[0] - without.mlp.layers[0].kernel.shape[0] == 4 * dim + 1

@@ -39,7 +39,7 @@ class CandidateRelations(tf.keras.layers.Layer):
 
     With ``two_hops=True``, ``[B, 12]``: four more features for history queries that are not
     related but share a neighbor with the candidate (``N(h) ∩ N(c)`` non-empty, read off the same
-    two rows, so a path ``h - x - c`` in either direction of the top-K tables that both keep):
+    two rows: a node ``x`` that both keep among their top K):
     whether any is, ``log1p`` of how many, ``log1p`` hours since the latest one (0 if none), and
     ``log1p`` of the most neighbors one of them shares with the candidate. This reaches intents the
     user has not expressed (GIN's argument) at the cost of a ``[B, L, K, K]`` comparison, with no
