@@ -69,8 +69,11 @@ def stage_and_swap(work_dir: str | Path, write, progress=print) -> dict:
     return stats
 
 
-def fingerprint(work_dir: Path) -> str:
-    """SHA-256 of a work directory's data (samples, vocabularies, graphs): its identity for runs.
+DATA_PARTS = ("vocab", "graph", "samples")
+
+
+def fingerprint(work_dir: Path, parts: tuple = DATA_PARTS) -> str:
+    """SHA-256 of a work directory's data (samples, vocabularies, graphs; or only ``parts`` of them): its identity for runs.
 
     It hashes the decoded content (Arrow IPC streams of the Parquet tables, raw arrays of the
     ``.npz`` tables), not the file bytes: the same data written by another pyarrow (whose version
@@ -80,7 +83,7 @@ def fingerprint(work_dir: Path) -> str:
     """
     digest = hashlib.sha256()
     digest.update(f"records format {RECORDS_FORMAT_VERSION}".encode())
-    for path in sorted(p for part in ("vocab", "graph", "samples") for p in (work_dir / part).rglob("*")
+    for path in sorted(p for part in parts for p in (work_dir / part).rglob("*")
                        if p.is_file() and not p.name.endswith(RECORDS_SUFFIX)):
         digest.update(str(path.relative_to(work_dir)).encode())
         if path.suffix == ".parquet":
@@ -96,6 +99,12 @@ def fingerprint(work_dir: Path) -> str:
                     digest.update(f"{name}:{array.dtype.str}:{array.shape}".encode())
                     digest.update(array.tobytes())
     return digest.hexdigest()
+
+
+def samples_fingerprint(work_dir: Path) -> str:
+    """The identity of a work directory's rows and ids without its graph: two builds that differ only in how the
+    graph is made (``--q2q-source``, ``--neighbor-rank``, ...) share it, so their runs can share a report."""
+    return fingerprint(work_dir, ("vocab", "samples"))
 
 
 def period_counts(split: TimeSplit, ts: np.ndarray, weights: np.ndarray | None = None) -> dict:

@@ -612,3 +612,26 @@ def test_validation_report_needs_valid_predictions_and_a_known_split(tiny_work, 
     with pytest.raises(ValueError, match="split must be one of 'test', 'valid', not 'train'"):
         evaluate(tiny_work, [tiny_runs["base_20"]], tmp_path / "report", replicates=10, storage=False, split="train")
     assert not (tmp_path / "report").exists()
+
+
+def test_a_run_of_a_build_with_only_another_graph_joins_the_report_under_its_graph_settings(tiny_logs, tiny_work, tiny_runs, tmp_path):
+    """A graph lever (another --neighbors, --q2q-source, ...) is compared paired with the runs of the first build."""
+    from dropdown_rank.build import BuildConfig, GraphConfig, Work, build
+    from dropdown_rank.evaluate.report import evaluate
+    from dropdown_rank.split import SplitConfig
+
+    other = tmp_path / "other_graph"
+    build(tiny_logs, other, BuildConfig(split=SplitConfig(valid_days=2, test_days=2), graph=GraphConfig(neighbors=4)),
+          progress=lambda *a: None, progress_bar=False)
+    assert Work.open(other).fingerprint != Work.open(tiny_work).fingerprint
+    run = tmp_path / "run"  # base_20's predictions, as if trained on the other build
+    shutil.copytree(tiny_runs["base_20"], run)
+    saved = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**saved, "work": str(other), "work_fingerprint": Work.open(other).fingerprint}))
+    report = evaluate(tiny_work, [tiny_runs["base_20"], run], tmp_path / "report", replicates=20, storage=False, progress=lambda *a: None)
+    named = "base_20 [graph neighbors=4]"
+    assert report["models"][named]["all"]["all"]["auc"] == report["models"]["base_20"]["all"]["all"]["auc"]
+    # A run whose build has other samples is still refused, even when that build is on disk.
+    (run / "config.json").write_text(json.dumps({**saved, "work": str(tiny_work.parent / "nowhere"), "work_fingerprint": "x"}))
+    with pytest.raises(ValueError, match="does not hold the same samples and vocabularies"):
+        evaluate(tiny_work, [run], tmp_path / "refused", replicates=20, storage=False, progress=lambda *a: None)

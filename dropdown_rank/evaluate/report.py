@@ -28,7 +28,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from dropdown_rank._io import atomic_path, read_json, write_json
-from dropdown_rank.build import Work
+from dropdown_rank.build import Work, samples_fingerprint
 from dropdown_rank.dataset import make_dataset
 from dropdown_rank.evaluate import plots
 from dropdown_rank.evaluate.bootstrap import Scorer, bootstrap_report
@@ -81,25 +81,42 @@ def _load_runs(run_dirs, work: Work, split: str = "test") -> dict:
     ``predictions`` are the run's predictions of ``split`` (``RUN/predictions/<split>.parquet``). Every
     run must have been trained on ``work``'s data (its recorded fingerprint): a report must not name one
     work directory's periods and hold another's metrics."""
-    runs = {}
+    runs, same_samples = {}, {}
     for run_dir in map(Path, run_dirs):
         saved = read_json(run_dir / "config.json")
+        graph = None
         if saved.get("work_fingerprint") != work.fingerprint:
-            raise ValueError(f"{run_dir} was trained on another work directory ({saved.get('work', '?')}, data fingerprint "
-                             f"{str(saved.get('work_fingerprint'))[:12]}) than {work.path} (fingerprint {work.fingerprint[:12]}); "
-                             "evaluate it with the work directory it was trained on")
+            graph = _other_graph(run_dir, saved, work, same_samples)
         if not (run_dir / "predictions" / f"{split}.parquet").exists():
             why = ("trained by an older dropdown_rank, before runs wrote their validation-day predictions, or unfinished"
                    if split == "valid" else "an unfinished run")
             raise FileNotFoundError(f"{run_dir}: no predictions/{split}.parquet ({why}), so it cannot be evaluated on the "
                                     f"{SPLIT_LABEL[split]} days; retrain it with `dropdown-rank train`")
         config = ModelConfig.from_dict(saved["model"])
+        name = config.name if graph is None else f"{config.name} [graph {graph}]"
         seed = saved.get("train", {}).get("seed")
-        key = f"{config.name} [seed {seed}]"
+        key = f"{name} [seed {seed}]"
         if key in runs:
-            key = f"{config.name} [seed {seed}, {run_dir}]"
-        runs[key] = {"dir": run_dir, "config": config, "name": config.name, "seed": seed, "predictions": read_predictions(run_dir, split)}
+            key = f"{name} [seed {seed}, {run_dir}]"
+        runs[key] = {"dir": run_dir, "config": config, "name": name, "seed": seed, "predictions": read_predictions(run_dir, split)}
     return runs
+
+
+def _other_graph(run_dir: Path, saved: dict, work: Work, same_samples: dict) -> str:
+    """For a run trained on another build that has ``work``'s samples and vocabularies and another graph (a graph
+    lever, compared paired in one report): the graph settings that differ, as ``key=value,...``. Any other run
+    of another work directory is refused: a report must not name one work directory's periods and hold another's metrics."""
+    own = Path(saved.get("work", ""))
+    if saved.get("work") and (own / "build.json").exists() and Work.open(own).fingerprint == saved.get("work_fingerprint"):
+        if work.path not in same_samples:
+            same_samples[work.path] = samples_fingerprint(work.path)
+        if samples_fingerprint(own) == same_samples[work.path]:
+            theirs, ours = Work.open(own).config["graph"], work.config["graph"]
+            return ",".join(f"{k}={v}" for k, v in theirs.items() if ours.get(k) != v) or "rebuilt"
+    raise ValueError(f"{run_dir} was trained on another work directory ({saved.get('work', '?')}, data fingerprint "
+                     f"{str(saved.get('work_fingerprint'))[:12]}) than {work.path} (fingerprint {work.fingerprint[:12]}), and "
+                     "that directory does not hold the same samples and vocabularies with another graph; evaluate it with the "
+                     "work directory it was trained on")
 
 
 def _same_impressions(frame: pd.DataFrame, other: pd.DataFrame, what: str, split: str = "test") -> None:
