@@ -27,7 +27,7 @@ setup(
         "tqdm>=4.60",
     ],
     extras_require={
-        # pytest-xdist: `pytest -n 2` for a faster local run; `make test` runs serially (setup.cfg says why).
+        # pytest-xdist: the suite runs on every core (setup.cfg); most of its time is in child processes.
         "test": ["pytest>=8", "pytest-xdist>=3.2", "apache-beam==2.77.0"],  # tests/test_build_beam.py runs the Beam build
         # `dropdown-rank build --engine beam`. 2.77.0 resolves with tensorflow 2.21: it needs protobuf<7, pyarrow<26
         # and pillow<13, so installing it moves protobuf 7 -> 6.33, pyarrow 26 -> 25 and pillow 13 -> 12.3.
