@@ -631,7 +631,10 @@ def test_a_run_of_a_build_with_only_another_graph_joins_the_report_under_its_gra
     report = evaluate(tiny_work, [tiny_runs["base_20"], run], tmp_path / "report", replicates=20, storage=False, progress=lambda *a: None)
     named = "base_20 [graph neighbors=4]"
     assert report["models"][named]["all"]["all"]["auc"] == report["models"]["base_20"]["all"]["all"]["auc"]
-    # A run whose build has other samples is still refused, even when that build is on disk.
+    # Its neighbors are not this work's: no slice or storage figure of this work's graph describes it.
+    assert report["other_graph_builds"] == {named: str(run)} and "degree" not in report["models"][named]
+    assert "Read another build's graph" in (tmp_path / "report" / "report.md").read_text()
+    # A run whose build is gone is refused (one whose build has other samples: test_runs_trained_on_another_work_directory_are_refused).
     (run / "config.json").write_text(json.dumps({**saved, "work": str(tiny_work.parent / "nowhere"), "work_fingerprint": "x"}))
     with pytest.raises(ValueError, match="does not hold the same samples and vocabularies"):
         evaluate(tiny_work, [run], tmp_path / "refused", replicates=20, storage=False, progress=lambda *a: None)

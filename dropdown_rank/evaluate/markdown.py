@@ -118,6 +118,10 @@ def _header(report: dict) -> list:
         f"{overall['requests']:,} requests ({overall['clicked_requests']:,} with a click; the "
         f"{overall['requests_without_click']:,} without one are excluded from MRR and NDCG@10).",
         *_calibration_line(report),
+        *([f"- Read another build's graph (the same samples and vocabularies; `[graph ...]` names the settings that differ): "
+           + ", ".join(f"{m} (`{d}`)" for m, d in report["other_graph_builds"].items())
+           + ". The degree slice and the storage section are left out: both would describe this work's graph."]
+          if report.get("other_graph_builds") else []),
         "- Training seeds: " + "; ".join(f"{m} (seed{'s' if len(seeds[m]) > 1 else ''} {', '.join(str(s) for s in seeds[m])})"
                                          for m in models) + ". "
         + ("**One seed per model**: training-seed variance is not measured, and condition 3 below is the sign of the single "

@@ -79,8 +79,9 @@ def _load_runs(run_dirs, work: Work, split: str = "test") -> dict:
     """``{run key: {dir, config, name, seed, predictions}}``; runs with the same model name are seeds of one model.
 
     ``predictions`` are the run's predictions of ``split`` (``RUN/predictions/<split>.parquet``). Every
-    run must have been trained on ``work``'s data (its recorded fingerprint): a report must not name one
-    work directory's periods and hold another's metrics."""
+    run must have been trained on ``work``'s data (its recorded fingerprint), or on a build with the same
+    samples and vocabularies and another graph (:func:`_other_graph`; ``graph`` names what differs): a
+    report must not name one work directory's periods and hold another's metrics."""
     runs, same_samples = {}, {}
     for run_dir in map(Path, run_dirs):
         saved = read_json(run_dir / "config.json")
@@ -98,7 +99,8 @@ def _load_runs(run_dirs, work: Work, split: str = "test") -> dict:
         key = f"{name} [seed {seed}]"
         if key in runs:
             key = f"{name} [seed {seed}, {run_dir}]"
-        runs[key] = {"dir": run_dir, "config": config, "name": name, "seed": seed, "predictions": read_predictions(run_dir, split)}
+        runs[key] = {"dir": run_dir, "config": config, "name": name, "seed": seed, "graph": graph,
+                     "predictions": read_predictions(run_dir, split)}
     return runs
 
 
@@ -108,9 +110,10 @@ def _other_graph(run_dir: Path, saved: dict, work: Work, same_samples: dict) -> 
     of another work directory is refused: a report must not name one work directory's periods and hold another's metrics."""
     own = Path(saved.get("work", ""))
     if saved.get("work") and (own / "build.json").exists() and Work.open(own).fingerprint == saved.get("work_fingerprint"):
-        if work.path not in same_samples:
-            same_samples[work.path] = samples_fingerprint(work.path)
-        if samples_fingerprint(own) == same_samples[work.path]:
+        for path in (work.path, own):
+            if path not in same_samples:
+                same_samples[path] = samples_fingerprint(path)
+        if same_samples[own] == same_samples[work.path]:
             theirs, ours = Work.open(own).config["graph"], work.config["graph"]
             return ",".join(f"{k}={v}" for k, v in theirs.items() if ours.get(k) != v) or "rebuilt"
     raise ValueError(f"{run_dir} was trained on another work directory ({saved.get('work', '?')}, data fingerprint "
@@ -274,7 +277,13 @@ def evaluate(work_dir, run_dirs, out_dir, slice_config: SliceConfig = SliceConfi
     _same_impressions(next(iter(runs.values()))["predictions"], samples.select(_KEY).to_pandas(), f"{work.samples_dir}/{split}", split)
     click_rate, train_impressions = train_click_rate(work)
     frame, scorers, click_model = _aligned_frame(runs, work, samples, click_rate, split, seed)
-    degree, neighbors = _degree(work, samples)
+    # A run of another graph build read other neighbors: the degree slice (of this work's graph) and the storage
+    # (of this work's files) would misstate it, so a report holding one has neither.
+    other_graphs = sorted({r["name"] for r in runs.values() if r["graph"] is not None})
+    degree, neighbors = (None, None) if other_graphs else _degree(work, samples)
+    if other_graphs and storage:
+        progress(f"evaluate: no storage section and no degree slice: {', '.join(other_graphs)} read another build's graph")
+        storage = False
     users = pd.factorize(frame["user_id"])[0]
     requests = pd.factorize(frame["request_id"])[0]
     personal = samples.column(PERSONAL_COUNT).to_numpy() if PERSONAL_COUNT in samples.column_names else None
@@ -313,6 +322,7 @@ def evaluate(work_dir, run_dirs, out_dir, slice_config: SliceConfig = SliceConfi
         {PERSONAL: f"the {label} samples have no {PERSONAL_COUNT} column (a work directory built before it existed; rebuild)"},
         "constant_ctr": {"train_click_rate": click_rate, "train_impressions": train_impressions},
         "frozen_graph": [m for m in models if f"{m} {FROZEN}" in groups],
+        "other_graph_builds": {m: str(next(r["dir"] for r in runs.values() if r["name"] == m)) for m in other_graphs},
         "online": ({"computed": True, "position_factor": click_model.factor.tolist(), "reference": LEGACY, "ceiling": RELEVANCE}
                    if click_model is not None else {"computed": False, "why": NO_TRUTH}),
         "slices": slice_info,
