@@ -171,7 +171,7 @@ class NeighborTable:
         return (self.ids[1:] > 0).sum(axis=1)
 
     def save(self, path: str | Path) -> None:
-        DailyTables.stack([self]).save(path)
+        DailyTables.from_snapshots([self]).save(path)
 
     @classmethod
     def load(cls, path: str | Path, vocabulary: list[str]) -> "NeighborTable":
@@ -185,9 +185,20 @@ class NeighborTable:
                         self.count[row][keep].tolist(), self.last_ts[row][keep].tolist()))
 
 
+ROW_FIELDS = ("ids", "weight", "last_ts", "count")  # a neighbor row's arrays, [rows, K] each
+
+
 @dataclasses.dataclass
 class DailyTables:
-    """One relation's snapshots, oldest first: arrays ``[S, num_nodes + 1, K]``, ``snapshot_ts`` ``[S]``.
+    """One relation's daily snapshots, oldest first (day starts ``snapshot_ts`` ``[S]``), **stored as changes**.
+
+    A node's neighbor row is stored once per day it changes, not once per day: version ``v`` is row
+    ``node[v]`` (1..num_nodes) from snapshot index ``day[v]`` until that node's next version, with
+    arrays ``ids``/``weight``/``last_ts``/``count`` ``[V, K]``, sorted by (node, day). A node has no
+    neighbors before its first version; a row that empties gets a version of zeros. An edge keeps the
+    time it last co-occurred, not its age, so a day passing changes no row: ages are measured from
+    the snapshot that reads the row (``snapshot_ts[d] - last_ts``). Snapshot ``d`` (``self[d]``) is
+    exactly the table a build of that day alone gives (``tests/test_graph.py``).
 
     Stored as one ``.npz`` (node strings live in the vocabulary files; the file stores row order).
     A run directory stores the single snapshot it serves with, in the same format (S = 1).
@@ -195,18 +206,39 @@ class DailyTables:
 
     relation: str
     nodes: np.ndarray
+    snapshot_ts: np.ndarray
+    node: np.ndarray
+    day: np.ndarray
     ids: np.ndarray
     weight: np.ndarray
     last_ts: np.ndarray
     count: np.ndarray
-    snapshot_ts: np.ndarray
 
     def __len__(self) -> int:
         return len(self.snapshot_ts)
 
+    @property
+    def versions(self) -> int:
+        return len(self.node)
+
+    def version_at(self, snapshot, rows) -> np.ndarray:
+        """Per (snapshot index, table row) pair (broadcast), the version that holds then, or -1 (no neighbors)."""
+        snapshot, rows = np.broadcast_arrays(np.asarray(snapshot, np.int64), np.asarray(rows, np.int64))
+        days = len(self)
+        found = np.searchsorted(self.node.astype(np.int64) * days + self.day, rows * days + snapshot, side="right") - 1
+        hit = (found >= 0) & (self.node[np.maximum(found, 0)] == rows) if self.versions else np.zeros(rows.shape, bool)
+        return np.where(hit, found, -1)
+
     def __getitem__(self, index: int) -> NeighborTable:
-        return NeighborTable(self.relation, self.nodes, self.ids[index], self.weight[index], self.last_ts[index],
-                             self.count[index], int(self.snapshot_ts[index]))
+        rows = len(self.nodes)
+        version = self.version_at(index, np.arange(rows))
+        held = version >= 0
+        arrays = {}
+        for field in ROW_FIELDS:
+            values = getattr(self, field)
+            arrays[field] = np.zeros((rows, self.ids.shape[1]), values.dtype)
+            arrays[field][held] = values[version[held]]
+        return NeighborTable(self.relation, self.nodes, snapshot_ts=int(self.snapshot_ts[index]), **arrays)
 
     def __iter__(self):
         return (self[i] for i in range(len(self)))
@@ -222,25 +254,67 @@ class DailyTables:
         return self[int(found[0])]
 
     @classmethod
-    def stack(cls, tables: list[NeighborTable]) -> "DailyTables":
-        first = tables[0]
-        return cls(first.relation, first.nodes, *(np.stack([getattr(t, f) for t in tables]) for f in ("ids", "weight", "last_ts", "count")),
-                   np.array([t.snapshot_ts for t in tables], dtype=np.int64))
+    def from_snapshots(cls, tables) -> "DailyTables":
+        changes = SnapshotChanges(tables[0].relation)
+        for table in tables:
+            changes.add(table.snapshot_ts, *(getattr(table, f) for f in ROW_FIELDS))
+        return changes.finish(tables[0].nodes)
 
     def save(self, path: str | Path) -> None:
-        write_npz(path, relation=np.array(self.relation), ids=self.ids, weight=self.weight, last_ts=self.last_ts,
-                  count=self.count, snapshot_ts=self.snapshot_ts)
+        write_npz(path, relation=np.array(self.relation), rows=np.array(len(self.nodes)), snapshot_ts=self.snapshot_ts,
+                  node=self.node, day=self.day, **{f: getattr(self, f) for f in ROW_FIELDS})
 
     @classmethod
     def load(cls, path: str | Path, vocabulary: list[str]) -> "DailyTables":
         with np.load(path) as data:
             nodes = np.array([""] + list(vocabulary), dtype=object)
-            if data["ids"].ndim != 3:
-                raise ValueError(f"{path}: not a daily neighbor-table file (written by an older dropdown_rank?); rebuild")
-            if data["ids"].shape[1] != len(nodes):
-                raise ValueError(f"{path}: {data['ids'].shape[1]} rows, but the vocabulary has {len(vocabulary)} tokens (+1 padding)")
-            return cls(str(data["relation"]), nodes, data["ids"], data["weight"], data["last_ts"], data["count"],
-                       data["snapshot_ts"].astype(np.int64))
+            if "node" not in data.files:
+                raise ValueError(f"{path}: not a neighbor-history file (written by an older dropdown_rank, which stored every "
+                                 f"day whole?); rebuild")
+            if int(data["rows"]) != len(nodes):
+                raise ValueError(f"{path}: {int(data['rows'])} rows, but the vocabulary has {len(vocabulary)} tokens (+1 padding)")
+            return cls(str(data["relation"]), nodes, data["snapshot_ts"].astype(np.int64), data["node"], data["day"],
+                       *(data[f] for f in ROW_FIELDS))
+
+
+class SnapshotChanges:
+    """Collects one relation's daily snapshots, given in day order, as :class:`DailyTables` changes.
+
+    Holds the previous snapshot and the changed rows only, so a build never keeps every day whole."""
+
+    def __init__(self, relation: str):
+        self.relation = relation
+        self.snapshot_ts, self.node, self.day, self.rows = [], [], [], {f: [] for f in ROW_FIELDS}
+        self.previous = None
+
+    def add(self, snapshot_ts: int, ids, weight, last_ts, count) -> None:
+        """The snapshot of day start ``snapshot_ts``: arrays ``[num_nodes + 1, K]`` (row 0 padding)."""
+        arrays = dict(zip(ROW_FIELDS, (ids, weight, last_ts, count)))
+        if self.snapshot_ts and snapshot_ts <= self.snapshot_ts[-1]:
+            raise ValueError(f"{self.relation}: snapshot {_iso(snapshot_ts)} after {_iso(self.snapshot_ts[-1])}: days must come in order")
+        if self.previous is None:
+            changed = (ids > 0).any(axis=1)
+        else:
+            if ids.shape != self.previous["ids"].shape:
+                raise ValueError(f"{self.relation}: snapshot {_iso(snapshot_ts)} has shape {ids.shape}, the previous "
+                                 f"{self.previous['ids'].shape}")
+            changed = np.zeros(len(ids), bool)
+            for field, values in arrays.items():
+                changed |= (values != self.previous[field]).any(axis=1)
+        rows = np.flatnonzero(changed)
+        self.node.append(rows.astype(np.int32))
+        self.day.append(np.full(len(rows), len(self.snapshot_ts), np.int32))
+        for field, values in arrays.items():
+            self.rows[field].append(values[rows])
+        self.snapshot_ts.append(int(snapshot_ts))
+        self.previous = arrays
+
+    def finish(self, nodes) -> DailyTables:
+        node, day = np.concatenate(self.node), np.concatenate(self.day)
+        order = np.lexsort((day, node))
+        rows = {f: np.concatenate(v)[order] for f, v in self.rows.items()}
+        return DailyTables(self.relation, np.asarray(nodes, dtype=object), np.array(self.snapshot_ts, dtype=np.int64),
+                           node[order], day[order], **rows)
 
 
 def _iso(ts) -> str:
@@ -684,7 +758,7 @@ def build_graphs(events: pd.DataFrame, vocabs: dict, snapshot_days: np.ndarray, 
         vocab = vocabs[vocab_name]["token"]
         known_since = vocabs[vocab_name]["known_since"].to_numpy(dtype=np.int64)
         query_items = query_item_pairs(events, vocabs, config) if relation == "q2q" and config.q2q_source != "session" else None
-        snapshots, sizes = [], []
+        changes, sizes = SnapshotChanges(relation), []
         for day in tqdm(snapshot_days, desc=f"graph {relation}", unit="day", disable=not progress_bar):
             edges = snapshot_edges(pairs, int(day), known_since, config.window_days)
             if query_items is not None:
@@ -692,9 +766,9 @@ def build_graphs(events: pd.DataFrame, vocabs: dict, snapshot_days: np.ndarray, 
             table, day_stats = neighbor_table(edges, len(vocab), config, relation, [""] + list(vocab), int(day))
             if query_items is not None:
                 day_stats["hub_items_skipped"] = hubs
-            snapshots.append(table)
+            changes.add(table.snapshot_ts, *(getattr(table, f) for f in ROW_FIELDS))
             sizes.append(snapshot_size(day_stats))
-        tables[relation] = DailyTables.stack(snapshots)
+        tables[relation] = changes.finish([""] + list(vocab))
         stats[relation] = relation_stats(day_stats, sizes, behaviors, outside, config)
         if query_items is not None:
             stats[relation].update(q2q_source=config.q2q_source, max_item_queries=config.max_item_queries)

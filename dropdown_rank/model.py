@@ -50,7 +50,7 @@ import tensorflow_recommenders as tfrs
 from dropdown_rank.features import BY_NAME, COUNTER_FIELDS, HISTORY_FIELDS, MODEL_INPUTS
 from dropdown_rank.graph import DailyTables, GraphConfig, NeighborTable
 from dropdown_rank.layers import CandidateRelations, GraphContext, PositionBias, RequestFeatures, TargetAttention, TimeGapEmbedding
-from dropdown_rank.layers.graph_context import AGE_BUCKETS, COUNT_BUCKETS, load_untracked
+from dropdown_rank.layers.graph_context import AGE_BUCKETS, COUNT_BUCKETS
 from dropdown_rank.layers.request_features import FEATURE_GROUPS
 
 KINDS = ("base", "hgcn", "attention")
@@ -129,47 +129,52 @@ class ModelConfig:
 
 
 def table_in_model_space(tables: DailyTables, vocabulary: list[str], num_oov: int, neighbors: int) -> tuple[dict, dict]:
-    """Re-index daily neighbor tables by a model's vocabulary. Returns (arrays [S * rows, neighbors], stats).
+    """Re-index a neighbor history by a model's vocabulary: the arrays ``GraphContext.set_tables`` takes, and stats.
 
-    Model ids: 0 = padding, 1..num_oov = OOV buckets, then the vocabulary; snapshot s occupies rows
-    ``s * rows .. (s + 1) * rows - 1``. A model token missing from the tables gets no neighbors; a
-    neighbor missing from the model vocabulary is dropped (the model has no embedding for it) and
-    the remaining neighbors keep their rank order. Tables from another day or another build are
-    matched by id strings, which is what makes them swappable.
+    Model ids: 0 = padding, 1..num_oov = OOV buckets, then the vocabulary. A model token missing from
+    the tables gets no neighbors; a neighbor missing from the model vocabulary is dropped (the model
+    has no embedding for it) and the remaining neighbors keep their rank order. Tables from another
+    day or another build are matched by id strings, which is what makes them swappable. Only the
+    stored versions are re-indexed, so memory grows with the rows that change, not days × nodes.
     """
     rows = len(vocabulary) + 1 + num_oov
     first = 1 + num_oov
-    graph_row = pd.Index(tables.nodes).get_indexer(vocabulary)  # -1: token not in the graph
     to_model = pd.Index(vocabulary).get_indexer(tables.nodes)
     to_model = np.where(to_model >= 0, to_model + first, 0)
     to_model[0] = 0
-    found = graph_row >= 0
-    source = graph_row[found]
-    ids = to_model[tables.ids[:, source]]  # [S, found, K]
-    dropped = int(((tables.ids[:, source] > 0) & (ids == 0)).sum())
-    order = np.argsort(ids == 0, axis=-1, kind="stable")  # real neighbors first, in rank order
+    node = to_model[tables.node]
+    kept = node > 0
+    order = np.lexsort((tables.day[kept], node[kept]))  # model ids need not follow the graph's row order
+    node, day = node[kept][order], tables.day[kept][order]
+    graph_ids = tables.ids[kept][order]
+    ids = to_model[graph_ids]  # [V, K]
+    dropped = int(((graph_ids > 0) & (ids == 0)).sum())
+    rank = np.argsort(ids == 0, axis=-1, kind="stable")  # real neighbors first, in rank order
     k_table = tables.ids.shape[-1]
-    snapshots = len(tables)
 
     def place(values, dtype):
-        out = np.zeros((snapshots, rows, neighbors), dtype=dtype)
-        ranked = np.take_along_axis(np.where(ids > 0, values, 0), order, axis=-1)[..., :neighbors]
-        out[:, first:][:, found, : min(neighbors, k_table)] = ranked
-        return out.reshape(snapshots * rows, neighbors)
+        out = np.zeros((len(node) + 1, neighbors), dtype=dtype)  # row 0: the empty row
+        ranked = np.take_along_axis(np.where(ids > 0, values, 0), rank, axis=-1)[..., :neighbors]
+        out[1:, : min(neighbors, k_table)] = ranked
+        return out
 
     arrays = {
+        "snapshot_days": tables.snapshot_ts.astype(np.int64),
+        "first_version": 1 + np.searchsorted(node, np.arange(rows + 1)).astype(np.int64),
+        "version_day": np.concatenate([[0], day]).astype(np.int32),
         "ids": place(ids, np.int32),
-        "weight": place(tables.weight[:, source], np.float32),
-        "age_seconds": place(tables.snapshot_ts[:, None, None] - tables.last_ts[:, source], np.int64),
-        "count": place(tables.count[:, source], np.int64),
+        "weight": place(tables.weight[kept][order], np.float32),
+        "last_ts": place(tables.last_ts[kept][order], np.int64),
+        "count": place(tables.count[kept][order], np.int64),
     }
-    stats = {"tokens_with_table_row": int(found.sum()), "tokens": len(vocabulary), "snapshots": snapshots,
+    found = int((pd.Index(tables.nodes).get_indexer(vocabulary) >= 0).sum())
+    stats = {"tokens_with_table_row": found, "tokens": len(vocabulary), "snapshots": len(tables), "row_versions": int(len(node)),
              "neighbors_dropped_out_of_vocabulary": dropped}
     return arrays, stats
 
 
 def as_daily(table) -> DailyTables:
-    return table if isinstance(table, DailyTables) else DailyTables.stack([table])
+    return table if isinstance(table, DailyTables) else DailyTables.from_snapshots([table])
 
 
 # -- serving inputs and their contract -----------------------------------------------------------
@@ -264,10 +269,6 @@ class DropdownRanker(tf.keras.Model):
             if known_since is not None and config.lagged_vocab:
                 since[1 + config.num_oov:] = known_since[name]
             self.known_since[name] = tf.Variable(since, trainable=False, name=f"{name}_known_since")
-        # Day starts of the loaded graph snapshots (GNN models): a request reads the latest one not after it.
-        # Untracked like the tables it indexes (GraphContext): graph data is loaded, not checkpointed.
-        object.__setattr__(self, "graph_days", tf.Variable(tf.zeros([1], tf.int64), shape=tf.TensorShape([None]), trainable=False,
-                                                           name="graph_days"))
         self.user_lookup = tf.keras.layers.StringLookup(vocabulary=self.vocabularies["users"], name="user_lookup", **lookup)
         self.query_lookup = tf.keras.layers.StringLookup(vocabulary=self.vocabularies["queries"], name="query_lookup", **lookup)
         self.item_lookup = tf.keras.layers.StringLookup(vocabulary=self.vocabularies["items"], name="item_lookup", **lookup)
@@ -316,13 +317,12 @@ class DropdownRanker(tf.keras.Model):
             arrays, stats[relation] = table_in_model_space(tables[relation], self.vocabularies[vocab_name], self.config.num_oov,
                                                            self.config.neighbors)
             self.contexts[kind].set_tables(**arrays)
-        load_untracked(self, "graph_days", tf.constant(days, tf.int64))
         return stats
 
     def graph_state(self) -> list:
-        """The loaded graph's variables (snapshot days and neighbor tables): not in ``variables`` or checkpoints, so a
+        """The loaded graph's variables (snapshot days and neighbor history): not in ``variables`` or checkpoints, so a
         SavedModel must track them itself."""
-        return [self.graph_days] + [table for context in self.contexts.values() for table in context.tables]
+        return [table for context in self.contexts.values() for table in context.tables]
 
     def freeze_context(self) -> None:
         """Materialize every node's graph context into a table; afterwards contexts are gathered.
@@ -359,7 +359,8 @@ class DropdownRanker(tf.keras.Model):
 
     def snapshot_index(self, request_ts):
         """Per request ``[B]``, the index of the latest loaded graph snapshot starting at or before it."""
-        found = tf.searchsorted(self.graph_days[None, :], tf.cast(request_ts, tf.int64)[None, :], side="right")[0] - 1
+        days = self.query_context.snapshot_days  # the same in both contexts (set_graph)
+        found = tf.searchsorted(days[None, :], tf.cast(request_ts, tf.int64)[None, :], side="right")[0] - 1
         return tf.maximum(found, 0)
 
     def node_vectors(self, kind: str, ids, request_ts=None, training=None):
@@ -414,10 +415,12 @@ class DropdownRanker(tf.keras.Model):
         """:class:`CandidateRelations` of each request ``[B, 8]`` (``[B, 12]`` with two hops), read from the q2q tables of its
         snapshot."""
         context = self.query_context
-        rows = context.keys(query_ids, self.snapshot_index(features["request_ts"]))
+        keys = context.keys(query_ids, self.snapshot_index(features["request_ts"]))
+        # The batch's distinct (snapshot, node) rows, read once; the layer indexes them.
+        unique, rows = tf.unique(tf.reshape(keys, [-1]))
+        rows = tf.reshape(rows, tf.shape(keys))
         return self.relations(query_ids[:, 0], query_ids[:, 1:], features["query_history_ts"][:, :self.config.seq_len],
-                              tf.cast(features["request_ts"], tf.int64), rows[:, 0], rows[:, 1:], context.neighbor_ids,
-                              context.edge_weight, context.edge_buckets)
+                              tf.cast(features["request_ts"], tf.int64), rows[:, 0], rows[:, 1:], *context.neighbor_rows(unique))
 
     def call(self, features, training=None):
         parts = self.encode(features, training)
@@ -458,7 +461,7 @@ class DropdownRanker(tf.keras.Model):
                 unique = tf.boolean_mask(unique, unique % context.num_nodes > 0)
                 _, attention = context.node_context(unique, self._embedding(kind).embeddings, return_attention=True)
                 out[f"{kind}_neighbor_attention"] = tf.reduce_mean(attention, axis=1)
-                out[f"{kind}_neighbor_mask"] = tf.gather(context.neighbor_ids, unique) > 0
+                out[f"{kind}_neighbor_mask"] = context.neighbor_rows(unique)[0] > 0
         return out
 
 

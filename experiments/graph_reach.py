@@ -41,9 +41,11 @@ def reach(work: Work, split: str, seq_len: int) -> pd.DataFrame:
     index = pd.Index(tables.nodes)
     snapshot = np.maximum(np.searchsorted(tables.snapshot_ts, clicked["request_ts"].to_numpy(), side="right") - 1, 0)
     candidate = index.get_indexer(clicked["candidate"])
-    rows = []
+    rows, day_ids = [], {}
     for day, node, history in zip(snapshot, candidate, clicked["query_history"]):
-        ids = tables.ids[day]
+        if day not in day_ids:
+            day_ids[day] = tables[day].ids
+        ids = day_ids[day]
         own = set(ids[node][ids[node] > 0]) if node > 0 else set()
         recent = [h for h in index.get_indexer([q for q in history[:seq_len] if q != ""]) if h > 0 and h != node]
         neighbors = [set(ids[h][ids[h] > 0]) for h in recent]

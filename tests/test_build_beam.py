@@ -44,9 +44,11 @@ def assert_same_work(memory_dir, beam_dir):
     for relation in ("q2q", "i2i"):
         a, b = memory.daily_tables(relation), beam.daily_tables(relation)
         assert np.array_equal(a.snapshot_ts, b.snapshot_ts) and len(a) > 1
-        for field in ("ids", "weight", "last_ts", "count"):  # [days, nodes + 1, K]: every snapshot
+        for field in ("node", "day", "ids", "weight", "last_ts", "count"):  # every row version, so every day
             x, y = getattr(a, field), getattr(b, field)
             assert x.dtype == y.dtype and np.array_equal(x, y), (relation, field)
+        for day in range(len(a)):
+            assert np.array_equal(a[day].ids, b[day].ids) and np.array_equal(a[day].last_ts, b[day].last_ts), (relation, day)
     for split in ("train", "valid", "test"):
         files = [shard_files(d / "samples", split) for d in (memory_dir, beam_dir)]
         assert [f.name for f in files[0]] == [f.name for f in files[1]]

@@ -75,8 +75,8 @@ def test_a_relation_model_reads_its_rows_day_and_serves_the_same_scores(tiny_wor
     own_day = daily.candidate_relations(features, ids).numpy()
     assert (own_day[:, 0] > 0).mean() > 0.05  # the tiny world's histories do reach their candidates through the graph
     # Every row reading the first snapshot instead of its own gives other relations: the day matters.
-    first_day = dict(features, request_ts=tf.fill(tf.shape(features["request_ts"]), daily.graph_days[0]))
-    shifted = daily.candidate_relations(dict(first_day, query_history_ts=tf.minimum(features["query_history_ts"], daily.graph_days[0])), ids)
+    first_day = dict(features, request_ts=tf.fill(tf.shape(features["request_ts"]), daily.query_context.snapshot_days[0]))
+    shifted = daily.candidate_relations(dict(first_day, query_history_ts=tf.minimum(features["query_history_ts"], daily.query_context.snapshot_days[0])), ids)
     assert not np.allclose(own_day[:, [0, 1, 2, 4, 5, 6, 7]], shifted.numpy()[:, [0, 1, 2, 4, 5, 6, 7]])
 
     out = tmp_path / "export"

@@ -18,7 +18,7 @@ from dropdown_rank.evaluate.oov import oov_flags, oov_shares
 from dropdown_rank.evaluate.report import _aligned_frame, _pairs, personal_scores, train_click_rate
 from dropdown_rank.evaluate.slices import SliceConfig, assign, bucket_labels, candidate_degree, make_slices, pv_edges
 from dropdown_rank.evaluate.storage import ROW_FEATURES
-from dropdown_rank.graph import DailyTables
+from dropdown_rank.graph import DailyTables, NeighborTable
 from dropdown_rank.samples import read_samples
 
 
@@ -324,9 +324,10 @@ def hand_tables():
     ids[0, 2, :5] = [1, 3, 1, 3, 1]
     ids[1, 1, :6] = [2, 3, 2, 3, 2, 3]
     ids[1, 3, :2] = [1, 2]
-    zeros = np.zeros_like(ids)
-    return DailyTables("q2q", np.array(["", "a", "b", "c"], dtype=object), ids, zeros.astype(np.float32), zeros.astype(np.int64),
-                       zeros, np.array([100, 200], dtype=np.int64))
+    zeros = np.zeros_like(ids[0])
+    nodes = np.array(["", "a", "b", "c"], dtype=object)
+    return DailyTables.from_snapshots([NeighborTable("q2q", nodes, ids[day], zeros.astype(np.float32), zeros.astype(np.int64), zeros, ts)
+                                       for day, ts in enumerate((100, 200))])
 
 
 def test_candidate_degree_reads_the_rows_snapshot():
@@ -450,7 +451,13 @@ def test_report_on_a_tiny_world(tiny_work, tiny_runs, tmp_path, capsys):
     days = pd.DataFrame({"snapshot": np.arange(len(graph["snapshot_ts"])), "ts": graph["snapshot_ts"]})
     rows = pd.merge_asof(samples[["request_ts", "candidate"]].reset_index().sort_values("request_ts"), days, left_on="request_ts",
                          right_on="ts").sort_values("index")
-    degrees = pd.DataFrame((graph["ids"] > 0).sum(axis=2).T, index=nodes)
+    day_degrees = []
+    held = np.zeros((int(graph["rows"]), graph["ids"].shape[1]), bool)
+    for day in range(len(graph["snapshot_ts"])):  # each day: the day before, with the rows that change that day
+        changed = graph["day"] == day
+        held[graph["node"][changed]] = graph["ids"][changed] > 0
+        day_degrees.append(held.sum(axis=1))
+    degrees = pd.DataFrame(np.stack(day_degrees, axis=1), index=nodes)
     degree = [int(degrees.at[c, s]) if c in degrees.index else 0 for c, s in zip(rows["candidate"], rows["snapshot"])]
     counted = {b: c["impressions"] for b, c in report["models"]["base_20"]["degree"].items()}
     assert list(counted) == ["0", "1-4", "5+"] and report["slices"]["degree_edges"] == [1, 5]

@@ -497,3 +497,40 @@ def test_neighbor_rank_and_walk_settings_are_validated():
     with pytest.raises(ValueError, match="walk_keep 5 < neighbors 10"):
         GraphConfig(neighbor_rank="random_walk", walk_keep=5)
     GraphConfig(neighbors=100)  # co-occurrence ranking does not read walk_keep
+
+
+def test_the_history_of_changes_gives_every_day_exactly_as_that_day_built_alone(tiny_logs, tiny_work):
+    """Stored as changes, snapshot d reads back as the table a build of day d alone makes, on every day of the
+    tiny world; and it stores fewer rows than the days hold (tests/test_build_beam.py: the Beam build writes the
+    same history)."""
+    work = Work.open(tiny_work)
+    events = pd.read_parquet(tiny_logs / "events.parquet")
+    events = events[(events["ts"] >= work.split.train_start) & (events["ts"] < work.split.test_end)]
+    vocabs = {name: pd.DataFrame({"token": work.vocabulary(name), "known_since": work.known_since(name)})
+              for name in ("queries", "items")}
+    for relation in ("q2q", "i2i"):
+        history = work.daily_tables(relation)
+        assert len(history) == len(work.split.snapshot_days()) > 5
+        for day, day_start in enumerate(history.snapshot_ts):
+            alone, _ = build_graphs(events, vocabs, np.array([day_start]), GraphConfig(), progress=lambda *a: None)
+            expected, got = alone[relation].latest(), history[day]
+            assert got.snapshot_ts == expected.snapshot_ts == day_start
+            for field in ("ids", "weight", "last_ts", "count"):
+                x, y = getattr(expected, field), getattr(got, field)
+                assert x.dtype == y.dtype and np.array_equal(x, y), (relation, day, field)
+        rows_held = sum(int((table.ids > 0).any(axis=1).sum()) for table in history)
+        assert history.versions < rows_held, (relation, history.versions, rows_held)  # stored whole, they would be equal
+
+
+def test_a_row_that_empties_gets_an_empty_version():
+    rows = [("u", T0, "query", "a"), ("u", T0 + 60, "query", "b"), ("u", T0 + 5 * DAY, "query", "c"), ("u", T0 + 5 * DAY + 60, "query", "d")]
+    events = pd.DataFrame(rows, columns=["user_id", "ts", "kind", "id"])
+    vocabs = build_vocabularies(events, pd.DataFrame({"user_id": [], "candidate": [], "ts": []}))
+    days = T0 + DAY * np.arange(1, 8)
+    history, _ = build_graphs(events, vocabs, days, GraphConfig(window_days=2), progress=lambda *a: None)
+    q2q = history["q2q"]
+    assert [len(as_dict(q2q[d], "a")) for d in range(7)] == [1, 1, 0, 0, 0, 0, 0]  # a-b leaves the 2-day window on day 3
+    assert [len(as_dict(q2q[d], "c")) for d in range(7)] == [0, 0, 0, 0, 0, 1, 1]
+    a = 1 + vocabs["queries"]["token"].tolist().index("a")
+    assert q2q.day[q2q.node == a].tolist() == [0, 2]  # the row, then its empty version; no row per unchanged day
+    assert not q2q.ids[(q2q.node == a) & (q2q.day == 2)].any()

@@ -185,11 +185,24 @@ def neighbor_tables(seed=1):
                 count=rng.integers(1, 50, (NODES, K)))
 
 
+def history(*days):
+    """``GraphContext.set_tables`` arguments holding the dense day tables ``days`` (``neighbor_tables``), one a day
+    apart: every node gets one version per day."""
+    snapshots = len(days)
+    snapshot_days = 1_700_006_400 + 86400 * np.arange(snapshots)
+    node_major = lambda arrays: np.stack(arrays, axis=1).reshape(NODES * snapshots, K)  # noqa: E731
+    with_empty_row = lambda array: np.concatenate([np.zeros((1, K), array.dtype), array])  # noqa: E731
+    return dict(snapshot_days=snapshot_days, first_version=1 + snapshots * np.arange(NODES + 1),
+                version_day=np.concatenate([[0], np.tile(np.arange(snapshots), NODES)]),
+                last_ts=with_empty_row(node_major([day - tables["age_seconds"] for day, tables in zip(snapshot_days, days)])),
+                **{name: with_empty_row(node_major([tables[name] for tables in days])) for name in ("ids", "weight", "count")})
+
+
 def fused_context(aggregator, use_edge_weight, heads=1):
     embeddings = tf.constant(RNG.normal(size=(NODES, DIM)), tf.float32)
     fused = GraphContext(NODES, K, DIM, aggregator=aggregator, impl="fused", use_edge_weight=use_edge_weight, heads=heads, activation="tanh")
     ids = tf.constant([[1, 5, 7], [0, 7, 12]])
-    fused.set_tables(**neighbor_tables())
+    fused.set_tables(**history(neighbor_tables()))
     fused(ids, embeddings)
     return fused, ids, embeddings
 
@@ -197,7 +210,7 @@ def fused_context(aggregator, use_edge_weight, heads=1):
 def paired_contexts(aggregator, use_edge_weight, heads=1):
     fused, ids, embeddings = fused_context(aggregator, use_edge_weight, heads)
     reference = GraphContext(NODES, K, DIM, aggregator=aggregator, impl="spektral", use_edge_weight=use_edge_weight, heads=heads, activation="tanh")
-    reference.set_tables(**neighbor_tables())
+    reference.set_tables(**history(neighbor_tables()))
     reference(ids, embeddings)
     reference.edge_time.embeddings.assign(fused.edge_time.embeddings)
     if fused.weight_vector is not None:
@@ -234,16 +247,18 @@ def test_unique_node_computation_equals_per_occurrence():
 def test_tables_are_swappable_and_shape_checked(tmp_path):
     fused, ids, embeddings = fused_context("hgcn", True)
     before = fused(ids, embeddings).numpy()
-    fused.set_tables(**neighbor_tables(seed=2))
+    fused.set_tables(**history(neighbor_tables(seed=2)))
     assert not np.allclose(fused(ids, embeddings), before)
-    bad = neighbor_tables()
+    bad = history(neighbor_tables())
     bad["ids"] = bad["ids"][:, :2]
-    with pytest.raises(ValueError, match=r"neighbor table 'ids' has shape \(30, 2\), expected \(30, 4\)"):
+    with pytest.raises(ValueError, match=r"neighbor table 'ids' has shape \(31, 2\), expected \(31, 4\)"):
         fused.set_tables(**bad)
     clone = assert_config_round_trip(fused)
-    assert clone.neighbor_ids.numpy().shape == (NODES, K)
+    assert clone.neighbor_ids.numpy().shape == (1, K) and clone.first_version.numpy().tolist() == [1] * (NODES + 1)
     # tables are loaded data, not weights: a checkpoint of the layer leaves them out
-    assert not any("neighbor" in v.name or "edge_weight:" in v.name or "edge_buckets" in v.name for v in fused.variables)
+    assert {v.name.split("/")[-1].split(":")[0] for v in fused.tables} == {
+        "snapshot_days", "first_version", "version_day", "neighbor_ids", "edge_weight", "edge_last_ts", "edge_count_bucket"}
+    assert not any(t is v for t in fused.tables for v in fused.variables)
     specs = [tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([NODES, DIM])]
     np.testing.assert_allclose(saved_round_trip(tmp_path, fused, specs, (ids, embeddings)), fused(ids, embeddings), atol=1e-6)
 
@@ -256,17 +271,17 @@ def test_each_row_reads_its_own_snapshot(aggregator, training):
     day0, day1 = neighbor_tables(seed=1), neighbor_tables(seed=2)
     only = {}
     for s, tables in enumerate((day0, day1)):
-        fused.set_tables(**tables)
+        fused.set_tables(**history(tables))
         only[s] = fused(ids, embeddings, training=training).numpy()
     assert not np.allclose(only[0], only[1])
-    fused.set_tables(**{name: np.concatenate([day0[name], day1[name]]) for name in day0})
+    fused.set_tables(**history(day0, day1))
     both = fused(ids, embeddings, snapshot=tf.constant([1, 0]), training=training).numpy()
     np.testing.assert_allclose(both[0], only[1][0], atol=1e-6)
     np.testing.assert_allclose(both[1], only[0][1], atol=1e-6)
     # the precomputed (serving) table is the last snapshot's
     np.testing.assert_allclose(tf.gather(fused.precompute(embeddings), ids), only[1], atol=1e-6)
-    with pytest.raises(ValueError, match="expected a multiple of 30 nodes"):
-        fused.set_tables(**{name: array[:-1] for name, array in day0.items()})
+    with pytest.raises(ValueError, match=r"'first_version' has 30 entries, expected 31"):
+        fused.set_tables(**dict(history(day0), first_version=history(day0)["first_version"][:-1]))
 
 
 @pytest.mark.parametrize("aggregator", ["hgcn", "attention"])

@@ -7,6 +7,7 @@ from sklearn.metrics import roc_auc_score
 from dropdown_rank.build import Work
 from dropdown_rank.dataset import make_dataset
 from dropdown_rank.graph import DailyTables, NeighborTable
+from dropdown_rank.layers import GraphContext
 from dropdown_rank.model import CTRModel, ModelConfig, make_ranker, table_in_model_space
 from dropdown_rank.train import TrainConfig, make_optimizer
 from dropdown_rank.vocab import VOCABULARIES
@@ -28,27 +29,58 @@ def tiny_table(nodes, ids, weight=None):
                          np.where(ids > 0, 1000, 0).astype(np.int64), np.where(ids > 0, 3, 0).astype(np.int32), 2000)
 
 
+def read_rows(arrays, keys, neighbors=3):
+    """What a ``GraphContext`` holding ``arrays`` reads for ``snapshot * nodes + node`` keys: ids, weights, buckets."""
+    context = GraphContext(len(arrays["first_version"]) - 1, neighbors, 4)
+    context.set_tables(**arrays)
+    return [t.numpy() for t in context.neighbor_rows(tf.constant(keys, tf.int64))]
+
+
 def test_table_in_model_space_matches_by_string_and_keeps_rank_order():
     # graph rows: 0 "", 1 "a", 2 "b", 3 "c", 4 "zz" (not in the model); a -> [zz, c, b], b -> [a]
     table = tiny_table(["", "a", "b", "c", "zz"], [[0, 0, 0], [4, 3, 2], [1, 0, 0], [0, 0, 0], [1, 0, 0]])
-    arrays, stats = table_in_model_space(DailyTables.stack([table]), ["c", "a", "b", "new"], num_oov=1, neighbors=3)
-    # model ids: 0 pad, 1 OOV, 2 "c", 3 "a", 4 "b", 5 "new"
-    assert arrays["ids"].shape == (6, 3)
-    assert arrays["ids"][3].tolist() == [2, 4, 0]  # a -> c, b (zz dropped, order kept)
-    assert arrays["ids"][4].tolist() == [3, 0, 0]
-    assert arrays["ids"][5].tolist() == [0, 0, 0] and arrays["ids"][:2].sum() == 0
-    assert arrays["age_seconds"][3].tolist() == [1000, 1000, 0]
-    assert stats == {"tokens_with_table_row": 3, "tokens": 4, "snapshots": 1, "neighbors_dropped_out_of_vocabulary": 1}
-    narrower, _ = table_in_model_space(DailyTables.stack([table]), ["c", "a", "b", "new"], num_oov=1, neighbors=2)
-    assert narrower["ids"][3].tolist() == [2, 4]
-    # a second day's snapshot occupies the next 6 rows, with ages from its own snapshot time
-    later = tiny_table(["", "a", "b", "c", "zz"], [[0, 0, 0], [2, 0, 0], [0, 0, 0], [1, 0, 0], [0, 0, 0]])
+    arrays, stats = table_in_model_space(DailyTables.from_snapshots([table]), ["c", "a", "b", "new"], num_oov=1, neighbors=3)
+    # model ids: 0 pad, 1 OOV, 2 "c", 3 "a", 4 "b", 5 "new"; only a and b have rows (zz is not a model token)
+    assert arrays["ids"].shape == (3, 3) and stats["row_versions"] == 2
+    ids, weight, buckets = read_rows(arrays, np.arange(6))
+    assert ids[3].tolist() == [2, 4, 0]  # a -> c, b (zz dropped, order kept)
+    assert ids[4].tolist() == [3, 0, 0]
+    assert ids[5].tolist() == [0, 0, 0] and ids[:3].sum() == 0
+    assert weight[3].tolist() == [0.5, 0.5, 0.0]
+    assert buckets[3, :, 0].tolist() == [10, 10, 0]  # age 1000 s at the snapshot: log2 bucket 10
+    assert stats == {"tokens_with_table_row": 3, "tokens": 4, "snapshots": 1, "row_versions": 2,
+                     "neighbors_dropped_out_of_vocabulary": 1}
+    narrower, _ = table_in_model_space(DailyTables.from_snapshots([table]), ["c", "a", "b", "new"], num_oov=1, neighbors=2)
+    assert read_rows(narrower, [3], neighbors=2)[0][0].tolist() == [2, 4]
+    # A second day: a changes, b keeps its row, c gains one. A key of day 1 reads day 1's rows, and b's unchanged
+    # row (stored once) is a day older there.
+    later = tiny_table(["", "a", "b", "c", "zz"], [[0, 0, 0], [2, 0, 0], [1, 0, 0], [1, 0, 0], [1, 0, 0]])
+    later.last_ts[1, 0] = 2000 + 86400 - 10
     later.snapshot_ts = 2000 + 86400
-    two, stats = table_in_model_space(DailyTables.stack([table, later]), ["c", "a", "b", "new"], num_oov=1, neighbors=3)
-    assert two["ids"].shape == (12, 3) and stats["snapshots"] == 2
-    np.testing.assert_array_equal(two["ids"][:6], arrays["ids"])
-    assert two["ids"][6 + 3].tolist() == [4, 0, 0] and two["ids"][6 + 2].tolist() == [3, 0, 0]
-    assert two["age_seconds"][6 + 3].tolist() == [1000 + 86400, 0, 0]
+    two, stats = table_in_model_space(DailyTables.from_snapshots([table, later]), ["c", "a", "b", "new"], num_oov=1, neighbors=3)
+    assert stats["snapshots"] == 2 and stats["row_versions"] == 4  # a, b on day 0; a, c on day 1
+    day0, _, day0_buckets = read_rows(two, np.arange(6))
+    np.testing.assert_array_equal(day0, ids)
+    day1, _, day1_buckets = read_rows(two, 6 + np.arange(6))
+    assert day1[3].tolist() == [4, 0, 0] and day1[4].tolist() == [3, 0, 0] and day1[2].tolist() == [3, 0, 0]
+    assert day0_buckets[4, 0, 0] == 10 and day1_buckets[4, 0, 0] == 17  # b's edge: 1000 s old, then 1000 + 86400 s
+    assert day1_buckets[3, 0, 0] == 4  # a's new edge: 10 s old
+
+
+def test_every_day_reads_in_the_model_as_that_days_table_alone(tiny):
+    """The model's search over row versions gives, for every day and node of the tiny world, the ids, weights and
+    edge buckets a model holding only that day's table reads."""
+    work, vocabularies, _, _ = tiny
+    for relation, vocab_name in (("q2q", "queries"), ("i2i", "items")):
+        history = work.daily_tables(relation)
+        arrays, _ = table_in_model_space(history, vocabularies[vocab_name], num_oov=1, neighbors=10)
+        nodes = len(arrays["first_version"]) - 1
+        every_day = read_rows(arrays, np.arange(len(history) * nodes), neighbors=10)
+        for day in range(len(history)):
+            alone, _ = table_in_model_space(DailyTables.from_snapshots([history[day]]), vocabularies[vocab_name], num_oov=1,
+                                            neighbors=10)
+            for got, expected in zip(every_day, read_rows(alone, np.arange(nodes), neighbors=10)):
+                np.testing.assert_array_equal(got[day * nodes:(day + 1) * nodes], expected, err_msg=f"{relation} day {day}")
 
 
 def test_config_names_and_validation():

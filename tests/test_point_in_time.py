@@ -21,25 +21,30 @@ def ranker_of(work: Work, **config):
 
 
 def test_every_training_row_sees_only_edges_before_its_request(tiny_work):
+    """Read as the model reads them: each row's snapshot, then each node's row version in it."""
     work = Work.open(tiny_work)
     rows = read_samples(work.samples_dir, "train")
     request_ts = rows["request_ts"].to_numpy()
-    snapshot = ranker_of(work).snapshot_index(tf.constant(request_ts)).numpy()
+    ranker = ranker_of(work)
+    snapshot = ranker.snapshot_index(tf.constant(request_ts)).numpy()
     seen_edges = 0
-    for relation, (kind, _) in RELATIONS.items():
+    for relation, (kind, vocab_name) in RELATIONS.items():
         daily = work.daily_tables(relation)
+        context = ranker.contexts[kind]
         # the model reads the snapshot of the row's own day
         np.testing.assert_array_equal(daily.snapshot_ts[snapshot], request_ts // DAY * DAY)
+        np.testing.assert_array_equal(context.snapshot_days.numpy()[snapshot], request_ts // DAY * DAY)
         if kind == "query":
             nodes = np.concatenate([rows["candidate"].to_numpy(dtype=object), np.concatenate(rows["query_history"].to_list())])
             owner = np.concatenate([np.arange(len(rows)), np.repeat(np.arange(len(rows)), rows["query_history"].map(len))])
         else:
             nodes = np.concatenate(rows["item_history"].to_list())
             owner = np.repeat(np.arange(len(rows)), rows["item_history"].map(len))
-        graph_row = pd.Index(daily.nodes).get_indexer(nodes)
-        known = graph_row > 0
-        ids = daily.ids[snapshot[owner[known]], graph_row[known]]
-        last_ts = daily.last_ts[snapshot[owner[known]], graph_row[known]]
+        model_id = pd.Index(work.vocabulary(vocab_name)).get_indexer(nodes) + 1 + ranker.config.num_oov
+        known = model_id > ranker.config.num_oov
+        version = context.version_rows(tf.constant(snapshot[owner[known]] * context.num_nodes + model_id[known], tf.int64))
+        ids = tf.gather(context.neighbor_ids, version).numpy()
+        last_ts = tf.gather(context.edge_last_ts, version).numpy()
         visible = ids > 0
         seen_edges += int(visible.sum())
         edge_owner_ts = np.broadcast_to(request_ts[owner[known]][:, None], ids.shape)

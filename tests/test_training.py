@@ -49,7 +49,9 @@ def test_run_directory_holds_everything_to_reload(hgcn_run):
 def test_graph_tables_stay_out_of_checkpoints(hgcn_run):
     names = [name for name, _ in tf.train.list_variables(str(hgcn_run / "weights" / "ranker"))]
     assert any("query_embedding" in name for name in names)
-    assert not any("neighbor_ids" in name or "edge_buckets" in name or "graph_days" in name for name in names)
+    tables = ("neighbor_ids", "edge_weight/", "edge_last_ts", "edge_count_bucket", "first_version", "version_day", "snapshot_days")
+    assert not any(table in name for name in names for table in tables)
+    assert any("edge_time" in name for name in names)  # the edge-time embedding is learned, so it is kept
 
 
 def test_platt_scaling_recovers_a_known_distortion():

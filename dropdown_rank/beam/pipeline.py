@@ -11,8 +11,8 @@ Every per-user step reads one user bucket's events and impressions and calls the
   keyed by (relation, bucket of the source node) → ``GroupByKey`` → ``ParDo(TopK)``: ``merge_pairs``, then for every
   snapshot day, ``snapshot_edges`` (trailing window, known tokens) and ``top_k`` (weights, thresholds, top K),
   exact per source node → keyed by (relation, snapshot) → ``GroupByKey`` → ``ParDo(WriteSnapshot)``
-  (``graph.table_from_top_k``) → ``GroupByKey`` per relation → ``ParDo(WriteTables)``: the ``[days, nodes+1, K]``
-  arrays streamed snapshot by snapshot into the same ``.npz`` the in-memory build writes.
+  (``graph.table_from_top_k``) → ``GroupByKey`` per relation → ``ParDo(WriteTables)``: the snapshots read day by day
+  into the changed rows (``graph.SnapshotChanges``), saved as the same ``.npz`` the in-memory build writes.
 * **candidate counters**: ``ParDo(DailyCounts)`` (``counters.daily_counts`` of the bucket's events and impressions,
   keyed by a bucket of the candidate text) → ``CombinePerKey(SumDaily)``: per-(candidate, day) counts, a side input
   (``AsList``) from which each sample worker builds ``counters.CandidateDays``.
@@ -27,7 +27,6 @@ grouping step's input in its own memory, so only small results travel as element
 """
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
 
 import apache_beam as beam
@@ -37,8 +36,8 @@ import pyarrow as pa
 
 from dropdown_rank._io import atomic_path, write_parquet
 from dropdown_rank.beam.common import KEYED, HOUR, StashFile, bucket_of, dump, read_bucket, split_by, stash, to_arrow, unstash
-from dropdown_rank.graph import (RELATIONS, GraphConfig, merge_pairs, relation_pairs, snapshot_edges,
-                                 table_from_top_k, top_k)
+from dropdown_rank.graph import (RELATIONS, ROW_FIELDS, GraphConfig, SnapshotChanges, merge_pairs, relation_pairs,
+                                 snapshot_edges, table_from_top_k, top_k)
 from dropdown_rank.counters import CandidateDays, daily_counts, sum_daily
 from dropdown_rank.samples import SampleConfig, Histories, sample_table, write_shard
 from dropdown_rank.split import TimeSplit
@@ -216,27 +215,15 @@ class WriteTables(beam.DoFn):
 
 
 def write_daily_npz(path: Path, relation: str, snapshot_files, snapshot_ts: np.ndarray) -> None:
-    """The file ``graph.DailyTables.save`` writes (``np.savez_compressed``: relation, ids, weight, last_ts, count,
-    snapshot_ts), written one snapshot at a time: arrays ``[days, nodes+1, K]`` are C-ordered by day."""
-    with np.load(snapshot_files[0]) as first:
-        layout = {name: (first[name].dtype, first[name].shape) for name in ("ids", "weight", "last_ts", "count")}
-    with atomic_path(path) as scratch:
-        with zipfile.ZipFile(scratch, mode="w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as archive:
-            _write_npy(archive, "relation", np.array(relation))
-            for name, (dtype, shape) in layout.items():
-                header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False,
-                          "shape": (len(snapshot_files),) + shape}
-                with archive.open(f"{name}.npy", mode="w", force_zip64=True) as handle:
-                    np.lib.format.write_array_header_1_0(handle, header)
-                    for file in snapshot_files:
-                        with np.load(file) as snapshot:
-                            handle.write(np.ascontiguousarray(snapshot[name], dtype=dtype).tobytes())
-            _write_npy(archive, "snapshot_ts", np.asarray(snapshot_ts, dtype=np.int64))
-
-
-def _write_npy(archive: zipfile.ZipFile, name: str, array: np.ndarray) -> None:
-    with archive.open(f"{name}.npy", mode="w", force_zip64=True) as handle:
-        np.lib.format.write_array(handle, np.asanyarray(array), allow_pickle=False)
+    """The file ``graph.DailyTables.save`` writes, from the relation's snapshot files read one day at a time
+    (``graph.SnapshotChanges``: only the previous day and the changed rows are held). Node strings are not
+    stored, so the rows are named by placeholders."""
+    changes, rows = SnapshotChanges(relation), 0
+    for file, day in zip(snapshot_files, snapshot_ts):
+        with np.load(file) as snapshot:
+            rows = len(snapshot["ids"])
+            changes.add(int(day), *(snapshot[f] for f in ROW_FIELDS))
+    changes.finish(np.full(rows, "", dtype=object)).save(path)
 
 
 @beam.typehints.with_output_types(KEYED)

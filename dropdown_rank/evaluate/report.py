@@ -149,7 +149,7 @@ def _degree(work: Work, samples) -> tuple[np.ndarray, int]:
     A function of its own so that the daily tables are freed once the degrees are known."""
     tables = work.daily_tables("q2q")
     degree = candidate_degree(samples.column("candidate").to_numpy(), samples.column("request_ts").to_numpy(), tables)
-    return degree, int(tables.ids.shape[2])
+    return degree, int(tables.ids.shape[1])
 
 
 def _aligned_frame(runs: dict, work: Work, samples, click_rate: float, split: str = "test",

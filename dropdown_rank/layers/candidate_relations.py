@@ -27,9 +27,10 @@ class CandidateRelations(tf.keras.layers.Layer):
     - ``history``: int ``[B, L]`` model ids, most recent first;
     - ``history_ts``: int64 ``[B, L]``; ``request_ts``: int64 ``[B]``;
     - ``candidate_rows``: int ``[B]`` and ``history_rows``: int ``[B, L]``, each node's row in the
-      tables for the request's snapshot (``GraphContext.keys``);
+      tables below, which hold it as of the request's snapshot;
     - ``neighbor_ids`` int ``[rows, K]``, ``edge_weight`` float ``[rows, K]``, ``edge_buckets`` int
-      ``[rows, K, 2]`` (log2 age bucket, ``age_buckets`` + log2 count bucket): ``GraphContext``'s tables
+      ``[rows, K, 2]`` (log2 age bucket, ``age_buckets`` + log2 count bucket): the model passes the batch's
+      distinct (snapshot, node) rows read by ``GraphContext.neighbor_rows``
       (an id-and-time-only context holds weight 1 on every edge, so its weight features repeat the indicators).
 
     **Output**: float32 ``[B, 8]``: whether any of the last L queries is related; ``log1p`` of how

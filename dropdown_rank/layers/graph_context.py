@@ -1,4 +1,5 @@
 """The GNN context module for one relation: neighbor tables + edge features + an aggregator."""
+import numpy as np
 import tensorflow as tf
 
 from dropdown_rank.layers.gat_aggregator import GATAggregator
@@ -37,12 +38,20 @@ def load_untracked(owner, name: str, value) -> None:
 class GraphContext(tf.keras.layers.Layer):
     """Replaces node ids by a graph-context representation built from their first-order neighbors.
 
-    The neighbor tables (ids, edge weights, edge-time buckets) are non-trainable layer state,
-    swappable with :meth:`set_tables` without retraining, and not part of the layer's weights
-    (checkpoints hold what is learned; :attr:`tables` lists them for a SavedModel). They hold one or more **daily snapshots**
-    stacked as ``[snapshots * num_nodes, K]`` (a variable whose first dimension may change): a
-    training model holds every day's snapshot and each row reads its own day's (``snapshot``),
-    while an exported model holds one. A neighbor's features are its id embedding (the model's node
+    The neighbor tables are non-trainable layer state, swappable with :meth:`set_tables` without
+    retraining, and not part of the layer's weights (checkpoints hold what is learned; :attr:`tables`
+    lists them for a SavedModel). They hold one or more **daily snapshots** stored as changes
+    (``graph.DailyTables``): a node's row is kept once per day it changes, as a *version* (rows of
+    ``neighbor_ids``, ``edge_weight``, ``edge_last_ts``, ``edge_count_bucket``; row 0 is the empty
+    row), with ``first_version[n] .. first_version[n + 1]`` the versions of node ``n`` in day order
+    and ``version_day`` the snapshot index each takes effect. A key ``snapshot * num_nodes + node``
+    reads the node's latest version not after its snapshot (a binary search over the node's
+    versions: a few lookups, whatever the vocabulary or history length) and measures each edge's age
+    from that snapshot's day start (``snapshot_days``). A training model holds every day and each row
+    reads its own day's (``snapshot``); an exported model holds one. Memory grows with the rows that
+    change, not with days × nodes.
+
+    A neighbor's features are its id embedding (the model's node
     embedding, shared and trained end to end) plus embeddings of the edge's time features: its age
     at the snapshot and its co-occurrence count, both log2-bucketed (one table, ``edge_time``, of
     ``AGE_BUCKETS + COUNT_BUCKETS`` rows). Attention models also add ``weight * edge_weight_vector``;
@@ -90,53 +99,98 @@ class GraphContext(tf.keras.layers.Layer):
             self.aggregate.build([tf.TensorShape([None, dim]), tf.TensorShape([None, neighbors, dim]), tf.TensorShape([None, neighbors])])
         self.edge_time = tf.keras.layers.Embedding(EDGE_BUCKETS, dim, name="edge_time")
         self.edge_time.build((None,))
-        # The first dimension is snapshots * num_nodes, so a day's tables (or every day's) load in place.
         # The tables are data, not weights: kept out of Keras tracking, so checkpoints and save_weights
-        # hold only what training learns (a training model's daily snapshots of a real log are GBs).
-        # Whoever saves the layer for serving saves them explicitly (``tables``).
-        def table(name, dtype, *inner):
-            variable = tf.Variable(tf.zeros([num_nodes, *inner], dtype), shape=tf.TensorShape([None, *inner]), trainable=False, name=name)
+        # hold only what training learns. Whoever saves the layer for serving saves them explicitly (``tables``).
+        # Every dimension but K may change, so another day's (or every day's) tables load in place.
+        def table(name, value):
+            variable = tf.Variable(value, shape=tf.TensorShape([None, *value.shape[1:]]), trainable=False, name=name)
             object.__setattr__(self, name, variable)
-        table("neighbor_ids", tf.int32, neighbors)
-        table("edge_weight", tf.float32, neighbors)
-        table("edge_buckets", tf.int32, neighbors, 2)
+        table("snapshot_days", tf.zeros([1], tf.int64))
+        table("first_version", tf.ones([num_nodes + 1], tf.int64))  # every node: no versions (row 0)
+        table("version_day", tf.zeros([1], tf.int32))
+        table("neighbor_ids", tf.zeros([1, neighbors], tf.int32))
+        table("edge_weight", tf.zeros([1, neighbors], tf.float32))
+        table("edge_last_ts", tf.zeros([1, neighbors], tf.int64))
+        table("edge_count_bucket", tf.fill([1, neighbors], AGE_BUCKETS))
         self.weight_vector = None
         if aggregator == "attention" and use_edge_weight:
             self.weight_vector = self.add_weight(name="edge_weight_vector", shape=[dim], initializer="glorot_uniform")
 
-    def set_tables(self, ids, weight, age_seconds, count) -> None:
-        """Load neighbor tables already in this layer's id space: arrays ``[snapshots * num_nodes, K]``.
+    def set_tables(self, snapshot_days, first_version, version_day, ids, weight, last_ts, count) -> None:
+        """Load neighbor history already in this layer's id space (``model.table_in_model_space``).
 
-        ``weight`` is the normalized co-occurrence weight, ``age_seconds`` the edge's age at its
-        snapshot, ``count`` its co-occurrence count. Padding entries have id 0.
+        ``snapshot_days`` ``[S]``: the snapshots' day starts, ascending. ``first_version`` ``[num_nodes + 1]``:
+        node ``n``'s versions are rows ``first_version[n] .. first_version[n + 1] - 1``, in day order.
+        ``version_day`` ``[V + 1]``: the snapshot index from which each row holds (row 0: unused). ``ids``,
+        ``weight`` (normalized co-occurrence weight), ``last_ts`` (the edge's last co-occurrence) and ``count``:
+        ``[V + 1, K]``, row 0 empty; padding entries have id 0.
 
         The tables load in place when they can (:func:`load_untracked`); under a ``ParameterServerStrategy``,
         or when the variables cannot take the new shape, they are new variables, and a ``tf.function`` traced
         before reads the old ones.
         """
-        rows = ids.shape[0]
-        if rows == 0 or rows % self.num_nodes:
-            raise ValueError(f"neighbor table 'ids' has {rows} rows, expected a multiple of {self.num_nodes} nodes")
+        rows = len(ids)
+        if len(first_version) != self.num_nodes + 1:
+            raise ValueError(f"neighbor history 'first_version' has {len(first_version)} entries, expected {self.num_nodes + 1} "
+                             f"(nodes + 1)")
+        if len(snapshot_days) == 0 or np.any(np.diff(snapshot_days) <= 0):
+            raise ValueError("neighbor history 'snapshot_days' must be one or more day starts, ascending")
+        if first_version[0] != 1 or first_version[-1] != rows or np.any(np.diff(first_version) < 0) or len(version_day) != rows:
+            raise ValueError(f"neighbor history: 'first_version' must run from 1 to the {rows} rows of 'ids' (row 0 empty), "
+                             f"and 'version_day' have one entry per row")
         expected = (rows, self.neighbors)
-        for name, array in (("ids", ids), ("weight", weight), ("age_seconds", age_seconds), ("count", count)):
+        for name, array in (("ids", ids), ("weight", weight), ("last_ts", last_ts), ("count", count)):
             if tuple(array.shape) != expected:
                 raise ValueError(f"neighbor table '{name}' has shape {tuple(array.shape)}, expected {expected}")
         present = tf.constant(ids) > 0
         effective = tf.cast(weight, tf.float32) if self.use_edge_weight else tf.ones(expected, tf.float32)
-        effective = tf.where(present, effective, 0.0)
-        buckets = tf.stack([tf.where(present, log2_bucket(age_seconds, AGE_BUCKETS), 0),
-                            tf.where(present, AGE_BUCKETS + log2_bucket(count, COUNT_BUCKETS), AGE_BUCKETS)], axis=-1)
-        for name, value in (("neighbor_ids", tf.cast(ids, tf.int32)), ("edge_weight", effective), ("edge_buckets", buckets)):
+        values = {"snapshot_days": tf.constant(snapshot_days, tf.int64), "first_version": tf.constant(first_version, tf.int64),
+                  "version_day": tf.constant(version_day, tf.int32), "neighbor_ids": tf.cast(ids, tf.int32),
+                  "edge_weight": tf.where(present, effective, 0.0), "edge_last_ts": tf.constant(last_ts, tf.int64),
+                  "edge_count_bucket": tf.where(present, AGE_BUCKETS + log2_bucket(count, COUNT_BUCKETS), AGE_BUCKETS)}
+        for name, value in values.items():
             load_untracked(self, name, value)
 
     @property
     def tables(self) -> list:
-        """The neighbor-table variables (untracked by Keras: see ``__init__``)."""
-        return [self.neighbor_ids, self.edge_weight, self.edge_buckets]
+        """The neighbor-history variables (untracked by Keras: see ``__init__``)."""
+        return [self.snapshot_days, self.first_version, self.version_day, self.neighbor_ids, self.edge_weight,
+                self.edge_last_ts, self.edge_count_bucket]
 
     @property
     def snapshots(self):
-        return tf.shape(self.neighbor_ids)[0] // self.num_nodes
+        return tf.shape(self.snapshot_days)[0]
+
+    def version_rows(self, keys):
+        """Per key ``snapshot * num_nodes + node`` (int64 ``[n]``), the row of the node's latest version not after the
+        snapshot, or 0 (no neighbors then)."""
+        snapshot, node = tf.cast(keys // self.num_nodes, tf.int32), keys % self.num_nodes
+        start = tf.nn.embedding_lookup(self.first_version, node)
+        end = tf.nn.embedding_lookup(self.first_version, node + 1)
+
+        def halve(low, high):
+            # low..high brackets the node's first version that starts after the snapshot.
+            active = low < high
+            middle = (low + high) // 2
+            later = tf.nn.embedding_lookup(self.version_day, tf.where(active, middle, 0)) > snapshot
+            return tf.where(active & ~later, middle + 1, low), tf.where(active & later, middle, high)
+
+        after, _ = tf.while_loop(lambda low, high: tf.reduce_any(low < high), halve, (start, end))
+        return tf.where(after > start, after - 1, 0)
+
+    def neighbor_rows(self, keys):
+        """Neighbor ids ``[n, K]``, effective weights ``[n, K]`` and edge buckets ``[n, K, 2]`` (log2 age at the key's
+        snapshot; ``AGE_BUCKETS`` + log2 count) of each key ``snapshot * num_nodes + node`` in a 1-D ``keys``."""
+        keys = tf.cast(keys, tf.int64)
+        rows = self.version_rows(keys)
+        # embedding_lookup, not gather: under a parameter-server strategy the tables may be sharded variables,
+        # which a gather would first concatenate whole.
+        neighbor_ids = tf.nn.embedding_lookup(self.neighbor_ids, rows)
+        day = tf.gather(self.snapshot_days, keys // self.num_nodes)
+        age = day[:, None] - tf.nn.embedding_lookup(self.edge_last_ts, rows)
+        age_bucket = tf.where(neighbor_ids > 0, log2_bucket(age, AGE_BUCKETS), 0)
+        buckets = tf.stack([age_bucket, tf.nn.embedding_lookup(self.edge_count_bucket, rows)], axis=-1)
+        return neighbor_ids, tf.nn.embedding_lookup(self.edge_weight, rows), buckets
 
     def node_context(self, keys, embeddings, training=None, return_attention: bool = False):
         """Context of each (snapshot, node) key ``snapshot * num_nodes + node`` in a 1-D ``keys``
@@ -146,11 +200,7 @@ class GraphContext(tf.keras.layers.Layer):
         ``[n, heads, K+1]`` (0 = self) for attention aggregators and None for HGCN.
         """
         keys = tf.cast(keys, tf.int64)
-        # embedding_lookup, not gather: under a parameter-server strategy the tables and embeddings may be
-        # sharded variables, which a gather would first concatenate whole.
-        neighbor_ids = tf.nn.embedding_lookup(self.neighbor_ids, keys)
-        weight = tf.nn.embedding_lookup(self.edge_weight, keys)
-        buckets = tf.nn.embedding_lookup(self.edge_buckets, keys)
+        neighbor_ids, weight, buckets = self.neighbor_rows(keys)
         center = tf.nn.embedding_lookup(embeddings, keys % self.num_nodes)
         edge_table = self.edge_time.embeddings
         if self.impl == "spektral" or not training:
