@@ -21,7 +21,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-DAY = 86400
+from dropdown_rank.logs.schema import DAY
+
 _TS_SHIFT = np.int64(1) << 33  # > 272 years of seconds: in a (key, ts) int64, the ts part never reaches the key part
 _DAY_SHIFT = np.int64(1) << 22  # > 11,000 years of days
 DAILY_COLUMNS = ("queries", "impressions", "clicks")

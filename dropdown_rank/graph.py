@@ -95,6 +95,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from dropdown_rank._io import write_npz
+from dropdown_rank.logs.schema import DAY
 
 RELATIONS = {"q2q": ("query", "queries"), "i2i": ("item", "items")}
 Q2Q_SOURCES = ("session", "item", "both")
@@ -102,7 +103,6 @@ NEIGHBOR_RANKS = ("cooccurrence", "random_walk")
 QIQ_SOURCE_NAMES = {"item": "query-item-query paths", "both": "sessions and query-item-query paths"}
 
 
-DAY = 86400
 
 
 @dataclasses.dataclass(frozen=True)
@@ -577,7 +577,7 @@ def table_from_top_k(kept: pd.DataFrame, edges_before_top_k: int, num_nodes: int
         "mean_degree": float(degree.mean()) if len(degree) else 0.0,
         "weight_quantiles": _quantiles(kept["weight"].to_numpy()),
         "count_quantiles": _quantiles(kept["count"].to_numpy()),
-        "age_days_quantiles": _quantiles((snapshot_ts - kept["last_ts"].to_numpy()) / 86400.0),
+        "age_days_quantiles": _quantiles((snapshot_ts - kept["last_ts"].to_numpy()) / DAY),
     }
     return table, stats
 

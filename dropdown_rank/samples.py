@@ -30,7 +30,8 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from dropdown_rank._io import atomic_path
-from dropdown_rank.counters import _TS_SHIFT, DAY, CandidateDays, PersonalCounts, daily_counts
+from dropdown_rank.counters import _TS_SHIFT, CandidateDays, PersonalCounts, daily_counts
+from dropdown_rank.logs.schema import DAY
 from dropdown_rank.features import ARROW_SCHEMA, record_path
 
 INT32_MAX = np.iinfo(np.int32).max
@@ -101,7 +102,7 @@ def sample_table(histories: Histories, chunk: pd.DataFrame, candidate_pv: pd.Ser
     popularity = candidate_days.lookup(candidates, ts, config.popularity_days)
     q_ids, q_ts = histories.queries.last(user, ts, config.max_len)
     i_ids, i_ts = histories.items.last(user, ts, config.max_len)
-    start, end = histories.everything.window(user, ts, since=ts - int(config.lookback_days * 86400))
+    start, end = histories.everything.window(user, ts, since=ts - int(config.lookback_days * DAY))
     return pa.table({
         "request_id": pa.array(chunk["request_id"].to_numpy(dtype=object), pa.string()),
         "user_id": pa.array(chunk["user_id"].to_numpy(dtype=object), pa.string()),

@@ -14,7 +14,8 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
-DAY = 86400
+from dropdown_rank.logs.schema import DAY
+
 SPLITS = ("train", "valid", "test")
 
 

@@ -20,11 +20,11 @@ import numpy as np
 import pandas as pd
 
 from dropdown_rank._io import write_parquet
+from dropdown_rank.logs.schema import DAY
 
 VOCABULARIES = ("users", "queries", "items")
 
 
-DAY = 86400
 
 
 def occurrence_summary(values, ts, keep: int) -> tuple[pd.Series, pd.DataFrame]:

@@ -111,7 +111,7 @@ import pyarrow.parquet as pq
 
 from dropdown_rank._io import atomic_path, stage_and_swap, write_json
 from dropdown_rank.logs.bestbuy import normalize_query
-from dropdown_rank.logs.schema import TS_MAX, TS_MIN
+from dropdown_rank.logs.schema import DAY, TS_MAX, TS_MIN
 
 AOL_HEADER = ("anonid", "query", "querytime", "itemrank", "clickurl")
 EMPTY_QUERY = "-"
@@ -351,7 +351,7 @@ def _chunk_events(rows: _Rows, summary: dict) -> pd.DataFrame:
         "kind": np.repeat(np.array(["query", "item"], dtype=object), [int(keep.sum()), len(click_of)]),
         "id": np.concatenate([query.to_numpy(dtype=object)[keep], urls]),
     })
-    events["day"] = events["ts"] // 86400
+    events["day"] = events["ts"] // DAY
     return events
 
 

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from dropdown_rank._io import write_json, write_parquet
-from dropdown_rank.logs.schema import SchemaError, parse_timestamps
+from dropdown_rank.logs.schema import DAY, SchemaError, parse_timestamps
 
 BESTBUY_COLUMNS = ("user", "sku", "category", "query", "click_time", "query_time")
 
@@ -87,7 +87,7 @@ def _reconstruct_impressions(requests: pd.DataFrame, candidates: int) -> pd.Data
     day, ranked by how often it was issued before that day. Rows: sum over prefixes of
     (distinct queries x request days), not the quadratic pairs of requests.
     """
-    requests = requests.assign(day=(requests["ts"] // 86400).astype(np.int64))
+    requests = requests.assign(day=(requests["ts"] // DAY).astype(np.int64))
     key, keys = pd.factorize(pd.MultiIndex.from_arrays([requests["prefix"], requests["issued"]]))
     occurrence = np.sort(key.astype(np.int64) * 1_000_000 + requests["day"].to_numpy())
     first_day = requests.assign(key=key).groupby("key")["day"].min()

@@ -61,6 +61,7 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from dropdown_rank._io import write_json, write_parquet
+from dropdown_rank.logs.schema import DAY
 
 START_TS = int(pd.Timestamp("2026-01-01", tz="UTC").timestamp())
 _CONSONANTS = np.array(list("bdfgklmnprstvz"))
@@ -175,7 +176,7 @@ def generate_world(config: WorldConfig, seed: int = 0, progress=print) -> dict:
     per_group = cfg.topics // cfg.groups
     if per_group * cfg.groups != cfg.topics:
         raise ValueError("topics must be a multiple of groups")
-    horizon = cfg.days * 86400
+    horizon = cfg.days * DAY
 
     # Queries and items.
     topic_share = rng.dirichlet(np.full(cfg.topics, 2.0))
@@ -359,7 +360,7 @@ def generate_world(config: WorldConfig, seed: int = 0, progress=print) -> dict:
     )
     imp_ts = slot_ts[slot]
     light = (_earlier_behaviors(event_user, event_ts, req_user, slot_ts[req_slot]) < 5)[r]
-    last3 = imp_ts >= (imp_ts.max() // 86400 + 1 - 3) * 86400 if len(imp_ts) else np.zeros(0, bool)
+    last3 = imp_ts >= (imp_ts.max() // DAY + 1 - 3) * DAY if len(imp_ts) else np.zeros(0, bool)
     summary = {
         "users": cfg.users,
         "queries": cfg.queries,
