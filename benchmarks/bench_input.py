@@ -42,7 +42,7 @@ import json, os, sys
 os.sched_setaffinity(0, set(range(int(sys.argv[2]))))
 sys.path.insert(0, sys.argv[4])
 import dropdown_rank
-from dropdown_rank.build import Work
+from dropdown_rank.workdir import Work
 from bench_training import MODELS, steady_rate
 rate = steady_rate(Work.open(sys.argv[1]), MODELS["hgcn_20"], int(sys.argv[3]))
 print(json.dumps({"examples_per_second": rate, "cores": len(os.sched_getaffinity(0))}))

@@ -33,7 +33,7 @@ def id_matrix(lists: pd.Series, vocabulary: list, length: int) -> tuple[np.ndarr
 
 
 def din_inputs(work, split: str, length: int, vocab: dict) -> tuple[dict, np.ndarray]:
-    from dropdown_rank.samples import read_samples
+    from dropdown_rank.workdir import read_samples
 
     frame = read_samples(work.samples_dir, split, columns=["user_id", "candidate", "query_history", "item_history", "label"])
     lookup = lambda values, name: np.where((i := pd.Index(vocab[name]).get_indexer(values)) >= 0, i + 2, 1).astype(np.int32)
@@ -95,7 +95,7 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
-    from dropdown_rank.build import Work
+    from dropdown_rank.workdir import Work
     from dropdown_rank.model import ModelConfig
     from dropdown_rank.train import TrainConfig, train
 

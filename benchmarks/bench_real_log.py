@@ -30,7 +30,7 @@ TRAIN = r"""
 import json, sys, time
 import dropdown_rank
 import tensorflow as tf
-from dropdown_rank.build import Work
+from dropdown_rank.workdir import Work
 from dropdown_rank.dataset import SampleStream
 from dropdown_rank.graph import RELATIONS
 from dropdown_rank.model import CTRModel, ModelConfig, make_ranker

@@ -92,7 +92,7 @@ def main(argv=None):
 
     import tensorflow as tf
 
-    from dropdown_rank.build import Work
+    from dropdown_rank.workdir import Work
     from dropdown_rank.export import export
     from dropdown_rank.model import ModelConfig
     from dropdown_rank.train import TrainConfig, train

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from common import bench_parser, default_work, write_result
-from dropdown_rank.build import Work
+from dropdown_rank.workdir import Work
 from dropdown_rank.evaluate.storage import measure_storage, model_storage
 from dropdown_rank.graph import RELATIONS
 

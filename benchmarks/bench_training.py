@@ -66,7 +66,7 @@ import json, sys
 import dropdown_rank
 sys.path.insert(0, sys.argv[3])
 from bench_training import steady_rate
-from dropdown_rank.build import Work
+from dropdown_rank.workdir import Work
 work = Work.open(sys.argv[1])
 steps = int(sys.argv[2])
 print(json.dumps({name: steady_rate(work, spec, steps) for name, spec in
@@ -94,7 +94,7 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args(argv)
 
-    from dropdown_rank.build import Work
+    from dropdown_rank.workdir import Work
 
     work = Work.open(default_work(args.scale))
     # spektral's GATConv refuses to build under oneDNN (TensorFlow's default); it is measured only with oneDNN off.

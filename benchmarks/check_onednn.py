@@ -25,7 +25,7 @@ if sys.argv[6] == "unguarded":
     # TensorFlow fixed oneDNN on at import; flipping the variable now only gets past
     # dropdown_rank's refusal to build GATConv under oneDNN, so the crash itself is measured.
     os.environ["TF_ENABLE_ONEDNN_OPTS"] = "0"
-from dropdown_rank.build import Work
+from dropdown_rank.workdir import Work
 from dropdown_rank.dataset import make_dataset
 from dropdown_rank.model import CTRModel, ModelConfig, make_ranker
 from dropdown_rank.train import TrainConfig, make_optimizer

@@ -10,28 +10,27 @@ Writes a work directory:
   log (``graph.py``);
 * ``samples/{train,valid,test}/part-*.parquet``;
 * ``truth.parquet`` when the logs carry ground truth (synthetic worlds).
+
+``workdir.py`` reads it back (:class:`~dropdown_rank.workdir.Work`), for every later stage.
 """
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import resource
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from dropdown_rank import _io
-from dropdown_rank._io import read_json, write_json, write_parquet
-from dropdown_rank.graph import RELATIONS, DailyTables, GraphConfig, NeighborTable, build_graphs
+from dropdown_rank._io import write_json, write_parquet
+from dropdown_rank.graph import GraphConfig, build_graphs
 from dropdown_rank.logs.schema import find_table, load_logs
-from dropdown_rank.features import RECORDS_FORMAT_VERSION, RECORDS_SUFFIX
 from dropdown_rank.samples import SampleConfig, build_samples
 from dropdown_rank.split import SplitConfig, TimeSplit, time_split
-from dropdown_rank.vocab import build_vocabularies, read_known_since, read_vocabulary, write_vocabularies
+from dropdown_rank.vocab import build_vocabularies, write_vocabularies
+from dropdown_rank.workdir import fingerprint
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,44 +66,6 @@ def stage_and_swap(work_dir: str | Path, write, progress=print) -> dict:
     stats = _io.stage_and_swap(work_dir, write, WORK_ENTRIES, "build.json", "a work directory")
     progress(f"build: wrote {work_dir}")
     return stats
-
-
-DATA_PARTS = ("vocab", "graph", "samples")
-
-
-def fingerprint(work_dir: Path, parts: tuple = DATA_PARTS) -> str:
-    """SHA-256 of a work directory's data (samples, vocabularies, graphs; or only ``parts`` of them): its identity for runs.
-
-    It hashes the decoded content (Arrow IPC streams of the Parquet tables, raw arrays of the
-    ``.npz`` tables), not the file bytes: the same data written by another pyarrow (whose version
-    is in every Parquet footer) or zlib keeps its identity. Training records are left out: each is
-    encoded from the Parquet shard beside it, whose content is hashed, by the codec whose
-    ``RECORDS_FORMAT_VERSION`` is hashed.
-    """
-    digest = hashlib.sha256()
-    digest.update(f"records format {RECORDS_FORMAT_VERSION}".encode())
-    for path in sorted(p for part in parts for p in (work_dir / part).rglob("*")
-                       if p.is_file() and not p.name.endswith(RECORDS_SUFFIX)):
-        digest.update(str(path.relative_to(work_dir)).encode())
-        if path.suffix == ".parquet":
-            sink = pa.BufferOutputStream()
-            table = pq.read_table(path).replace_schema_metadata(None)  # pandas/pyarrow versions live there
-            with pa.ipc.new_stream(sink, table.schema) as stream:
-                stream.write_table(table)
-            digest.update(sink.getvalue())
-        else:
-            with np.load(path) as arrays:
-                for name in sorted(arrays.files):
-                    array = np.ascontiguousarray(arrays[name])
-                    digest.update(f"{name}:{array.dtype.str}:{array.shape}".encode())
-                    digest.update(array.tobytes())
-    return digest.hexdigest()
-
-
-def samples_fingerprint(work_dir: Path) -> str:
-    """The identity of a work directory's rows and ids without its graph: two builds that differ only in how the
-    graph is made (``--q2q-source``, ``--neighbor-rank``, ...) share it, so their runs can share a report."""
-    return fingerprint(work_dir, ("vocab", "samples"))
 
 
 def period_counts(split: TimeSplit, ts: np.ndarray, weights: np.ndarray | None = None) -> dict:
@@ -221,57 +182,3 @@ def build_stats(reports, counts: dict, events: tuple, rows: dict, vocab_sizes: d
         "peak_memory_mb": round(peak_memory_mb(), 1),
         "events_per_second": round(events[0] / max(sum(timings.values()), 1e-9), 1),
     }
-
-
-@dataclasses.dataclass
-class Work:
-    """A built work directory, read back: what training, evaluation and export need."""
-
-    path: Path
-    split: TimeSplit
-    config: dict
-    has_truth: bool
-    fingerprint: str
-
-    @classmethod
-    def open(cls, path: str | Path) -> "Work":
-        path = Path(path)
-        staging = path.parent / f".{path.name}.building"
-        if not (path / "build.json").exists():
-            building = f" (a build into it is unfinished or was interrupted: {staging} exists)" if staging.exists() else ""
-            raise FileNotFoundError(f"{path}: not a complete work directory (no build.json){building}; run `dropdown-rank build`")
-        meta = read_json(path / "build.json")
-        if "fingerprint" not in meta or "rows_start" not in meta["split"]:
-            raise ValueError(f"{path}: built by an older dropdown_rank (no daily graphs); rebuild it with `dropdown-rank build`")
-        split = TimeSplit(**{k: v for k, v in meta["split"].items() if not k.endswith("_iso")})
-        return cls(path, split, meta["config"], bool(meta["has_truth"]), meta["fingerprint"])
-
-    def vocabulary(self, name: str) -> list[str]:
-        return read_vocabulary(self.path / "vocab", name)
-
-    def known_since(self, name: str):
-        return read_known_since(self.path / "vocab", name)
-
-    def daily_tables(self, relation: str) -> DailyTables:
-        """Every snapshot: one per day with samples, then the day after the log."""
-        return DailyTables.load(self.path / "graph" / f"{relation}.npz", self.vocabulary(RELATIONS[relation][1]))
-
-    def neighbor_table(self, relation: str) -> NeighborTable:
-        """The latest snapshot (built from every event of the log): what ``export --graph`` with this build serves."""
-        return self.daily_tables(relation).latest()
-
-    @property
-    def samples_dir(self) -> Path:
-        return self.path / "samples"
-
-    def truth(self) -> pd.DataFrame | None:
-        return pd.read_parquet(self.path / "truth.parquet") if self.has_truth else None
-
-    @property
-    def max_len(self) -> int:
-        return int(self.config["samples"]["max_len"])
-
-    @property
-    def neighbors(self) -> int:
-        return int(self.config["graph"]["neighbors"])
-

@@ -42,7 +42,7 @@ import tensorflow as tf
 
 from dropdown_rank.features import LABEL, TRAINING_FIELDS
 from dropdown_rank.records import COMPRESSION, decode
-from dropdown_rank.samples import record_files, shard_files
+from dropdown_rank.workdir import record_files, shard_files
 
 FEATURES = tuple(name for name in TRAINING_FIELDS if name != LABEL)
 PREFETCH_BATCHES = 16

@@ -86,11 +86,11 @@ import tensorflow as tf
 
 from dropdown_rank import __version__
 from dropdown_rank._io import _UMASK, read_json, write_json
-from dropdown_rank.build import Work
+from dropdown_rank.workdir import Work
 from dropdown_rank.graph import RELATIONS
 from dropdown_rank.model import SIGNATURE, check_serving_features
 from dropdown_rank.features import COUNTER_FIELDS, MODEL_INPUTS
-from dropdown_rank.samples import read_samples
+from dropdown_rank.workdir import read_samples
 from dropdown_rank.train import load_run
 
 LOOKUPS = ("user_lookup", "query_lookup", "item_lookup")

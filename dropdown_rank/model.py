@@ -48,14 +48,14 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
 from dropdown_rank.features import BY_NAME, COUNTER_FIELDS, HISTORY_FIELDS, MODEL_INPUTS
-from dropdown_rank.graph import DailyTables, GraphConfig
+from dropdown_rank.graph import RELATIONS, DailyTables, GraphConfig
 from dropdown_rank.layers import CandidateRelations, GraphContext, PositionBias, RequestFeatures, TargetAttention, TimeGapEmbedding
 from dropdown_rank.layers.graph_context import AGE_BUCKETS, COUNT_BUCKETS
 from dropdown_rank.layers.request_features import FEATURE_GROUPS
 
 KINDS = ("base", "hgcn", "attention")
 GNN_KINDS = ("hgcn", "attention")
-RELATION_OF = {"query": ("q2q", "queries"), "item": ("i2i", "items")}
+RELATION_OF = {kind: (relation, vocab_name) for relation, (kind, vocab_name) in RELATIONS.items()}  # by node kind
 # The graph build's default session gap. The session context does not read the work directory's build settings,
 # nor cut sessions at midnight as the build does: it is the user's recent burst of activity, not the graph's session.
 SESSION_GAP_SECONDS = GraphConfig.session_gap_minutes * 60.0

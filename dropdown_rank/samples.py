@@ -163,30 +163,3 @@ def write_shard(table: pa.Table, out_dir: str | Path, split: str, shard: int) ->
     write_records(table, record_path(path))
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
-
-
-def shard_files(samples_dir: str | Path, split: str) -> list[Path]:
-    """The Parquet shards of one split, in order; a clear error when the split has none."""
-    samples_dir = Path(samples_dir)
-    files = sorted((samples_dir / split).glob("part-*.parquet"))
-    if not files:
-        if samples_dir.is_dir():  # a finished build whose period for this split held no impressions
-            raise ValueError(f"{samples_dir.parent}: no {split} samples: the build's {split} period holds no impressions "
-                             "(see 'samples' in its stats.json); rebuild with other --valid-days/--test-days")
-        raise FileNotFoundError(f"{samples_dir}: no samples (run `dropdown-rank build` first)")
-    return files
-
-
-def record_files(samples_dir: str | Path, split: str) -> list[Path]:
-    """The training record files of one split, in shard order; a clear error for a build that predates them."""
-    records = [record_path(f) for f in shard_files(samples_dir, split)]
-    missing = [r for r in records if not r.exists()]
-    if missing:
-        raise FileNotFoundError(f"{missing[0]}: no training records for this sample shard ({len(missing)} of {len(records)} "
-                                f"missing): the work directory was built before records existed; rebuild it with `dropdown-rank build`")
-    return records
-
-
-def read_samples(samples_dir: str | Path, split: str, columns=None) -> pd.DataFrame:
-    """All shards of one split as a DataFrame (for evaluation and inspection, not for training)."""
-    return pa.concat_tables([pq.read_table(f, columns=columns) for f in shard_files(samples_dir, split)]).to_pandas()

@@ -67,13 +67,14 @@ from sklearn.metrics import log_loss, roc_auc_score
 
 from dropdown_rank import __version__
 from dropdown_rank._io import atomic_path, read_json, write_json, write_parquet
-from dropdown_rank.build import Work
+from dropdown_rank.workdir import Work
 from dropdown_rank.cluster import MIN_SHARD_BYTES, Cluster, resolve
 from dropdown_rank.dataset import SampleStream, make_dataset
 from dropdown_rank.graph import RELATIONS, NeighborTable
 from dropdown_rank.model import CTRModel, DropdownRanker, ModelConfig, make_ranker
 from dropdown_rank.optimizers import LazyAdam
-from dropdown_rank.samples import SampleConfig, read_samples
+from dropdown_rank.samples import SampleConfig
+from dropdown_rank.workdir import read_samples
 from dropdown_rank.vocab import VOCABULARIES, read_known_since, read_vocabulary
 
 
@@ -329,9 +330,6 @@ def train(work_dir: str | Path, run_dir: str | Path, model_config: ModelConfig, 
     tf.config.experimental.enable_op_determinism()
     work, run_dir = Work.open(work_dir), Path(run_dir)
     model_config = _fit_to_work(model_config, work)
-    vocabularies = {name: work.vocabulary(name) for name in VOCABULARIES}
-    known_since = {name: work.known_since(name) for name in VOCABULARIES}
-    tables = {relation: work.daily_tables(relation) for relation in RELATIONS} if model_config.is_gnn else None
     valid = make_dataset(work.samples_dir, "valid", model_config.seq_len, train_config.eval_batch_size)
     valid_labels = read_samples(work.samples_dir, "valid", columns=["label"])["label"].to_numpy()
     train_ctr, train_rows = train_click_rate(work)
@@ -349,14 +347,7 @@ def train(work_dir: str | Path, run_dir: str | Path, model_config: ModelConfig, 
         write_json(epochs_log, history)
     if history:
         print(f"resuming {run_dir} after epoch {len(history)}, its last backed-up epoch")
-    with distribution.scope():
-        ranker = make_ranker(model_config, vocabularies, tables, known_since)
-        model = CTRModel(ranker)
-        model.compile(optimizer=make_optimizer(train_config))
-        # Slots made now, not at the first step: a resumed run's backup then restores them at once. Made
-        # lazily inside the first step, the slots of sharded tables (parameter servers) were left at zero
-        # (tf-keras#838), and a resumed run trained on from fresh moments.
-        model.optimizer._create_all_weights(model.trainable_variables)
+    ranker, model = compiled_model(distribution, model_config, train_config, work)
     train_data, fit_options, stream_callbacks = training_input(work, model_config, train_config, cluster, first_epoch=len(history))
     rate = SteadyRate(fit_options.get("steps_per_epoch", 0) * train_config.batch_size or train_rows, train_config.batch_size)
     early_stopping = tf.keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=train_config.patience)
@@ -384,20 +375,9 @@ def train(work_dir: str | Path, run_dir: str | Path, model_config: ModelConfig, 
         return {"role": f"{cluster.task_type} {cluster.task_id}", "epochs_run": len(history)}
     model.load_weights(str(best))
     calibration = calibrate(ranker, valid, valid_labels) if train_config.calibrate else None
-
-    test = make_dataset(work.samples_dir, "test", model_config.seq_len, train_config.eval_batch_size)
-    predict_fn = predictor(ranker)
-    valid_frame = read_samples(work.samples_dir, "valid", columns=PREDICTION_COLUMNS)
-    valid_frame["prediction"] = predict(predict_fn, valid)  # for model choices, which are made on validation days
-    frame = read_samples(work.samples_dir, "test", columns=PREDICTION_COLUMNS)
-    frame["prediction"] = predict(predict_fn, test)
+    valid_frame, frame, frozen_metrics = predict_splits(ranker, work, valid, train_config.eval_batch_size)
     test_metrics = exact_metrics(frame["label"].to_numpy(), frame["prediction"].to_numpy())
     constant_logloss = exact_metrics(frame["label"].to_numpy(), np.full(len(frame), train_ctr))["logloss"]
-    frozen_metrics = {}
-    if model_config.is_gnn:
-        ranker.set_graph({relation: work.daily_tables(relation).at(work.split.test_start) for relation in RELATIONS})
-        frame["prediction_frozen"] = predict(predictor(ranker), test)  # traced anew: the tables may be new variables
-        frozen_metrics = {"test_auc_frozen_graph": exact_metrics(frame["label"].to_numpy(), frame["prediction_frozen"].to_numpy())["auc"]}
     val_auc = [entry["val_auc"] for entry in history]
 
     save_run(run_dir, ranker, work, train_config)
@@ -426,6 +406,43 @@ def train(work_dir: str | Path, run_dir: str | Path, model_config: ModelConfig, 
           f"(constant CTR {constant_logloss:.4f}), "
           f"steady {metrics['steady_examples_per_second'] or 0:,.0f} examples/s; run in {run_dir}")
     return metrics
+
+
+def compiled_model(distribution: tf.distribute.Strategy, model_config: ModelConfig, train_config: TrainConfig,
+                   work: Work) -> tuple[DropdownRanker, CTRModel]:
+    """The ranker of ``work``'s vocabularies (and, for a GNN, every daily snapshot) and its compiled
+    :class:`CTRModel`, made under ``distribution``."""
+    vocabularies = {name: work.vocabulary(name) for name in VOCABULARIES}
+    known_since = {name: work.known_since(name) for name in VOCABULARIES}
+    tables = {relation: work.daily_tables(relation) for relation in RELATIONS} if model_config.is_gnn else None
+    with distribution.scope():
+        ranker = make_ranker(model_config, vocabularies, tables, known_since)
+        model = CTRModel(ranker)
+        model.compile(optimizer=make_optimizer(train_config))
+        # Slots made now, not at the first step: a resumed run's backup then restores them at once. Made
+        # lazily inside the first step, the slots of sharded tables (parameter servers) were left at zero
+        # (tf-keras#838), and a resumed run trained on from fresh moments.
+        model.optimizer._create_all_weights(model.trainable_variables)
+    return ranker, model
+
+
+def predict_splits(ranker: DropdownRanker, work: Work, valid: tf.data.Dataset, batch_size: int) -> tuple:
+    """The trained ranker's predictions: ``(valid frame, test frame, frozen-graph metrics)``.
+
+    Validation predictions are kept for model choices, which are made on validation days. A GNN also scores the
+    test days with the one snapshot an export made at the end of training would ship (``prediction_frozen``)."""
+    test = make_dataset(work.samples_dir, "test", ranker.config.seq_len, batch_size)
+    predict_fn = predictor(ranker)
+    valid_frame = read_samples(work.samples_dir, "valid", columns=PREDICTION_COLUMNS)
+    valid_frame["prediction"] = predict(predict_fn, valid)
+    frame = read_samples(work.samples_dir, "test", columns=PREDICTION_COLUMNS)
+    frame["prediction"] = predict(predict_fn, test)
+    frozen_metrics = {}
+    if ranker.config.is_gnn:
+        ranker.set_graph({relation: work.daily_tables(relation).at(work.split.test_start) for relation in RELATIONS})
+        frame["prediction_frozen"] = predict(predictor(ranker), test)  # traced anew: the tables may be new variables
+        frozen_metrics = {"test_auc_frozen_graph": exact_metrics(frame["label"].to_numpy(), frame["prediction_frozen"].to_numpy())["auc"]}
+    return valid_frame, frame, frozen_metrics
 
 
 def training_input(work: Work, model_config: ModelConfig, train_config: TrainConfig, cluster: Cluster, first_epoch: int):

@@ -24,9 +24,9 @@ import numpy as np
 import pandas as pd
 
 from dropdown_rank._io import write_json
-from dropdown_rank.build import Work
+from dropdown_rank.workdir import Work
 from dropdown_rank.evaluate.slices import NEW_INTENT, NO_CLICK, REPEAT, request_kind
-from dropdown_rank.samples import read_samples
+from dropdown_rank.workdir import read_samples
 
 MEASURES = ("candidate_in_graph", "history_in_graph", "related", "two_hops")
 

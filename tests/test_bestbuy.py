@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dropdown_rank.build import BuildConfig, Work, build
+from dropdown_rank.build import BuildConfig, build
+from dropdown_rank.workdir import Work
 from dropdown_rank.logs.bestbuy import bestbuy_to_logs, convert_bestbuy, read_bestbuy
 from dropdown_rank.logs.schema import load_logs
 from dropdown_rank.split import SplitConfig

@@ -4,7 +4,8 @@ import json
 import pytest
 
 import dropdown_rank.build as build_module
-from dropdown_rank.build import BuildConfig, Work, build, fingerprint
+from dropdown_rank.build import BuildConfig, build
+from dropdown_rank.workdir import Work, fingerprint
 from dropdown_rank.split import SplitConfig
 
 CONFIG = BuildConfig(split=SplitConfig(valid_days=2, test_days=2))

@@ -13,11 +13,13 @@ import pytest
 import tensorflow as tf
 
 from dropdown_rank.beam import build_beam
-from dropdown_rank.build import BuildConfig, Work, build
+from dropdown_rank.build import BuildConfig, build
+from dropdown_rank.workdir import Work
 from dropdown_rank.graph import GraphConfig
 from dropdown_rank.logs.schema import SchemaError
 from dropdown_rank.features import record_path
-from dropdown_rank.samples import SampleConfig, shard_files
+from dropdown_rank.samples import SampleConfig
+from dropdown_rank.workdir import shard_files
 from dropdown_rank.split import SplitConfig
 
 CONFIG = BuildConfig(split=SplitConfig(valid_days=2, test_days=2))

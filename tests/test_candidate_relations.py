@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from dropdown_rank.build import Work
+from dropdown_rank.workdir import Work
 from dropdown_rank.cli import main
 from dropdown_rank.dataset import make_dataset
 from dropdown_rank.layers import CandidateRelations

@@ -71,7 +71,7 @@ import numpy as np
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from dropdown_rank.build import Work
+from dropdown_rank.workdir import Work
 from dropdown_rank.dataset import make_dataset
 from dropdown_rank.model import CTRModel, ModelConfig, make_ranker
 

@@ -2,7 +2,7 @@
 import numpy as np
 
 from dropdown_rank.dataset import FEATURES, make_dataset
-from dropdown_rank.samples import read_samples
+from dropdown_rank.workdir import read_samples
 
 
 def test_unshuffled_batches_follow_read_samples_order_and_pad(tiny_work):

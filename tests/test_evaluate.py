@@ -19,7 +19,7 @@ from dropdown_rank.evaluate.report import _aligned_frame, _pairs, personal_score
 from dropdown_rank.evaluate.slices import SliceConfig, assign, bucket_labels, candidate_degree, make_slices, pv_edges
 from dropdown_rank.evaluate.storage import ROW_FEATURES
 from dropdown_rank.graph import DailyTables, NeighborTable
-from dropdown_rank.samples import read_samples
+from dropdown_rank.workdir import read_samples
 
 
 def test_auc_by_hand_with_ties_and_weights():
@@ -623,7 +623,8 @@ def test_validation_report_needs_valid_predictions_and_a_known_split(tiny_work, 
 
 def test_a_run_of_a_build_with_only_another_graph_joins_the_report_under_its_graph_settings(tiny_logs, tiny_work, tiny_runs, tmp_path):
     """A graph lever (another --neighbors, --q2q-source, ...) is compared paired with the runs of the first build."""
-    from dropdown_rank.build import BuildConfig, GraphConfig, Work, build
+    from dropdown_rank.build import BuildConfig, GraphConfig, build
+    from dropdown_rank.workdir import Work
     from dropdown_rank.evaluate.report import evaluate
     from dropdown_rank.split import SplitConfig
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from dropdown_rank.build import Work
-from dropdown_rank.build import fingerprint as build_fingerprint
+from dropdown_rank.workdir import Work
+from dropdown_rank.workdir import fingerprint as build_fingerprint
 from dropdown_rank.cli import main
 
 pytestmark = pytest.mark.slow

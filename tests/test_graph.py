@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dropdown_rank.build import Work
+from dropdown_rank.workdir import Work
 from dropdown_rank.graph import GraphConfig, build_graphs, relation_summary, session_ids
 from dropdown_rank.vocab import build_vocabularies
 

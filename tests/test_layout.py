@@ -4,7 +4,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "dropdown_rank"
 # Stage of every top-level module or subpackage, in the order data flows through them.
-STAGES = ["_env", "_io", "logs", "split", "vocab", "graph", "counters", "features", "records", "samples", "build", "beam", "dataset", "layers", "model", "optimizers", "cluster", "train",
+STAGES = ["_env", "_io", "logs", "split", "vocab", "graph", "counters", "features", "records", "samples", "workdir", "build", "beam", "dataset", "layers", "model", "optimizers", "cluster", "train",
           "evaluate", "export", "cli"]
 PARALLEL = {"evaluate": STAGES.index("evaluate"), "export": STAGES.index("evaluate")}  # both read a trained run; neither needs the other
 
@@ -19,7 +19,11 @@ def stage_of(module: str) -> int:
 
 def imports(path: Path):
     for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("dropdown_rank"):
+        if isinstance(node, ast.ImportFrom) and node.module == "dropdown_rank":  # from dropdown_rank import _io: the module _io
+            for alias in node.names:  # a name the package itself defines (__version__) is stage 0
+                is_module = (PACKAGE / alias.name).is_dir() or (PACKAGE / f"{alias.name}.py").exists()
+                yield f"dropdown_rank.{alias.name}" if is_module else "dropdown_rank"
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("dropdown_rank"):
             yield node.module
         elif isinstance(node, ast.Import):
             yield from (a.name for a in node.names if a.name.startswith("dropdown_rank"))
@@ -33,3 +37,29 @@ def test_no_module_imports_a_later_stage():
             if stage_of(target) > stage_of(module) or (stage_of(target) == stage_of(module) and target.split(".")[:2] != module.split(".")[:2] and module != "dropdown_rank"):
                 offenders.append(f"{module} imports {target}")
     assert not offenders, offenders
+
+
+def module_path(module: str) -> Path:
+    parts = module.split(".")[1:]
+    path = PACKAGE.joinpath(*parts)
+    return path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+
+
+def imported_by(module: str) -> set:
+    """Every dropdown_rank module ``module`` imports, directly or through others."""
+    seen, todo = set(), [module]
+    while todo:
+        current = todo.pop()
+        for target in imports(module_path(current)):
+            if target not in seen and module_path(target).exists():
+                seen.add(target)
+                todo.append(target)
+    return seen
+
+
+def test_training_evaluation_and_export_read_built_data_without_the_build():
+    """They read a work directory through workdir.py: log loading and the build's writers stay out of them."""
+    for module in ("dropdown_rank.train", "dropdown_rank.export", "dropdown_rank.evaluate.report"):
+        pulled = imported_by(module)
+        assert "dropdown_rank.workdir" in pulled, module
+        assert not {m for m in pulled if m.split(".")[1:2] in (["build"], ["beam"])}, (module, sorted(pulled))

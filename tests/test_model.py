@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 from sklearn.metrics import roc_auc_score
 
-from dropdown_rank.build import Work
+from dropdown_rank.workdir import Work
 from dropdown_rank.dataset import make_dataset
 from dropdown_rank.graph import DailyTables, NeighborTable
 from dropdown_rank.layers import GraphContext

@@ -4,10 +4,11 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
-from dropdown_rank.build import BuildConfig, Work, build
+from dropdown_rank.build import BuildConfig, build
+from dropdown_rank.workdir import Work
 from dropdown_rank.graph import RELATIONS
 from dropdown_rank.model import ModelConfig, make_ranker
-from dropdown_rank.samples import read_samples
+from dropdown_rank.workdir import read_samples
 from dropdown_rank.split import SplitConfig
 from dropdown_rank.vocab import VOCABULARIES
 

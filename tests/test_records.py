@@ -10,7 +10,8 @@ from dropdown_rank.features import ARROW_SCHEMA, BY_NAME, MODEL_INPUTS, TRAINING
 from dropdown_rank.model import SIGNATURE
 from dropdown_rank.features import record_path
 from dropdown_rank.records import decode, encode
-from dropdown_rank.samples import read_samples, record_files, shard_files, write_shard
+from dropdown_rank.samples import write_shard
+from dropdown_rank.workdir import read_samples, record_files, shard_files
 
 
 def sample_rows() -> pa.Table:

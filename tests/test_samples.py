@@ -3,7 +3,8 @@ import numpy as np
 import pandas as pd
 
 from dropdown_rank.features import COUNTER_FIELDS
-from dropdown_rank.samples import SampleConfig, build_samples, read_samples
+from dropdown_rank.samples import SampleConfig, build_samples
+from dropdown_rank.workdir import read_samples
 
 T0 = 1767225600
 

@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 from sklearn.metrics import roc_auc_score
 
-from dropdown_rank.build import Work
+from dropdown_rank.workdir import Work
 from dropdown_rank.cli import main
 from dropdown_rank.dataset import make_dataset
 from dropdown_rank.model import ModelConfig
@@ -135,7 +135,7 @@ def test_an_epoch_logged_but_not_backed_up_runs_again_and_is_logged_once(tiny_wo
 
 
 def test_gnn_test_rows_read_their_own_day_graph_and_the_frozen_one_is_reported(hgcn_run, tiny_work):
-    from dropdown_rank.samples import read_samples
+    from dropdown_rank.workdir import read_samples
 
     split = Work.open(tiny_work).split
     frame = pd.read_parquet(hgcn_run / "predictions" / "test.parquet")

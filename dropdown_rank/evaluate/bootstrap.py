@@ -178,79 +178,106 @@ def bootstrap_report(labels: np.ndarray, users: np.ndarray, scores: dict, slices
     request_size = np.bincount(requests)
     metrics = METRICS + (ONLINE_METRICS if online is not None else ())
     scorers = {k: v if isinstance(v, Scorer) else Scorer(group=k, scores=np.asarray(v)) for k, v in scores.items()}
-    groups = {}
-    for key, scorer in scorers.items():
-        groups.setdefault(scorer.group, []).append(key)
     buckets = {(s, b): _Bucket(mask, labels, users, requests, request_user, num_users, request_size) for s, bs in slices.items() for b, mask in bs.items()}
-
-    # Per scorer and bucket: an AUC cell and per-user sums (columns of one matrix), plus point values.
-    columns, column_of = [], {}
-
-    def column(key, values):
-        column_of[key] = len(columns)
-        columns.append(values)
-
-    for (s, b), bucket in buckets.items():
-        column((s, b, "impressions"), bucket.impressions)
-        column((s, b, "clicked_requests"), bucket.clicked_requests)
-        column((s, b, "gauc_den"), bucket.gauc_impressions)
-        column((s, b, "clicks"), bucket.clicks)
-        column((s, b, "non_clicks"), bucket.impressions - bucket.clicks)
-        column((s, b, "requests"), bucket.requests)
-    cells, points = {}, {}
+    sums = _UserSums(buckets)
+    points, cells = {}, {}
     for key, scorer in scorers.items():
-        score = np.asarray(scorer.scores)
-        ranks = request_ranks(requests, score, labels)
-        loss = None
-        by_request = None if online is None else request_values(requests, score, positions, online, len(request_size))
-        if scorer.probability:
-            p = np.clip(score.astype(np.float64), 1e-7, 1 - 1e-7)
-            loss = -(labels * np.log(p) + (1 - labels) * np.log(1 - p))
+        by_request = None if online is None else request_values(requests, np.asarray(scorer.scores), positions, online, len(request_size))
+        for (s, b), (point, cell) in _point_values(key, scorer, buckets, labels, users, requests, request_user, num_users, sums,
+                                                   by_request, online_slices).items():
+            points[(key, s, b)], cells[(key, s, b)] = point, cell
+    draws = _replicate_draws(points, cells, buckets, sums, metrics, online is not None, num_users, replicates, chunk, seed)
+    results, group_draws = _group_results(scorers, buckets, points, draws, metrics)
+    differences = _pair_differences(results, group_draws, buckets, metrics, pairs, reference)
+    if online is not None and lift is not None:
+        _oracle_shares(results, group_draws, *lift)
+    return {"models": results, "pairs": differences, "replicates": replicates, "seed": seed, "unit": "user",
+            "minimums": {"users_with_click": MIN_CLICKING_USERS, "non_clicks": MIN_NON_CLICKS},
+            "seconds": round(time.perf_counter() - started, 2)}
+
+
+class _UserSums:
+    """Per-user sums, as the columns of one matrix, named by key: what a replicate's user weights multiply."""
+
+    def __init__(self, buckets: dict):
+        self.columns, self.column_of = [], {}
         for (s, b), bucket in buckets.items():
-            if scorer.slices is not None and s not in scorer.slices:
-                continue
-            idx, y, u = bucket.index, labels[bucket.index], users[bucket.index]
-            point = {"auc": np.nan, "gauc": np.nan, "logloss": np.nan, "mrr": np.nan, "ndcg@10": np.nan}
-            cell = None
-            if bucket.has_both:
-                cell = SortedScores(score[idx], y, clusters=u, num_clusters=num_users)
-                point["auc"] = float(cell.auc(np.ones(num_users)))
-                user_auc, counts = per_user_auc(u, score[idx], y, num_users)
-                column((key, s, b, "gauc_num"), np.where(np.isnan(user_auc), 0.0, counts * np.nan_to_num(user_auc)))
-                if bucket.gauc_impressions.sum() > 0:
-                    point["gauc"] = float(columns[-1].sum() / bucket.gauc_impressions.sum())
-            if loss is not None and len(idx):
-                column((key, s, b, "loss"), np.bincount(u, weights=loss[idx], minlength=num_users))
-                point["logloss"] = float(loss[idx].mean())
-            if bucket.counts["clicked_requests"]:
-                clicked = np.zeros(len(labels), dtype=bool)
-                clicked[idx[y == 1]] = True
-                values = ranking_values(requests, ranks, clicked)
-                owner = request_user[values["request"]]
-                column((key, s, b, "rr"), np.bincount(owner, weights=values["rr"], minlength=num_users))
-                column((key, s, b, "ndcg"), np.bincount(owner, weights=values["ndcg"], minlength=num_users))
-                point["mrr"], point["ndcg@10"] = float(values["rr"].mean()), float(values["ndcg"].mean())
-            if by_request is not None and bucket.whole_requests and (online_slices is None or s in online_slices):
-                owner = request_user[bucket.request_codes]
-                for metric in ONLINE_METRICS:
-                    value = by_request[metric][bucket.request_codes]
-                    column((key, s, b, metric), np.bincount(owner, weights=value, minlength=num_users))
-                    point[metric] = float(value.mean())
-            points[(key, s, b)] = point
-            cells[(key, s, b)] = cell
-    sums = np.column_stack(columns)
+            self.add((s, b, "impressions"), bucket.impressions)
+            self.add((s, b, "clicked_requests"), bucket.clicked_requests)
+            self.add((s, b, "gauc_den"), bucket.gauc_impressions)
+            self.add((s, b, "clicks"), bucket.clicks)
+            self.add((s, b, "non_clicks"), bucket.impressions - bucket.clicks)
+            self.add((s, b, "requests"), bucket.requests)
 
-    # Replicates: one chunk of user weights at a time, shared by every scorer and slice.
-    def enough(bucket: _Bucket, metric: str) -> bool:
-        return bucket.enough_online if metric in ONLINE_METRICS else bucket.enough
+    def add(self, key, values) -> None:
+        self.column_of[key] = len(self.columns)
+        self.columns.append(values)
 
-    boot = [k for k in points if buckets[k[1:]].enough or (online is not None and buckets[k[1:]].enough_online)]
+    def matrix(self) -> np.ndarray:
+        return np.column_stack(self.columns)
+
+
+def _point_values(key, scorer, buckets: dict, labels, users, requests, request_user, num_users: int, sums: _UserSums,
+                  by_request, online_slices) -> dict:
+    """One scorer's point values and AUC cell per bucket ``{(slice, bucket): (point, cell)}``; adds its per-user
+    sums to ``sums``."""
+    score = np.asarray(scorer.scores)
+    ranks = request_ranks(requests, score, labels)
+    loss = None
+    if scorer.probability:
+        p = np.clip(score.astype(np.float64), 1e-7, 1 - 1e-7)
+        loss = -(labels * np.log(p) + (1 - labels) * np.log(1 - p))
+    out = {}
+    for (s, b), bucket in buckets.items():
+        if scorer.slices is not None and s not in scorer.slices:
+            continue
+        idx, y, u = bucket.index, labels[bucket.index], users[bucket.index]
+        point = {"auc": np.nan, "gauc": np.nan, "logloss": np.nan, "mrr": np.nan, "ndcg@10": np.nan}
+        cell = None
+        if bucket.has_both:
+            cell = SortedScores(score[idx], y, clusters=u, num_clusters=num_users)
+            point["auc"] = float(cell.auc(np.ones(num_users)))
+            user_auc, counts = per_user_auc(u, score[idx], y, num_users)
+            sums.add((key, s, b, "gauc_num"), np.where(np.isnan(user_auc), 0.0, counts * np.nan_to_num(user_auc)))
+            if bucket.gauc_impressions.sum() > 0:
+                point["gauc"] = float(sums.columns[-1].sum() / bucket.gauc_impressions.sum())
+        if loss is not None and len(idx):
+            sums.add((key, s, b, "loss"), np.bincount(u, weights=loss[idx], minlength=num_users))
+            point["logloss"] = float(loss[idx].mean())
+        if bucket.counts["clicked_requests"]:
+            clicked = np.zeros(len(labels), dtype=bool)
+            clicked[idx[y == 1]] = True
+            values = ranking_values(requests, ranks, clicked)
+            owner = request_user[values["request"]]
+            sums.add((key, s, b, "rr"), np.bincount(owner, weights=values["rr"], minlength=num_users))
+            sums.add((key, s, b, "ndcg"), np.bincount(owner, weights=values["ndcg"], minlength=num_users))
+            point["mrr"], point["ndcg@10"] = float(values["rr"].mean()), float(values["ndcg"].mean())
+        if by_request is not None and bucket.whole_requests and (online_slices is None or s in online_slices):
+            owner = request_user[bucket.request_codes]
+            for metric in ONLINE_METRICS:
+                value = by_request[metric][bucket.request_codes]
+                sums.add((key, s, b, metric), np.bincount(owner, weights=value, minlength=num_users))
+                point[metric] = float(value.mean())
+        out[(s, b)] = (point, cell)
+    return out
+
+
+def _enough(bucket: "_Bucket", metric: str) -> bool:
+    return bucket.enough_online if metric in ONLINE_METRICS else bucket.enough
+
+
+def _replicate_draws(points: dict, cells: dict, buckets: dict, sums: _UserSums, metrics: tuple, online: bool, num_users: int,
+                     replicates: int, chunk: int, seed: int) -> dict:
+    """Per (scorer, slice, bucket) and metric, its value in every replicate: one chunk of Poisson user weights at a time,
+    shared by every scorer and slice."""
+    matrix, column_of = sums.matrix(), sums.column_of
+    boot = [k for k in points if buckets[k[1:]].enough or (online and buckets[k[1:]].enough_online)]
     draws = {k: {m: [] for m in metrics} for k in boot}
     rng = np.random.default_rng(seed)
     for start in range(0, replicates, chunk):
         weights = rng.poisson(1.0, size=(min(chunk, replicates - start), num_users)).astype(np.float32)
         by_user = np.ascontiguousarray(weights.T)
-        linear = weights.astype(np.float64) @ sums
+        linear = weights.astype(np.float64) @ matrix
         get = lambda key: linear[:, column_of[key]] if key in column_of else np.full(len(weights), np.nan)  # noqa: E731
         with np.errstate(invalid="ignore", divide="ignore"):
             for key in boot:
@@ -265,9 +292,15 @@ def bootstrap_report(labels: np.ndarray, users: np.ndarray, scores: dict, slices
                 out["logloss"].append(get((scorer_key, s, b, "loss")) / get((s, b, "impressions")))
                 out["mrr"].append(get((scorer_key, s, b, "rr")) / get((s, b, "clicked_requests")))
                 out["ndcg@10"].append(get((scorer_key, s, b, "ndcg")) / get((s, b, "clicked_requests")))
-    draws = {k: {m: np.concatenate(v) for m, v in per.items() if v} for k, per in draws.items()}
+    return {k: {m: np.concatenate(v) for m, v in per.items() if v} for k, per in draws.items()}
 
-    # Groups: seed means, seed spread, intervals of the seed-averaged replicates.
+
+def _group_results(scorers: dict, buckets: dict, points: dict, draws: dict, metrics: tuple) -> tuple[dict, dict]:
+    """Per group (model) and bucket: seed means, seed spread, intervals of the seed-averaged replicates; and those
+    replicates, for the pairs."""
+    groups = {}
+    for key, scorer in scorers.items():
+        groups.setdefault(scorer.group, []).append(key)
     results, group_draws = {}, {}
     for group, keys in groups.items():
         for (s, b), bucket in buckets.items():
@@ -281,7 +314,7 @@ def bootstrap_report(labels: np.ndarray, users: np.ndarray, scores: dict, slices
                     continue
                 cell = {"value": float(per_seed.mean()), "per_seed": per_seed.tolist(), "min": float(per_seed.min()),
                         "max": float(per_seed.max()), "sd": float(per_seed.std(ddof=1)) if len(per_seed) > 1 else None}
-                if enough(bucket, metric):
+                if _enough(bucket, metric):
                     mean_draws = np.mean([draws[(k, s, b)][metric] for k in present], axis=0)
                     group_draws[(group, s, b, metric)] = mean_draws
                     cell.update({k: v for k, v in interval(mean_draws, cell["value"]).items() if k != "value"})
@@ -289,10 +322,14 @@ def bootstrap_report(labels: np.ndarray, users: np.ndarray, scores: dict, slices
                     cell["too_few"] = TOO_FEW
                 entry[metric] = cell
             results.setdefault(group, {}).setdefault(s, {})[b] = entry
+    return results, group_draws
 
+
+def _pair_differences(results: dict, group_draws: dict, buckets: dict, metrics: tuple, pairs, reference) -> list:
+    """Paired differences a - b per bucket and metric, with intervals and the significance rule."""
     if pairs is None:
-        names = list(groups)
-        ordered = [reference] + [g for g in names if g != reference] if reference in groups else names
+        names = list(results)
+        ordered = [reference] + [g for g in names if g != reference] if reference in results else names
         pairs = [(a, b) for i, a in enumerate(ordered) for b in ordered[i + 1:]]
     differences = []
     for pair in pairs:
@@ -307,17 +344,13 @@ def bootstrap_report(labels: np.ndarray, users: np.ndarray, scores: dict, slices
                 if metric not in ea or metric not in eb:
                     continue
                 point = ea[metric]["value"] - eb[metric]["value"]
-                if enough(bucket, metric):
+                if _enough(bucket, metric):
                     cell = interval(group_draws[(a, s, bucket_name, metric)] - group_draws[(b, s, bucket_name, metric)], point)
                 else:
                     cell = {"value": float(point), "too_few": TOO_FEW}
                 row[metric] = significance(cell, seed_agreement(ea[metric]["per_seed"], eb[metric]["per_seed"], same_seed))
                 if metric in ONLINE_METRICS:
-                    row[f"{metric}_lift"] = _relative(ea[metric], eb[metric], row[metric], enough(bucket, metric), group_draws,
+                    row[f"{metric}_lift"] = _relative(ea[metric], eb[metric], row[metric], _enough(bucket, metric), group_draws,
                                                       (a, s, bucket_name, metric), (b, s, bucket_name, metric))
             differences.append(row)
-    if online is not None and lift is not None:
-        _oracle_shares(results, group_draws, *lift)
-    return {"models": results, "pairs": differences, "replicates": replicates, "seed": seed, "unit": "user",
-            "minimums": {"users_with_click": MIN_CLICKING_USERS, "non_clicks": MIN_NON_CLICKS},
-            "seconds": round(time.perf_counter() - started, 2)}
+    return differences

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from dropdown_rank.samples import shard_files
+from dropdown_rank.workdir import shard_files
 
 SAMPLE_COLUMNS = ["request_id", "candidate", "user_id", "query_history", "item_history"]
 KINDS = ("user", "candidate", "history", "query_history", "item_history")

@@ -28,7 +28,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from dropdown_rank._io import atomic_path, read_json, write_json
-from dropdown_rank.build import Work, samples_fingerprint
+from dropdown_rank.workdir import Work, samples_fingerprint
 from dropdown_rank.dataset import make_dataset
 from dropdown_rank.evaluate import plots
 from dropdown_rank.evaluate.bootstrap import Scorer, bootstrap_report
@@ -39,7 +39,7 @@ from dropdown_rank.evaluate.oov import oov_flags, oov_shares, read_run_vocabular
 from dropdown_rank.evaluate.slices import SliceConfig, candidate_degree, make_slices
 from dropdown_rank.evaluate.storage import measure_storage, model_storage
 from dropdown_rank.model import ModelConfig
-from dropdown_rank.samples import shard_files
+from dropdown_rank.workdir import shard_files
 from dropdown_rank.split import TimeSplit
 from dropdown_rank.train import load_run, read_predictions, train_click_rate
 

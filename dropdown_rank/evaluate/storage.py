@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 
 from dropdown_rank.features import HISTORY_FIELDS, ROW_FEATURES, TRAINING_FIELDS
 from dropdown_rank.graph import NeighborTable
-from dropdown_rank.samples import shard_files
+from dropdown_rank.workdir import shard_files
 
 MODEL_COLUMNS = [name for name in TRAINING_FIELDS if name not in ROW_FEATURES]  # ids, time, position, label, sequences
 
@@ -95,7 +95,7 @@ def _dir_bytes(paths) -> int:
 
 
 def measure_storage(work, seq_lens, with_gnn: bool, scratch: Path, progress=print) -> dict:
-    """Bytes per variant on the training split of ``work`` (a :class:`~dropdown_rank.build.Work`)."""
+    """Bytes per variant on the training split of ``work`` (a :class:`~dropdown_rank.workdir.Work`)."""
     scratch.mkdir(parents=True, exist_ok=True)
     shards = shard_files(work.samples_dir, "train")
     rows = sum(pq.ParquetFile(f).metadata.num_rows for f in shards)

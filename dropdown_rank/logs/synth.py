@@ -55,6 +55,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -170,15 +171,24 @@ def _csr(keys: np.ndarray, order_within: np.ndarray, n_keys: int):
 
 def generate_world(config: WorldConfig, seed: int = 0, progress=print) -> dict:
     """Generate one world in memory: frames ``events``, ``impressions``, ``truth``, ``users`` (user_id,
-    arrives, arrival_ts; not written) and the ``summary`` dict."""
-    rng = np.random.default_rng(seed)
-    cfg = config
-    per_group = cfg.topics // cfg.groups
-    if per_group * cfg.groups != cfg.topics:
-        raise ValueError("topics must be a multiple of groups")
-    horizon = cfg.days * DAY
+    arrives, arrival_ts; not written) and the ``summary`` dict.
 
-    # Queries and items.
+    The stages below draw from one generator in a fixed order, so a seed gives the same world."""
+    if config.topics % config.groups:
+        raise ValueError("topics must be a multiple of groups")
+    rng = np.random.default_rng(seed)
+    catalog = _catalog(rng, config)
+    people = _users(rng, config)
+    slots = _query_slots(rng, config, catalog, people)
+    progress(f"synth: {config.users:,} users, {len(people.s_user):,} sessions, {len(slots.session):,} queries")
+    shown = _dropdowns(rng, config, catalog, people, slots)
+    clicks = _clicks(rng, config, catalog, people, slots, shown)
+    behaviors = _behaviors(rng, config, catalog, slots, shown, clicks)
+    return _world_frames(rng, config, catalog, people, slots, shown, clicks, behaviors)
+
+
+def _catalog(rng, cfg: WorldConfig) -> SimpleNamespace:
+    """Queries and items: topic, Zipf popularity, appeal (queries), text and ids."""
     topic_share = rng.dirichlet(np.full(cfg.topics, 2.0))
     q_topic = rng.choice(cfg.topics, size=cfg.queries, p=topic_share)
     q_topic[: cfg.topics] = np.arange(cfg.topics)  # every topic has at least one query
@@ -189,10 +199,19 @@ def generate_world(config: WorldConfig, seed: int = 0, progress=print) -> dict:
     i_topic[: cfg.topics] = np.arange(cfg.topics)
     i_pop = _zipf_weights(rng, cfg.items, cfg.zipf)
     item_ids = np.array([f"{x:07d}" for x in rng.choice(9_000_000, cfg.items, replace=False) + 1_000_000], dtype=object)
-    query_by_topic = _TopicSampler(q_topic, q_pop, cfg.topics)
-    item_by_topic = _TopicSampler(i_topic, i_pop, cfg.topics)
+    return SimpleNamespace(q_topic=q_topic, q_pop=q_pop, q_appeal=q_appeal, q_text=q_text, i_topic=i_topic, item_ids=item_ids,
+                           query_by_topic=_TopicSampler(q_topic, q_pop, cfg.topics),
+                           item_by_topic=_TopicSampler(i_topic, i_pop, cfg.topics))
 
-    # Users: sparse interest over the topics of one or two groups.
+
+def _users(rng, cfg: WorldConfig) -> SimpleNamespace:
+    """Users with sparse interest over the topics of one or two groups, and their sessions.
+
+    Residents are there all period; arriving users start at a uniform arrival time and keep their
+    own rate from then on: their first session starts at arrival, and each of their other
+    n_rate - 1 sessions (a count for the whole period) survives with the share of the period left
+    after arrival, at a uniform time after it."""
+    per_group = cfg.topics // cfg.groups
     n_slots = 2 * per_group
     g1 = rng.integers(cfg.groups, size=cfg.users)
     g2 = np.where(rng.random(cfg.users) < cfg.second_group_rate, rng.integers(cfg.groups, size=cfg.users), g1)
@@ -203,14 +222,9 @@ def generate_world(config: WorldConfig, seed: int = 0, progress=print) -> dict:
     u_weight /= u_weight.sum(axis=1, keepdims=True)
     theta = np.zeros((cfg.users, cfg.topics))
     np.add.at(theta, (np.repeat(np.arange(cfg.users), n_slots), u_topics.ravel()), u_weight.ravel())
-    theta_rel = theta / theta.max(axis=1, keepdims=True)
     user_ids = np.array([f"u{x:08x}" for x in rng.choice(16**8, cfg.users, replace=False)], dtype=object)
 
-    # Sessions. Residents are there all period; arriving users start at a uniform arrival time and
-    # keep their own rate from then on: their first session starts at arrival, and each of their
-    # other n_rate - 1 sessions (a count for the whole period) survives with the share of the
-    # period left after arrival, at a uniform time after it.
-    span = horizon - 3600
+    span = cfg.days * DAY - 3600
     arriving = rng.random(cfg.users) < cfg.arrival_share
     arrival = np.where(arriving, rng.integers(0, span, size=cfg.users), 0)
     log_mean = np.where(arriving, cfg.arrival_session_log_mean, cfg.session_log_mean)
@@ -225,37 +239,46 @@ def generate_world(config: WorldConfig, seed: int = 0, progress=print) -> dict:
     pick = (cum_w < rng.random(n_s)[:, None] * cum_w[:, -1:]).sum(axis=1)
     s_topic = u_topics[s_user, np.minimum(pick, n_slots - 1)]
     s_len = 1 + rng.poisson(cfg.extra_queries_per_session, size=n_s)
+    return SimpleNamespace(per_group=per_group, n_slots=n_slots, u_topics=u_topics, u_weight=u_weight, theta=theta,
+                           theta_rel=theta / theta.max(axis=1, keepdims=True), user_ids=user_ids, arriving=arriving,
+                           arrival=arrival, s_user=s_user, s_start=s_start, s_topic=s_topic, s_len=s_len)
 
-    # Query slots: one per query a session issues.
-    slot_session = np.repeat(np.arange(n_s), s_len)
-    n_q = len(slot_session)
+
+def _query_slots(rng, cfg: WorldConfig, catalog, people) -> SimpleNamespace:
+    """One slot per query a session issues: its topic (drifting within the group), intended query and time."""
+    session = np.repeat(np.arange(len(people.s_user)), people.s_len)
+    n_q = len(session)
+    per_group = people.per_group
     drift = rng.random(n_q) < cfg.drift
-    related = (s_topic[slot_session] // per_group) * per_group + rng.integers(per_group, size=n_q)
-    slot_topic = np.where(drift, related, s_topic[slot_session])
-    intended = query_by_topic.draw(rng, slot_topic)
+    related = (people.s_topic[session] // per_group) * per_group + rng.integers(per_group, size=n_q)
+    topic = np.where(drift, related, people.s_topic[session])
+    intended = catalog.query_by_topic.draw(rng, topic)
     gaps = 30 + rng.exponential(150.0, size=n_q)
-    first = np.r_[True, slot_session[1:] != slot_session[:-1]]
+    first = np.r_[True, session[1:] != session[:-1]]
     cum_gaps = np.cumsum(gaps)
     offset = cum_gaps - np.maximum.accumulate(np.where(first, cum_gaps, 0.0))
-    slot_ts = START_TS + s_start[slot_session] + offset.astype(np.int64)
-    slot_user = s_user[slot_session]
-    progress(f"synth: {cfg.users:,} users, {n_s:,} sessions, {n_q:,} queries")
+    return SimpleNamespace(session=session, topic=topic, intended=intended,
+                           ts=START_TS + people.s_start[session] + offset.astype(np.int64), user=people.s_user[session])
 
-    # Dropdown requests and the legacy engine's candidate lists.
+
+def _dropdowns(rng, cfg: WorldConfig, catalog, people, slots) -> SimpleNamespace:
+    """Dropdown requests and the legacy engine's candidate lists: the impressions ``r`` (request), ``c`` (candidate),
+    ``pos`` (position)."""
+    n_q = len(slots.session)
     req_slot = np.flatnonzero(rng.random(n_q) < cfg.request_rate)
     n_r = len(req_slot)
-    req_user = slot_user[req_slot]
-    req_q = intended[req_slot]
+    req_user = slots.user[req_slot]
+    req_q = slots.intended[req_slot]
     prefix_len = rng.choice([1, 2, 3], size=n_r, p=[0.3, 0.4, 0.3])
-    prefix_table = np.stack([np.array([t[:k] for t in q_text], dtype=object) for k in (1, 2, 3)], axis=1)
+    prefix_table = np.stack([np.array([t[:k] for t in catalog.q_text], dtype=object) for k in (1, 2, 3)], axis=1)
     prefix_codes, prefix_values = pd.factorize(prefix_table.ravel())
     prefix_code = prefix_codes.reshape(cfg.queries, 3)
     n_prefix = len(prefix_values)
     # For every (query, k) the pool is the queries sharing that prefix; both lookups are CSR.
     owner = np.repeat(np.arange(cfg.queries), 3)
-    pool, pool_start, pool_size = _csr(prefix_code.ravel(), -q_pop[owner], n_prefix)
+    pool, pool_start, pool_size = _csr(prefix_code.ravel(), -catalog.q_pop[owner], n_prefix)
     pool_member = owner[pool]
-    tkey = prefix_code.ravel() * cfg.topics + q_topic[owner]
+    tkey = prefix_code.ravel() * cfg.topics + catalog.q_topic[owner]
     tkey_codes, tkey_values = pd.factorize(tkey)
     tpool, tpool_start, tpool_size = _csr(tkey_codes, np.zeros(len(tkey)), len(tkey_values))
     tpool_member = owner[tpool]
@@ -270,8 +293,8 @@ def generate_world(config: WorldConfig, seed: int = 0, progress=print) -> dict:
     # user's interest with probability engine_knowledge, otherwise it is a random topic.
     personal = np.full((n_r, 4), -1)
     for j in range(4):
-        cum_u = np.cumsum(u_weight[req_user], axis=1)
-        guess = u_topics[req_user, np.minimum((cum_u < rng.random(n_r)[:, None]).sum(axis=1), n_slots - 1)]
+        cum_u = np.cumsum(people.u_weight[req_user], axis=1)
+        guess = people.u_topics[req_user, np.minimum((cum_u < rng.random(n_r)[:, None]).sum(axis=1), people.n_slots - 1)]
         topic = np.where(rng.random(n_r) < cfg.engine_knowledge, guess, rng.integers(cfg.topics, size=n_r))
         code = tkey_index.get_indexer(req_prefix * cfg.topics + topic)
         ok = code >= 0
@@ -283,92 +306,115 @@ def generate_world(config: WorldConfig, seed: int = 0, progress=print) -> dict:
     bonus = np.concatenate([np.full((n_r, 1), 1.0), np.full((n_r, 4), 1.0), np.zeros((n_r, width))], axis=1)
     rows = np.repeat(np.arange(n_r), pool_cands.shape[1])
     cand = pool_cands.ravel()
-    score = np.log(q_pop[np.maximum(cand, 0)]) + bonus.ravel() + rng.normal(0.0, 0.7, size=len(cand))
+    score = np.log(catalog.q_pop[np.maximum(cand, 0)]) + bonus.ravel() + rng.normal(0.0, 0.7, size=len(cand))
     shown = pd.DataFrame({"r": rows, "c": cand, "s": score})
     shown = shown[shown["c"] >= 0].drop_duplicates(["r", "c"], keep="first")
     shown = shown.sort_values(["r", "s"], ascending=[True, False], kind="stable")
     shown["position"] = shown.groupby("r", sort=False).cumcount()
     shown = shown[shown["position"] < width]
-    r = shown["r"].to_numpy()
-    c = shown["c"].to_numpy()
-    pos = shown["position"].to_numpy()
+    return SimpleNamespace(req_slot=req_slot, req_user=req_user, req_prefix=req_prefix, prefix_values=prefix_values,
+                           r=shown["r"].to_numpy(), c=shown["c"].to_numpy(), pos=shown["position"].to_numpy())
 
-    # Ground-truth clicks.
-    u = req_user[r]
-    slot = req_slot[r]
-    c_topic = q_topic[c]
+
+def _clicks(rng, cfg: WorldConfig, catalog, people, slots, shown) -> SimpleNamespace:
+    """Ground-truth relevance and click probabilities of every impression, and the clicks drawn from them."""
+    r, c, pos = shown.r, shown.c, shown.pos
+    u = shown.req_user[r]
+    slot = shown.req_slot[r]
+    c_topic = catalog.q_topic[c]
+    per_group = people.per_group
     logit = (
         cfg.base_logit
-        + cfg.w_interest * theta_rel[u, c_topic]
-        + cfg.w_session * (c_topic == slot_topic[slot])
-        + cfg.w_group * (c_topic // per_group == slot_topic[slot] // per_group)
-        + cfg.w_intended * (c == intended[slot])
-        + cfg.w_popularity * np.log(q_pop[c] / np.median(q_pop))
-        + q_appeal[c]
+        + cfg.w_interest * people.theta_rel[u, c_topic]
+        + cfg.w_session * (c_topic == slots.topic[slot])
+        + cfg.w_group * (c_topic // per_group == slots.topic[slot] // per_group)
+        + cfg.w_intended * (c == slots.intended[slot])
+        + cfg.w_popularity * np.log(catalog.q_pop[c] / np.median(catalog.q_pop))
+        + catalog.q_appeal[c]
     )
     p_relevance = 1.0 / (1.0 + np.exp(-logit))
     p_click = (1.0 + pos) ** -cfg.position_decay * p_relevance
-    clicked = rng.random(len(p_click)) < p_click
+    return SimpleNamespace(u=u, slot=slot, p_relevance=p_relevance, p_click=p_click, clicked=rng.random(len(p_click)) < p_click)
 
-    # The query actually issued: the top-most clicked suggestion, else the intended query.
-    issued = intended.copy()
+
+def _behaviors(rng, cfg: WorldConfig, catalog, slots, shown, clicks) -> SimpleNamespace:
+    """The query each slot issued (the top-most clicked suggestion, else the intended query) and the item clicks after it."""
+    n_q = len(slots.session)
+    r, c, pos, clicked = shown.r, shown.c, shown.pos, clicks.clicked
+    issued = slots.intended.copy()
     first_click = pd.DataFrame({"r": r[clicked], "pos": pos[clicked], "c": c[clicked]}).sort_values(["r", "pos"]).drop_duplicates("r")
-    issued[req_slot[first_click["r"].to_numpy()]] = first_click["c"].to_numpy()
-    query_ts = slot_ts.copy()
-    query_ts[req_slot] += rng.integers(2, 20, size=n_r)
+    issued[shown.req_slot[first_click["r"].to_numpy()]] = first_click["c"].to_numpy()
+    query_ts = slots.ts.copy()
+    query_ts[shown.req_slot] += rng.integers(2, 20, size=len(shown.req_slot))
 
-    # Item clicks after each issued query.
+    per_group = cfg.topics // cfg.groups
     n_items = rng.poisson(cfg.items_per_query, size=n_q)
     item_slot = np.repeat(np.arange(n_q), n_items)
     item_drift = rng.random(len(item_slot)) < cfg.drift / 2
-    base_topic = q_topic[issued[item_slot]]
+    base_topic = catalog.q_topic[issued[item_slot]]
     item_topic = np.where(item_drift, (base_topic // per_group) * per_group + rng.integers(per_group, size=len(item_slot)), base_topic)
-    items = item_by_topic.draw(rng, item_topic)
+    items = catalog.item_by_topic.draw(rng, item_topic)
     item_first = np.r_[True, item_slot[1:] != item_slot[:-1]] if len(item_slot) else np.zeros(0, bool)
     item_gap = 5 + rng.exponential(25.0, size=len(item_slot))
     cum_item = np.cumsum(item_gap)
     item_offset = cum_item - np.maximum.accumulate(np.where(item_first, cum_item - item_gap, 0.0))
-    item_ts = query_ts[item_slot] + item_offset.astype(np.int64)
+    return SimpleNamespace(issued=issued, query_ts=query_ts, item_slot=item_slot, items=items,
+                           item_ts=query_ts[item_slot] + item_offset.astype(np.int64))
 
+
+def _world_frames(rng, cfg: WorldConfig, catalog, people, slots, shown, clicks, behaviors) -> dict:
+    """The world's frames and its summary."""
+    n_q, n_r = len(slots.session), len(shown.req_slot)
+    slot_user, item_slot = slots.user, behaviors.item_slot
     events = pd.DataFrame({
-        "user_id": np.concatenate([user_ids[slot_user], user_ids[slot_user[item_slot]]]),
-        "ts": np.concatenate([query_ts, item_ts]).astype(np.int64),
+        "user_id": np.concatenate([people.user_ids[slot_user], people.user_ids[slot_user[item_slot]]]),
+        "ts": np.concatenate([behaviors.query_ts, behaviors.item_ts]).astype(np.int64),
         "kind": np.concatenate([np.full(n_q, "query", dtype=object), np.full(len(item_slot), "item", dtype=object)]),
-        "id": np.concatenate([q_text[issued], item_ids[items]]),
+        "id": np.concatenate([catalog.q_text[behaviors.issued], catalog.item_ids[behaviors.items]]),
     })
     events = events.sort_values(["ts", "user_id"], kind="stable").reset_index(drop=True)
     request_ids = np.array([f"r{i:07d}" for i in range(n_r)], dtype=object)
     impressions = pd.DataFrame({
-        "request_id": request_ids[r],
-        "user_id": user_ids[u],
-        "ts": slot_ts[slot].astype(np.int64),
-        "prefix": np.asarray(prefix_values, dtype=object)[req_prefix[r]],
-        "candidate": q_text[c],
-        "position": pos.astype(np.int32),
-        "clicked": clicked.astype(np.int8),
+        "request_id": request_ids[shown.r],
+        "user_id": people.user_ids[clicks.u],
+        "ts": slots.ts[clicks.slot].astype(np.int64),
+        "prefix": np.asarray(shown.prefix_values, dtype=object)[shown.req_prefix[shown.r]],
+        "candidate": catalog.q_text[shown.c],
+        "position": shown.pos.astype(np.int32),
+        "clicked": clicks.clicked.astype(np.int8),
     })
     truth = pd.DataFrame({
-        "request_id": impressions["request_id"], "candidate": impressions["candidate"], "p_click": p_click,
-        "p_relevance": p_relevance,
+        "request_id": impressions["request_id"], "candidate": impressions["candidate"], "p_click": clicks.p_click,
+        "p_relevance": clicks.p_relevance,
     })
-    users = pd.DataFrame({"user_id": user_ids, "arrives": arriving, "arrival_ts": START_TS + arrival.astype(np.int64)})
+    users = pd.DataFrame({"user_id": people.user_ids, "arrives": people.arriving,
+                          "arrival_ts": START_TS + people.arrival.astype(np.int64)})
     event_user = np.concatenate([slot_user, slot_user[item_slot]])
-    event_ts = np.concatenate([query_ts, item_ts])
-    behaviors = np.bincount(event_user, minlength=cfg.users)
+    event_ts = np.concatenate([behaviors.query_ts, behaviors.item_ts])
+    request_ts = slots.ts[shown.req_slot]
     revealed = _interest_revealed(
-        rng, theta, event_user, event_ts, np.concatenate([q_topic[issued], i_topic[items]]), req_user, slot_ts[req_slot],
+        rng, people.theta, event_user, event_ts, np.concatenate([catalog.q_topic[behaviors.issued], catalog.i_topic[behaviors.items]]),
+        shown.req_user, request_ts,
     )
-    imp_ts = slot_ts[slot]
-    light = (_earlier_behaviors(event_user, event_ts, req_user, slot_ts[req_slot]) < 5)[r]
+    summary = _summary(cfg, events, impressions, clicks.clicked, people.arriving, event_user, event_ts, shown.req_user,
+                       request_ts, slots.ts[clicks.slot], shown.r)
+    summary["interest_revealed"] = revealed
+    return {"events": events, "impressions": impressions, "truth": truth, "users": users, "summary": summary}
+
+
+def _summary(cfg: WorldConfig, events, impressions, clicked, arriving, event_user, event_ts, req_user, request_ts, imp_ts,
+             imp_request) -> dict:
+    behaviors = np.bincount(event_user, minlength=cfg.users)
+    light = (_earlier_behaviors(event_user, event_ts, req_user, request_ts) < 5)[imp_request]
     last3 = imp_ts >= (imp_ts.max() // DAY + 1 - 3) * DAY if len(imp_ts) else np.zeros(0, bool)
-    summary = {
+    return {
         "users": cfg.users,
         "queries": cfg.queries,
         "items": cfg.items,
         "days": cfg.days,
         "events": len(events),
         "impressions": len(impressions),
-        "requests": n_r,
+        "requests": len(req_user),
         "ctr": float(clicked.mean()),
         "users_with_fewer_than_5_behaviors": float((behaviors < 5).mean()),
         "users_arriving_during_period": float(arriving.mean()),
@@ -381,9 +427,7 @@ def generate_world(config: WorldConfig, seed: int = 0, progress=print) -> dict:
             "impressions_last_3_days": int(last3.sum()),
         },
         "behaviors_per_user_quantiles": {q: float(np.quantile(behaviors, q)) for q in (0.5, 0.9, 0.99, 1.0)},
-        "interest_revealed": revealed,
     }
-    return {"events": events, "impressions": impressions, "truth": truth, "users": users, "summary": summary}
 
 
 def _earlier_behaviors(user, ts, req_user, req_ts) -> np.ndarray:
