@@ -225,11 +225,14 @@ class DailyTables:
         """Per (snapshot index, table row) pair (broadcast), the version that holds then, or -1 (no neighbors)."""
         snapshot, rows = np.broadcast_arrays(np.asarray(snapshot, np.int64), np.asarray(rows, np.int64))
         days = len(self)
+        if snapshot.size and (snapshot.min() < 0 or snapshot.max() >= days):
+            raise IndexError(f"{self.relation}: snapshot index out of range 0..{days - 1}")
         found = np.searchsorted(self.node.astype(np.int64) * days + self.day, rows * days + snapshot, side="right") - 1
         hit = (found >= 0) & (self.node[np.maximum(found, 0)] == rows) if self.versions else np.zeros(rows.shape, bool)
         return np.where(hit, found, -1)
 
     def __getitem__(self, index: int) -> NeighborTable:
+        index = range(len(self))[index]  # negative indices count from the last day; out of range raises
         rows = len(self.nodes)
         version = self.version_at(index, np.arange(rows))
         held = version >= 0
@@ -269,8 +272,8 @@ class DailyTables:
         with np.load(path) as data:
             nodes = np.array([""] + list(vocabulary), dtype=object)
             if "node" not in data.files:
-                raise ValueError(f"{path}: not a neighbor-history file (written by an older dropdown_rank, which stored every "
-                                 f"day whole?); rebuild")
+                raise ValueError(f"{path}: not a neighbor-history file (an older dropdown_rank stored every day whole): "
+                                 f"rebuild the work directory, or retrain the run that holds it")
             if int(data["rows"]) != len(nodes):
                 raise ValueError(f"{path}: {int(data['rows'])} rows, but the vocabulary has {len(vocabulary)} tokens (+1 padding)")
             return cls(str(data["relation"]), nodes, data["snapshot_ts"].astype(np.int64), data["node"], data["day"],

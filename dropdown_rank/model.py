@@ -135,7 +135,8 @@ def table_in_model_space(tables: DailyTables, vocabulary: list[str], num_oov: in
     the tables gets no neighbors; a neighbor missing from the model vocabulary is dropped (the model
     has no embedding for it) and the remaining neighbors keep their rank order. Tables from another
     day or another build are matched by id strings, which is what makes them swappable. Only the
-    stored versions are re-indexed, so memory grows with the rows that change, not days × nodes.
+    stored versions are re-indexed, so memory grows with the rows that change, not days × nodes
+    (``neighbors_dropped_out_of_vocabulary`` counts them per stored version).
     """
     rows = len(vocabulary) + 1 + num_oov
     first = 1 + num_oov

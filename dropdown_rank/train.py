@@ -330,6 +330,7 @@ def train(work_dir: str | Path, run_dir: str | Path, model_config: ModelConfig, 
     tf.config.experimental.enable_op_determinism()
     work, run_dir = Work.open(work_dir), Path(run_dir)
     model_config = _fit_to_work(model_config, work)
+    inputs = model_inputs(work, model_config)  # read before the run directory is claimed: a bad build fails first
     valid = make_dataset(work.samples_dir, "valid", model_config.seq_len, train_config.eval_batch_size)
     valid_labels = read_samples(work.samples_dir, "valid", columns=["label"])["label"].to_numpy()
     train_ctr, train_rows = train_click_rate(work)
@@ -347,7 +348,7 @@ def train(work_dir: str | Path, run_dir: str | Path, model_config: ModelConfig, 
         write_json(epochs_log, history)
     if history:
         print(f"resuming {run_dir} after epoch {len(history)}, its last backed-up epoch")
-    ranker, model = compiled_model(distribution, model_config, train_config, work)
+    ranker, model = compiled_model(distribution, model_config, train_config, inputs)
     train_data, fit_options, stream_callbacks = training_input(work, model_config, train_config, cluster, first_epoch=len(history))
     rate = SteadyRate(fit_options.get("steps_per_epoch", 0) * train_config.batch_size or train_rows, train_config.batch_size)
     early_stopping = tf.keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=train_config.patience)
@@ -408,15 +409,19 @@ def train(work_dir: str | Path, run_dir: str | Path, model_config: ModelConfig, 
     return metrics
 
 
+def model_inputs(work: Work, model_config: ModelConfig) -> dict:
+    """What :func:`make_ranker` reads from ``work``: vocabularies, their known-since days and, for a GNN, the
+    neighbor history of every day."""
+    return {"vocabularies": {name: work.vocabulary(name) for name in VOCABULARIES},
+            "tables": {relation: work.daily_tables(relation) for relation in RELATIONS} if model_config.is_gnn else None,
+            "known_since": {name: work.known_since(name) for name in VOCABULARIES}}
+
+
 def compiled_model(distribution: tf.distribute.Strategy, model_config: ModelConfig, train_config: TrainConfig,
-                   work: Work) -> tuple[DropdownRanker, CTRModel]:
-    """The ranker of ``work``'s vocabularies (and, for a GNN, every daily snapshot) and its compiled
-    :class:`CTRModel`, made under ``distribution``."""
-    vocabularies = {name: work.vocabulary(name) for name in VOCABULARIES}
-    known_since = {name: work.known_since(name) for name in VOCABULARIES}
-    tables = {relation: work.daily_tables(relation) for relation in RELATIONS} if model_config.is_gnn else None
+                   inputs: dict) -> tuple[DropdownRanker, CTRModel]:
+    """The ranker of :func:`model_inputs` and its compiled :class:`CTRModel`, made under ``distribution``."""
     with distribution.scope():
-        ranker = make_ranker(model_config, vocabularies, tables, known_since)
+        ranker = make_ranker(model_config, **inputs)
         model = CTRModel(ranker)
         model.compile(optimizer=make_optimizer(train_config))
         # Slots made now, not at the first step: a resumed run's backup then restores them at once. Made

@@ -1,8 +1,8 @@
 """A built work directory, read back: the read side of ``build`` (and of ``build --engine beam``).
 
 ``build.py`` writes a work directory; training, evaluation and export read it through :class:`Work`
-(its split, vocabularies, graph history, samples and fingerprint) without importing the build
-(log loading, sample writing, record encoding).
+(its split, vocabularies, graph history, samples and fingerprint) without importing ``build.py`` or
+the Beam engine (``tests/test_layout.py``).
 """
 from __future__ import annotations
 

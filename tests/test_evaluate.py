@@ -338,6 +338,10 @@ def test_candidate_degree_reads_the_rows_snapshot():
     request_ts = np.array([150, 199, 200, 50, 100, 250, 300, 250, 199])
     degree = candidate_degree(candidates, request_ts, tables)
     assert degree.tolist() == [1, 1, 6, 1, 5, 0, 2, 0, 0]
+    nothing = np.zeros_like(tables[0].ids)  # a graph without a single edge: every degree is 0
+    no_edges = DailyTables.from_snapshots([NeighborTable("q2q", tables.nodes, nothing, nothing.astype(np.float32), nothing.astype(np.int64),
+                                                         nothing, 100)])
+    assert candidate_degree(candidates, request_ts, no_edges).tolist() == [0] * 9
     slices, info = make_slices(np.zeros(9), np.zeros(9), SliceConfig(pv_edges=(1, 2)), degree, neighbors=6)
     assert list(slices["degree"]) == ["0", "1-4", "5+"] and info["degree_edges"] == [1, 5]
     assert [np.flatnonzero(m).tolist() for m in slices["degree"].values()] == [[5, 7, 8], [0, 1, 3, 6], [2, 4]]

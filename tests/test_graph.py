@@ -4,7 +4,8 @@ import pandas as pd
 import pytest
 
 from dropdown_rank.workdir import Work
-from dropdown_rank.graph import GraphConfig, build_graphs, relation_summary, session_ids
+from dropdown_rank.graph import (RELATIONS, DailyTables, GraphConfig, NeighborTable, build_graphs, neighbor_table, relation_pairs,
+                                 relation_summary, session_ids, snapshot_edges)
 from dropdown_rank.vocab import build_vocabularies
 
 T0 = 1767225600
@@ -508,12 +509,17 @@ def test_the_history_of_changes_gives_every_day_exactly_as_that_day_built_alone(
     events = events[(events["ts"] >= work.split.train_start) & (events["ts"] < work.split.test_end)]
     vocabs = {name: pd.DataFrame({"token": work.vocabulary(name), "known_since": work.known_since(name)})
               for name in ("queries", "items")}
-    for relation in ("q2q", "i2i"):
+    config = GraphConfig()
+    for relation, (pairs, _, _) in relation_pairs(events, vocabs, config):
         history = work.daily_tables(relation)
+        vocab_name = RELATIONS[relation][1]
+        known_since = vocabs[vocab_name]["known_since"].to_numpy(np.int64)
         assert len(history) == len(work.split.snapshot_days()) > 5
         for day, day_start in enumerate(history.snapshot_ts):
-            alone, _ = build_graphs(events, vocabs, np.array([day_start]), GraphConfig(), progress=lambda *a: None)
-            expected, got = alone[relation].latest(), history[day]
+            # The day's table made directly from its window's edges, as a build of that day alone makes it.
+            edges = snapshot_edges(pairs, int(day_start), known_since, config.window_days)
+            expected, _ = neighbor_table(edges, len(vocabs[vocab_name]), config, relation, history.nodes, int(day_start))
+            got = history[day]
             assert got.snapshot_ts == expected.snapshot_ts == day_start
             for field in ("ids", "weight", "last_ts", "count"):
                 x, y = getattr(expected, field), getattr(got, field)
@@ -534,3 +540,20 @@ def test_a_row_that_empties_gets_an_empty_version():
     a = 1 + vocabs["queries"]["token"].tolist().index("a")
     assert q2q.day[q2q.node == a].tolist() == [0, 2]  # the row, then its empty version; no row per unchanged day
     assert not q2q.ids[(q2q.node == a) & (q2q.day == 2)].any()
+
+
+def test_the_history_file_refuses_an_old_format_or_another_vocabulary_and_an_empty_history_reads_empty(tmp_path):
+    nodes = np.array(["", "a", "b"], dtype=object)
+    empty = np.zeros((3, 2), np.int32)
+    history = DailyTables.from_snapshots([NeighborTable("q2q", nodes, empty, empty.astype(np.float32), empty.astype(np.int64), empty, ts)
+                                          for ts in (T0, T0 + DAY)])
+    assert history.versions == 0 and not history[1].ids.any() and not history[-1].ids.any()
+    with pytest.raises(IndexError):
+        history[2]
+    history.save(tmp_path / "q2q.npz")
+    assert DailyTables.load(tmp_path / "q2q.npz", ["a", "b"]).versions == 0
+    with pytest.raises(ValueError, match=r"3 rows, but the vocabulary has 3 tokens"):
+        DailyTables.load(tmp_path / "q2q.npz", ["a", "b", "c"])
+    np.savez(tmp_path / "old.npz", relation=np.array("q2q"), ids=np.zeros((2, 3, 2), np.int32), snapshot_ts=np.array([T0, T0 + DAY]))
+    with pytest.raises(ValueError, match="an older dropdown_rank stored every day whole"):
+        DailyTables.load(tmp_path / "old.npz", ["a", "b"])

@@ -266,7 +266,7 @@ def test_tables_are_swappable_and_shape_checked(tmp_path):
 @pytest.mark.parametrize("aggregator", ["hgcn", "attention"])
 @pytest.mark.parametrize("training", [True, False])
 def test_each_row_reads_its_own_snapshot(aggregator, training):
-    """Two stacked daily snapshots: a row of snapshot s gets exactly what a layer holding only s gives."""
+    """Two daily snapshots held together: a row of snapshot s gets exactly what a layer holding only s gives."""
     fused, ids, embeddings = fused_context(aggregator, True)
     day0, day1 = neighbor_tables(seed=1), neighbor_tables(seed=2)
     only = {}

@@ -58,7 +58,7 @@ def imported_by(module: str) -> set:
 
 
 def test_training_evaluation_and_export_read_built_data_without_the_build():
-    """They read a work directory through workdir.py: log loading and the build's writers stay out of them."""
+    """They read a work directory through workdir.py: the build and the Beam engine stay out of their imports."""
     for module in ("dropdown_rank.train", "dropdown_rank.export", "dropdown_rank.evaluate.report"):
         pulled = imported_by(module)
         assert "dropdown_rank.workdir" in pulled, module

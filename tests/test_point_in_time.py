@@ -43,7 +43,9 @@ def test_every_training_row_sees_only_edges_before_its_request(tiny_work):
             owner = np.repeat(np.arange(len(rows)), rows["item_history"].map(len))
         model_id = pd.Index(work.vocabulary(vocab_name)).get_indexer(nodes) + 1 + ranker.config.num_oov
         known = model_id > ranker.config.num_oov
-        version = context.version_rows(tf.constant(snapshot[owner[known]] * context.num_nodes + model_id[known], tf.int64))
+        version = context.version_rows(tf.constant(snapshot[owner[known]] * context.num_nodes + model_id[known], tf.int64)).numpy()
+        # no row version from a later day than the row's own (an edge that left the window would not show in last_ts)
+        assert (context.version_day.numpy()[version] <= snapshot[owner[known]]).all()
         ids = tf.gather(context.neighbor_ids, version).numpy()
         last_ts = tf.gather(context.edge_last_ts, version).numpy()
         visible = ids > 0

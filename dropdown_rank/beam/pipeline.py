@@ -201,7 +201,7 @@ def _snapshot_path(tmp, relation: str, index: int) -> Path:
 
 
 class WriteTables(beam.DoFn):
-    """A relation's daily tables: its snapshots streamed, in day order, into ``graph/<relation>.npz``."""
+    """A relation's daily tables: its snapshots read in day order into their changed rows, saved as ``graph/<relation>.npz``."""
 
     def __init__(self, tmp: str, work_dir: str, snapshot_days: np.ndarray):
         self.tmp, self.work_dir, self.snapshot_days = tmp, work_dir, np.asarray(snapshot_days, dtype=np.int64)

@@ -82,8 +82,9 @@ def candidate_degree(candidates: np.ndarray, request_ts: np.ndarray, tables: Dai
     snapshot = np.maximum(np.searchsorted(tables.snapshot_ts, np.asarray(request_ts, dtype=np.int64), side="right") - 1, 0)
     row = pd.Index(tables.nodes).get_indexer(np.asarray(candidates, dtype=object))
     # Row 0 is the padding node (no neighbors): where an unknown candidate's ids are read.
-    version = tables.version_at(snapshot, np.maximum(row, 0))
-    return np.where(version >= 0, (tables.ids[np.maximum(version, 0)] > 0).sum(axis=1), 0)
+    # Per version its degree, then 0 for "no version" (index -1), which also covers a history with no versions.
+    degree = np.append((tables.ids > 0).sum(axis=1), 0)
+    return degree[tables.version_at(snapshot, np.maximum(row, 0))]
 
 
 def activity_edges(activity: np.ndarray, users: np.ndarray, requests: np.ndarray, config: SliceConfig) -> tuple[list, str]:
