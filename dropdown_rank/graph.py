@@ -178,12 +178,6 @@ class NeighborTable:
         """The latest snapshot stored at ``path``: what serving loads."""
         return DailyTables.load(path, vocabulary).latest()
 
-    def neighbors_of(self, node: str) -> list[tuple[str, float, int, int]]:
-        row = int(np.flatnonzero(self.nodes == node)[0])
-        keep = self.ids[row] > 0
-        return list(zip(self.nodes[self.ids[row][keep]], self.weight[row][keep].tolist(),
-                        self.count[row][keep].tolist(), self.last_ts[row][keep].tolist()))
-
 
 ROW_FIELDS = ("ids", "weight", "last_ts", "count")  # a neighbor row's arrays, [rows, K] each
 

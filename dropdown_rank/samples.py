@@ -5,9 +5,10 @@ Each row holds the request (``request_id``, ``user_id``, ``request_ts``), the ``
 before ``request_ts`` with their timestamps (``query_history``, ``query_history_ts``,
 ``item_history``, ``item_history_ts``; **most recent first**, so a model with L=20 reads the first 20
 of the L=50 stored once); and two slicing fields: ``activity`` (the user's behaviors in the
-``lookback_days`` before the request) and ``candidate_pv`` (the candidate's training-period
-impressions). Neighbors are never stored here: models look them up in the graph tables. Names and
-types of every field come from ``features.py``.
+``lookback_days`` before the request) and ``candidate_pv``. **PV**, here and in every report, is
+how many times the candidate was shown in a dropdown during the training period (its training-period
+impressions), not page views of a results page. Neighbors are never stored here: models look them
+up in the graph tables. Names and types of every field come from ``features.py``.
 
 Model inputs beyond the sequences: the ``prefix`` typed, and the point-in-time counters of
 ``counters.py`` (``user_candidate_count``, ``user_candidate_age``, ``candidate_query_count``,
@@ -47,19 +48,18 @@ class SampleConfig:
 
 
 class _History:
-    """Behaviors of one kind (or all) sorted by a combined (user, ts) int64 key."""
+    """Behaviors of one kind (or all) sorted by a combined (user, ts) int64 key (``ts`` >= 0: validation refuses less)."""
 
-    def __init__(self, user_codes: np.ndarray, ts: np.ndarray, ids: np.ndarray, ts0: int):
-        self.ts0 = ts0
-        key = user_codes.astype(np.int64) * _TS_SHIFT + (ts - ts0)
+    def __init__(self, user_codes: np.ndarray, ts: np.ndarray, ids: np.ndarray):
+        key = user_codes.astype(np.int64) * _TS_SHIFT + ts
         order = np.argsort(key, kind="stable")
         self.key, self.ts, self.ids = key[order], ts[order], ids[order]
 
     def window(self, user_codes: np.ndarray, ts: np.ndarray, since: np.ndarray | None = None):
         """Index range [start, end) of each request's behaviors strictly before ``ts`` (and >= ``since``)."""
         base = user_codes.astype(np.int64) * _TS_SHIFT
-        end = np.searchsorted(self.key, base + (ts - self.ts0), side="left")
-        start = np.searchsorted(self.key, base if since is None else base + np.maximum(since - self.ts0, 0), side="left")
+        end = np.searchsorted(self.key, base + ts, side="left")
+        start = np.searchsorted(self.key, base if since is None else base + np.maximum(since, 0), side="left")
         return start, end
 
     def last(self, user_codes, ts, max_len: int):
@@ -83,12 +83,11 @@ class Histories:
         self.users = pd.Index(pd.unique(np.concatenate([events["user_id"].to_numpy(), impressions["user_id"].to_numpy()])))
         ev_user = self.users.get_indexer(events["user_id"].to_numpy())
         ev_ts = events["ts"].to_numpy(dtype=np.int64)
-        ts0 = int(min(ev_ts.min(initial=0), impressions["ts"].min())) if len(impressions) else 0
         ev_ids = events["id"].to_numpy(dtype=object)
         is_query = (events["kind"] == "query").to_numpy()
-        self.queries = _History(ev_user[is_query], ev_ts[is_query], ev_ids[is_query], ts0)
-        self.items = _History(ev_user[~is_query], ev_ts[~is_query], ev_ids[~is_query], ts0)
-        self.everything = _History(ev_user, ev_ts, ev_ids, ts0)
+        self.queries = _History(ev_user[is_query], ev_ts[is_query], ev_ids[is_query])
+        self.items = _History(ev_user[~is_query], ev_ts[~is_query], ev_ids[~is_query])
+        self.everything = _History(ev_user, ev_ts, ev_ids)
         self.personal = PersonalCounts(ev_user[is_query], ev_ids[is_query], ev_ts[is_query])
 
 

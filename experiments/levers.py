@@ -20,8 +20,9 @@ lever, compared on the **validation** predictions each run saved (``predictions/
 test days. Runs may come from different builds (a lever may change the graph) as long as their validation
 rows are the same impressions (checked). Columns: validation AUC overall and on the tail tertile of
 candidate PV (training impressions; tertile edges from the validation impressions, as ``evaluate
---split valid`` cuts them), each before -> after, and the paired difference with a 95% interval from a
-Poisson bootstrap over users (the same weights for both runs).
+--split valid`` cuts them), each before -> after, and the paired difference with its 95% interval and
+``*`` computed by ``evaluate``'s own user bootstrap (``bootstrap.bootstrap_report``: the same Poisson
+weights for both runs, the same minimums and significance rule as every report).
 """
 from __future__ import annotations
 
@@ -30,10 +31,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import roc_auc_score
 
 import dropdown_rank  # noqa: F401  (environment before anything imports tensorflow)
 from dropdown_rank._io import atomic_path, read_json
+from dropdown_rank.evaluate.bootstrap import bootstrap_report
 from dropdown_rank.evaluate.markdown import difference_text, lift_cell, oriented, percent_text
 from dropdown_rank.evaluate.slices import SliceConfig, pv_edges
 from dropdown_rank.train import read_predictions
@@ -41,26 +42,22 @@ from dropdown_rank.train import read_predictions
 KEY = ["request_id", "candidate"]
 
 
-def weighted_auc(labels: np.ndarray, scores: np.ndarray, weights: np.ndarray) -> float:
-    return float(roc_auc_score(labels, scores, sample_weight=weights))
-
-
-def compare(before: pd.DataFrame, after: pd.DataFrame, rows: np.ndarray, replicates: int, seed: int) -> dict:
-    """AUC of both runs on ``rows`` and the bootstrap interval of the difference (users resampled, Poisson weights)."""
-    labels = after["label"].to_numpy()[rows]
-    a, b = before["prediction"].to_numpy()[rows], after["prediction"].to_numpy()[rows]
-    users = pd.factorize(after["user_id"].to_numpy()[rows])[0]
-    rng = np.random.default_rng(seed)
-    deltas = []
-    for _ in range(replicates):
-        weights = rng.poisson(1.0, users.max() + 1)[users].astype(float)
-        if labels[weights > 0].min() == labels[weights > 0].max():
-            continue
-        deltas.append(weighted_auc(labels, b, weights) - weighted_auc(labels, a, weights))
-    if len(deltas) < replicates // 2:
-        raise ValueError(f"{len(deltas)} of {replicates} bootstrap replicates hold both labels: too few clicks to compare")
-    low, high = np.percentile(deltas, [2.5, 97.5])
-    return {"before": roc_auc_score(labels, a), "after": roc_auc_score(labels, b), "low": low, "high": high}
+def compare(before: pd.DataFrame, after: pd.DataFrame, rows: dict, replicates: int, seed: int) -> dict:
+    """Per bucket of ``rows`` (``{bucket: bool mask}``): both runs' AUC and the paired difference after - before, with
+    ``evaluate``'s own user bootstrap, interval and ``*`` rule (``bootstrap.bootstrap_report``)."""
+    users = pd.factorize(after["user_id"].to_numpy())[0]
+    requests = pd.factorize(after["request_id"].to_numpy())[0]
+    report = bootstrap_report(after["label"].to_numpy(), users, {"before": before["prediction"].to_numpy(),
+                                                                 "after": after["prediction"].to_numpy()},
+                              {"levers": rows}, replicates=replicates, seed=seed, requests=requests, pairs=[("after", "before")])
+    out = {}
+    for bucket in rows:
+        pair = next(p for p in report["pairs"] if p["slice"] == "levers" and p["bucket"] == bucket)
+        if "low" not in pair["auc"]:
+            raise ValueError(f"{bucket}: too few users or clicks for an interval (bootstrap.py's minimums)")
+        out[bucket] = {"before": report["models"]["before"]["levers"][bucket]["auc"]["value"],
+                       "after": report["models"]["after"]["levers"][bucket]["auc"]["value"], **pair["auc"]}
+    return out
 
 
 def report_rows(report: dict, rows: list) -> list:
@@ -117,10 +114,9 @@ def main() -> None:
         pv = after["candidate_pv"].to_numpy()
         tail = pv < pv_edges(pv, SliceConfig())[0]
         cells = []
-        for rows in (np.ones(len(after), bool), tail):
-            c = compare(before, after, rows, args.replicates, args.seed)
-            star = " *" if c["low"] > 0 or c["high"] < 0 else ""
-            cells += [f"{c['before']:.4f} -> {c['after']:.4f}", f"{c['after'] - c['before']:+.4f} [{c['low']:+.4f}, {c['high']:+.4f}]{star}"]
+        for c in compare(before, after, {"all": np.ones(len(after), bool), "tail": tail}, args.replicates, args.seed).values():
+            star = " *" if c["significant"] else ""
+            cells += [f"{c['before']:.4f} -> {c['after']:.4f}", f"{c['value']:+.4f} [{c['low']:+.4f}, {c['high']:+.4f}]{star}"]
         lines.append(f"| {name} | {changed} | " + " | ".join(cells) + f" | {decision} |")
         print(lines[-1])
     with atomic_path(args.out) as tmp:

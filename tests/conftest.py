@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import dropdown_rank  # noqa: F401  (sets TF_USE_LEGACY_KERAS before any test imports tensorflow)
+import numpy as np
 import pytest
 
 from dropdown_rank._env import onednn_enabled
@@ -22,6 +23,14 @@ ONEDNN_OFF = not onednn_enabled()
 
 def quiet(*_args, **_kwargs):
     pass
+
+
+def neighbors_of(table, node: str) -> list[tuple[str, float, int, int]]:
+    """``(neighbor, weight, count, last_ts)`` of ``node``'s row in a ``NeighborTable``, in rank order."""
+    row = int(np.flatnonzero(table.nodes == node)[0])
+    keep = table.ids[row] > 0
+    return list(zip(table.nodes[table.ids[row][keep]], table.weight[row][keep].tolist(),
+                    table.count[row][keep].tolist(), table.last_ts[row][keep].tolist()))
 
 
 def pytest_collection_modifyitems(config, items):

@@ -8,11 +8,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import log_loss, roc_auc_score
 
 from dropdown_rank.cli import main
 from dropdown_rank.evaluate.bootstrap import MIN_CLICKING_USERS, Scorer, bootstrap_report
-from dropdown_rank.evaluate.metrics import SortedScores, auc, gauc, logloss, mrr_ndcg, per_user_auc, request_ranks
+from dropdown_rank.evaluate.metrics import SortedScores, per_user_auc, request_ranks
 from dropdown_rank.evaluate.markdown import CONSTANT, LEGACY, PERSONAL, render
 from dropdown_rank.evaluate.oov import oov_flags, oov_shares
 from dropdown_rank.evaluate.report import _aligned_frame, _pairs, personal_scores, train_click_rate
@@ -22,13 +22,17 @@ from dropdown_rank.graph import DailyTables, NeighborTable
 from dropdown_rank.workdir import read_samples
 
 
+def auc(scores, labels) -> float:
+    return float(SortedScores(np.asarray(scores), np.asarray(labels)).auc(np.ones(len(scores))))
+
+
 def test_auc_by_hand_with_ties_and_weights():
-    assert float(auc(np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1]))) == 0.75
-    assert float(auc(np.array([0.5, 0.5]), np.array([0, 1]))) == 0.5
+    assert auc(np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1])) == 0.75
+    assert auc(np.array([0.5, 0.5]), np.array([0, 1])) == 0.5
     rng = np.random.default_rng(0)
     scores, labels, weights = rng.integers(0, 20, 500) / 20, rng.random(500) < 0.3, rng.random(500)
-    assert float(auc(scores, labels, weights)) == pytest.approx(roc_auc_score(labels, scores, sample_weight=weights), abs=1e-12)
     many = SortedScores(scores, labels).auc(np.stack([weights, np.ones(500)]))
+    assert many[0] == pytest.approx(roc_auc_score(labels, scores, sample_weight=weights), abs=1e-12)
     assert many[1] == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
     users = rng.integers(0, 40, 500)  # weights per cluster, gathered to the impressions
     user_weights = rng.poisson(1.0, (3, 40)).astype(np.float32)
@@ -37,14 +41,14 @@ def test_auc_by_hand_with_ties_and_weights():
         assert clustered[r] == pytest.approx(roc_auc_score(labels, scores, sample_weight=user_weights[r][users]), abs=1e-9)
 
 
-def test_gauc_by_hand_skips_one_class_users():
+def test_per_user_auc_by_hand_skips_one_class_users():
     users = np.array([0, 0, 0, 1, 1, 2, 2])
     scores = np.array([0.9, 0.1, 0.5, 0.2, 0.8, 0.3, 0.6])
     labels = np.array([1, 0, 0, 1, 0, 0, 0])
     user_auc, counts = per_user_auc(users, scores, labels, 3)
     assert user_auc[:2].tolist() == [1.0, 0.0] and np.isnan(user_auc[2])
-    assert float(gauc(user_auc, counts)) == pytest.approx((3 * 1.0 + 2 * 0.0) / 5)
-    assert float(gauc(user_auc, counts, np.array([0.0, 1.0, 1.0]))) == 0.0  # replicate without user 0
+    report = bootstrap_report(labels, users, {"m": scores}, {"all": {"all": np.ones(7, bool)}}, replicates=10)
+    assert report["models"]["m"]["all"]["all"]["gauc"]["value"] == pytest.approx((3 * 1.0 + 2 * 0.0) / 5)
     rng = np.random.default_rng(3)  # ties within users, against scikit-learn user by user
     users, scores, labels = rng.integers(0, 30, 600), rng.integers(0, 6, 600) / 6, rng.random(600) < 0.3
     user_auc, counts = per_user_auc(users, scores, labels, 30)
@@ -54,9 +58,30 @@ def test_gauc_by_hand_skips_one_class_users():
         assert user_auc[u] == pytest.approx(expected, abs=1e-12, nan_ok=True) and counts[u] == len(y)
 
 
-def test_logloss_matches_definition():
-    p, y = np.array([0.9, 0.2]), np.array([1, 0])
-    assert float(logloss(p, y)) == pytest.approx(-(np.log(0.9) + np.log(0.8)) / 2)
+def test_the_reports_gauc_and_logloss_intervals_are_those_of_the_user_bootstrap_recomputed_by_hand():
+    """The real path (``bootstrap_report``): each replicate reweights users by Poisson(1) draws; GAUC and logloss of
+    a replicate, recomputed here from scikit-learn per user and the same draws, give the report's percentile interval."""
+    rng = np.random.default_rng(11)
+    users = np.repeat(np.arange(60), 12)
+    labels = (rng.random(len(users)) < 0.3).astype(float)
+    scores = np.clip(0.3 + 0.3 * labels - 0.15 + rng.normal(0, 0.2, len(users)), 0.01, 0.99)
+    replicates, seed = 300, 4
+    report = bootstrap_report(labels, users, {"m": scores}, {"all": {"all": np.ones(len(users), bool)}},
+                              replicates=replicates, seed=seed, chunk=replicates)
+    cell = report["models"]["m"]["all"]["all"]
+    weights = np.random.default_rng(seed).poisson(1.0, size=(replicates, 60)).astype(np.float64)
+    loss = -(labels * np.log(scores) + (1 - labels) * np.log(1 - scores))
+    user_auc = np.array([roc_auc_score(labels[users == u], scores[users == u]) if 0 < labels[users == u].sum() < 12 else np.nan
+                         for u in range(60)])
+    both = ~np.isnan(user_auc)
+    logloss = (weights[:, users] * loss).sum(axis=1) / weights[:, users].sum(axis=1)
+    gauc = (weights[:, both] * 12 * user_auc[both]).sum(axis=1) / (weights[:, both] * 12).sum(axis=1)
+    assert cell["logloss"]["value"] == pytest.approx(log_loss(labels, scores), abs=1e-9)
+    assert cell["gauc"]["value"] == pytest.approx(np.nanmean(user_auc), abs=1e-9)  # equal user sizes: the plain mean
+    for metric, draws in (("logloss", logloss), ("gauc", gauc)):
+        low, high = np.percentile(draws, [2.5, 97.5])
+        assert (cell[metric]["low"], cell[metric]["high"]) == pytest.approx((low, high), abs=1e-6), metric
+        assert cell[metric]["low"] < cell[metric]["value"] < cell[metric]["high"]
 
 
 # Three requests. r0: the click is ranked 2nd. r1: two clicks; the 0.8 tie between a non-click and a
@@ -70,17 +95,13 @@ TOY_NDCG = ((1 / np.log2(3)) / 1 + (1 / np.log2(3) + 1 / np.log2(5)) / (1 + 1 / 
 
 def test_mrr_and_ndcg_by_hand_on_three_requests():
     assert request_ranks(TOY_REQUESTS, TOY_SCORES, TOY_LABELS).tolist() == [1, 2, 3, 4, 1, 2, 3, 1, 2]
-    out = mrr_ndcg(TOY_REQUESTS, TOY_SCORES, TOY_LABELS)
-    assert out["mrr"] == pytest.approx(TOY_MRR, abs=1e-12)
-    assert out["ndcg@10"] == pytest.approx(TOY_NDCG, abs=1e-12)
-    assert (out["clicked_requests"], out["requests_without_click"]) == (2, 1)
-    # The same numbers through the report's machinery (users = requests here), and a slice that keeps
-    # only r1's 4th-ranked click: ranks stay those of the whole request, IDCG is for one click.
+    # Through the report's machinery (users = requests here), and a slice that keeps only r1's 4th-ranked
+    # click: ranks stay those of the whole request, IDCG is for one click.
     users = TOY_REQUESTS
     slices = {"all": {"all": np.ones(9, bool)}, "part": {"late": np.isin(np.arange(9), [3, 6])}}
     report = bootstrap_report(TOY_LABELS, users, {"m": TOY_SCORES}, slices, replicates=10, requests=TOY_REQUESTS)
     cell = report["models"]["m"]["all"]["all"]
-    assert cell["mrr"]["value"] == pytest.approx(TOY_MRR) and cell["ndcg@10"]["value"] == pytest.approx(TOY_NDCG)
+    assert cell["mrr"]["value"] == pytest.approx(TOY_MRR, abs=1e-12) and cell["ndcg@10"]["value"] == pytest.approx(TOY_NDCG, abs=1e-12)
     assert (cell["clicked_requests"], cell["requests_without_click"]) == (2, 1)
     late = report["models"]["m"]["part"]["late"]
     assert late["mrr"]["value"] == pytest.approx(1 / 4) and late["ndcg@10"]["value"] == pytest.approx(1 / np.log2(5))
@@ -201,7 +222,7 @@ def clustered_population(rng, users, effect=0.8):
 def test_user_bootstrap_interval_covers_the_true_auc_about_95_percent_of_the_time():
     rng = np.random.default_rng(42)
     user, score, label = clustered_population(rng, 200_000)
-    truth = float(auc(score, label))  # population AUC, from 1.2M impressions
+    truth = auc(score, label)  # population AUC, from 1.2M impressions
     covered = []
     for _ in range(200):
         u, s, y = clustered_population(rng, 300)
@@ -238,8 +259,8 @@ def test_personal_count_ranks_by_count_then_position():
     # legacy order's.
     labels = np.array([1, 0, 1, 0, 0, 1, 0, 0])
     position = np.array([3, 0, 2, 1, 0, 1, 2, 3])
-    assert float(auc(personal_scores(labels * 3, position), labels)) == 1.0
-    assert float(auc(personal_scores(np.zeros(8), position), labels)) == pytest.approx(roc_auc_score(labels, -position))
+    assert auc(personal_scores(labels * 3, position), labels) == 1.0
+    assert auc(personal_scores(np.zeros(8), position), labels) == pytest.approx(roc_auc_score(labels, -position))
 
 
 def write_shards(samples_dir, split, frames):

@@ -3,6 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import neighbors_of
 from dropdown_rank.workdir import Work
 from dropdown_rank.graph import (RELATIONS, DailyTables, GraphConfig, NeighborTable, build_graphs, neighbor_table, relation_pairs,
                                  relation_summary, session_ids, snapshot_edges)
@@ -35,7 +36,7 @@ def graphs(events, **config):
 
 
 def as_dict(table, node):
-    return {n: (round(w, 6), c, t - T0) for n, w, c, t in table.neighbors_of(node)}
+    return {n: (round(w, 6), c, t - T0) for n, w, c, t in neighbors_of(table, node)}
 
 
 def test_session_mode_counts_sessions_and_normalizes_by_hand():
@@ -46,7 +47,7 @@ def test_session_mode_counts_sessions_and_normalizes_by_hand():
     assert as_dict(q2q, "b") == {"a": (round(2 / 3, 6), 2, 2640), "c": (round(1 / 3, 6), 1, 180)}
     assert as_dict(q2q, "c") == {"a": (round(2 / 3, 6), 2, 180), "b": (round(1 / 3, 6), 1, 180)}
     # equal weights: the more recent pair ranks first
-    assert [n for n, *_ in q2q.neighbors_of("a")] == ["b", "c"]
+    assert [n for n, *_ in neighbors_of(q2q, "a")] == ["b", "c"]
     assert tables["i2i"].degree().tolist() == [0]  # one item, no pairs
     assert q2q.ids[0].tolist() == [0] * 10 and q2q.nodes[0] == ""
 
@@ -335,12 +336,12 @@ def test_random_walk_ranks_a_two_hop_neighbor_above_a_weak_direct_one_by_hand():
     # out), c 3/8. Scores b 3/4, c 3/8, e 1/4, sum 11/8: weights 6/11, 3/11, 2/11.
     # c is not an edge of a: count 0, last_ts min(a's latest out-edge 500, c's latest in-edge 1200) = 500.
     assert as_dict(q2q, "a") == {"b": (round(6 / 11, 6), 3, 300), "c": (round(3 / 11, 6), 0, 500), "e": (round(2 / 11, 6), 1, 500)}
-    assert [n for n, *_ in q2q.neighbors_of("a")] == ["b", "c", "e"]  # the 2-hop c outranks the direct e
+    assert [n for n, *_ in neighbors_of(q2q, "a")] == ["b", "c", "e"]  # the 2-hop c outranks the direct e
     # from c: step 1 b 1; step 2 a 1/2, c 1/2 (itself). c -> a: min(c's latest out-edge 1200, a's latest in-edge 500).
     assert as_dict(q2q, "c") == {"b": (round(2 / 3, 6), 3, 1200), "a": (round(1 / 3, 6), 0, 500)}
     # from b: step 1 a 1/2, c 1/2; step 2 b 7/8 (itself), e 1/8. a and c tie on visits and count: the more recent first.
     assert as_dict(q2q, "b") == {"c": (round(4 / 9, 6), 3, 1200), "a": (round(4 / 9, 6), 3, 300), "e": (round(1 / 9, 6), 0, 500)}
-    assert [n for n, *_ in q2q.neighbors_of("b")] == ["c", "a", "e"]
+    assert [n for n, *_ in neighbors_of(q2q, "b")] == ["c", "a", "e"]
     tables, _ = graphs(walk_log(), neighbor_rank="random_walk", walk_length=2, neighbors=1)
     assert as_dict(tables["q2q"], "b") == {"c": (round(4 / 9, 6), 3, 1200)}  # the tie at the cut: recency, not id
     assert stats["q2q"]["edges_before_top_k"] == 10 and stats["q2q"]["multi_hop_neighbors"] == 4
@@ -357,7 +358,7 @@ def test_longer_walks_change_the_ranking_by_hand():
     tables, _ = graphs(walk_log(), neighbor_rank="random_walk", walk_length=3)
     assert as_dict(tables["q2q"], "a") == {"b": (round(51 / 76, 6), 3, 300), "e": (round(13 / 76, 6), 1, 500),
                                            "c": (round(12 / 76, 6), 0, 500)}
-    assert [n for n, *_ in tables["q2q"].neighbors_of("a")] == ["b", "e", "c"]
+    assert [n for n, *_ in neighbors_of(tables["q2q"], "a")] == ["b", "e", "c"]
     # one step: the direct edges only, ranked as co-occurrence ranks them
     walk, _ = graphs(walk_log(), neighbor_rank="random_walk", walk_length=1)
     cooccurrence, _ = graphs(walk_log())

@@ -4,6 +4,7 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
+from conftest import neighbors_of
 from dropdown_rank.build import BuildConfig, build
 from dropdown_rank.workdir import Work
 from dropdown_rank.graph import RELATIONS
@@ -81,9 +82,9 @@ def click_log(tmp_path_factory):
 def test_a_row_never_sees_the_edge_its_own_click_creates(click_log):
     q2q = click_log.daily_tables("q2q")
     row_day = q2q.at(T0 + DAY)  # the snapshot r1 reads
-    assert "shoes" not in [n for n, *_ in row_day.neighbors_of("shoe")]
+    assert "shoes" not in [n for n, *_ in neighbors_of(row_day, "shoe")]
     next_day = q2q.at(T0 + 2 * DAY)  # r2, a day later, may use the session that followed r1's click
-    assert [(n, c) for n, _, c, _ in next_day.neighbors_of("shoe")] == [("shoes", 1)]
+    assert [(n, c) for n, _, c, _ in neighbors_of(next_day, "shoe")] == [("shoes", 1)]
 
 
 def row_features(rows: pd.DataFrame, length: int = 3) -> dict:

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dropdown_rank.logs.schema import SchemaError, load_logs, validate_events, validate_impressions
+from dropdown_rank.logs.schema import SchemaError, load_logs, validate_frame
 
 T0 = 1767225600  # 2026-01-01T00:00:00Z
 
@@ -38,7 +38,7 @@ def impressions(**override):
 
 
 def test_valid_input_is_typed_and_unsorted_input_is_fine():
-    clean, report = validate_events(events().iloc[::-1], "events.csv")
+    clean, report = validate_frame("events", events().iloc[::-1], "events.csv")
     assert clean["ts"].dtype == np.int64
     assert sorted(clean["ts"]) == [T0, T0 + 5, T0 + 10]
     assert report.rows_read == report.rows_kept == 3
@@ -47,45 +47,45 @@ def test_valid_input_is_typed_and_unsorted_input_is_fine():
 
 def test_missing_column_names_file_and_column():
     with pytest.raises(SchemaError, match=r"events.csv, column 'kind': missing column"):
-        validate_events(events().drop(columns="kind"), "events.csv")
+        validate_frame("events", events().drop(columns="kind"), "events.csv")
 
 
 def test_null_id_names_the_row():
     with pytest.raises(SchemaError, match=r"events.csv, column 'id': null or blank id: 1 bad row\(s\); first: row 2 \(''\)"):
-        validate_events(events(id=(1, "")), "events.csv")
+        validate_frame("events", events(id=(1, "")), "events.csv")
 
 
 def test_null_id_in_parquet_style_none():
     with pytest.raises(SchemaError, match=r"column 'user_id': null or blank id.*row 3"):
-        validate_events(events(user_id=(2, None)), "events.parquet")
+        validate_frame("events", events(user_id=(2, None)), "events.parquet")
 
 
 def test_unparseable_ts_shows_the_value():
     with pytest.raises(SchemaError, match=r"column 'ts': unparseable timestamp.*row 3 \('yesterday'\)"):
-        validate_events(events(ts=(2, "yesterday")), "events.csv")
+        validate_frame("events", events(ts=(2, "yesterday")), "events.csv")
 
 
 def test_millisecond_ts_is_flagged():
     with pytest.raises(SchemaError, match=r"column 'ts': timestamp outside 1990..2100 \(milliseconds"):
-        validate_events(events(ts=(0, str(T0 * 1000))), "events.csv")
+        validate_frame("events", events(ts=(0, str(T0 * 1000))), "events.csv")
 
 
 def test_negative_ts_is_not_called_milliseconds():
     with pytest.raises(SchemaError, match=r"column 'ts': negative timestamp: a time before 1970.*row 2 \('-5'\)") as error:
-        validate_events(events(ts=(1, "-5")), "events.csv")
+        validate_frame("events", events(ts=(1, "-5")), "events.csv")
     assert "milliseconds" not in str(error.value)
     with pytest.raises(SchemaError, match=r"column 'ts': timestamp before 1990 .*row 1 \('86400'\)") as error:
-        validate_events(events(ts=(0, "86400")), "events.csv")
+        validate_frame("events", events(ts=(0, "86400")), "events.csv")
     assert "milliseconds" not in str(error.value)
 
 
 def test_fractional_seconds_are_truncated_and_counted_as_repairs():
     frame = events(ts=(0, str(T0 + 5.75)))
     frame.loc[1, "ts"] = "2026-01-01T00:00:00.250Z"
-    clean, report = validate_events(frame, "events.csv")
+    clean, report = validate_frame("events", frame, "events.csv")
     assert sorted(clean["ts"]) == [T0, T0 + 5, T0 + 10]
     assert report.repaired == {"ts: fractional seconds truncated": 2}
-    numeric, report = validate_impressions(impressions().assign(ts=[T0 + 0.5, T0 + 0.5, T0 + 60.0]), "impressions.parquet")
+    numeric, report = validate_frame("impressions", impressions().assign(ts=[T0 + 0.5, T0 + 0.5, T0 + 60.0]), "impressions.parquet")
     assert numeric["ts"].tolist() == [T0, T0, T0 + 60]
     assert report.repaired == {"ts: fractional seconds truncated": 2}
     assert "repaired 2 (ts: fractional seconds truncated)" in report.summary()
@@ -93,35 +93,35 @@ def test_fractional_seconds_are_truncated_and_counted_as_repairs():
 
 def test_unknown_kind():
     with pytest.raises(SchemaError, match=r"column 'kind': kind must be one of query, item.*row 1 \('click'\)"):
-        validate_events(events(kind=(0, "click")), "events.csv")
+        validate_frame("events", events(kind=(0, "click")), "events.csv")
 
 
 def test_clicked_outside_0_1():
     with pytest.raises(SchemaError, match=r"impressions.parquet, column 'clicked': value outside \{0, 1\}.*row 2 \(2\)"):
-        validate_impressions(impressions(clicked=(1, 2)), "impressions.parquet")
+        validate_frame("impressions", impressions(clicked=(1, 2)), "impressions.parquet")
 
 
 def test_wrong_type_position():
     frame = impressions().astype({"position": object})
     frame.loc[2, "position"] = "top"
     with pytest.raises(SchemaError, match=r"column 'position': wrong type: expected an integer.*row 3 \('top'\)"):
-        validate_impressions(frame, "impressions.csv")
+        validate_frame("impressions", frame, "impressions.csv")
 
 
 def test_request_with_two_users_is_rejected():
     with pytest.raises(SchemaError, match=r"column 'request_id': one request_id has several user_id or ts values.*row 1"):
-        validate_impressions(impressions(user_id=(1, "u9")), "impressions.csv")
+        validate_frame("impressions", impressions(user_id=(1, "u9")), "impressions.csv")
 
 
 def test_conflicting_duplicate_impression():
     frame = pd.concat([impressions(), impressions().iloc[[0]].assign(position=5)], ignore_index=True)
     with pytest.raises(SchemaError, match=r"column 'candidate': the same \(request_id, candidate\) appears.*row 1"):
-        validate_impressions(frame, "impressions.csv")
+        validate_frame("impressions", frame, "impressions.csv")
 
 
 def test_duplicates_and_repairs_are_counted_not_silent():
     frame = pd.concat([events(kind=(0, " Query")), events().iloc[[2]]], ignore_index=True)
-    clean, report = validate_events(frame, "events.csv")
+    clean, report = validate_frame("events", frame, "events.csv")
     assert len(clean) == 3
     assert report.skipped == {"exact duplicate row": 1}
     assert report.repaired == {"kind: case or whitespace normalized": 1}
@@ -130,7 +130,7 @@ def test_duplicates_and_repairs_are_counted_not_silent():
 
 def test_skip_mode_counts_bad_rows_by_reason():
     frame = events(ts=(0, "never"), id=(1, ""))
-    clean, report = validate_events(frame, "events.csv", bad_rows="skip")
+    clean, report = validate_frame("events", frame, "events.csv", bad_rows="skip")
     assert len(clean) == 1
     assert report.skipped == {
         "ts: unparseable timestamp (want epoch seconds or ISO-8601)": 1,
@@ -144,8 +144,8 @@ def test_skip_mode_skips_conflicting_requests_and_duplicates_and_counts_them():
                           "prefix": ["", "", ""], "candidate": ["c1", "c1", "c2"], "position": [0, 4, 0], "clicked": [0, 0, 1]})
     frame = pd.concat([two_users, extra], ignore_index=True)  # r3 shows c1 twice, at positions 0 and 4
     with pytest.raises(SchemaError, match=r"impressions.csv, column 'candidate': the same \(request_id, candidate\).*row 4 \('c1'\), row 5"):
-        validate_impressions(frame, "impressions.csv")
-    clean, report = validate_impressions(frame, "impressions.csv", bad_rows="skip")
+        validate_frame("impressions", frame, "impressions.csv")
+    clean, report = validate_frame("impressions", frame, "impressions.csv", bad_rows="skip")
     assert clean["request_id"].tolist() == ["r2", "r4"]
     assert report.rows_read == 6 and report.rows_kept == 2
     assert report.skipped == {
@@ -154,8 +154,8 @@ def test_skip_mode_skips_conflicting_requests_and_duplicates_and_counts_them():
     }
     time_conflict = impressions(ts=(1, T0 + 1))
     with pytest.raises(SchemaError, match=r"one request_id has several user_id or ts values.*row 1 \('r1'\), row 2 \('r1'\)"):
-        validate_impressions(time_conflict, "impressions.csv")
-    clean, report = validate_impressions(time_conflict, "impressions.csv", bad_rows="skip")
+        validate_frame("impressions", time_conflict, "impressions.csv")
+    clean, report = validate_frame("impressions", time_conflict, "impressions.csv", bad_rows="skip")
     assert clean["request_id"].tolist() == ["r2"]
     assert report.skipped == {"request_id: one request_id has several user_id or ts values": 2}
 
@@ -164,9 +164,9 @@ def test_every_row_skipped_is_an_error_that_says_nothing_is_left_and_why():
     frame = events(ts=(0, "never"), id=(1, ""), kind=(2, "click"))
     with pytest.raises(SchemaError, match=r"events.csv: every row was skipped, nothing is left \(3 read; skipped: "
                                           r"1 ts: unparseable timestamp.*1 kind: kind must be one of.*1 id: null or blank id"):
-        validate_events(frame, "events.csv", bad_rows="skip")
+        validate_frame("events", frame, "events.csv", bad_rows="skip")
     with pytest.raises(SchemaError, match=r"impressions.csv: every row was skipped, nothing is left"):
-        validate_impressions(impressions(user_id=(1, "u9"), clicked=(2, 3)), "impressions.csv", bad_rows="skip")
+        validate_frame("impressions", impressions(user_id=(1, "u9"), clicked=(2, 3)), "impressions.csv", bad_rows="skip")
 
 
 def test_an_empty_events_file_is_a_warning_and_empty_impressions_an_error(tmp_path):
@@ -202,7 +202,7 @@ def test_an_empty_events_file_warns_then_the_build_says_what_is_missing(tiny_log
 
 def test_null_prefix_is_repaired_and_numeric_ids_cast(tmp_path):
     frame = impressions(prefix=(0, None)).assign(user_id=[1, 1, 2])
-    clean, report = validate_impressions(frame, "impressions.parquet")
+    clean, report = validate_frame("impressions", frame, "impressions.parquet")
     assert clean["prefix"].tolist() == ["", "re", ""]
     assert clean["user_id"].tolist() == ["1", "1", "2"]
     assert report.repaired["prefix: null read as empty string"] == 1

@@ -26,7 +26,7 @@ WHY_ONLINE_DIFFERS = (
     "re-rank each request and ask the world's click model what each order would have earned, with no position bias.")
 RANKING_REFERENCES = (LEGACY, PERSONAL, ORACLE, RELEVANCE)
 SLICE_TITLES = {"activity": "By user activity", "request_kind": "By request kind (repeat or new intent)",
-                "candidate_novelty": "By candidate novelty to the user", "pv": "By candidate query PV",
+                "candidate_novelty": "By candidate novelty to the user", "pv": "By candidate query PV (its training-period dropdown impressions)",
                 "degree": "By candidate neighbor degree"}
 # The splits a report can describe, as the text names their days. Model choices are made on ``valid``, never on ``test``.
 SPLIT_LABEL = {"test": "test", "valid": "validation"}

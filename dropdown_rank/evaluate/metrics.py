@@ -1,10 +1,11 @@
-"""Exact offline metrics, vectorized over bootstrap replicates.
+"""Exact offline metrics, vectorized over bootstrap replicates: the pieces ``bootstrap.py`` sums.
 
-Every function takes ``weights``: ``[n]`` for one evaluation, or ``[R, n]`` for R bootstrap
-replicates at once (each replicate's weights are resampling multiplicities). With unit weights the
-results equal scikit-learn's ``roc_auc_score`` and ``log_loss`` (tests check this).
+:class:`SortedScores` gives the AUC under ``weights`` ``[C]`` for one evaluation or ``[R, C]`` for R
+bootstrap replicates at once (each replicate's weights are resampling multiplicities); with unit
+weights it equals scikit-learn's ``roc_auc_score`` (tests check this). :func:`per_user_auc` gives
+each user's AUC, from which ``bootstrap.py`` forms GAUC; logloss is summed there directly.
 
-Per-request ranking metrics (:func:`request_ranks`, :func:`ranking_sums`): candidates are ranked by
+Per-request ranking metrics (:func:`request_ranks`, :func:`ranking_values`): candidates are ranked by
 score within their ``request_id``, 1 = top. **Ties are broken pessimistically**: among equal scores
 the non-clicked candidates are ranked first. Gains are binary (clicked or not).
 
@@ -88,18 +89,6 @@ class SortedScores:
             return ordered / pairs
 
 
-def auc(scores, labels, weights=None) -> np.ndarray:
-    weights = np.ones(len(scores)) if weights is None else weights
-    return SortedScores(np.asarray(scores), np.asarray(labels)).auc(weights)
-
-
-def logloss(scores, labels, weights=None) -> np.ndarray:
-    p = np.clip(np.asarray(scores, dtype=np.float64), 1e-7, 1 - 1e-7)
-    per_impression = -(labels * np.log(p) + (1 - labels) * np.log(1 - p))
-    weights = np.ones(len(p)) if weights is None else np.asarray(weights, dtype=np.float64)
-    return (weights * per_impression).sum(axis=-1) / weights.sum(axis=-1)
-
-
 def per_user_auc(user_codes: np.ndarray, scores: np.ndarray, labels: np.ndarray, num_users: int):
     """Each user's AUC (NaN when the user's labels are all one class) and impression count.
 
@@ -121,18 +110,6 @@ def per_user_auc(user_codes: np.ndarray, scores: np.ndarray, labels: np.ndarray,
         values = (rank_sum - positives * (positives + 1) / 2.0) / (positives * negatives)
     values[(positives == 0) | (negatives == 0)] = np.nan
     return values, counts
-
-
-def gauc(user_auc: np.ndarray, user_impressions: np.ndarray, user_weights=None) -> np.ndarray:
-    """Impression-weighted mean of per-user AUC over users with both classes.
-
-    ``user_weights`` ``[U]`` or ``[R, U]``: bootstrap multiplicities of users.
-    """
-    eligible = ~np.isnan(user_auc)
-    values, sizes = user_auc[eligible], user_impressions[eligible]
-    weights = np.ones(eligible.sum()) if user_weights is None else np.asarray(user_weights, dtype=np.float64)[..., eligible]
-    with np.errstate(invalid="ignore", divide="ignore"):  # a replicate may draw none of the eligible users: NaN
-        return (weights * sizes * values).sum(axis=-1) / (weights * sizes).sum(axis=-1)
 
 
 def request_ranks(request_codes: np.ndarray, scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -165,12 +142,3 @@ def ranking_values(request_codes: np.ndarray, ranks: np.ndarray, clicked: np.nda
     gains = np.where(rank <= NDCG_CUTOFF, 1.0 / np.log2(rank + 1.0), 0.0)
     dcg = np.bincount(inverse, weights=gains, minlength=len(codes))
     return {"request": codes, "rr": 1.0 / best, "ndcg": dcg / _ideal_dcg(clicks)}
-
-
-def mrr_ndcg(request_codes, scores, labels) -> dict:
-    """MRR and NDCG@10 over the requests with a click, and how many requests had none (excluded)."""
-    request_codes, labels = np.asarray(request_codes), np.asarray(labels).astype(bool)
-    values = ranking_values(request_codes, request_ranks(request_codes, scores, labels), labels)
-    return {"mrr": float(values["rr"].mean()), "ndcg@10": float(values["ndcg"].mean()),
-            "clicked_requests": int(len(values["request"])),
-            "requests_without_click": int(len(np.unique(request_codes)) - len(values["request"]))}

@@ -528,23 +528,16 @@ def check_kept(table: str, report: ValidationReport) -> None:
         report.warn(_EMPTY_EVENTS)
 
 
-def _validate(table: str, frame: pd.DataFrame, source: str, bad_rows: str):
+def validate_frame(table: str, frame: pd.DataFrame, source: str, bad_rows: str = "error"):
+    """``(clean frame, ValidationReport)`` of one table (``"events"`` or ``"impressions"``) already read, its rows
+    named after ``source``: typed columns (user_id and id as str, ts as int64 seconds), and for impressions one
+    user and one ts per request."""
     frame = frame.reset_index(drop=True)
     report = ValidationReport(source, rows_read=len(frame))
     clean = check_table(table, check_rows(table, frame, source, report, bad_rows), source, report, bad_rows)
     report.rows_kept = len(clean)
     check_kept(table, report)
     return clean.reset_index(drop=True), report
-
-
-def validate_events(frame: pd.DataFrame, source: str = "events", bad_rows: str = "error"):
-    """Typed events: user_id (object str), ts (int64 s), kind ('query'|'item'), id (object str)."""
-    return _validate("events", frame, source, bad_rows)
-
-
-def validate_impressions(frame: pd.DataFrame, source: str = "impressions", bad_rows: str = "error"):
-    """Typed impressions; also checks that each request has one user and one ts."""
-    return _validate("impressions", frame, source, bad_rows)
 
 
 def validate_table(table: str, path: str | Path, bad_rows: str = "error"):
@@ -556,7 +549,7 @@ def validate_table(table: str, path: str | Path, bad_rows: str = "error"):
     path = Path(path)
     files = table_files(path)
     if files == [path]:
-        return _validate(table, read_table(path), str(path), bad_rows)
+        return validate_frame(table, read_table(path), str(path), bad_rows)
     report = ValidationReport(str(path))
     parts, offset = [], 0
     for index, file in enumerate(files):
