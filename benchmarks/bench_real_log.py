@@ -39,7 +39,7 @@ from dropdown_rank.vocab import VOCABULARIES
 work_dir, kind, batches = sys.argv[1], sys.argv[2], int(sys.argv[3])
 tf.keras.utils.set_random_seed(0)
 work = Work.open(work_dir)
-config = ModelConfig(kind=kind, neighbors=work.neighbors)
+config = ModelConfig(kind=kind)
 tables = {r: work.daily_tables(r) for r in RELATIONS} if config.is_gnn else None
 ranker = make_ranker(config, {n: work.vocabulary(n) for n in VOCABULARIES}, tables, {n: work.known_since(n) for n in VOCABULARIES})
 model = CTRModel(ranker)

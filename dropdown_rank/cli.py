@@ -158,11 +158,13 @@ def cmd_build(args) -> None:
     build_beam(args.logs, args.out, _build_config(args), pipeline_args=args.beam_args)
 
 
-def _add_model_args(parser: argparse.ArgumentParser, choose_model: bool = True) -> None:
+def _add_model_args(parser: argparse.ArgumentParser, choose_model: bool = True, epochs: bool = True) -> None:
     g = parser.add_argument_group("model")
     if choose_model:  # demo trains fixed models and uses --seq-len for the stored length
         g.add_argument("--model", choices=("base", "hgcn", "attention"), default="base", help="ranker kind (default base)")
         g.add_argument("--seq-len", type=positive_int, default=20, help="history length L the model reads (default 20)")
+        g.add_argument("--neighbors", type=positive_int, default=None,
+                       help="GNN models: read the top N of each node's stored neighbors (default: all the build stores, its --neighbors)")
     g.add_argument("--id-time-only", action="store_true", help="GNN neighbors carry only id and time features (no weights)")
     g.add_argument("--graph-impl", choices=("fused", "spektral"), default="fused",
                    help="fused layers (default, faster) or spektral GCNConv/GATConv over star subgraphs (same function)")
@@ -186,13 +188,14 @@ def _add_model_args(parser: argparse.ArgumentParser, choose_model: bool = True) 
     g = parser.add_argument_group("training")
     g.add_argument("--no-calibrate", action="store_true",
                    help="skip the Platt scaling fitted on validation days after training (probabilities stay raw)")
-    g.add_argument("--epochs", type=positive_int, default=4, help="maximum epochs; early stopping on exact val AUC (default 4)")
+    if epochs:  # train-daily makes one pass per day and stops at none
+        g.add_argument("--epochs", type=positive_int, default=4, help="maximum epochs; early stopping on exact val AUC (default 4)")
+        g.add_argument("--patience", type=non_negative_int, default=1, help="epochs without val AUC gain before stopping (default 1)")
     g.add_argument("--batch-size", type=positive_int, default=1024)
     g.add_argument("--learning-rate", type=positive_float, default=1e-3)
     g.add_argument("--optimizer", choices=("lazy_adam", "adam"), default="lazy_adam",
                    help="lazy_adam (default) updates only the embedding rows a batch touches, so a step's cost follows "
                         "the batch, not the vocabulary size; adam is tf-keras's Adam over every row at every step")
-    g.add_argument("--patience", type=non_negative_int, default=1, help="epochs without val AUC gain before stopping (default 1)")
     g.add_argument("--seed", type=int, default=0, help="fixes initialization and shuffling")
 
 
@@ -207,7 +210,7 @@ def _model_config(args, **override):
             raise ValueError("--features: 'none' cannot be combined with feature groups")
         values["features"] = tuple(g for g in args.features if g != "none")
     if hasattr(args, "model"):
-        values.update(kind=args.model, seq_len=args.seq_len)
+        values.update(kind=args.model, seq_len=args.seq_len, neighbors=args.neighbors)
     values.update(override)
     return ModelConfig(**values)
 
@@ -215,9 +218,9 @@ def _model_config(args, **override):
 def _train_config(args):
     from dropdown_rank.train import TrainConfig
 
-    return TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
-                       patience=args.patience, seed=args.seed, calibrate=not args.no_calibrate,
-                       optimizer=args.optimizer)
+    epochs = dict(epochs=args.epochs, patience=args.patience) if hasattr(args, "epochs") else {}
+    return TrainConfig(batch_size=args.batch_size, learning_rate=args.learning_rate, seed=args.seed,
+                       calibrate=not args.no_calibrate, optimizer=args.optimizer, **epochs)
 
 
 def cmd_train(args) -> None:
@@ -226,6 +229,13 @@ def cmd_train(args) -> None:
 
     train(args.data, args.out, _model_config(args), _train_config(args), strategy=args.strategy,
           min_shard_bytes=args.min_shard_bytes or MIN_SHARD_BYTES)
+
+
+def cmd_train_daily(args) -> None:
+    from dropdown_rank.daily import train_daily
+
+    train_daily(args.data, args.out, _model_config(args), _train_config(args), parent=args.parent, days=args.days,
+                validate_daily=not args.no_daily_validation)
 
 
 def cmd_evaluate(args) -> None:
@@ -377,6 +387,17 @@ def make_parser() -> argparse.ArgumentParser:
                    help="parameter-server: split variables of at least this size by rows over the ps tasks (default 1 MiB)")
     _add_model_args(p)
     p.set_defaults(handler=cmd_train)
+
+    p = sub.add_parser("train-daily", help="train one ranker a day at a time, one pass per day, from scratch or continuing "
+                                           "an earlier daily run (--from)")
+    p.add_argument("--data", required=True, help="work directory written by `build`")
+    p.add_argument("--out", required=True, help="run directory to write")
+    p.add_argument("--from", dest="parent", default=None, metavar="RUN",
+                   help="a finished train-daily run to continue: its weights and optimizer state, then the training days after its last")
+    p.add_argument("--days", type=positive_int, default=None, help="train at most this many days (default: every training day left)")
+    p.add_argument("--no-daily-validation", action="store_true", help="skip the exact validation AUC after each day")
+    _add_model_args(p, epochs=False)
+    p.set_defaults(handler=cmd_train_daily)
 
     p = sub.add_parser("evaluate", help="sliced AUC/GAUC/logloss with intervals, storage and plots for trained runs")
     p.add_argument("--data", required=True, help="the work directory the runs were trained on")

@@ -41,6 +41,7 @@ import pyarrow.parquet as pq
 import tensorflow as tf
 
 from dropdown_rank.features import LABEL, TRAINING_FIELDS
+from dropdown_rank.logs.schema import DAY
 from dropdown_rank.records import COMPRESSION, decode
 from dropdown_rank.workdir import record_files, shard_files
 
@@ -96,11 +97,7 @@ class SampleStream:
         if not self.shuffle:
             return files.flat_map(read).rebatch(self.batch_size)
         blocks = files.interleave(read, cycle_length=READ_FILES_AT_ONCE, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        # A stateless shuffle per window, not Dataset.shuffle: its seed must be a Python int once a global
-        # seed is set (tf.keras.utils.set_random_seed), and this seed changes with the epoch.
-        windows = blocks.rebatch(self.window_rows).enumerate()
-        shuffled = windows.map(lambda index, window: tf.random.experimental.stateless_shuffle(window, tf.stack([shuffle_seed, index])))
-        return shuffled.rebatch(self.batch_size)
+        return shuffled_batches(blocks, self.window_rows, shuffle_seed, self.batch_size)
 
     def dataset(self) -> tf.data.Dataset:
         """``(features, label)`` batches, histories padded to ``seq_len``."""
@@ -126,6 +123,57 @@ class SampleStream:
         seq_len = self.seq_len
         dataset = (plan.flat_map(lambda files, seed: self._serialized_batches(files, seed).repeat().take(steps_per_epoch))
                    .map(lambda serialized: decode(serialized, seq_len), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True))
+        return dataset.prefetch(PREFETCH_BATCHES)
+
+
+def shuffled_batches(blocks: tf.data.Dataset, window_rows: int, seed, batch_size: int) -> tf.data.Dataset:
+    """Blocks of serialized rows shuffled within consecutive windows of ``window_rows`` rows, in ``[batch_size]`` batches.
+
+    A stateless shuffle per window, not ``Dataset.shuffle``: its seed must be a Python int once a global
+    seed is set (``tf.keras.utils.set_random_seed``), and this seed changes with the epoch or day."""
+    windows = blocks.rebatch(window_rows).enumerate()
+    shuffled = windows.map(lambda index, window: tf.random.experimental.stateless_shuffle(window, tf.stack([seed, index])))
+    return shuffled.rebatch(batch_size)
+
+
+class DayStream:
+    """One split's training records one UTC day at a time, for day-by-day training (``daily.py``).
+
+    Rows are stored in time order (``samples.SAMPLE_ORDER``), so a day is a run of consecutive rows
+    across the shards; :meth:`spans` finds it from the shards' ``request_ts`` column alone. Day ``d``
+    is shuffled within windows of ``window_rows`` rows, seeded by ``(seed, d)`` with ``d`` the day's
+    number since 1970: it gives the same batches whichever run reads it, and a continued or resumed
+    run reads what one uninterrupted run would have.
+    """
+
+    def __init__(self, samples_dir, split, seq_len, batch_size=1024, seed=0, window_rows=131072):
+        self.files = [os.fsencode(f) for f in record_files(samples_dir, split)]
+        self.request_ts = [pq.read_table(f, columns=["request_ts"])["request_ts"].to_numpy() for f in shard_files(samples_dir, split)]
+        self.seq_len, self.batch_size, self.seed, self.window_rows = seq_len, batch_size, seed, window_rows
+
+    def spans(self, day_start: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(files, first rows, row counts)`` of the rows whose ``request_ts`` falls in ``[day_start, day_start + DAY)``."""
+        bounds = [np.searchsorted(ts, [day_start, day_start + DAY], side="left") for ts in self.request_ts]
+        chosen = [i for i, (lo, hi) in enumerate(bounds) if hi > lo]
+        return (np.array([self.files[i] for i in chosen], dtype=object), np.array([bounds[i][0] for i in chosen], dtype=np.int64),
+                np.array([bounds[i][1] - bounds[i][0] for i in chosen], dtype=np.int64))
+
+    def rows(self, day_start: int) -> int:
+        return int(self.spans(day_start)[2].sum())
+
+    def dataset(self, day_start: int) -> tf.data.Dataset:
+        """``(features, label)`` batches of one day, shuffled; the day must hold rows."""
+        files, starts, counts = self.spans(day_start)
+        if not len(files):
+            raise ValueError(f"no training rows on the day starting at {day_start}")
+        seed = int(np.random.default_rng([self.seed, day_start // DAY]).integers(2 ** 62))
+        read = lambda path, start, count: (tf.data.TFRecordDataset(path, compression_type=COMPRESSION, buffer_size=READ_BUFFER_BYTES)
+                                           .skip(start).take(count).batch(READ_BLOCK_ROWS))
+        blocks = tf.data.Dataset.from_tensor_slices((files, starts, counts)).flat_map(read)
+        seq_len = self.seq_len
+        dataset = (shuffled_batches(blocks, self.window_rows, seed, self.batch_size)
+                   .map(lambda serialized: decode(serialized, seq_len), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+                   .apply(tf.data.experimental.assert_cardinality(math.ceil(counts.sum() / self.batch_size))))
         return dataset.prefetch(PREFETCH_BATCHES)
 
 

@@ -74,7 +74,7 @@ class ModelConfig:
     mlp_units: tuple = (128, 64)
     time_buckets: int = 26
     num_oov: int = 1
-    neighbors: int = 10
+    neighbors: int | None = None  # GNN: read the top N of each row's stored neighbors; None: all the build stores
     position_bias: bool = False
     max_position: int = 20
     lagged_vocab: bool = True
@@ -97,6 +97,8 @@ class ModelConfig:
             raise ValueError("--two-hops extends --relations: give both")
         if self.session and self.kind == "base":
             raise ValueError("--session-context pools graph-context vectors: it applies to GNN models (hgcn, attention), not base")
+        if self.neighbors is not None and (self.kind == "base" or self.neighbors < 1):
+            raise ValueError(f"neighbors={self.neighbors}: a GNN reads at least 1 neighbor per node, and base reads none")
         if self.graph_impl not in ("fused", "spektral"):
             raise ValueError(f"graph_impl must be 'fused' or 'spektral', not {self.graph_impl!r}")
 
@@ -125,6 +127,8 @@ class ModelConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in known}
         values.setdefault("features", ())  # runs saved before request features read sequences only
+        if values.get("kind", "base") == "base":
+            values.pop("neighbors", None)  # runs saved before it was None for base recorded the default, 10
         return cls(**values)
 
 
@@ -475,11 +479,16 @@ def example_features(batch: int = 2, length: int = 3) -> dict:
 def make_ranker(config: ModelConfig, vocabularies: dict, tables: dict | None = None, known_since: dict | None = None) -> DropdownRanker:
     """A built ranker; GNN rankers need ``tables`` (``{"q2q": ..., "i2i": ...}``). ``known_since``
     (``{name: int64 array}`` aligned with ``vocabularies``) makes the vocabulary point-in-time."""
+    if config.is_gnn and tables is None:
+        raise ValueError(f"{config.name} needs neighbor tables")
+    if config.is_gnn:
+        stored = min(table.ids.shape[1] for table in tables.values())
+        if config.neighbors is not None and config.neighbors > stored:
+            raise ValueError(f"{config.name} reads {config.neighbors} neighbors per node, but the tables store {stored}")
+        config = dataclasses.replace(config, neighbors=config.neighbors or stored)
     ranker = DropdownRanker(config, vocabularies, known_since)
     ranker(example_features())
     if config.is_gnn:
-        if tables is None:
-            raise ValueError(f"{config.name} needs neighbor tables")
         ranker.set_graph(tables)
     return ranker
 

@@ -44,9 +44,10 @@ The run directory gets ``config.json``, the ``vocab/`` it trained with, ``graph/
 snapshot, which export serves), ``weights/`` (the best epoch), ``predictions/{valid,test}.parquet`` and
 ``metrics.json`` (exact test AUC and logloss, train time, steady examples per second).
 
-Determinism: ``tf.keras.utils.set_random_seed(seed)`` seeds Python, NumPy and TensorFlow;
-``tf.config.experimental.enable_op_determinism()`` makes TF ops deterministic; the input pipeline's
-shuffle is a NumPy generator seeded by (seed, epoch). Same seed and data give the same AUC.
+Determinism: ``train`` calls :func:`make_deterministic` (``tf.keras.utils.set_random_seed(seed)`` seeds
+Python, NumPy and TensorFlow; ``tf.config.experimental.enable_op_determinism()`` makes TF ops
+deterministic), for the whole process, unless ``deterministic=False``; the input pipeline's shuffle
+is a NumPy generator seeded by (seed, epoch). Same seed and data give the same AUC.
 """
 from __future__ import annotations
 
@@ -281,11 +282,15 @@ def claim_run_dir(run_dir: Path, identity: dict, write: bool = True) -> None:
     write_json(record, identity)
 
 
-def _fit_to_work(model_config: ModelConfig, work: Work) -> ModelConfig:
+def fit_to_work(model_config: ModelConfig, work: Work) -> ModelConfig:
+    """``model_config`` checked against what ``work`` stores, with a GNN's ``neighbors`` set to the build's when unset."""
     if model_config.seq_len > work.max_len:
         raise ValueError(f"seq_len {model_config.seq_len} > the {work.max_len} stored per sample; rebuild with --seq-len")
-    if model_config.is_gnn and model_config.neighbors != work.neighbors:
-        model_config = dataclasses.replace(model_config, neighbors=work.neighbors)
+    if model_config.is_gnn and (model_config.neighbors or 0) > work.neighbors:
+        raise ValueError(f"{model_config.name} reads {model_config.neighbors} neighbors per node, but {work.path} stores "
+                         f"{work.neighbors} (build --neighbors); read at most {work.neighbors}, or rebuild")
+    if model_config.is_gnn and model_config.neighbors is None:
+        model_config = dataclasses.replace(model_config, neighbors=work.neighbors)  # the default: all the build stores
     return model_config
 
 
@@ -293,7 +298,7 @@ def train_or_reuse(work_dir: str | Path, run_dir: str | Path, model_config: Mode
                    **kwargs) -> dict:
     """:func:`train`, or the metrics of ``run_dir`` if it already finished with exactly this configuration and data."""
     work, run_dir = Work.open(work_dir), Path(run_dir)
-    identity = run_identity(_fit_to_work(model_config, work), train_config, work) | resolve(kwargs.get("strategy", "auto")).identity()
+    identity = run_identity(fit_to_work(model_config, work), train_config, work) | resolve(kwargs.get("strategy", "auto")).identity()
     if (run_dir / "metrics.json").exists() and (run_dir / "run.json").exists() and \
             _flatten(saved_identity(run_dir)) == _flatten(json.loads(json.dumps(identity))):
         print(f"reusing the finished run {run_dir}")
@@ -312,8 +317,16 @@ def fit_verbosity(verbose="auto", cluster_kind: str = "single"):
     return 1 if sys.stdout.isatty() and cluster_kind != "parameter-server" else 2
 
 
+def make_deterministic(seed: int) -> None:
+    """Seed Python, NumPy and TensorFlow and make TensorFlow's ops deterministic, for the whole process: TensorFlow
+    has no scoped form of either, so both stay on after the call that asked for them."""
+    tf.keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
 def train(work_dir: str | Path, run_dir: str | Path, model_config: ModelConfig, train_config: TrainConfig = TrainConfig(),
-          verbose="auto", callbacks=(), strategy: str = "auto", min_shard_bytes: int = MIN_SHARD_BYTES) -> dict:
+          verbose="auto", callbacks=(), strategy: str = "auto", min_shard_bytes: int = MIN_SHARD_BYTES,
+          deterministic: bool = True) -> dict:
     """Train one ranker; returns ``metrics.json``'s content. The CLI's ``train`` calls this.
 
     Calling it again on the same ``run_dir`` after an interruption resumes the run. Extra Keras
@@ -321,19 +334,23 @@ def train(work_dir: str | Path, run_dir: str | Path, model_config: ModelConfig, 
     calls it with the same arguments and a ``run_dir`` they all see (``cluster.py``): the chief
     writes the run and returns its metrics, a worker returns ``{"role": ...}`` and writes nothing, and
     a parameter-server job's ``worker`` and ``ps`` tasks serve until they are killed.
+
+    ``deterministic`` (default) calls :func:`make_deterministic` with the run's seed, which changes the whole
+    process; with ``False`` the caller owns the process's seeds and op determinism, and the seed fixes the data
+    order only.
     """
     cluster = resolve(strategy, min_shard_bytes)
     if cluster.serves_only:
         cluster.serve()
     distribution = cluster.strategy()  # before other TensorFlow work: a collective strategy configures the runtime
-    tf.keras.utils.set_random_seed(train_config.seed)
-    tf.config.experimental.enable_op_determinism()
+    if deterministic:
+        make_deterministic(train_config.seed)
     work, run_dir = Work.open(work_dir), Path(run_dir)
-    model_config = _fit_to_work(model_config, work)
+    model_config = fit_to_work(model_config, work)
     inputs = model_inputs(work, model_config)  # read before the run directory is claimed: a bad build fails first
     valid = make_dataset(work.samples_dir, "valid", model_config.seq_len, train_config.eval_batch_size)
     valid_labels = read_samples(work.samples_dir, "valid", columns=["label"])["label"].to_numpy()
-    train_ctr, train_rows = train_click_rate(work)
+    train_rows = train_click_rate(work)[1]
     best = run_dir / "checkpoints" / "best"
     backup = run_dir / "backup"
     epochs_log = run_dir / "epochs.json"
@@ -375,24 +392,8 @@ def train(work_dir: str | Path, run_dir: str | Path, model_config: ModelConfig, 
     if not cluster.is_chief:
         return {"role": f"{cluster.task_type} {cluster.task_id}", "epochs_run": len(history)}
     model.load_weights(str(best))
-    calibration = calibrate(ranker, valid, valid_labels) if train_config.calibrate else None
-    valid_frame, frame, frozen_metrics = predict_splits(ranker, work, valid, train_config.eval_batch_size)
-    test_metrics = exact_metrics(frame["label"].to_numpy(), frame["prediction"].to_numpy())
-    constant_logloss = exact_metrics(frame["label"].to_numpy(), np.full(len(frame), train_ctr))["logloss"]
     val_auc = [entry["val_auc"] for entry in history]
-
-    save_run(run_dir, ranker, work, train_config)
-    write_parquet(run_dir / "predictions" / "valid.parquet", valid_frame)
-    write_parquet(run_dir / "predictions" / "test.parquet", frame)
-    metrics = {
-        "model": model_config.name,
-        "test_auc": test_metrics["auc"],
-        "test_logloss": test_metrics["logloss"],
-        "test_logloss_constant_ctr": constant_logloss,
-        "train_ctr": train_ctr,
-        "calibration": calibration,
-        **frozen_metrics,
-        "test_impressions": int(len(frame)),
+    return finish_run(run_dir, ranker, work, train_config, valid, valid_labels, {
         "best_epoch": int(np.argmax(val_auc)) + 1 if val_auc else None,
         "epochs_run": len(val_auc),
         "val_auc_per_epoch": val_auc,
@@ -401,11 +402,37 @@ def train(work_dir: str | Path, run_dir: str | Path, model_config: ModelConfig, 
         "steady_examples_per_second_per_epoch": [round(r, 1) for r in rate.rates],
         "train_examples": train_rows,
         **cluster.identity(),
+    })
+
+
+def finish_run(run_dir: Path, ranker: DropdownRanker, work: Work, train_config: TrainConfig, valid: tf.data.Dataset,
+               valid_labels: np.ndarray, summary: dict) -> dict:
+    """Calibrate the trained ranker, predict the validation and test days, save the run and write ``metrics.json``
+    (the test metrics, then ``summary``: how it was trained); returns the metrics."""
+    calibration = calibrate(ranker, valid, valid_labels) if train_config.calibrate else None
+    valid_frame, frame, frozen_metrics = predict_splits(ranker, work, valid, train_config.eval_batch_size)
+    test_metrics = exact_metrics(frame["label"].to_numpy(), frame["prediction"].to_numpy())
+    train_ctr = train_click_rate(work)[0]
+    constant_logloss = exact_metrics(frame["label"].to_numpy(), np.full(len(frame), train_ctr))["logloss"]
+
+    save_run(run_dir, ranker, work, train_config)
+    write_parquet(run_dir / "predictions" / "valid.parquet", valid_frame)
+    write_parquet(run_dir / "predictions" / "test.parquet", frame)
+    metrics = {
+        "model": ranker.config.name,
+        "test_auc": test_metrics["auc"],
+        "test_logloss": test_metrics["logloss"],
+        "test_logloss_constant_ctr": constant_logloss,
+        "train_ctr": train_ctr,
+        "calibration": calibration,
+        **frozen_metrics,
+        "test_impressions": int(len(frame)),
+        **summary,
     }
     write_json(run_dir / "metrics.json", metrics)
-    print(f"{model_config.name}: test AUC {metrics['test_auc']:.4f} (exact), logloss {metrics['test_logloss']:.4f} "
+    print(f"{ranker.config.name}: test AUC {metrics['test_auc']:.4f} (exact), logloss {metrics['test_logloss']:.4f} "
           f"(constant CTR {constant_logloss:.4f}), "
-          f"steady {metrics['steady_examples_per_second'] or 0:,.0f} examples/s; run in {run_dir}")
+          f"steady {metrics.get('steady_examples_per_second') or 0:,.0f} examples/s; run in {run_dir}")
     return metrics
 
 

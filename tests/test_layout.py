@@ -4,7 +4,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "dropdown_rank"
 # Stage of every top-level module or subpackage, in the order data flows through them.
-STAGES = ["_env", "_io", "logs", "split", "vocab", "graph", "counters", "features", "records", "samples", "workdir", "build", "beam", "dataset", "layers", "model", "optimizers", "cluster", "train",
+STAGES = ["_env", "_io", "logs", "split", "vocab", "graph", "counters", "features", "records", "samples", "workdir", "build", "beam", "dataset", "layers", "model", "optimizers", "cluster", "train", "daily",
           "evaluate", "export", "cli"]
 PARALLEL = {"evaluate": STAGES.index("evaluate"), "export": STAGES.index("evaluate")}  # both read a trained run; neither needs the other
 

@@ -14,8 +14,8 @@ from sklearn.metrics import roc_auc_score
 from dropdown_rank.workdir import Work
 from dropdown_rank.cli import main
 from dropdown_rank.dataset import make_dataset
-from dropdown_rank.model import ModelConfig
-from dropdown_rank.train import TrainConfig, fit_calibration, load_run, predict, predictor, train
+from dropdown_rank.model import ModelConfig, make_ranker
+from dropdown_rank.train import TrainConfig, fit_calibration, fit_to_work, load_run, model_inputs, predict, predictor, train
 
 QUICK = TrainConfig(epochs=3, batch_size=512, patience=5, seed=11)
 
@@ -150,7 +150,7 @@ def test_gnn_test_rows_read_their_own_day_graph_and_the_frozen_one_is_reported(h
 
 GAT_TRAINING = """
 import dropdown_rank, sys
-from dropdown_rank.model import ModelConfig
+from dropdown_rank.model import ModelConfig, make_ranker
 from dropdown_rank.train import TrainConfig, train
 metrics = train(sys.argv[1], sys.argv[2], ModelConfig(kind="attention", graph_impl="spektral"),
                 TrainConfig(epochs=2, batch_size=256, patience=5, seed=int(sys.argv[3])), verbose=0)
@@ -176,7 +176,7 @@ def test_a_run_directory_refuses_another_configuration_data_or_a_finished_run(ti
     run = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
         train(tiny_work, run, ModelConfig(kind="hgcn"), QUICK, verbose=0, callbacks=[Interrupt()])
-    with pytest.raises(ValueError, match=r"started with another configuration .*differs: model.kind\)"):
+    with pytest.raises(ValueError, match=r"started with another configuration .*differs: model.kind, model.neighbors\)"):
         train(tiny_work, run, ModelConfig(kind="base"), QUICK, verbose=0)
     with pytest.raises(ValueError, match=r"differs: train.seed\)"):
         train(tiny_work, run, ModelConfig(kind="hgcn"), dataclasses.replace(QUICK, seed=12), verbose=0)
@@ -212,3 +212,18 @@ def test_a_run_killed_after_its_early_stop_was_backed_up_trains_no_further_epoch
     assert resumed["epochs_run"] == reference["epochs_run"]
     assert resumed["test_auc"] == pytest.approx(reference["test_auc"], abs=1e-6)
     assert not (tmp_path / "run" / "backup").exists()
+
+
+def test_a_gnn_reads_the_builds_neighbors_unless_told_fewer_and_never_more(tiny_work):
+    work = Work.open(tiny_work)
+    assert fit_to_work(ModelConfig(kind="hgcn"), work).neighbors == work.neighbors
+    fewer = fit_to_work(ModelConfig(kind="hgcn", neighbors=3), work)
+    assert fewer.neighbors == 3
+    with pytest.raises(ValueError, match=f"stores {work.neighbors}"):
+        fit_to_work(ModelConfig(kind="hgcn", neighbors=work.neighbors + 1), work)
+    ranker = make_ranker(fewer, **model_inputs(work, fewer))
+    assert ranker.config.neighbors == 3 and ranker.query_context.neighbor_ids.shape[1] == 3
+    assert make_ranker(ModelConfig(kind="hgcn"), **model_inputs(work, fewer)).config.neighbors == work.neighbors
+    with pytest.raises(ValueError, match="base reads none"):
+        ModelConfig(kind="base", neighbors=3)
+    assert ModelConfig.from_dict({"kind": "base", "neighbors": 10}).neighbors is None  # what older base runs recorded
