@@ -1,5 +1,6 @@
-"""Data flows one way: no module imports a later stage (see dropdown_rank/__init__.py)."""
+"""Data flows one way: no module imports a later stage (see dropdown_rank/__init__.py); and the benchmarks README quotes only its result files."""
 import ast
+import importlib.util
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "dropdown_rank"
@@ -63,3 +64,15 @@ def test_training_evaluation_and_export_read_built_data_without_the_build():
         pulled = imported_by(module)
         assert "dropdown_rank.workdir" in pulled, module
         assert not {m for m in pulled if m.split(".")[1:2] in (["build"], ["beam"])}, (module, sorted(pulled))
+
+
+def test_every_number_in_the_benchmarks_readme_is_in_a_result_file_it_names(tmp_path):
+    spec = importlib.util.spec_from_file_location("check_readme", PACKAGE.parent / "benchmarks" / "check_readme.py")
+    checker = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(checker)
+    assert checker.check(PACKAGE.parent / "benchmarks" / "README.md") == []
+    # The checker itself: a number that no cited file holds is reported, one that is there (rounded) is not.
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "x.json").write_text('{"rate": 12345.6, "auc": [0.73281]}')
+    (tmp_path / "README.md").write_text("### X (`results/x.json`)\n\n12,346 examples/s, AUC 0.7328, and 0.7329.\n")
+    assert [p.split(": ")[-1] for p in checker.check(tmp_path / "README.md")] == ["0.7329 is in none of x.json"]

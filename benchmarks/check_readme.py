@@ -1,0 +1,101 @@
+"""Check that every number quoted in benchmarks/README.md comes from a result file its section names.
+
+    python benchmarks/check_readme.py [--readme benchmarks/README.md]
+
+The README is cut into sections at its ``###`` headings (the text before the first is one more
+section). A section that names result files (``results/NAME.json``) must quote only numbers found in
+those files (``results/NAME.json`` or ``NAME.json``): a quoted number matches a number of the JSON (any leaf, at any depth) when the JSON's
+value, rounded to the quoted number of decimals, gives it, as is or in another unit the README uses
+(x100 for percent, /1e3 for MB -> GB or examples -> k, x1e3 for s -> ms, /2^20 or /1e6 for bytes ->
+MB). Dates, versions, commit ids, code spans and code blocks are not numbers here. A number derived
+from several values (a ratio, a difference) is not in any file: write it into the result file that
+the script computing it writes, or leave it out of the README.
+
+Exits 1 and lists each unmatched number with its section and line; ``tests/test_layout.py`` runs it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+NUMBER = re.compile(r"(?<![\w.,\-/])(\d{1,3}(?:,\d{3})+|\d+)(\.\d+)?(?![\w/])")
+NOT_NUMBERS = re.compile(r"`[^`]*`|\b\d{4}-\d{2}-\d{2}\b|\b[0-9a-f]{7,40}\b|\b\d+(?:\.\d+)+\.\d+\b|results/\S+\.json|"
+                         r"\bissue \d+\b|\b\d+ steps\b|\b\d+(?:\.\d+)?e\d+\b|\bL=\d+\b|_\d+\b|\bPython 3\.\d+\.\d+|\bTensorFlow 2\.\d+\.\d+")
+SCALES = (1.0, 100.0, 1e-3, 1e3, 1 / 2 ** 20, 1e-6)
+
+
+def leaves(value) -> list[float]:
+    if isinstance(value, dict):
+        return [x for v in value.values() for x in leaves(v)]
+    if isinstance(value, list):
+        return [x for v in value for x in leaves(v)]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return []
+    return [float(value)]
+
+
+def sections(text: str) -> list[tuple[str, int, str]]:
+    """``(heading, first line number, body)`` per section, fenced code blocks blanked."""
+    text = re.sub(r"```.*?```", lambda m: "\n" * m.group(0).count("\n"), text, flags=re.S)
+    out, heading, start, body = [], "(top)", 1, []
+    for number, line in enumerate(text.split("\n"), start=1):
+        if line.startswith("### ") or line.startswith("## "):
+            out.append((heading, start, "\n".join(body)))
+            heading, start, body = line.lstrip("# "), number, []
+        body.append(line)
+    out.append((heading, start, "\n".join(body)))
+    return out
+
+
+def quoted_numbers(line: str) -> list[tuple[str, float, int]]:
+    """``(text, value, decimals)`` of each number the line quotes."""
+    line = re.sub(r"(\d)-(\d)", r"\1 - \2", NOT_NUMBERS.sub(" ", line))  # a range a-b: two numbers
+    found = []
+    for match in NUMBER.finditer(line):
+        whole, fraction = match.group(1), match.group(2) or ""
+        found.append((match.group(0), float(whole.replace(",", "") + fraction), max(len(fraction) - 1, 0)))
+    return found
+
+
+def matches(value: float, decimals: int, known: list[float]) -> bool:
+    """Whether some known value, scaled, rounds half up to ``value`` at ``decimals`` decimals."""
+    half = 0.5 * 10.0 ** -decimals
+    return any(-half - 1e-9 <= v * scale - value < half + 1e-9 for v in known for scale in SCALES)
+
+
+def check(readme: Path) -> list[str]:
+    problems = []
+    for heading, start, body in sections(readme.read_text()):
+        cited = sorted(set(re.findall(r"([\w\-]+(?:\.[\w\-]+)*\.json)", body)))
+        if not cited:
+            continue
+        known = []
+        for name in cited:
+            path = readme.parent / "results" / name
+            if not path.exists():
+                problems.append(f"{readme.name}:{start} [{heading}]: cites results/{name}, which does not exist")
+                continue
+            known += leaves(json.loads(path.read_text()))
+        for offset, line in enumerate(body.split("\n")):
+            for text, value, decimals in quoted_numbers(line):
+                if value < 10 and decimals == 0:
+                    continue  # counts of rounds, cores, workers, relations: prose, not measurements
+                if not matches(value, decimals, known):
+                    problems.append(f"{readme.name}:{start + offset} [{heading}]: {text} is in none of {', '.join(cited)}")
+    return problems
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--readme", type=Path, default=HERE / "README.md")
+    problems = check(parser.parse_args().readme)
+    print("\n".join(problems) if problems else "every quoted number is in a result file its section names")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
