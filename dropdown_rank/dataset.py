@@ -139,7 +139,7 @@ def shuffled_batches(blocks: tf.data.Dataset, window_rows: int, seed, batch_size
 class DayStream:
     """One split's training records one UTC day at a time, for day-by-day training (``daily.py``).
 
-    Rows are stored in time order (``samples.SAMPLE_ORDER``), so a day is a run of consecutive rows
+    Rows are stored in time order (``logs.schema.SAMPLE_ORDER``), so a day is a run of consecutive rows
     across the shards; :meth:`spans` finds it from the shards' ``request_ts`` column alone. Day ``d``
     is shuffled within windows of ``window_rows`` rows, seeded by ``(seed, d)`` with ``d`` the day's
     number since 1970: it gives the same batches whichever run reads it, and a continued or resumed

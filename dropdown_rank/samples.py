@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 
 from dropdown_rank._io import atomic_path
 from dropdown_rank.counters import _TS_SHIFT, CandidateDays, PersonalCounts, daily_counts
-from dropdown_rank.logs.schema import DAY
+from dropdown_rank.logs.schema import DAY, SAMPLE_ORDER
 from dropdown_rank.features import ARROW_SCHEMA, record_path
 
 INT32_MAX = np.iinfo(np.int32).max
@@ -124,7 +124,6 @@ def sample_table(histories: Histories, chunk: pd.DataFrame, candidate_pv: pd.Ser
     }, schema=ARROW_SCHEMA)
 
 
-SAMPLE_ORDER = ["ts", "request_id", "position"]  # within a split; ties keep the impressions' order
 
 
 def build_samples(events: pd.DataFrame, impressions: pd.DataFrame, split_of: np.ndarray, candidate_pv: pd.Series,

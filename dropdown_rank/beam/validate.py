@@ -27,10 +27,9 @@ import pyarrow.parquet as pq
 
 from dropdown_rank.beam.common import (KEYED, EVENT_DTYPES, HOUR, IMPRESSION_DTYPES, ROW_BITS, bucket_of, dump, stash, to_arrow,
                                        to_frame, unstash, write_bucket)
-from dropdown_rank.logs.schema import (TABLE_COLUMNS, TABLE_NAMES, Finding, SchemaError, ValidationReport, check_impressions_not_empty,
+from dropdown_rank.logs.schema import (SAMPLE_ORDER, TABLE_COLUMNS, TABLE_NAMES, Finding, SchemaError, ValidationReport, check_impressions_not_empty,
                                        check_kept, check_rows, check_table, file_chunks, find_table, read_chunks,
                                        require_columns, table_columns, table_files)
-from dropdown_rank.samples import SAMPLE_ORDER
 
 _GROUP_COLUMN = {"events": "user_id", "impressions": "request_id"}
 
