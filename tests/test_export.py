@@ -20,6 +20,7 @@ from dropdown_rank.model import COUNTS, SIGNATURE, check_serving_features
 from dropdown_rank.graph import GraphConfig
 from dropdown_rank.split import SplitConfig
 from dropdown_rank.train import load_run, predict, predictor
+from dropdown_rank.vocab import read_vocabulary
 
 
 @pytest.fixture(scope="module")
@@ -156,10 +157,23 @@ def request(rows=3, length=4, **override):
     return features
 
 
-def test_unseen_ids_map_to_oov_and_still_score(exports):
+def test_unseen_ids_read_the_one_oov_row(tiny_runs, exports):
+    """Unseen ids of every kind share the OOV row: two different sets of unseen ids score the same, while a known
+    candidate (known by the request's day) scores differently, and the in-memory ranker agrees."""
     _, signature = serve(exports["attention"])
-    scores = signature(**request())["ctr"].numpy()
-    assert scores.shape == (3,) and np.isfinite(scores).all() and ((scores > 0) & (scores < 1)).all()
+    late = {"request_ts": tf.constant([1799999999] * 3, tf.int64)}  # after every id's known-since day
+    unseen = signature(**request(**late))["ctr"].numpy()
+    # The candidate's length is a feature (the characters it adds to the prefix): unseen strings of equal length.
+    other_unseen = request(**late, user_id=tf.constant(["another new user"] * 3), candidate=tf.constant(["an unheard item"] * 3),
+                           query_history=tf.constant([["other q", "", "", ""]] * 3), item_history=tf.constant([["other i", "", "", ""]] * 3))
+    np.testing.assert_array_equal(signature(**other_unseen)["ctr"].numpy(), unseen)
+    known = read_vocabulary(tiny_runs["attention_20"] / "vocab", "queries")[1:4]
+    with_known = signature(**request(**late, candidate=tf.constant(known)))["ctr"].numpy()
+    with_unseen = signature(**request(**late, candidate=tf.constant(["#" * len(k) for k in known])))["ctr"].numpy()
+    assert np.all(np.abs(with_known - with_unseen) > 1e-6)
+    ranker = load_run(tiny_runs["attention_20"])
+    in_memory = tf.sigmoid(ranker({k: v for k, v in request(**late).items()}, training=False)).numpy()
+    np.testing.assert_allclose(in_memory, unseen, atol=1e-6)
 
 
 def test_empty_histories_score_and_padding_does_not_matter(exports):

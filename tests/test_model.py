@@ -1,4 +1,6 @@
 """Rankers: raw-string inputs, padding invariance, table swapping, and a few training steps on a tiny world."""
+import dataclasses
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -245,3 +247,28 @@ def test_session_context_pools_the_behaviors_chained_to_the_request(tiny):
     # The ranker reads it: its MLP takes 4 * dim + 1 more inputs than the same model without a session.
     without = make_ranker(ModelConfig(kind="hgcn", relations=True, two_hops=True), vocabularies, tables)
     assert ranker.mlp.layers[0].kernel.shape[0] - without.mlp.layers[0].kernel.shape[0] == 4 * dim + 1
+
+
+def test_a_gnns_scores_follow_each_rows_own_snapshot_and_its_neighbors(tiny_work):
+    """A GNN that read snapshot 0 for every row, or ignored neighbors, would score the same in each comparison."""
+    work = Work.open(tiny_work)
+    histories = {relation: work.daily_tables(relation) for relation in ("q2q", "i2i")}
+    ranker = make_ranker(ModelConfig(kind="hgcn"), {name: work.vocabulary(name) for name in VOCABULARIES}, histories,
+                         {name: work.known_since(name) for name in VOCABULARIES})
+    features, _ = next(iter(make_dataset(work.samples_dir, "test", 20, batch_size=512)))
+    daily = ranker(features, training=False).numpy()
+
+    def set_and_score(tables):
+        ranker.set_graph(tables)
+        return ranker(features, training=False).numpy()
+
+    first_day = set_and_score({r: DailyTables.from_snapshots([h[0]]) for r, h in histories.items()})
+    last = {r: h[len(h) - 1] for r, h in histories.items()}
+    empty = {r: DailyTables.from_snapshots([dataclasses.replace(t, ids=np.zeros_like(t.ids), weight=np.zeros_like(t.weight),
+                                                                last_ts=np.zeros_like(t.last_ts), count=np.zeros_like(t.count))])
+             for r, t in last.items()}
+    with_neighbors = set_and_score({r: DailyTables.from_snapshots([t]) for r, t in last.items()})
+    without_neighbors = set_and_score(empty)
+    assert np.mean(np.abs(daily - first_day) > 1e-5) > 0.5, "test rows read their own day's snapshot, not the first"
+    assert np.mean(np.abs(with_neighbors - without_neighbors) > 1e-5) > 0.5, "the scores read the neighbors"
+    np.testing.assert_array_equal(set_and_score(histories), daily)
