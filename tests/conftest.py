@@ -15,6 +15,7 @@ from dropdown_rank._env import onednn_enabled
 
 from dropdown_rank.build import BuildConfig, build
 from dropdown_rank.logs.synth import write_world
+from dropdown_rank.samples import SampleConfig
 from dropdown_rank.split import SplitConfig
 
 
@@ -74,6 +75,16 @@ def tiny_logs(tmp_path_factory):
 def tiny_work(tiny_logs, tmp_path_factory):
     return made_once(tmp_path_factory, "tiny_work", lambda out: build(
         tiny_logs, out, BuildConfig(split=SplitConfig(valid_days=2, test_days=2)), progress=quiet, progress_bar=False))
+
+
+@pytest.fixture(scope="session")
+def tiny_work_short_windows(tiny_logs, tmp_path_factory):
+    """The tiny world built with windows its 12 days reach (personal 2 days, popularity 3) and ids known from their
+    second occurrence (``--min-count 2``): the bounds the default 365/30 days and min count 1 never hit."""
+    config = BuildConfig(split=SplitConfig(valid_days=2, test_days=2), samples=SampleConfig(personal_days=2.0, popularity_days=3),
+                         min_count=2)
+    return made_once(tmp_path_factory, "tiny_work_short_windows",
+                     lambda out: build(tiny_logs, out, config, progress=quiet, progress_bar=False))
 
 
 @pytest.fixture(scope="session")

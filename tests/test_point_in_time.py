@@ -122,3 +122,31 @@ def test_ids_first_seen_on_the_row_day_read_as_oov_until_the_next_day(click_log)
     assert (lagged["query"][:, 1:].numpy()[is_u & (day == 1)][:, 0] == 1).all()  # "shoe", issued that day, too
     everything_known = ranker_of(click_log, seq_len=3, lagged_vocab=False).node_ids(features)
     assert (everything_known["query"][:, 0].numpy() > 1).all()
+
+
+def test_with_min_count_2_a_row_knows_an_id_only_from_the_day_after_its_second_occurrence(tiny_logs, tiny_work_short_windows):
+    """The model's ids of 400 training rows' candidates and query histories, against a recount of each query's
+    training-period occurrences (issued, or shown as a candidate) before the row's day."""
+    work = Work.open(tiny_work_short_windows)
+    rows = read_samples(work.samples_dir, "train").sample(400, random_state=1)
+    ranker = ranker_of(work)
+    features = {"candidate": tf.constant(rows["candidate"].to_numpy(dtype=object).astype(str)),
+                "query_history": tf.ragged.constant(rows["query_history"].map(list).to_list(), dtype=tf.string).to_tensor(""),
+                "item_history": tf.zeros([len(rows), 0], tf.string), "user_id": tf.constant(rows["user_id"].astype(str).to_numpy()),
+                "request_ts": tf.constant(rows["request_ts"].to_numpy())}
+    ids = ranker.node_ids(features)["query"].numpy()  # [rows, 1 + L]: the candidate, then the history
+    events = pd.read_parquet(tiny_logs / "events.parquet")
+    impressions = pd.read_parquet(tiny_logs / "impressions.parquet")
+    in_training = lambda frame: frame[(frame["ts"] >= work.split.train_start) & (frame["ts"] < work.split.valid_start)]
+    events, impressions = in_training(events), in_training(impressions)
+    occurrences = pd.concat([events.loc[events["kind"] == "query", ["id", "ts"]].rename(columns={"id": "query"}),
+                             impressions[["candidate", "ts"]].rename(columns={"candidate": "query"})])
+    by_query = occurrences.groupby("query")["ts"].apply(np.sort)
+    checked = {"known": 0, "oov": 0}
+    for i, row in enumerate(rows.itertuples()):
+        day = row.request_ts // DAY * DAY
+        for j, query in enumerate([row.candidate] + list(row.query_history)[: ids.shape[1] - 1]):
+            before = np.searchsorted(by_query[query], day) if query in by_query.index else 0
+            assert (ids[i, j] > ranker.config.num_oov) == (before >= 2), (query, row.request_ts, before)
+            checked["known" if before >= 2 else "oov"] += 1
+    assert checked["known"] > 1000 and checked["oov"] > 100, checked

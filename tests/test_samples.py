@@ -1,6 +1,7 @@
 """Samples: histories strictly before ts, most recent first, L=50 stored once; slicing fields."""
 import numpy as np
 import pandas as pd
+import pytest
 
 from dropdown_rank.features import COUNTER_FIELDS
 from dropdown_rank.samples import SampleConfig, build_samples
@@ -86,10 +87,13 @@ def test_counters_see_only_earlier_data(tmp_path):
     assert r2["prefix"] == "ab"
 
 
-def test_counters_of_the_tiny_world_equal_a_brute_force_count(tiny_logs, tiny_work):
-    """Every counter of 300 random rows, recounted from the raw logs by plain filtering."""
+@pytest.mark.parametrize("built", ["tiny_work", "tiny_work_short_windows"])
+def test_counters_of_the_tiny_world_equal_a_brute_force_count(tiny_logs, built, request):
+    """Every counter of 300 random rows, recounted from the raw logs by plain filtering; with the default windows
+    (365 and 30 days, longer than the 12-day world) and with short ones that cut off earlier occurrences."""
     import json
 
+    tiny_work = request.getfixturevalue(built)
     config = json.loads((tiny_work / "build.json").read_text())["config"]["samples"]
     events = pd.read_parquet(tiny_logs / "events.parquet")
     impressions = pd.read_parquet(tiny_logs / "impressions.parquet")
@@ -108,3 +112,10 @@ def test_counters_of_the_tiny_world_equal_a_brute_force_count(tiny_logs, tiny_wo
         shown = impressions[(impressions["candidate"] == row.candidate) & (impressions["ts"] >= since) & (impressions["ts"] < today)]
         assert (row.candidate_impressions, row.candidate_clicks) == (len(shown), shown["clicked"].sum())
     assert (rows["user_candidate_count"] > 0).sum() >= 10 and (rows["candidate_impressions"] > 0).sum() >= 100
+    # With the short windows, their lower bounds cut off earlier occurrences of many rows' candidates.
+    before_popularity = [((queries["id"] == r.candidate) & (queries["ts"] < r.request_ts // 86400 * 86400
+                                                            - config["popularity_days"] * 86400)).any() for r in rows.itertuples()]
+    before_personal = [((queries["user_id"] == r.user_id) & (queries["id"] == r.candidate)
+                        & (queries["ts"] < r.request_ts - window)).any() for r in rows.itertuples()]
+    if built == "tiny_work_short_windows":
+        assert sum(before_popularity) >= 50 and sum(before_personal) >= 5
