@@ -213,7 +213,11 @@ def _recover(out_dir: Path, progress) -> None:
 
 
 def _exchange(a: Path, b: Path) -> bool:
-    """Atomically swap two paths (Linux ``renameat2(RENAME_EXCHANGE)``). False where unsupported."""
+    """Atomically swap two paths (Linux ``renameat2(RENAME_EXCHANGE)``). False where unsupported.
+
+    Through ctypes because Python's ``os`` has no ``renameat2`` or rename flags; where the call is
+    missing or refused the caller falls back to two renames. Pinned by ``tests/test_export.py``'s kill
+    tests (``test_a_killed_export_leaves_the_previous_export_intact``: the previous export, byte for byte)."""
     renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
     if renameat2 is None:
         return False

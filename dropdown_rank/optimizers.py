@@ -38,6 +38,8 @@ class LazyAdam(tf.keras.optimizers.legacy.Adam):
 
     def _resource_apply_sparse(self, grad, var, indices, apply_state=None):
         device, dtype = var.device, var.dtype.base_dtype
+        # _fallback_apply_state: the protected hook every OptimizerV2 subclass uses (tf-keras's own Adam does) when a
+        # sparse update runs without the precomputed coefficients; tests/test_optimizers.py checks the update by hand.
         coefficients = (apply_state or {}).get((device, dtype)) or self._fallback_apply_state(device, dtype)
         m, v = self.get_slot(var, "m"), self.get_slot(var, "v")
         m_rows = coefficients["beta_1_t"] * tf.gather(m, indices) + coefficients["one_minus_beta_1_t"] * grad
@@ -46,3 +48,15 @@ class LazyAdam(tf.keras.optimizers.legacy.Adam):
         return tf.group(m.scatter_update(tf.IndexedSlices(m_rows, indices)),
                         v.scatter_update(tf.IndexedSlices(v_rows, indices)),
                         var.scatter_sub(tf.IndexedSlices(step, indices)))
+
+
+def create_slots(optimizer: tf.keras.optimizers.legacy.Optimizer, variables) -> None:
+    """Make ``optimizer``'s slots (Adam's moments) for ``variables`` now, not lazily inside the first step.
+
+    A resumed run's checkpoint then restores them at once. Made inside the first step, the slots of
+    sharded tables (parameter servers) were left at zero (tf-keras#838) and a resumed run trained
+    on from fresh moments. Private by necessity: the legacy optimizers have no public ``build``.
+    Pinned by ``tests/test_cluster.py::test_a_parameter_server_cluster_shards_the_tables_trains_and_resumes``
+    (the resumed run starts from the interrupted run's moments) and ``tests/test_daily.py`` (a
+    continuation restores the parent's moments)."""
+    optimizer._create_all_weights(variables)

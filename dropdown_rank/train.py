@@ -73,7 +73,7 @@ from dropdown_rank.cluster import MIN_SHARD_BYTES, Cluster, resolve
 from dropdown_rank.dataset import SampleStream, make_dataset
 from dropdown_rank.graph import RELATIONS, NeighborTable
 from dropdown_rank.model import CTRModel, DropdownRanker, ModelConfig, make_ranker
-from dropdown_rank.optimizers import LazyAdam
+from dropdown_rank.optimizers import LazyAdam, create_slots
 from dropdown_rank.samples import SampleConfig
 from dropdown_rank.workdir import read_samples
 from dropdown_rank.vocab import VOCABULARIES, read_known_since, read_vocabulary
@@ -188,7 +188,9 @@ class SteadyRate(tf.keras.callbacks.Callback):
 
     def __init__(self, examples_per_epoch: int, batch_size: int):
         super().__init__()
-        self._supports_tf_logs = True  # reads no logs: allowed with a parameter-server strategy, which refuses other batch hooks
+        # Keras's flag for a callback that reads no logs (its own ProgbarLogger sets it); a parameter-server strategy
+        # refuses batch hooks without it. Pinned by tests/test_cluster.py's parameter-server run, which uses this callback.
+        self._supports_tf_logs = True
         self.examples, self.batch_size, self.rates = examples_per_epoch, batch_size, []
 
     def on_train_batch_end(self, batch, logs=None):
@@ -451,10 +453,7 @@ def compiled_model(distribution: tf.distribute.Strategy, model_config: ModelConf
         ranker = make_ranker(model_config, **inputs)
         model = CTRModel(ranker)
         model.compile(optimizer=make_optimizer(train_config))
-        # Slots made now, not at the first step: a resumed run's backup then restores them at once. Made
-        # lazily inside the first step, the slots of sharded tables (parameter servers) were left at zero
-        # (tf-keras#838), and a resumed run trained on from fresh moments.
-        model.optimizer._create_all_weights(model.trainable_variables)
+        create_slots(model.optimizer, model.trainable_variables)
     return ranker, model
 
 

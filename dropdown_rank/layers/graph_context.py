@@ -20,6 +20,17 @@ COUNT_BUCKETS = 16
 EDGE_BUCKETS = AGE_BUCKETS + COUNT_BUCKETS
 
 
+def set_untracked(owner, name: str, variable: tf.Variable) -> None:
+    """``owner.name = variable`` without Keras tracking it, so ``owner``'s weights and checkpoints leave it out.
+
+    Private by necessity: Keras tracks every attribute a layer is given, and its public ways out
+    (``trainable=False``, ``tf.Module`` without tracking) still put the variable in ``weights`` and
+    checkpoints; ``object.__setattr__`` skips ``Layer.__setattr__``'s tracking. Pinned by
+    ``tests/test_layers.py::test_tables_are_swappable_and_shape_checked`` (the tables are in no
+    checkpoint and no ``variables`` list) and ``test_training.py``'s reloads (weights load without them)."""
+    object.__setattr__(owner, name, variable)
+
+
 def load_untracked(owner, name: str, value) -> None:
     """Set ``owner.name``, a variable Keras does not track (graph data, not weights), to ``value``.
 
@@ -31,7 +42,7 @@ def load_untracked(owner, name: str, value) -> None:
             not isinstance(tf.distribute.get_strategy(), tf.distribute.ParameterServerStrategy):
         current.assign(value)
     else:
-        object.__setattr__(owner, name, tf.Variable(value, trainable=False, name=name))
+        set_untracked(owner, name, tf.Variable(value, trainable=False, name=name))
 
 
 @tf.keras.utils.register_keras_serializable(package="dropdown_rank")
@@ -104,7 +115,7 @@ class GraphContext(tf.keras.layers.Layer):
         # Every dimension but K may change, so another day's (or every day's) tables load in place.
         def table(name, value):
             variable = tf.Variable(value, shape=tf.TensorShape([None, *value.shape[1:]]), trainable=False, name=name)
-            object.__setattr__(self, name, variable)
+            set_untracked(self, name, variable)
         table("snapshot_days", tf.zeros([1], tf.int64))
         table("first_version", tf.ones([num_nodes + 1], tf.int64))  # every node: no versions (row 0)
         table("version_day", tf.zeros([1], tf.int32))
