@@ -6,12 +6,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import quiet
-from dropdown_rank.build import BuildConfig, build
 from dropdown_rank.daily import LOG, train_daily, training_days
 from dropdown_rank.dataset import DayStream, make_dataset
 from dropdown_rank.model import ModelConfig
-from dropdown_rank.split import SplitConfig
 from dropdown_rank.train import TrainConfig, load_run
 from dropdown_rank.workdir import Work, read_samples
 
@@ -104,7 +101,7 @@ def test_an_interrupted_daily_run_resumes_to_the_uninterrupted_weights(daily_run
         [e["day"] for e in json.loads((daily_runs / "whole" / LOG).read_text())["days"]]
 
 
-def test_a_continuation_refuses_what_it_cannot_continue(daily_runs, tiny_logs, tiny_work, tmp_path):
+def test_a_continuation_refuses_what_it_cannot_continue(daily_runs, tiny_work, tiny_work_short_windows, tmp_path):
     with pytest.raises(ValueError, match="another model configuration"):
         train_daily(tiny_work, tmp_path / "a", ModelConfig(kind="hgcn", dim=16), TRAINING, parent=daily_runs / "parent", verbose=0)
     with pytest.raises(ValueError, match="another train configuration"):
@@ -117,10 +114,8 @@ def test_a_continuation_refuses_what_it_cannot_continue(daily_runs, tiny_logs, t
     (unfinished / "metrics.json").unlink()
     with pytest.raises(ValueError, match="has not finished"):
         train_daily(tiny_work, tmp_path / "d", CONFIG, TRAINING, parent=unfinished, verbose=0)
-    other_build = tmp_path / "min_count_2"  # the same logs, another vocabulary
-    build(tiny_logs, other_build, BuildConfig(split=SplitConfig(valid_days=2, test_days=2), min_count=2), progress=quiet, progress_bar=False)
-    with pytest.raises(ValueError, match="vocabularies differ"):
-        train_daily(other_build, tmp_path / "e", CONFIG, TRAINING, parent=daily_runs / "parent", verbose=0)
+    with pytest.raises(ValueError, match="vocabularies differ"):  # the same logs built with --min-count 2: other ids
+        train_daily(tiny_work_short_windows, tmp_path / "e", CONFIG, TRAINING, parent=daily_runs / "parent", verbose=0)
     with pytest.raises(ValueError, match="not a daily run"):
         train_daily(tiny_work, tmp_path / "f", CONFIG, TRAINING, parent=tiny_work, verbose=0)
     assert not any((tmp_path / name).exists() for name in "abcdef"), "a refused run writes nothing"
