@@ -137,3 +137,10 @@ def test_the_command_trains_the_days_asked_and_writes_a_run_evaluate_and_export_
     assert main(["train-daily", "--data", str(tiny_work), "--out", str(tmp_path / "next"), "--model", "base", "--dim", "8",
                  "--from", str(run), "--days", "1", "--no-daily-validation", "--seed", "5"]) == 0
     assert json.loads((tmp_path / "next" / "metrics.json").read_text())["lineage"][0]["run"] == str(run.resolve())
+
+
+def test_a_daily_run_is_its_own_model_in_a_report(daily_runs, tiny_work, tiny_runs, tmp_path):
+    from dropdown_rank.evaluate.report import evaluate
+
+    report = evaluate(tiny_work, [daily_runs / "whole", tiny_runs["base_20"]], tmp_path / "report", replicates=20)
+    assert set(report["seeds"]) == {"hgcn_20 [daily]", "base_20"}

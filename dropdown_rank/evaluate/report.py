@@ -28,6 +28,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from dropdown_rank._io import atomic_path, read_json, write_json
+from dropdown_rank.daily import LOG as DAILY_LOG
 from dropdown_rank.workdir import Work, samples_fingerprint
 from dropdown_rank.dataset import make_dataset
 from dropdown_rank.evaluate import plots
@@ -76,7 +77,8 @@ def split_period(time_split: TimeSplit, split: str) -> dict:
 
 
 def _load_runs(run_dirs, work: Work, split: str = "test") -> dict:
-    """``{run key: {dir, config, name, seed, predictions}}``; runs with the same model name are seeds of one model.
+    """``{run key: {dir, config, name, seed, predictions}}``; runs with the same model name are seeds of one model
+    (a ``train-daily`` run's name ends in `` [daily]``).
 
     ``predictions`` are the run's predictions of ``split`` (``RUN/predictions/<split>.parquet``). Every
     run must have been trained on ``work``'s data (its recorded fingerprint), or on a build with the same
@@ -95,6 +97,8 @@ def _load_runs(run_dirs, work: Work, split: str = "test") -> dict:
                                     f"{SPLIT_LABEL[split]} days; retrain it with `dropdown-rank train`")
         config = ModelConfig.from_dict(saved["model"])
         name = config.name if graph is None else f"{config.name} [graph {graph}]"
+        if (run_dir / DAILY_LOG).exists():  # trained day by day: another model than the epochs run of the same config
+            name += " [daily]"
         seed = saved.get("train", {}).get("seed")
         key = f"{name} [seed {seed}]"
         if key in runs:
