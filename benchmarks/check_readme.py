@@ -1,6 +1,7 @@
 """Check that every number quoted in benchmarks/README.md comes from a result file its section names.
 
     python benchmarks/check_readme.py [--readme benchmarks/README.md]
+    python benchmarks/check_readme.py --readme README.md --results benchmarks/results --section Performance
 
 The README is cut into sections at its ``###`` headings (the text before the first is one more
 section). A section that names result files (``results/NAME.json``) must quote only numbers found in
@@ -67,15 +68,22 @@ def matches(value: float, decimals: int, known: list[float]) -> bool:
     return any(-half - 1e-9 <= v * scale - value < half + 1e-9 for v in known for scale in SCALES)
 
 
-def check(readme: Path) -> list[str]:
+def check(readme: Path, results: Path | None = None, only: str | None = None) -> list[str]:
+    """Problems of ``readme`` (its sections whose heading starts with ``only``, or all), against the JSON files of
+    ``results`` (default: ``results/`` beside the README)."""
+    results = readme.parent / "results" if results is None else results
     problems = []
     for heading, start, body in sections(readme.read_text()):
+        if only is not None and not heading.startswith(only):
+            continue
         cited = sorted(set(re.findall(r"([\w\-]+(?:\.[\w\-]+)*\.json)", body)))
         if not cited:
+            if only is not None:
+                problems.append(f"{readme.name}:{start} [{heading}]: names no result file")
             continue
         known = []
         for name in cited:
-            path = readme.parent / "results" / name
+            path = results / name
             if not path.exists():
                 problems.append(f"{readme.name}:{start} [{heading}]: cites results/{name}, which does not exist")
                 continue
@@ -92,7 +100,10 @@ def check(readme: Path) -> list[str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--readme", type=Path, default=HERE / "README.md")
-    problems = check(parser.parse_args().readme)
+    parser.add_argument("--results", type=Path, default=None, help="the result files' directory (default: results/ beside the README)")
+    parser.add_argument("--section", default=None, help="check only the sections whose heading starts with this")
+    args = parser.parse_args()
+    problems = check(args.readme, args.results, args.section)
     print("\n".join(problems) if problems else "every quoted number is in a result file its section names")
     return 1 if problems else 0
 

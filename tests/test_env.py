@@ -58,12 +58,15 @@ def test_spektral_gatconv_refuses_to_build_under_onednn_and_says_how_to_opt_out(
 def test_spektral_gatconv_tests_pass_with_onednn_off():
     if ONEDNN_OFF:
         pytest.skip("oneDNN is off in this process: the onednn_off tests ran here")
+    here = Path(__file__).parent  # only the files that hold onednn_off tests: collecting every file costs the child more
     result = subprocess.run([sys.executable, "-m", "pytest", "-m", "onednn_off", "-o", "addopts=", "-q", "-p", "no:cacheprovider",
-                             str(Path(__file__).parent)],
+                             str(here / "test_layers.py"), str(here / "test_model.py")],
                             capture_output=True, text=True, env={**os.environ, "TF_ENABLE_ONEDNN_OPTS": "0"}, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:]
     # GAT vs GATConv (2 head counts), its config round trip, 4 GraphContext comparisons, the model trains
     assert re.search(r"\b8 passed\b", result.stdout), result.stdout[-3000:]
+    marked = [p.name for p in here.glob("test_*.py") if p.name != Path(__file__).name and "mark.onednn_off" in p.read_text()]
+    assert sorted(marked) == ["test_layers.py", "test_model.py"], f"add {marked} to the child's files above"
 
 
 def test_onednn_setting_is_read_as_tensorflow_reads_it(monkeypatch):

@@ -75,11 +75,12 @@ def test_training_evaluation_and_export_read_built_data_without_the_build():
         assert not {m for m in pulled if m.split(".")[1:2] in (["build"], ["beam"])}, (module, sorted(pulled))
 
 
-def test_every_number_in_the_benchmarks_readme_is_in_a_result_file_it_names(tmp_path):
+def test_every_number_in_the_benchmarks_readme_and_the_readmes_performance_section_is_in_a_result_file_it_names(tmp_path):
     spec = importlib.util.spec_from_file_location("check_readme", PACKAGE.parent / "benchmarks" / "check_readme.py")
     checker = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(checker)
     assert checker.check(PACKAGE.parent / "benchmarks" / "README.md") == []
+    assert checker.check(PACKAGE.parent / "README.md", PACKAGE.parent / "benchmarks" / "results", only="Performance") == []
     # The checker itself: a number that no cited file holds is reported, one that is there (rounded) is not.
     (tmp_path / "results").mkdir()
     (tmp_path / "results" / "x.json").write_text('{"rate": 12345.6, "auc": [0.73281]}')
