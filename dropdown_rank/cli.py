@@ -303,21 +303,21 @@ def cmd_demo(args) -> None:
 
     stage("synth", write_world, out / "logs", scale=args.scale, seed=args.seed)
     stage("build", _build, out / "logs", out / "work", args)
-    for kind in ("base", "hgcn"):
-        config = _model_config(args, kind=kind, seq_len=20, relations=kind == "hgcn")
-        aucs[config.name] = stage(f"train {config.name}", train_or_reuse, out / "work", out / "runs" / config.name, config,
+    configs = [_model_config(args, kind=kind, seq_len=20, relations=kind == "hgcn") for kind in ("base", "hgcn")]
+    for config in configs:
+        aucs[config.name] = stage(f"train {config.name}", train_or_reuse, out / "work", out / "runs" / config.slug, config,
                                   _train_config(args))["test_auc"]
-    report = stage("evaluate", evaluate, out / "work", [out / "runs" / name for name in aucs], out / "report", seed=args.seed)
-    gnn = config.name  # the last model trained: the GNN
-    stage(f"export {gnn}", export, out / "runs" / gnn, out / "export" / gnn)
-    scored = stage("score via SavedModel", score_example, out / "export" / gnn)
+    report = stage("evaluate", evaluate, out / "work", [out / "runs" / c.slug for c in configs], out / "report", seed=args.seed)
+    gnn = configs[-1]  # the GNN
+    stage(f"export {gnn.name}", export, out / "runs" / gnn.slug, out / "export" / gnn.slug)
+    scored = stage("score via SavedModel", score_example, out / "export" / gnn.slug)
     print("\ndemo results (exact test AUC on logged clicks; simulated A/B: expected clicks per request against the legacy order, "
           "with the user-bootstrap 95% interval):")
     for name, value in aucs.items():
         print(f"  {name}: AUC {value:.4f}; {_online_summary(report, name)}")
     print(f"  {_online_summary(report, RELEVANCE)} (relevance oracle: the best order)")
     print("  " + WHY_ONLINE_DIFFERS)
-    print(f"one dropdown request scored by the loaded SavedModel ({out / 'export' / gnn}):")
+    print(f"one dropdown request scored by the loaded SavedModel ({out / 'export' / gnn.slug}):")
     for candidate, score in scored:
         print(f"  {score:.4f}  {candidate}")
     print("demo outputs:")
@@ -325,7 +325,7 @@ def cmd_demo(args) -> None:
     print(f"  work (graph, samples, stats.json): {out / 'work'}")
     print(f"  runs: {out / 'runs'}")
     print(f"  report: {out / 'report' / 'report.md'}")
-    print(f"  SavedModel: {out / 'export' / gnn} (model_card.json, serving_example.json)")
+    print(f"  SavedModel: {out / 'export' / gnn.slug} (model_card.json, serving_example.json)")
     print("demo stage times: " + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()))
 
 

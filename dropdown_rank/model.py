@@ -119,6 +119,12 @@ class ModelConfig:
                 f"{'+2hop' if self.two_hops else ''}{'+ses' if self.session else ''}{'+pal' if self.position_bias else ''}"
                 f"{'' if self.lagged_vocab else '-nolag'}{features}")
 
+    @property
+    def slug(self) -> str:
+        """:attr:`name` as a directory or Keras layer name: ``*`` spelled ``_star`` and ``+`` spelled ``_``
+        (``hgcn*_20+rel`` -> ``hgcn_star_20_rel``)."""
+        return self.name.replace("*", "_star").replace("+", "_")
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
@@ -263,7 +269,7 @@ class DropdownRanker(tf.keras.Model):
     """
 
     def __init__(self, config: ModelConfig, vocabularies: dict, known_since: dict | None = None, **kwargs):
-        super().__init__(name=config.name.replace("*", "_star").replace("+", "_"), **kwargs)
+        super().__init__(name=config.slug, **kwargs)
         self.config = config
         self.vocabularies = {k: list(v) for k, v in vocabularies.items()}
         lookup = dict(mask_token="", num_oov_indices=config.num_oov)

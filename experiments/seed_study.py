@@ -15,7 +15,7 @@ seed → one evaluation report with seed-aware intervals, baselines, OOV shares 
   (sequences only) are known too. ``--models NAME ...`` picks any of them.
 * Seeds: ``--seed`` fixes the world (synthesis) and nothing else: there is one world and one build.
   ``--seeds`` are the **training** seeds (initialization, data order); each model is trained once per
-  seed, in ``runs/<name>/seed<k>`` (``*`` is spelled ``_star`` in directory names).
+  seed, in ``runs/<slug>/seed<k>`` (``ModelConfig.slug``: ``*`` spelled ``_star``, ``+`` spelled ``_``).
 * Resuming: a run whose directory has ``metrics.json`` is reused, so an interrupted study continues
   where it stopped, and adding a seed trains only the new runs.
 
@@ -63,12 +63,8 @@ FEATURE_ABLATIONS = [
 CATALOG = {config.name: config for config in MODELS + POSITION_BIAS_MODELS + RELATION_MODELS + FEATURE_ABLATIONS}
 
 
-def run_name(config: ModelConfig) -> str:
-    return config.name.replace("*", "_star")
-
-
 def run_dir(out: Path, config: ModelConfig, seed: int) -> Path:
-    return out / "runs" / run_name(config) / f"seed{seed}"
+    return out / "runs" / config.slug / f"seed{seed}"
 
 
 def main(argv=None) -> None:

@@ -32,13 +32,13 @@ def test_demo_runs_end_to_end_on_the_tiny_world(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path), "--scale", "tiny", "--valid-days", "2", "--test-days", "2", "--epochs", "1"]) == 0
     out = capsys.readouterr().out
     assert "report.md" in out
-    assert (tmp_path / "report" / "report.md").exists() and (tmp_path / "runs" / "hgcn_20+rel" / "metrics.json").exists()
-    assert (tmp_path / "export" / "hgcn_20+rel" / "model_card.json").exists()
+    assert (tmp_path / "report" / "report.md").exists() and (tmp_path / "runs" / "hgcn_20_rel" / "metrics.json").exists()
+    assert (tmp_path / "export" / "hgcn_20_rel" / "model_card.json").exists()
     # Each model's line gives its exact test AUC and its simulated A/B lift, both as the report has them.
     report = json.loads((tmp_path / "report" / "report.json").read_text())
-    for name in ("base_20", "hgcn_20+rel"):
+    for name, directory in (("base_20", "base_20"), ("hgcn_20+rel", "hgcn_20_rel")):
         line = next(line for line in out.splitlines() if line.strip().startswith(f"{name}: AUC"))
-        auc = json.loads((tmp_path / "runs" / name / "metrics.json").read_text())["test_auc"]
+        auc = json.loads((tmp_path / "runs" / directory / "metrics.json").read_text())["test_auc"]
         lift = next(p for p in report["pairs"] if (p["a"], p["b"], p["slice"]) == (name, "legacy order", "all"))["expected_clicks_lift"]
         assert f"AUC {auc:.4f}" in line and f"{100 * lift['value']:+.1f}% [{100 * lift['low']:+.1f}%, {100 * lift['high']:+.1f}%] vs legacy order" in line
     assert "(relevance oracle: the best order)" in out and "Why the two can disagree" in out
