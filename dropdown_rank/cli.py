@@ -161,7 +161,10 @@ def cmd_build(args) -> None:
 def _add_model_args(parser: argparse.ArgumentParser, choose_model: bool = True, epochs: bool = True) -> None:
     g = parser.add_argument_group("model")
     if choose_model:  # demo trains fixed models and uses --seq-len for the stored length
-        g.add_argument("--model", choices=("base", "hgcn", "attention"), default="base", help="ranker kind (default base)")
+        g.add_argument("--model", choices=("base", "hgcn", "attention"), default="base",
+                       help="ranker kind (default base): base reads ids; hgcn and attention put the GNN context module in "
+                            "front, aggregating neighbors by HGCN or by graph attention (GAT). Not to be confused with the "
+                            "target attention over the histories (layers/target_attention.py), which every kind has")
         g.add_argument("--seq-len", type=positive_int, default=20, help="history length L the model reads (default 20)")
         g.add_argument("--neighbors", type=positive_int, default=None,
                        help="GNN models: read the top N of each node's stored neighbors (default: all the build stores, its --neighbors)")
