@@ -15,7 +15,7 @@ directory has ``metrics.json`` is reused. Writes ``OUT/daily_training.json``: pe
 validation AUC of the model kept, the test AUC and logloss, the wall-clock seconds of the call
 (training, per-epoch or per-day validation, calibration and prediction) and per day of training
 data, and for daily runs the seconds of the day's ``fit`` passes alone; per model the mean and the
-per-seed difference daily − epochs. ``OUT/daily_val_auc.png`` plots the validation AUC after each
+per-seed difference daily − epochs (``OUT/daily_training.md`` as tables). ``OUT/daily_val_auc.png`` plots the validation AUC after each
 day against the epochs runs' kept validation AUC.
 """
 from __future__ import annotations
@@ -66,7 +66,8 @@ def summarize(runs: dict, days: int) -> dict:
         summary = {}
         for mode in MODES:
             rows = [by_mode[mode][s] for s in seeds]
-            summary[mode] = {key: float(np.mean([r[key] for r in rows])) for key in ("val_auc", "test_auc", "test_logloss", "wall_seconds")}
+            summary[mode] = {key: float(np.mean([r[key] for r in rows]))
+                             for key in ("val_auc", "test_auc", "test_logloss", "wall_seconds", "steady_examples_per_second")}
             summary[mode]["wall_seconds_per_day_of_data"] = summary[mode]["wall_seconds"] / days
         summary["daily"]["fit_seconds_per_day"] = float(np.mean([by_mode["daily"][s]["fit_seconds_per_day"] for s in seeds]))
         summary["daily_minus_epochs"] = {key: [by_mode["daily"][s][key] - by_mode["epochs"][s][key] for s in seeds]
@@ -74,6 +75,26 @@ def summarize(runs: dict, days: int) -> dict:
         summary["seeds"] = seeds
         models[name] = summary
     return models
+
+
+def markdown(models: dict, days: int) -> str:
+    """The comparison table (means over the seeds both modes ran) and the per-seed differences."""
+    lines = [f"Training days: {days}. Means over seeds; Δ = daily - epochs per seed.", "",
+             "| model | mode | val AUC | test AUC | test logloss | wall s (whole call) | wall s per day of data | fit s per day | "
+             "steady examples/s |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for name, summary in models.items():
+        for mode in MODES:
+            row = summary[mode]
+            fit = f"{row['fit_seconds_per_day']:.1f}" if "fit_seconds_per_day" in row else ""
+            lines.append(f"| {name} | {mode} | {row['val_auc']:.4f} | {row['test_auc']:.4f} | {row['test_logloss']:.4f} | "
+                         f"{row['wall_seconds']:.0f} | {row['wall_seconds_per_day_of_data']:.1f} | {fit} | "
+                         f"{row['steady_examples_per_second']:,.0f} |")
+    lines += ["", "| model | seeds | Δ val AUC per seed | Δ test AUC per seed |", "| --- | --- | --- | --- |"]
+    for name, summary in models.items():
+        delta = summary["daily_minus_epochs"]
+        lines.append(f"| {name} | {', '.join(map(str, summary['seeds']))} | "
+                     f"{', '.join(f'{d:+.4f}' for d in delta['val_auc'])} | {', '.join(f'{d:+.4f}' for d in delta['test_auc'])} |")
+    return "\n".join(lines) + "\n"
 
 
 def plot(runs: dict, out: Path) -> None:
@@ -127,6 +148,9 @@ def main() -> None:
                       f"{row['wall_seconds']:.0f} s", flush=True)
     write_json(args.out / "daily_training.json", {"work": str(args.work.resolve()), "work_fingerprint": work.fingerprint,
                                                    "training_days": days, "runs": runs, "models": summarize(runs, days)})
+    models = read_json(args.out / "daily_training.json")["models"]
+    (args.out / "daily_training.md").write_text(markdown(models, days))
+    print(markdown(models, days))
     plot(runs, args.out)
 
 

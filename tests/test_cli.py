@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from dropdown_rank.cli import main, make_parser
+from dropdown_rank.workdir import Work, read_samples
 
 
 def test_synth_and_build_from_the_command_line(tmp_path, capsys):
@@ -14,6 +15,11 @@ def test_synth_and_build_from_the_command_line(tmp_path, capsys):
                  "--seq-len", "30", "--valid-days", "2", "--test-days", "2"]) == 0
     build = json.loads((tmp_path / "work" / "build.json").read_text())
     assert build["config"]["graph"]["neighbors"] == 4 and build["config"]["samples"]["max_len"] == 30
+    work = Work.open(tmp_path / "work")  # the options reached the data, not only the record of them
+    assert work.daily_tables("q2q").ids.shape[1] == 4 and (work.daily_tables("q2q").ids > 0).sum(axis=1).max() == 4
+    lengths = read_samples(work.samples_dir, "train", columns=["query_history"])["query_history"].map(len)
+    assert lengths.max() == 30
+    assert sorted(p.name for p in work.samples_dir.iterdir()) == ["test", "train", "valid"]
     out = capsys.readouterr().out
     assert "graph q2q" in out and "samples train" in out
 

@@ -9,13 +9,16 @@ import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import log_loss, roc_auc_score
 
 from dropdown_rank.workdir import Work
 from dropdown_rank.cli import main
 from dropdown_rank.dataset import make_dataset
 from dropdown_rank.model import ModelConfig, make_ranker
-from dropdown_rank.train import TrainConfig, fit_calibration, fit_to_work, load_run, model_inputs, predict, predictor, train
+from dropdown_rank.train import (TrainConfig, fit_calibration, fit_to_work, load_run, load_tables, model_inputs, predict, predictor,
+                                 train)
+from dropdown_rank.vocab import read_vocabulary
+from dropdown_rank.workdir import read_samples
 
 QUICK = TrainConfig(epochs=3, batch_size=512, patience=5, seed=11)
 
@@ -35,15 +38,27 @@ def hgcn_run(tiny_work, tmp_path_factory):
     return run
 
 
-def test_run_directory_holds_everything_to_reload(hgcn_run):
+def test_run_directory_holds_everything_to_reload(hgcn_run, tiny_work):
     for path in ("config.json", "metrics.json", "epochs.json", "vocab/queries.parquet", "graph/q2q.npz", "graph/i2i.npz",
                  "weights/ranker.index", "checkpoints/best.index", "predictions/test.parquet", "predictions/valid.parquet",
                  "tensorboard"):
         assert (hgcn_run / path).exists(), path
+    work = Work.open(tiny_work)
     metrics = json.loads((hgcn_run / "metrics.json").read_text())
-    assert metrics["model"] == "hgcn_20" and metrics["epochs_run"] == 2
+    assert metrics["model"] == "hgcn_20" and metrics["epochs_run"] == 2 == len(json.loads((hgcn_run / "epochs.json").read_text()))
     assert metrics["steady_examples_per_second"] > 0 and metrics["train_seconds_whole_call"] > 0
-    assert metrics["calibration"] is None and metrics["test_logloss_constant_ctr"] > 0 and 0 < metrics["train_ctr"] < 1
+    labels = {split: read_samples(work.samples_dir, split, columns=["label"])["label"] for split in ("train", "test")}
+    assert metrics["train_ctr"] == pytest.approx(labels["train"].mean()) and metrics["train_examples"] == len(labels["train"])
+    assert metrics["test_impressions"] == len(labels["test"]) and metrics["calibration"] is None
+    assert metrics["test_logloss_constant_ctr"] == pytest.approx(log_loss(labels["test"], np.full(len(labels["test"]), labels["train"].mean())))
+    # what reloads it: the build's vocabularies and the snapshot of the first test day (what an export serves)
+    for name in ("users", "queries", "items"):
+        assert read_vocabulary(hgcn_run / "vocab", name) == work.vocabulary(name)
+    for relation in ("q2q", "i2i"):
+        served, frozen = load_tables(hgcn_run / "graph", hgcn_run / "vocab")[relation], work.daily_tables(relation).at(work.split.test_start)
+        assert served.snapshot_ts == frozen.snapshot_ts == work.split.test_start
+        for field in ("ids", "weight", "last_ts", "count"):
+            np.testing.assert_array_equal(getattr(served, field), getattr(frozen, field))
 
 
 def test_graph_tables_stay_out_of_checkpoints(hgcn_run):
