@@ -105,7 +105,7 @@ def plot(runs: dict, out: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4))
     for color, (name, by_mode) in zip(("tab:blue", "tab:orange", "tab:green"), runs.items()):
         for seed, row in sorted(by_mode["daily"].items()):
-            ax.plot(row["val_auc_per_day"], color=color, alpha=0.7, label=f"{name} daily" if seed == min(by_mode["daily"]) else None)
+            ax.plot(range(1, len(row["val_auc_per_day"]) + 1), row["val_auc_per_day"], color=color, alpha=0.7, label=f"{name} daily" if seed == min(by_mode["daily"]) else None)
         for seed, row in sorted(by_mode["epochs"].items()):
             ax.axhline(row["val_auc"], color=color, linestyle="--", alpha=0.7,
                        label=f"{name} epochs (kept epoch)" if seed == min(by_mode["epochs"]) else None)
