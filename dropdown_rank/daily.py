@@ -90,9 +90,11 @@ def parent_lineage(parent: Path, model_config: ModelConfig, train_config: TrainC
         raise ValueError(f"--from {parent}: its vocabularies differ from {work.path}'s, so its embedding rows belong to other ids; "
                          "a continuation needs the parent's build (new ids enter through the build's known-since days; "
                          "a new build trains anew)")
-    return {"lineage": log["lineage"] + [{"run": str(parent.resolve()), "first_day": log["days"][0]["day"] if log["days"] else None,
-                                          "last_day": log["last_day"]}],
-            "after": log["last_day_start"], "checkpoint": tf.train.latest_checkpoint(str(parent / STATE))}
+    checkpoint = tf.train.latest_checkpoint(str(parent / STATE))
+    if checkpoint is None:
+        raise ValueError(f"--from {parent}: no state checkpoint in {parent / STATE} (the weights and optimizer to continue from)")
+    return {"lineage": log["lineage"] + [{"run": str(parent.resolve()), "first_day": log["days"][0]["day"], "last_day": log["last_day"]}],
+            "after": log["last_day_start"], "checkpoint": checkpoint}
 
 
 def days_to_train(work: Work, after: int | None, days: int | None) -> list[int]:
@@ -162,7 +164,7 @@ def train_daily(work_dir: str | Path, run_dir: str | Path, model_config: ModelCo
         "lineage": inherited["lineage"],
         "val_auc_per_day": [e.get("val_auc") for e in entries],
         "fit_seconds_per_day": round(fit_seconds / len(entries), 3),
-        "train_seconds_whole_call": round(fit_seconds, 2),
+        "fit_seconds_total": round(fit_seconds, 2),
         "steady_examples_per_second": round(float(np.median(rates)), 1) if rates else None,
         "train_examples": trained_rows,
     })

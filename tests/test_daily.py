@@ -116,9 +116,14 @@ def test_a_continuation_refuses_what_it_cannot_continue(daily_runs, tiny_work, t
         train_daily(tiny_work, tmp_path / "d", CONFIG, TRAINING, parent=unfinished, verbose=0)
     with pytest.raises(ValueError, match="vocabularies differ"):  # the same logs built with --min-count 2: other ids
         train_daily(tiny_work_short_windows, tmp_path / "e", CONFIG, TRAINING, parent=daily_runs / "parent", verbose=0)
+    stateless = tmp_path / "stateless"
+    shutil.copytree(daily_runs / "parent", stateless)
+    shutil.rmtree(stateless / "state")
+    with pytest.raises(ValueError, match="no state checkpoint"):
+        train_daily(tiny_work, tmp_path / "g", CONFIG, TRAINING, parent=stateless, verbose=0)
     with pytest.raises(ValueError, match="not a daily run"):
         train_daily(tiny_work, tmp_path / "f", CONFIG, TRAINING, parent=tiny_work, verbose=0)
-    assert not any((tmp_path / name).exists() for name in "abcdef"), "a refused run writes nothing"
+    assert not any((tmp_path / name).exists() for name in "abcdefg"), "a refused run writes nothing"
 
 
 def test_the_command_trains_the_days_asked_and_writes_a_run_evaluate_and_export_read(tiny_work, tmp_path):
