@@ -11,9 +11,9 @@ like any other. No epoch is chosen on validation: the model of the last day is t
 **Lineage.** ``parent`` (``--from RUN``) continues a finished daily run: its weights and optimizer
 state (Adam moments and step count) are restored and the training days after its last one are
 trained. ``daily.json`` records the chain (each ancestor's run directory, first and last day) and
-the days this run trained; ``run.json`` binds the run to its parent. A continuation must have the
-parent's model and training settings (one ``--seed`` fixes the days' shuffles), and the parent's
-vocabularies, row for row: a parent and its continuation trained on the same days give exactly the
+the days this run trained; ``run.json`` binds the run to its parent (path and checkpoint). A
+continuation must have the parent's model and training settings (one ``--seed`` fixes the days'
+shuffles), its build's sample and graph settings, and its vocabularies, row for row: a parent and its continuation trained on the same days give exactly the
 weights of one uninterrupted daily run (``tests/test_daily.py``).
 
 **New ids.** The embedding tables have one row per id of the build's vocabularies, and a row stays
@@ -47,7 +47,7 @@ from dropdown_rank.cluster import resolve
 from dropdown_rank.dataset import DayStream, make_dataset
 from dropdown_rank.logs.schema import DAY
 from dropdown_rank.model import ModelConfig
-from dropdown_rank.train import (SteadyRate, TrainConfig, claim_run_dir, compiled_model, exact_metrics, finish_run, fit_to_work,
+from dropdown_rank.train import (SteadyRate, TrainConfig, flatten, claim_run_dir, compiled_model, exact_metrics, finish_run, fit_to_work,
                                  fit_verbosity, make_deterministic, model_inputs, predict, predictor, run_identity,
                                  saved_identity)
 from dropdown_rank.workdir import Work, fingerprint, read_samples
@@ -74,6 +74,12 @@ def vocabulary_fingerprint(path: Path) -> str:
     return fingerprint(path, ("vocab",))
 
 
+def build_settings(work: Work) -> dict:
+    """What a build fixes about the rows a model reads, beyond the vocabularies: sample and graph settings."""
+    samples = {k: v for k, v in work.config["samples"].items() if k != "shard_rows"}  # how rows are cut into files: not what they hold
+    return {"samples": samples, "graph": work.config["graph"]}
+
+
 def parent_lineage(parent: Path, model_config: ModelConfig, train_config: TrainConfig, work: Work) -> dict:
     """What a continuation takes from ``parent``: its lineage, last day and state checkpoint; refuses a parent it cannot continue."""
     if not (parent / LOG).exists():
@@ -86,6 +92,11 @@ def parent_lineage(parent: Path, model_config: ModelConfig, train_config: TrainC
     if differs:
         raise ValueError(f"--from {parent}: trained with another {' and '.join(differs)} configuration; a continuation keeps "
                          f"the parent's (its run.json): {', '.join(f'{k}={identity[k]}' for k in differs)}")
+    theirs, ours = flatten(log.get("build", {})), flatten(build_settings(work))
+    differs = sorted(key for key in theirs.keys() | ours.keys() if theirs.get(key) != ours.get(key))
+    if differs:
+        raise ValueError(f"--from {parent}: its build made the samples or graphs differently from {work.path} (differs: "
+                         f"{', '.join(differs)}); a continuation reads what its parent read")
     if log["vocabulary_fingerprint"] != vocabulary_fingerprint(work.path):
         raise ValueError(f"--from {parent}: its vocabularies differ from {work.path}'s, so its embedding rows belong to other ids; "
                          "a continuation needs the parent's build (new ids enter through the build's known-since days; "
@@ -123,8 +134,10 @@ def train_daily(work_dir: str | Path, run_dir: str | Path, model_config: ModelCo
     inputs = model_inputs(work, model_config)
     valid = make_dataset(work.samples_dir, "valid", model_config.seq_len, train_config.eval_batch_size)
     valid_labels = read_samples(work.samples_dir, "valid", columns=["label"])["label"].to_numpy()
-    identity = run_identity(model_config, train_config, work) | {
-        "daily": {"parent": inherited["lineage"][-1]["run"] if parent is not None else None, "days": [iso_day(d) for d in schedule]}}
+    identity = run_identity(model_config, train_config, work) | {"daily": {
+        "parent": inherited["lineage"][-1]["run"] if parent is not None else None,
+        "parent_checkpoint": Path(inherited["checkpoint"]).name if parent is not None else None,
+        "days": [iso_day(d) for d in schedule]}}
     claim_run_dir(run_dir, identity)
 
     ranker, model = compiled_model(tf.distribute.get_strategy(), model_config, train_config, inputs)
@@ -137,12 +150,15 @@ def train_daily(work_dir: str | Path, run_dir: str | Path, model_config: ModelCo
         tf.train.Checkpoint(trained=trained).restore(inherited["checkpoint"]).expect_partial().assert_existing_objects_matched()
     log_path = run_dir / LOG
     entries = read_json(log_path)["days"][:int(done.numpy())] if log_path.exists() else []
+    if len(entries) < int(done.numpy()):  # the log is written before each checkpoint, so this is a damaged run
+        raise ValueError(f"{run_dir}: its checkpoint holds {int(done.numpy())} day(s) but {LOG} logs {len(entries)}; "
+                         f"delete {run_dir} to start over")
     if entries:
         print(f"resuming {run_dir} after {entries[-1]['day']}, its last checkpointed day")
 
     stream = DayStream(work.samples_dir, "train", model_config.seq_len, train_config.batch_size, train_config.seed)
     predict_fn = predictor(ranker)
-    record = {"lineage": inherited["lineage"], "vocabulary_fingerprint": vocabulary_fingerprint(work.path)}
+    record = {"lineage": inherited["lineage"], "vocabulary_fingerprint": vocabulary_fingerprint(work.path), "build": build_settings(work)}
     print(f"train-daily {model_config.name}: {len(schedule)} day(s) from {iso_day(schedule[0])}, one pass each")
     for day_start in schedule[len(entries):]:
         entries.append(train_one_day(model, stream, day_start, callbacks, verbose))

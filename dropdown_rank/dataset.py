@@ -50,12 +50,13 @@ PREFETCH_BATCHES = 16
 READ_FILES_AT_ONCE = 4
 READ_BUFFER_BYTES = 1 << 20
 READ_BLOCK_ROWS = 256
+SHUFFLE_WINDOW_ROWS = 131072
 
 
 class SampleStream:
     """Batches of one split's training records as a ``tf.data.Dataset`` (:meth:`dataset`); one pass per epoch."""
 
-    def __init__(self, samples_dir, split, seq_len, batch_size=1024, shuffle=False, seed=0, window_rows=131072,
+    def __init__(self, samples_dir, split, seq_len, batch_size=1024, shuffle=False, seed=0, window_rows=SHUFFLE_WINDOW_ROWS,
                  num_shards=1, shard_index=0):
         if not 0 <= shard_index < num_shards:
             raise ValueError(f"shard_index {shard_index} is not in [0, {num_shards})")
@@ -146,9 +147,15 @@ class DayStream:
     run reads what one uninterrupted run would have.
     """
 
-    def __init__(self, samples_dir, split, seq_len, batch_size=1024, seed=0, window_rows=131072):
+    def __init__(self, samples_dir, split, seq_len, batch_size=1024, seed=0, window_rows=SHUFFLE_WINDOW_ROWS):
         self.files = [os.fsencode(f) for f in record_files(samples_dir, split)]
-        self.request_ts = [pq.read_table(f, columns=["request_ts"])["request_ts"].to_numpy() for f in shard_files(samples_dir, split)]
+        shards = shard_files(samples_dir, split)
+        self.request_ts = [pq.read_table(f, columns=["request_ts"])["request_ts"].to_numpy() for f in shards]
+        unsorted = [str(f) for f, ts in zip(shards, self.request_ts) if np.any(np.diff(ts) < 0)]
+        ends = [(ts[0], ts[-1]) for ts in self.request_ts if len(ts)]
+        if unsorted or any(later[0] < earlier[1] for earlier, later in zip(ends, ends[1:])):
+            raise ValueError(f"{samples_dir}/{split}: rows are not in request_ts order ({', '.join(unsorted) or 'across shards'}); "
+                             "a day's rows must be consecutive: rebuild with `dropdown-rank build`")
         self.seq_len, self.batch_size, self.seed, self.window_rows = seq_len, batch_size, seed, window_rows
 
     def spans(self, day_start: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -178,6 +185,6 @@ class DayStream:
 
 
 def make_dataset(samples_dir: str | Path, split: str, seq_len: int, batch_size: int = 1024, shuffle: bool = False,
-                 seed: int = 0, window_rows: int = 131072) -> tf.data.Dataset:
+                 seed: int = 0, window_rows: int = SHUFFLE_WINDOW_ROWS) -> tf.data.Dataset:
     """``(features, label)`` batches of one split, histories padded to ``seq_len``."""
     return SampleStream(samples_dir, split, seq_len, batch_size, shuffle, seed, window_rows).dataset()

@@ -487,11 +487,8 @@ def make_ranker(config: ModelConfig, vocabularies: dict, tables: dict | None = N
     (``{name: int64 array}`` aligned with ``vocabularies``) makes the vocabulary point-in-time."""
     if config.is_gnn and tables is None:
         raise ValueError(f"{config.name} needs neighbor tables")
-    if config.is_gnn:
-        stored = min(table.ids.shape[1] for table in tables.values())
-        if config.neighbors is not None and config.neighbors > stored:
-            raise ValueError(f"{config.name} reads {config.neighbors} neighbors per node, but the tables store {stored}")
-        config = dataclasses.replace(config, neighbors=config.neighbors or stored)
+    if config.is_gnn and config.neighbors is None:  # all the tables store; a trained config keeps its own (set_graph pads)
+        config = dataclasses.replace(config, neighbors=min(table.ids.shape[1] for table in tables.values()))
     ranker = DropdownRanker(config, vocabularies, known_since)
     ranker(example_features())
     if config.is_gnn:

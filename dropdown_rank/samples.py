@@ -124,8 +124,6 @@ def sample_table(histories: Histories, chunk: pd.DataFrame, candidate_pv: pd.Ser
     }, schema=ARROW_SCHEMA)
 
 
-
-
 def build_samples(events: pd.DataFrame, impressions: pd.DataFrame, split_of: np.ndarray, candidate_pv: pd.Series,
                   out_dir: str | Path, config: SampleConfig, progress_bar: bool = True) -> dict:
     """Write sample shards for every split named in ``split_of`` (one name per impression row).

@@ -240,10 +240,11 @@ def stopped_early(history: list, patience: int) -> bool:
     return len(aucs) > 1 and len(aucs) - 1 - int(np.argmax(aucs)) >= patience
 
 
-def _flatten(record: dict, prefix: str = "") -> dict:
+def flatten(record: dict, prefix: str = "") -> dict:
+    """``{"a": {"b": 1}}`` as ``{"a.b": 1}``: nested settings compared key by key, so a refusal names what differs."""
     flat = {}
     for key, value in record.items():
-        flat.update(_flatten(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
+        flat.update(flatten(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
     return flat
 
 
@@ -269,7 +270,7 @@ def claim_run_dir(run_dir: Path, identity: dict, write: bool = True) -> None:
     if run_dir.exists() and not run_dir.is_dir():
         raise ValueError(f"{run_dir}: --out is a file, not a directory")
     if record.exists():
-        started, wanted = _flatten(saved_identity(run_dir)), _flatten(json.loads(json.dumps(identity)))
+        started, wanted = flatten(saved_identity(run_dir)), flatten(json.loads(json.dumps(identity)))
         differs = sorted(key for key in started.keys() | wanted.keys() if started.get(key) != wanted.get(key))
         if differs:
             raise ValueError(f"{run_dir} was started with another configuration or work directory (differs: "
@@ -302,7 +303,7 @@ def train_or_reuse(work_dir: str | Path, run_dir: str | Path, model_config: Mode
     work, run_dir = Work.open(work_dir), Path(run_dir)
     identity = run_identity(fit_to_work(model_config, work), train_config, work) | resolve(kwargs.get("strategy", "auto")).identity()
     if (run_dir / "metrics.json").exists() and (run_dir / "run.json").exists() and \
-            _flatten(saved_identity(run_dir)) == _flatten(json.loads(json.dumps(identity))):
+            flatten(saved_identity(run_dir)) == flatten(json.loads(json.dumps(identity))):
         print(f"reusing the finished run {run_dir}")
         return read_json(run_dir / "metrics.json")
     return train(work_dir, run_dir, model_config, train_config, **kwargs)

@@ -21,6 +21,8 @@ day against the epochs runs' kept validation AUC.
 from __future__ import annotations
 
 import argparse
+import datetime
+import os
 import time
 from pathlib import Path
 
@@ -146,7 +148,11 @@ def main() -> None:
                 runs[name][mode][seed] = row
                 print(f"{name} seed {seed} {mode}: val AUC {row['val_auc']:.4f}, test AUC {row['test_auc']:.4f}, "
                       f"{row['wall_seconds']:.0f} s", flush=True)
-    write_json(args.out / "daily_training.json", {"work": str(args.work.resolve()), "work_fingerprint": work.fingerprint,
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), "unknown") if Path("/proc/cpuinfo").exists() else "unknown"
+    write_json(args.out / "daily_training.json", {"date": datetime.date.today().isoformat(),
+                                                   "machine": {"cores": os.cpu_count(), "cpu": cpu, "tensorflow": tf.__version__},
+                                                   "work": str(args.work.resolve()), "work_fingerprint": work.fingerprint,
                                                    "training_days": days, "runs": runs, "models": summarize(runs, days)})
     models = read_json(args.out / "daily_training.json")["models"]
     (args.out / "daily_training.md").write_text(markdown(models, days))

@@ -80,9 +80,10 @@ def tiny_work(tiny_logs, tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_work_short_windows(tiny_logs, tmp_path_factory):
     """The tiny world built with windows its 12 days reach (personal 2 days, popularity 3) and ids known from their
-    second occurrence (``--min-count 2``): the bounds the default 365/30 days and min count 1 never hit."""
-    config = BuildConfig(split=SplitConfig(valid_days=2, test_days=2), samples=SampleConfig(personal_days=2.0, popularity_days=3),
-                         min_count=2)
+    second occurrence (``--min-count 2``): the bounds the default 365/30 days and min count 1 never hit. Its splits
+    are cut into shards of 1,500 rows, so a day's rows can span two files."""
+    config = BuildConfig(split=SplitConfig(valid_days=2, test_days=2), min_count=2,
+                         samples=SampleConfig(personal_days=2.0, popularity_days=3, shard_rows=1500))
     return made_once(tmp_path_factory, "tiny_work_short_windows",
                      lambda out: build(tiny_logs, out, config, progress=quiet, progress_bar=False))
 

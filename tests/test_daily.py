@@ -13,7 +13,7 @@ from dropdown_rank.train import TrainConfig, load_run
 from dropdown_rank.workdir import Work, read_samples
 
 CONFIG = ModelConfig(kind="hgcn", dim=8)
-TRAINING = TrainConfig(batch_size=256, seed=5, calibrate=False)
+TRAINING = TrainConfig(batch_size=256, seed=5)  # calibrated: the state must hold the uncalibrated ranker
 
 
 def weights(run_dir):
@@ -24,8 +24,9 @@ def keys(batches):
     return [(f["request_ts"].numpy(), f["candidate"].numpy()) for f, _ in batches]
 
 
-def test_a_day_stream_yields_exactly_that_days_rows_shuffled_by_seed_and_day(tiny_work):
-    work = Work.open(tiny_work)
+@pytest.mark.parametrize("built", ["tiny_work", "tiny_work_short_windows"])  # one train shard; several (days span shards)
+def test_a_day_stream_yields_exactly_that_days_rows_shuffled_by_seed_and_day(built, request):
+    work = Work.open(request.getfixturevalue(built))
     frame = read_samples(work.samples_dir, "train", columns=["request_ts", "candidate"])
     days = training_days(work)
     stream = DayStream(work.samples_dir, "train", 20, batch_size=64, seed=1, window_rows=100)
@@ -57,7 +58,7 @@ def daily_runs(tiny_work, tmp_path_factory):
 def test_a_continuation_ends_with_the_weights_of_one_uninterrupted_daily_run(daily_runs, tiny_work):
     whole, child = weights(daily_runs / "whole"), weights(daily_runs / "child")
     assert len(whole) == len(child)
-    for a, b in zip(whole, child):
+    for a, b in zip(whole, child, strict=True):
         np.testing.assert_array_equal(a, b)
     parent = weights(daily_runs / "parent")
     assert any(not np.array_equal(a, b) for a, b in zip(parent, whole)), "the continuation trained on"
@@ -95,7 +96,7 @@ def test_an_interrupted_daily_run_resumes_to_the_uninterrupted_weights(daily_run
     log = json.loads((run / LOG).read_text())
     (run / LOG).write_text(json.dumps({**log, "days": log["days"] + [dict(log["days"][-1], day="logged, not checkpointed")]}))
     train_daily(tiny_work, run, CONFIG, TRAINING, verbose=0)
-    for a, b in zip(weights(daily_runs / "whole"), weights(run)):
+    for a, b in zip(weights(daily_runs / "whole"), weights(run), strict=True):
         np.testing.assert_array_equal(a, b)
     assert [e["day"] for e in json.loads((run / LOG).read_text())["days"]] == \
         [e["day"] for e in json.loads((daily_runs / "whole" / LOG).read_text())["days"]]
@@ -105,7 +106,7 @@ def test_a_continuation_refuses_what_it_cannot_continue(daily_runs, tiny_work, t
     with pytest.raises(ValueError, match="another model configuration"):
         train_daily(tiny_work, tmp_path / "a", ModelConfig(kind="hgcn", dim=16), TRAINING, parent=daily_runs / "parent", verbose=0)
     with pytest.raises(ValueError, match="another train configuration"):
-        train_daily(tiny_work, tmp_path / "b", CONFIG, TrainConfig(batch_size=256, seed=6, calibrate=False),
+        train_daily(tiny_work, tmp_path / "b", CONFIG, TrainConfig(batch_size=256, seed=6),
                     parent=daily_runs / "parent", verbose=0)
     with pytest.raises(ValueError, match="no training day after"):
         train_daily(tiny_work, tmp_path / "c", CONFIG, TRAINING, parent=daily_runs / "whole", verbose=0)
@@ -114,8 +115,14 @@ def test_a_continuation_refuses_what_it_cannot_continue(daily_runs, tiny_work, t
     (unfinished / "metrics.json").unlink()
     with pytest.raises(ValueError, match="has not finished"):
         train_daily(tiny_work, tmp_path / "d", CONFIG, TRAINING, parent=unfinished, verbose=0)
-    with pytest.raises(ValueError, match="vocabularies differ"):  # the same logs built with --min-count 2: other ids
+    with pytest.raises(ValueError, match=r"samples or graphs differently .*differs: samples.personal_days, samples.popularity_days\)"):
         train_daily(tiny_work_short_windows, tmp_path / "e", CONFIG, TRAINING, parent=daily_runs / "parent", verbose=0)
+    other_vocabulary = tmp_path / "other_vocabulary"  # a parent whose recorded vocabularies are another build's
+    shutil.copytree(daily_runs / "parent", other_vocabulary)
+    log = json.loads((other_vocabulary / LOG).read_text())
+    (other_vocabulary / LOG).write_text(json.dumps({**log, "vocabulary_fingerprint": "another build's"}))
+    with pytest.raises(ValueError, match="vocabularies differ"):
+        train_daily(tiny_work, tmp_path / "e", CONFIG, TRAINING, parent=other_vocabulary, verbose=0)
     stateless = tmp_path / "stateless"
     shutil.copytree(daily_runs / "parent", stateless)
     shutil.rmtree(stateless / "state")
@@ -136,7 +143,8 @@ def test_the_command_trains_the_days_asked_and_writes_a_run_evaluate_and_export_
     assert [e["day_start"] for e in log["days"]] == training_days(Work.open(tiny_work))[:2]
     assert all("val_auc" not in e and e["rows"] > 0 and e["fit_seconds"] > 0 for e in log["days"])
     run_json = json.loads((run / "run.json").read_text())
-    assert run_json["train"]["epochs"] == 1 and run_json["daily"] == {"parent": None, "days": [e["day"] for e in log["days"]]}
+    assert run_json["train"]["epochs"] == 1
+    assert run_json["daily"] == {"parent": None, "parent_checkpoint": None, "days": [e["day"] for e in log["days"]]}
     scores = load_run(run)(next(iter(make_dataset(Work.open(tiny_work).samples_dir, "test", 20, 64)))[0])
     assert scores.shape == (64,)
     assert main(["train-daily", "--data", str(tiny_work), "--out", str(tmp_path / "next"), "--model", "base", "--dim", "8",
@@ -147,5 +155,9 @@ def test_the_command_trains_the_days_asked_and_writes_a_run_evaluate_and_export_
 def test_a_daily_run_is_its_own_model_in_a_report(daily_runs, tiny_work, tiny_runs, tmp_path):
     from dropdown_rank.evaluate.report import evaluate
 
-    report = evaluate(tiny_work, [daily_runs / "whole", tiny_runs["base_20"]], tmp_path / "report", replicates=20)
-    assert set(report["seeds"]) == {"hgcn_20 [daily]", "base_20"}
+    report = evaluate(tiny_work, [daily_runs / "whole", daily_runs / "parent", daily_runs / "child", tiny_runs["base_20"]],
+                      tmp_path / "report", replicates=20)
+    days = [e["day"] for e in json.loads((daily_runs / "whole" / LOG).read_text())["days"]]
+    # the whole run and the parent + continuation cover the same days (seeds of one model); the parent alone is another
+    assert report["seeds"] == {f"hgcn_20 [daily {days[0]}..{days[-1]}]": [5, 5], f"hgcn_20 [daily {days[0]}..{days[1]}]": [5],
+                               "base_20": [3]}

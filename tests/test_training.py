@@ -165,7 +165,7 @@ def test_gnn_test_rows_read_their_own_day_graph_and_the_frozen_one_is_reported(h
 
 GAT_TRAINING = """
 import dropdown_rank, sys
-from dropdown_rank.model import ModelConfig, make_ranker
+from dropdown_rank.model import ModelConfig
 from dropdown_rank.train import TrainConfig, train
 metrics = train(sys.argv[1], sys.argv[2], ModelConfig(kind="attention", graph_impl="spektral"),
                 TrainConfig(epochs=2, batch_size=256, patience=5, seed=int(sys.argv[3])), verbose=0)

@@ -78,7 +78,7 @@ def split_period(time_split: TimeSplit, split: str) -> dict:
 
 def _load_runs(run_dirs, work: Work, split: str = "test") -> dict:
     """``{run key: {dir, config, name, seed, predictions}}``; runs with the same model name are seeds of one model
-    (a ``train-daily`` run's name ends in `` [daily]``).
+    (a ``train-daily`` run's name ends in `` [daily FIRST..LAST]``, the days its chain of runs trained).
 
     ``predictions`` are the run's predictions of ``split`` (``RUN/predictions/<split>.parquet``). Every
     run must have been trained on ``work``'s data (its recorded fingerprint), or on a build with the same
@@ -97,8 +97,9 @@ def _load_runs(run_dirs, work: Work, split: str = "test") -> dict:
                                     f"{SPLIT_LABEL[split]} days; retrain it with `dropdown-rank train`")
         config = ModelConfig.from_dict(saved["model"])
         name = config.name if graph is None else f"{config.name} [graph {graph}]"
-        if (run_dir / DAILY_LOG).exists():  # trained day by day: another model than the epochs run of the same config
-            name += " [daily]"
+        if (run_dir / DAILY_LOG).exists():  # trained day by day: another model than the epochs run, and per span of days
+            log = read_json(run_dir / DAILY_LOG)
+            name += f" [daily {(log['lineage'] or log['days'])[0].get('first_day') or log['days'][0]['day']}..{log['last_day']}]"
         seed = saved.get("train", {}).get("seed")
         key = f"{name} [seed {seed}]"
         if key in runs:
