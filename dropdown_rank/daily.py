@@ -47,8 +47,8 @@ from dropdown_rank.cluster import resolve
 from dropdown_rank.dataset import DayStream, make_dataset
 from dropdown_rank.logs.schema import DAY
 from dropdown_rank.model import ModelConfig
-from dropdown_rank.train import (SteadyRate, TrainConfig, flatten, claim_run_dir, compiled_model, exact_metrics, finish_run, fit_to_work,
-                                 fit_verbosity, make_deterministic, model_inputs, predict, predictor, run_identity,
+from dropdown_rank.train import (SteadyRate, TrainConfig, claim_run_dir, compiled_model, exact_metrics, finish_run, fit_to_work,
+                                 fit_verbosity, flatten, make_deterministic, model_inputs, predict, predictor, run_identity,
                                  saved_identity)
 from dropdown_rank.workdir import Work, fingerprint, read_samples
 
