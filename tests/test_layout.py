@@ -83,6 +83,8 @@ def test_every_number_in_the_benchmarks_readme_and_the_readmes_performance_secti
     assert checker.check(PACKAGE.parent / "README.md", PACKAGE.parent / "benchmarks" / "results", only="Performance") == []
     # The checker itself: a number that no cited file holds is reported, one that is there (rounded) is not.
     (tmp_path / "results").mkdir()
-    (tmp_path / "results" / "x.json").write_text('{"rate": 12345.6, "auc": [0.73281]}')
-    (tmp_path / "README.md").write_text("### X (`results/x.json`)\n\n12,346 examples/s, AUC 0.7328, and 0.7329.\n")
-    assert [p.split(": ")[-1] for p in checker.check(tmp_path / "README.md")] == ["0.7329 is in none of x.json"]
+    (tmp_path / "results" / "x.json").write_text('{"rate": 12345.6, "auc": [0.73281], "peak_mb": 2140, "ratio": 0.854}')
+    (tmp_path / "README.md").write_text("### X (`results/x.json`)\n\n12,346 examples/s, AUC 0.7328, and 0.7329; peak 2.1 GB "
+                                        "(2,140 MB), 0.85x; a derived 1.5x; 2.1 MB.\n")
+    assert [p.split(": ")[-1] for p in checker.check(tmp_path / "README.md")] == [
+        "0.7329 is in none of x.json", "1.5x is in none of x.json", "2.1 MB is in none of x.json"]
