@@ -87,19 +87,37 @@ class StopAfter(tf.keras.callbacks.Callback):
             raise KeyboardInterrupt("killed")
 
 
-def test_an_interrupted_daily_run_resumes_to_the_uninterrupted_weights(daily_runs, tiny_work, tmp_path):
-    run = tmp_path / "run"
+class DaysTrained(tf.keras.callbacks.Callback):
+    """Counts the days a call trains (one ``fit`` each)."""
+
+    days = 0
+
+    def on_train_begin(self, logs=None):
+        self.days += 1
+
+
+def test_an_interrupted_continuation_resumes_from_its_own_state_to_the_uninterrupted_weights(daily_runs, tiny_work, tmp_path):
+    run, parent = tmp_path / "run", daily_runs / "parent"
+    left = len(training_days(Work.open(tiny_work))) - 2  # the days after the parent's two
     with pytest.raises(KeyboardInterrupt):
-        train_daily(tiny_work, run, CONFIG, TRAINING, verbose=0, callbacks=[StopAfter(3)])
-    assert len(json.loads((run / LOG).read_text())["days"]) == 2 and not (run / "metrics.json").exists()
+        train_daily(tiny_work, run, CONFIG, TRAINING, parent=parent, verbose=0, callbacks=[StopAfter(2)])
+    assert len(json.loads((run / LOG).read_text())["days"]) == 1 and not (run / "metrics.json").exists()
     # A kill between the log and the checkpoint: the logged day is not in the state, and runs again.
     log = json.loads((run / LOG).read_text())
     (run / LOG).write_text(json.dumps({**log, "days": log["days"] + [dict(log["days"][-1], day="logged, not checkpointed")]}))
-    train_daily(tiny_work, run, CONFIG, TRAINING, verbose=0)
+    resumed = DaysTrained()
+    train_daily(tiny_work, run, CONFIG, TRAINING, parent=parent, verbose=0, callbacks=[resumed])
+    assert resumed.days == left - 1, "resumed from its own first day's state, not from the parent's"
     for a, b in zip(weights(daily_runs / "whole"), weights(run), strict=True):
         np.testing.assert_array_equal(a, b)
     assert [e["day"] for e in json.loads((run / LOG).read_text())["days"]] == \
-        [e["day"] for e in json.loads((daily_runs / "whole" / LOG).read_text())["days"]]
+        [e["day"] for e in json.loads((daily_runs / "whole" / LOG).read_text())["days"]][2:]
+    # A kill after the last day's checkpoint, before metrics.json: the same command trains no day again.
+    metrics = json.loads((run / "metrics.json").read_text())
+    (run / "metrics.json").unlink()
+    again = DaysTrained()
+    assert train_daily(tiny_work, run, CONFIG, TRAINING, parent=parent, verbose=0, callbacks=[again])["test_auc"] == metrics["test_auc"]
+    assert again.days == 0
 
 
 def test_a_continuation_refuses_what_it_cannot_continue(daily_runs, tiny_work, tiny_work_short_windows, tmp_path):
