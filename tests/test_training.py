@@ -1,9 +1,6 @@
 """Training on the tiny world: run directory, exact metrics, determinism, resume, and the oneDNN guard."""
 import dataclasses
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -161,30 +158,6 @@ def test_gnn_test_rows_read_their_own_day_graph_and_the_frozen_one_is_reported(h
     np.testing.assert_allclose(frame["prediction"][first_day], frame["prediction_frozen"][first_day], atol=1e-7)
     assert (np.abs(frame["prediction"][~first_day] - frame["prediction_frozen"][~first_day]) > 1e-6).mean() > 0.5
     assert (frame["position"] >= 0).all()
-
-
-GAT_TRAINING = """
-import dropdown_rank, sys
-from dropdown_rank.model import ModelConfig
-from dropdown_rank.train import TrainConfig, train
-metrics = train(sys.argv[1], sys.argv[2], ModelConfig(kind="attention", graph_impl="spektral"),
-                TrainConfig(epochs=2, batch_size=256, patience=5, seed=int(sys.argv[3])), verbose=0)
-print("trained", metrics["epochs_run"])
-"""
-
-
-@pytest.mark.slow
-def test_spektral_gatconv_training_survives_in_fresh_processes(tiny_work, tmp_path):
-    # With oneDNN's CPU ops on, training a spektral GATConv model segfaulted in most runs; the layer
-    # refuses to build unless oneDNN is off. With the documented opt-out it trains in every process.
-    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"} | {"TF_ENABLE_ONEDNN_OPTS": "0"}
-    attempts = [subprocess.Popen([sys.executable, "-c", GAT_TRAINING, str(tiny_work), str(tmp_path / f"run{attempt}"), str(attempt)],
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-                for attempt in range(2)]  # side by side: the crash is per process, and the suite has 2 cores
-    for attempt, process in enumerate(attempts):
-        stdout, stderr = process.communicate(timeout=600)
-        assert process.returncode == 0, f"attempt {attempt} exited {process.returncode}:\n{stderr[-3000:]}"
-        assert "trained 2" in stdout
 
 
 def test_a_run_directory_refuses_another_configuration_data_or_a_finished_run(tiny_work, tmp_path):
