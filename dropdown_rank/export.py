@@ -108,7 +108,7 @@ class ServingModule(tf.Module):
 
         # The ranker is reached through the closure, not an attribute, so that saving does not
         # try to serialize the Keras model itself (that fails for models with spektral layers).
-        @tf.function(input_signature=[SIGNATURE])
+        @tf.function(input_signature=[SIGNATURE], autograph=False)  # no AutoGraph, as in training (train.predictor)
         def serve(features):
             return {"ctr": ranker.score(features)}
 

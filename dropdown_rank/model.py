@@ -527,6 +527,9 @@ class CTRModel(tfrs.models.Model):
     def call(self, features, training=False):
         return tf.sigmoid(self.ranker(features, training=training))
 
+    # Keras traces train_step with AutoGraph on, which would convert the whole ranker's code: nothing in it needs
+    # converting (no Python control flow on tensors), and the conversion took most of a GNN's first step.
+    @tf.autograph.experimental.do_not_convert
     def train_step(self, inputs):
         with tf.GradientTape() as tape:
             loss = self.compute_loss(inputs, training=True)

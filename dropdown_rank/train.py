@@ -120,8 +120,11 @@ def train_click_rate(work: Work) -> tuple[float, int]:
 
 
 def predictor(ranker: DropdownRanker):
-    """A ``tf.function`` giving click probabilities; Keras ``predict`` adds about 8 ms of overhead per call."""
-    return tf.function(lambda features: tf.sigmoid(ranker(features, training=False)))
+    """A ``tf.function`` giving click probabilities; Keras ``predict`` adds about 8 ms of overhead per call.
+
+    Without AutoGraph, like every function the package traces (``CTRModel.train_step``): the model's code has no
+    Python control flow on tensors to convert, and converting it cost most of a GNN's first trace."""
+    return tf.function(lambda features: tf.sigmoid(ranker(features, training=False)), autograph=False)
 
 
 def predict(predict_fn, dataset: tf.data.Dataset) -> np.ndarray:
@@ -512,7 +515,7 @@ def training_input(work: Work, model_config: ModelConfig, train_config: TrainCon
 
 def calibrate(ranker: DropdownRanker, valid: tf.data.Dataset, labels: np.ndarray) -> dict:
     """Fit the ranker's Platt scaling on the validation days and store it in the ranker; returns what was fitted."""
-    logits = predict(tf.function(lambda features: ranker(features, training=False)), valid)
+    logits = predict(tf.function(lambda features: ranker(features, training=False), autograph=False), valid)
     before = exact_metrics(labels, 1.0 / (1.0 + np.exp(-logits)))["logloss"]
     scale, bias = fit_calibration(logits, labels)
     ranker.calibration.assign([scale, bias])
