@@ -332,23 +332,8 @@ def cmd_demo(args) -> None:
     print("demo stage times: " + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()))
 
 
-def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dropdown-rank", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("synth", help="write a synthetic dropdown world (events, impressions, truth)")
-    p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--scale", choices=("tiny", "small", "default"), default="default")
-    p.set_defaults(handler=cmd_synth)
-
-    p = sub.add_parser("bestbuy", help="convert the Best Buy search→click log into the log schema")
-    p.add_argument("--src", required=True, help="directory with train.csv and test.csv")
-    p.add_argument("--out", required=True)
-    p.add_argument("--prefix-len", type=positive_int, default=3, help="prefix length of reconstructed requests (default 3)")
-    p.add_argument("--candidates", type=positive_int, default=8, help="candidates per reconstructed request (default 8)")
-    p.set_defaults(handler=cmd_bestbuy)
-
+def _add_aol_command(sub) -> None:
+    """``dropdown-rank aol``: its many conversion choices."""
     p = sub.add_parser("aol", help="convert the AOL query log (2006) into the log schema, with reconstructed MPC impressions")
     p.add_argument("--src", required=True, help="the extract's per-user <AnonID>.txt files (a directory or the .tar.gz holding "
                    "them) or the original release's tab-separated files (a file or directory, plain or .gz)")
@@ -367,6 +352,45 @@ def make_parser() -> argparse.ArgumentParser:
                    help="a query repeating the user's previous query at most M minutes later (a return to the result page) "
                         "stays an event but is not a dropdown request; 0 turns this off, 'none' sets no limit (default 30)")
     p.set_defaults(handler=cmd_aol)
+
+
+def _add_evaluate_command(sub) -> None:
+    """``dropdown-rank evaluate``: the report's slices, intervals and days."""
+    p = sub.add_parser("evaluate", help="sliced AUC/GAUC/logloss with intervals, storage and plots for trained runs")
+    p.add_argument("--data", required=True, help="the work directory the runs were trained on")
+    p.add_argument("--runs", required=True, nargs="+", help="run directories to compare")
+    p.add_argument("--out", required=True, help="report directory")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates over users (default 1000)")
+    p.add_argument("--activity-edges", type=int, nargs="+", default=None,
+                   help="user-activity bucket edges, used as given (default 5 20 50: 0-4 / 5-19 / 20-49 / 50+, or the requests' "
+                        "activity quartiles when one of those buckets has fewer than 30 users)")
+    p.add_argument("--pv-edges", type=int, nargs="+", default=None,
+                   help="candidate-PV bucket edges (default: test-impression tertiles, tail/torso/head)")
+    p.add_argument("--no-storage", action="store_true", help="skip writing files to measure storage")
+    p.add_argument("--split", choices=("test", "valid"), default="test",
+                   help="the days to report on: test (default), or valid, where model choices are made")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    p.set_defaults(handler=cmd_evaluate)
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dropdown-rank", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("synth", help="write a synthetic dropdown world (events, impressions, truth)")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--scale", choices=("tiny", "small", "default"), default="default")
+    p.set_defaults(handler=cmd_synth)
+
+    p = sub.add_parser("bestbuy", help="convert the Best Buy search→click log into the log schema")
+    p.add_argument("--src", required=True, help="directory with train.csv and test.csv")
+    p.add_argument("--out", required=True)
+    p.add_argument("--prefix-len", type=positive_int, default=3, help="prefix length of reconstructed requests (default 3)")
+    p.add_argument("--candidates", type=positive_int, default=8, help="candidates per reconstructed request (default 8)")
+    p.set_defaults(handler=cmd_bestbuy)
+
+    _add_aol_command(sub)
 
     p = sub.add_parser("build", help="split, vocabularies, q2q/i2i neighbor tables and samples from logs",
                        usage="%(prog)s --logs DIR --out WORK [options] [--engine memory|beam] [-- BEAM_PIPELINE_OPTIONS...]")
@@ -402,21 +426,7 @@ def make_parser() -> argparse.ArgumentParser:
     _add_model_args(p, epochs=False)
     p.set_defaults(handler=cmd_train_daily)
 
-    p = sub.add_parser("evaluate", help="sliced AUC/GAUC/logloss with intervals, storage and plots for trained runs")
-    p.add_argument("--data", required=True, help="the work directory the runs were trained on")
-    p.add_argument("--runs", required=True, nargs="+", help="run directories to compare")
-    p.add_argument("--out", required=True, help="report directory")
-    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates over users (default 1000)")
-    p.add_argument("--activity-edges", type=int, nargs="+", default=None,
-                   help="user-activity bucket edges, used as given (default 5 20 50: 0-4 / 5-19 / 20-49 / 50+, or the requests' "
-                        "activity quartiles when one of those buckets has fewer than 30 users)")
-    p.add_argument("--pv-edges", type=int, nargs="+", default=None,
-                   help="candidate-PV bucket edges (default: test-impression tertiles, tail/torso/head)")
-    p.add_argument("--no-storage", action="store_true", help="skip writing files to measure storage")
-    p.add_argument("--split", choices=("test", "valid"), default="test",
-                   help="the days to report on: test (default), or valid, where model choices are made")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
-    p.set_defaults(handler=cmd_evaluate)
+    _add_evaluate_command(sub)
 
     p = sub.add_parser("export", help="write a TF SavedModel that scores raw string features")
     p.add_argument("--run", required=True, help="a trained run directory")

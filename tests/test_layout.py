@@ -88,3 +88,14 @@ def test_every_number_in_the_benchmarks_readme_and_the_readmes_performance_secti
                                         "(2,140 MB), 0.85x; a derived 1.5x; 2.1 MB.\n")
     assert [p.split(": ")[-1] for p in checker.check(tmp_path / "README.md")] == [
         "0.7329 is in none of x.json", "1.5x is in none of x.json", "2.1 MB is in none of x.json"]
+
+
+MAX_FUNCTION_LINES = 100
+
+
+def test_no_function_in_the_package_runs_to_100_lines():
+    """A function that long mixes concerns a reader has to separate; split it where they part."""
+    long = [f"{path.relative_to(PACKAGE)}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)"
+            for path in PACKAGE.rglob("*.py") for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 >= MAX_FUNCTION_LINES]
+    assert not long, long
