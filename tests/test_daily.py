@@ -48,10 +48,10 @@ def test_a_day_stream_yields_exactly_that_days_rows_shuffled_by_seed_and_day(bui
 @pytest.fixture(scope="module")
 def daily_runs(tiny_work, tmp_path_factory):
     """One uninterrupted daily run over every training day, and the same days as a parent (2 days) and its continuation."""
-    root = tmp_path_factory.mktemp("daily")
-    train_daily(tiny_work, root / "whole", CONFIG, TRAINING, verbose=0)
-    train_daily(tiny_work, root / "parent", CONFIG, TRAINING, days=2, verbose=0)
-    train_daily(tiny_work, root / "child", CONFIG, TRAINING, parent=root / "parent", verbose=0)
+    root = tmp_path_factory.mktemp("daily")  # no validation after each day: the tests here compare weights and logs
+    train_daily(tiny_work, root / "whole", CONFIG, TRAINING, validate_daily=False, verbose=0)
+    train_daily(tiny_work, root / "parent", CONFIG, TRAINING, days=2, validate_daily=False, verbose=0)
+    train_daily(tiny_work, root / "child", CONFIG, TRAINING, parent=root / "parent", validate_daily=False, verbose=0)
     return root
 
 
