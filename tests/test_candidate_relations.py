@@ -10,6 +10,7 @@ from dropdown_rank.layers import CandidateRelations
 from dropdown_rank.model import SIGNATURE, ModelConfig, make_ranker
 from dropdown_rank.train import TrainConfig, load_run, predict, predictor, train
 from dropdown_rank.vocab import VOCABULARIES
+from conftest import made_once
 
 N = 6  # nodes per snapshot in the hand-made tables
 
@@ -58,10 +59,10 @@ def test_relations_read_the_requests_snapshot_and_ignore_padding():
 @pytest.fixture(scope="module")
 def relation_run(tiny_work, tmp_path_factory):
     """Every option on, so that the served-scores check covers the two-hop relations and the session context too."""
-    run = tmp_path_factory.mktemp("relations") / "hgcn_20+rel+2hop+ses"
-    train(tiny_work, run, ModelConfig(kind="hgcn", relations=True, two_hops=True, session=True), TrainConfig(epochs=1, batch_size=512, seed=3),
-          verbose=0)
-    return run
+    config = ModelConfig(kind="hgcn", relations=True, two_hops=True, session=True)
+    root = made_once(tmp_path_factory, "relation_run", lambda out: train(tiny_work, out / "run", config,
+                                                                           TrainConfig(epochs=1, batch_size=512, seed=3), verbose=0))
+    return root / "run"
 
 
 def test_a_relation_model_reads_its_rows_day_and_serves_the_same_scores(tiny_work, relation_run, tmp_path):

@@ -12,7 +12,7 @@ from dropdown_rank.cluster import loopback_cluster, resolve
 from dropdown_rank.samples import SampleConfig
 from dropdown_rank.split import SplitConfig
 
-from conftest import quiet
+from conftest import made_once, quiet
 
 
 def tf_config(cluster: dict, task_type: str, index: int) -> str:
@@ -57,10 +57,9 @@ def test_a_cluster_that_cannot_run_is_refused(monkeypatch, strategy, cluster, me
 @pytest.fixture(scope="module")
 def sharded_work(tiny_logs, tmp_path_factory):
     """The tiny world with its training split in 5 files, so that 2 workers each read their own."""
-    out = tmp_path_factory.mktemp("sharded_work") / "work"
-    build(tiny_logs, out, BuildConfig(split=SplitConfig(valid_days=2, test_days=2), samples=SampleConfig(shard_rows=1000)),
-          progress=quiet, progress_bar=False)
-    return out
+    config = BuildConfig(split=SplitConfig(valid_days=2, test_days=2), samples=SampleConfig(shard_rows=1000))
+    root = made_once(tmp_path_factory, "sharded_work", lambda out: build(tiny_logs, out / "work", config, progress=quiet, progress_bar=False))
+    return root / "work"
 
 
 # Each child imports dropdown_rank before tensorflow, which sets the environment tensorflow reads at import.

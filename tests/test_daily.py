@@ -11,6 +11,7 @@ from dropdown_rank.dataset import DayStream, make_dataset
 from dropdown_rank.model import ModelConfig
 from dropdown_rank.train import TrainConfig, load_run
 from dropdown_rank.workdir import Work, read_samples
+from conftest import made_once
 
 CONFIG = ModelConfig(kind="hgcn", dim=8)
 TRAINING = TrainConfig(batch_size=256, seed=5)  # calibrated: the state must hold the uncalibrated ranker
@@ -48,11 +49,12 @@ def test_a_day_stream_yields_exactly_that_days_rows_shuffled_by_seed_and_day(bui
 @pytest.fixture(scope="module")
 def daily_runs(tiny_work, tmp_path_factory):
     """One uninterrupted daily run over every training day, and the same days as a parent (2 days) and its continuation."""
-    root = tmp_path_factory.mktemp("daily")  # no validation after each day: the tests here compare weights and logs
-    train_daily(tiny_work, root / "whole", CONFIG, TRAINING, validate_daily=False, verbose=0)
-    train_daily(tiny_work, root / "parent", CONFIG, TRAINING, days=2, validate_daily=False, verbose=0)
-    train_daily(tiny_work, root / "child", CONFIG, TRAINING, parent=root / "parent", validate_daily=False, verbose=0)
-    return root
+    def make(root):  # no validation after each day: the tests here compare weights and logs
+        train_daily(tiny_work, root / "whole", CONFIG, TRAINING, validate_daily=False, verbose=0)
+        train_daily(tiny_work, root / "parent", CONFIG, TRAINING, days=2, validate_daily=False, verbose=0)
+        train_daily(tiny_work, root / "child", CONFIG, TRAINING, parent=root / "parent", validate_daily=False, verbose=0)
+
+    return made_once(tmp_path_factory, "daily_runs", make)
 
 
 def test_a_continuation_ends_with_the_weights_of_one_uninterrupted_daily_run(daily_runs, tiny_work):

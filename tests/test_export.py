@@ -22,15 +22,18 @@ from dropdown_rank.split import SplitConfig
 from dropdown_rank.train import load_run, predict, predictor
 from dropdown_rank.vocab import read_vocabulary
 
+from conftest import made_once
+
 
 @pytest.fixture(scope="module")
 def exports(tiny_runs, tmp_path_factory):
-    root = tmp_path_factory.mktemp("exports")
-    paths = {"base": root / "base", "attention": root / "attention", "attention_precomputed": root / "attention_pre"}
-    assert main(["export", "--run", str(tiny_runs["base_20"]), "--out", str(paths["base"])]) == 0
-    assert main(["export", "--run", str(tiny_runs["attention_20"]), "--out", str(paths["attention"])]) == 0
-    assert main(["export", "--run", str(tiny_runs["attention_20"]), "--out", str(paths["attention_precomputed"]), "--precompute-context"]) == 0
-    return paths
+    def make(root):
+        assert main(["export", "--run", str(tiny_runs["base_20"]), "--out", str(root / "base")]) == 0
+        assert main(["export", "--run", str(tiny_runs["attention_20"]), "--out", str(root / "attention")]) == 0
+        assert main(["export", "--run", str(tiny_runs["attention_20"]), "--out", str(root / "attention_pre"), "--precompute-context"]) == 0
+
+    root = made_once(tmp_path_factory, "exports", make)
+    return {"base": root / "base", "attention": root / "attention", "attention_precomputed": root / "attention_pre"}
 
 
 def serve(path):

@@ -16,6 +16,7 @@ from dropdown_rank.train import (TrainConfig, fit_calibration, fit_to_work, load
                                  train)
 from dropdown_rank.vocab import read_vocabulary
 from dropdown_rank.workdir import read_samples
+from conftest import made_once
 
 QUICK = TrainConfig(epochs=3, batch_size=512, patience=5, seed=11)
 
@@ -23,16 +24,17 @@ QUICK = TrainConfig(epochs=3, batch_size=512, patience=5, seed=11)
 @pytest.fixture(scope="module")
 def base_run(tiny_work, tmp_path_factory):
     """base_20 trained with QUICK, uninterrupted: the reference the interrupted runs must reproduce."""
-    run = tmp_path_factory.mktemp("runs") / "base"
-    return run, train(tiny_work, run, ModelConfig(kind="base"), QUICK, verbose=0)
+    root = made_once(tmp_path_factory, "base_run", lambda out: train(tiny_work, out / "base", ModelConfig(kind="base"), QUICK, verbose=0))
+    return root / "base", json.loads((root / "base" / "metrics.json").read_text())
 
 
 @pytest.fixture(scope="module")
 def hgcn_run(tiny_work, tmp_path_factory):
-    run = tmp_path_factory.mktemp("runs") / "hgcn"
-    assert main(["train", "--data", str(tiny_work), "--out", str(run), "--model", "hgcn", "--epochs", "2",
-                 "--batch-size", "512", "--seed", "5", "--no-calibrate"]) == 0  # raw outputs: graph effects stay visible
-    return run
+    def make(root):
+        assert main(["train", "--data", str(tiny_work), "--out", str(root / "hgcn"), "--model", "hgcn", "--epochs", "2",
+                     "--batch-size", "512", "--seed", "5", "--no-calibrate"]) == 0  # raw outputs: graph effects stay visible
+
+    return made_once(tmp_path_factory, "hgcn_run", make) / "hgcn"
 
 
 def test_run_directory_holds_everything_to_reload(hgcn_run, tiny_work):
