@@ -89,7 +89,7 @@ from dropdown_rank._io import _UMASK, read_json, write_json
 from dropdown_rank.workdir import Work
 from dropdown_rank.graph import RELATIONS
 from dropdown_rank.model import SIGNATURE, check_serving_features
-from dropdown_rank.features import COUNTER_FIELDS, MODEL_INPUTS
+from dropdown_rank.features import BY_NAME, MODEL_INPUTS
 from dropdown_rank.workdir import read_samples
 from dropdown_rank.train import load_run
 
@@ -115,20 +115,19 @@ class ServingModule(tf.Module):
         self.serve = serve
 
 
+def _plain(value):
+    """A JSON-ready Python value for a NumPy scalar (strings are already Python's)."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
 def serving_example(work_dir: Path, max_candidates: int = 10) -> dict:
     """A TF Serving REST body (``{"instances": [...]}``) for one test request of the work directory."""
     frame = read_samples(work_dir / "samples", "test", columns=["request_id", *MODEL_INPUTS])
     sizes = frame.groupby("request_id").size()
     request = sizes.idxmax() if sizes.max() < max_candidates else sizes[sizes >= max_candidates].index[0]
     rows = frame[frame["request_id"] == request].head(max_candidates)
-    instances = []
-    for row in rows.itertuples(index=False):
-        instances.append({
-            "user_id": row.user_id, "candidate": row.candidate, "request_ts": int(row.request_ts),
-            "query_history": list(row.query_history[:20]), "query_history_ts": [int(t) for t in row.query_history_ts[:20]],
-            "item_history": list(row.item_history[:20]), "item_history_ts": [int(t) for t in row.item_history_ts[:20]],
-            "prefix": row.prefix, **{name: int(getattr(row, name)) for name in COUNTER_FIELDS},
-        })
+    instances = [{name: [_plain(value) for value in row[name][:20]] if BY_NAME[name].history else _plain(row[name])
+                  for name in MODEL_INPUTS} for _, row in rows.iterrows()]
     # TF Serving batches instances into dense tensors, so every instance needs the same lengths;
     # pad with "" / 0 to the longest (here all rows share one user, so they already match).
     for kind in ("query", "item"):

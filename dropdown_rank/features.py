@@ -16,6 +16,12 @@ and ``history`` fields are lists, **most recent first**, padded to the model's l
 ``padding``. ``dtype`` is the type in the model (and in TFRecord, which holds int64, float and
 bytes only); ``stored`` the Parquet type, narrower where the range allows. This module imports no
 TensorFlow: dtypes are names ``tf.as_dtype`` reads.
+
+**Adding a scalar request feature** takes its ``Field`` here, with ``encode`` set (how the ranker
+reads it), and its computation in ``samples.sample_columns`` (how it is counted, from data before the
+request). Everything else reads the schema: both build engines write it, the records and the input
+pipeline carry it, the serving signature and the serving example include it, and
+``layers.RequestFeatures`` appends it to the request vector (``tests/test_features.py`` adds one).
 """
 from __future__ import annotations
 
@@ -23,6 +29,9 @@ import dataclasses
 from pathlib import Path
 
 import pyarrow as pa
+
+ENCODINGS = (None, "log1p", "value")
+
 
 @dataclasses.dataclass(frozen=True)
 class Field:
@@ -33,6 +42,15 @@ class Field:
     history: bool = False
     padding: object = None  # histories: the pad value; scalars: the value of an empty row (example_features)
     counter: bool = False  # a point-in-time count of counters.py
+    # How RequestFeatures reads a scalar input its fixed groups do not: "log1p" (a count, log1p of max(x, 0)) or
+    # "value" (already on a unit scale, as float). None: not read there (ids, sequences, and the groups' own inputs).
+    encode: str | None = None
+
+    def __post_init__(self):
+        if self.encode not in ENCODINGS:
+            raise ValueError(f"field {self.name}: encode must be one of {ENCODINGS}, not {self.encode!r}")
+        if self.encode and (self.role != "input" or self.history):
+            raise ValueError(f"field {self.name}: only a scalar model input (role 'input', not a history) is encoded")
 
     @property
     def arrow_type(self) -> pa.DataType:
@@ -77,6 +95,7 @@ HISTORY_FIELDS = tuple(f.name for f in FIELDS if f.history)
 COUNTER_FIELDS = tuple(f.name for f in FIELDS if f.counter)
 ROW_FEATURES = tuple(f.name for f in FIELDS if f.role == "input" and not f.history
                      and f.name not in ("user_id", "candidate", "request_ts"))  # beside ids, sequences and time
+ENCODED_FEATURES = tuple((f.name, f.encode) for f in FIELDS if f.encode)  # appended to the request vector, in this order
 LABEL = "label"
 
 

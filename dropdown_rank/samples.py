@@ -94,6 +94,16 @@ class Histories:
 def sample_table(histories: Histories, chunk: pd.DataFrame, candidate_pv: pd.Series, candidate_days: CandidateDays,
                  config: SampleConfig) -> pa.Table:
     """The sample rows of the impressions ``chunk`` (in its order): one row per impression, see the module doc."""
+    columns = sample_columns(histories, chunk, candidate_pv, candidate_days, config)
+    missing = [name for name in ARROW_SCHEMA.names if name not in columns]
+    if missing:
+        raise ValueError(f"features.FIELDS defines {missing}, which samples.sample_columns does not compute")
+    return pa.table({name: columns[name] for name in ARROW_SCHEMA.names}, schema=ARROW_SCHEMA)
+
+
+def sample_columns(histories: Histories, chunk: pd.DataFrame, candidate_pv: pd.Series, candidate_days: CandidateDays,
+                   config: SampleConfig) -> dict:
+    """Every field of ``features.FIELDS`` for the impressions ``chunk``, by name: where each is computed."""
     user = histories.users.get_indexer(chunk["user_id"].to_numpy())
     ts = chunk["ts"].to_numpy(dtype=np.int64)
     candidates = chunk["candidate"].to_numpy(dtype=object)
@@ -102,7 +112,7 @@ def sample_table(histories: Histories, chunk: pd.DataFrame, candidate_pv: pd.Ser
     q_ids, q_ts = histories.queries.last(user, ts, config.max_len)
     i_ids, i_ts = histories.items.last(user, ts, config.max_len)
     start, end = histories.everything.window(user, ts, since=ts - int(config.lookback_days * DAY))
-    return pa.table({
+    return {
         "request_id": pa.array(chunk["request_id"].to_numpy(dtype=object), pa.string()),
         "user_id": pa.array(chunk["user_id"].to_numpy(dtype=object), pa.string()),
         "request_ts": pa.array(ts, pa.int64()),
@@ -121,7 +131,7 @@ def sample_table(histories: Histories, chunk: pd.DataFrame, candidate_pv: pd.Ser
         "candidate_query_count": pa.array(np.minimum(popularity["queries"], INT32_MAX), pa.int32()),
         "candidate_impressions": pa.array(np.minimum(popularity["impressions"], INT32_MAX), pa.int32()),
         "candidate_clicks": pa.array(np.minimum(popularity["clicks"], INT32_MAX), pa.int32()),
-    }, schema=ARROW_SCHEMA)
+    }
 
 
 def build_samples(events: pd.DataFrame, impressions: pd.DataFrame, split_of: np.ndarray, candidate_pv: pd.Series,

@@ -1,6 +1,8 @@
 """Request features beyond the sequences: exact matches, the user's long-window count, popularity, CTR, prefix."""
 import tensorflow as tf
 
+from dropdown_rank.features import ENCODED_FEATURES
+
 FEATURE_GROUPS = ("exact_match", "personal", "popularity", "ctr", "prefix")
 _WIDTH = {"exact_match": 3, "personal": 3, "popularity": 1, "ctr": 3, "prefix": 2}
 HOUR = 3600.0
@@ -33,8 +35,11 @@ class RequestFeatures(tf.keras.layers.Layer):
     - ``prefix``: ``prefix`` and ``candidate`` strings give the prefix length and the characters the
       candidate adds beyond it (UTF-8 characters, divided by 10).
 
-    **Output**: float32 ``[batch, width]``, the enabled groups in :data:`FEATURE_GROUPS` order
-    (``width`` is :meth:`width`).
+    and after the groups, whatever the groups: each scalar input the schema gives an ``encode``
+    (``features.ENCODED_FEATURES``, none in the built-in schema): ``log1p`` of a count, or the value.
+
+    **Output**: float32 ``[batch, width]``, the enabled groups in :data:`FEATURE_GROUPS` order, then the
+    encoded inputs (``width`` is :meth:`width`).
     """
 
     def __init__(self, groups=FEATURE_GROUPS, seq_len: int = 20, **kwargs):
@@ -47,7 +52,7 @@ class RequestFeatures(tf.keras.layers.Layer):
 
     @property
     def width(self) -> int:
-        return sum(_WIDTH[g] for g in self.groups)
+        return sum(_WIDTH[g] for g in self.groups) + len(ENCODED_FEATURES)
 
     def call(self, features):
         parts = []
@@ -75,6 +80,8 @@ class RequestFeatures(tf.keras.layers.Layer):
             prefix_chars = tf.cast(tf.strings.length(features["prefix"], unit="UTF8_CHAR"), tf.float32)
             candidate_chars = tf.cast(tf.strings.length(features["candidate"], unit="UTF8_CHAR"), tf.float32)
             parts += [prefix_chars / 10.0, tf.maximum(candidate_chars - prefix_chars, 0.0) / 10.0]
+        for name, encode in ENCODED_FEATURES:
+            parts.append(_log1p(features[name]) if encode == "log1p" else tf.cast(features[name], tf.float32))
         if not parts:
             return tf.zeros([tf.shape(features["candidate"])[0], 0])
         return tf.stack(parts, axis=1)
