@@ -32,7 +32,7 @@ import dropdown_rank
 import tensorflow as tf
 from dropdown_rank.workdir import Work
 from dropdown_rank.dataset import SampleStream
-from dropdown_rank.graph import RELATIONS
+from dropdown_rank.tables import RELATIONS
 from dropdown_rank.model import CTRModel, ModelConfig, make_ranker
 from dropdown_rank.train import TrainConfig, make_optimizer
 from dropdown_rank.vocab import VOCABULARIES

@@ -19,7 +19,7 @@ import numpy as np
 from common import bench_parser, default_work, write_result
 from dropdown_rank.workdir import Work
 from dropdown_rank.evaluate.storage import measure_storage, model_storage
-from dropdown_rank.graph import RELATIONS
+from dropdown_rank.tables import RELATIONS
 
 
 def history_shape(work: Work) -> dict:

@@ -25,7 +25,7 @@ import json, resource, sys, time
 import dropdown_rank
 import numpy as np
 import tensorflow as tf
-from dropdown_rank.graph import NeighborTable
+from dropdown_rank.tables import NeighborTable
 from dropdown_rank.model import CTRModel, ModelConfig, example_features, make_ranker
 from dropdown_rank.train import TrainConfig, make_optimizer
 

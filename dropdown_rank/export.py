@@ -87,7 +87,7 @@ import tensorflow as tf
 from dropdown_rank import __version__
 from dropdown_rank._io import _UMASK, read_json, write_json
 from dropdown_rank.workdir import Work
-from dropdown_rank.graph import RELATIONS
+from dropdown_rank.tables import RELATIONS
 from dropdown_rank.model import SIGNATURE, check_serving_features
 from dropdown_rank.features import BY_NAME, MODEL_INPUTS
 from dropdown_rank.workdir import read_samples

@@ -48,7 +48,8 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
 from dropdown_rank.features import BY_NAME, COUNTER_FIELDS, HISTORY_FIELDS, MODEL_INPUTS
-from dropdown_rank.graph import RELATIONS, DailyTables, GraphConfig
+from dropdown_rank.logs.schema import SESSION_GAP_MINUTES
+from dropdown_rank.tables import RELATIONS, DailyTables
 from dropdown_rank.layers import CandidateRelations, GraphContext, PositionBias, RequestFeatures, TargetAttention, TimeGapEmbedding
 from dropdown_rank.layers.graph_context import AGE_BUCKETS, COUNT_BUCKETS
 from dropdown_rank.layers.request_features import FEATURE_GROUPS
@@ -58,7 +59,7 @@ GNN_KINDS = ("hgcn", "attention")
 RELATION_OF = {kind: (relation, vocab_name) for relation, (kind, vocab_name) in RELATIONS.items()}  # by node kind
 # The graph build's default session gap. The session context does not read the work directory's build settings,
 # nor cut sessions at midnight as the build does: it is the user's recent burst of activity, not the graph's session.
-SESSION_GAP_SECONDS = GraphConfig.session_gap_minutes * 60.0
+SESSION_GAP_SECONDS = SESSION_GAP_MINUTES * 60.0
 
 
 @dataclasses.dataclass(frozen=True)

@@ -71,7 +71,7 @@ from dropdown_rank._io import atomic_path, read_json, write_json, write_parquet
 from dropdown_rank.workdir import Work
 from dropdown_rank.cluster import MIN_SHARD_BYTES, Cluster, resolve
 from dropdown_rank.dataset import SampleStream, make_dataset
-from dropdown_rank.graph import RELATIONS, NeighborTable
+from dropdown_rank.tables import RELATIONS, NeighborTable
 from dropdown_rank.model import CTRModel, DropdownRanker, ModelConfig, make_ranker
 from dropdown_rank.optimizers import LazyAdam, create_slots
 from dropdown_rank.samples import SampleConfig

@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 
 from dropdown_rank._io import read_json
 from dropdown_rank.features import RECORDS_FORMAT_VERSION, RECORDS_SUFFIX, record_path
-from dropdown_rank.graph import RELATIONS, DailyTables, NeighborTable
+from dropdown_rank.tables import RELATIONS, DailyTables, NeighborTable
 from dropdown_rank.split import TimeSplit
 from dropdown_rank.vocab import read_known_since, read_vocabulary
 

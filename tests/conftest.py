@@ -34,6 +34,7 @@ def neighbors_of(table, node: str) -> list[tuple[str, float, int, int]]:
                     table.count[row][keep].tolist(), table.last_ts[row][keep].tolist()))
 
 
+@pytest.hookimpl(optionalhook=True)  # a run without xdist (-p no:xdist) does not know the hook
 def pytest_xdist_auto_num_workers(config):
     """``-n auto``: one worker more than the cores (at most 4). The slowest tests wait on child processes (kills,
     clusters, fresh imports) while those compute, so a worker per core leaves a core idle part of the time."""

@@ -18,7 +18,7 @@ from dropdown_rank.evaluate.oov import oov_flags, oov_shares
 from dropdown_rank.evaluate.report import _aligned_frame, _pairs, personal_scores, train_click_rate
 from dropdown_rank.evaluate.slices import SliceConfig, assign, bucket_labels, candidate_degree, make_slices, pv_edges
 from dropdown_rank.evaluate.storage import ROW_FEATURES
-from dropdown_rank.graph import DailyTables, NeighborTable
+from dropdown_rank.tables import DailyTables, NeighborTable
 from dropdown_rank.workdir import read_samples
 
 

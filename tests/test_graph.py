@@ -5,8 +5,8 @@ import pytest
 
 from conftest import neighbors_of
 from dropdown_rank.workdir import Work
-from dropdown_rank.graph import (RELATIONS, DailyTables, GraphConfig, NeighborTable, build_graphs, neighbor_table, relation_pairs,
-                                 relation_summary, session_ids, snapshot_edges)
+from dropdown_rank.graph import GraphConfig, build_graphs, neighbor_table, relation_pairs, relation_summary, session_ids, snapshot_edges
+from dropdown_rank.tables import RELATIONS, DailyTables, NeighborTable
 from dropdown_rank.vocab import build_vocabularies
 
 T0 = 1767225600

@@ -7,7 +7,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "dropdown_rank"
 # Stage of every top-level module or subpackage, in the order data flows through them. The Beam engine's modules
 # sit at the stages they implement: its validation beside the log schema, its graph and sample pipeline after the
 # in-memory graph and samples, its orchestration beside build.
-STAGES = ["_env", "_io", "logs", "beam.common", "beam.validate", "split", "vocab", "graph", "counters", "features", "records",
+STAGES = ["_env", "_io", "logs", "beam.common", "beam.validate", "split", "vocab", "tables", "graph", "counters", "features", "records",
           "samples", "beam.pipeline", "workdir", "build", "beam.engine", "beam", "dataset", "layers", "model", "optimizers",
           "cluster", "train", "daily", "evaluate", "export", "cli"]
 PARALLEL = {"evaluate": STAGES.index("evaluate"), "export": STAGES.index("evaluate")}  # both read a trained run; neither needs the other
@@ -68,11 +68,13 @@ def imported_by(module: str) -> set:
 
 
 def test_training_evaluation_and_export_read_built_data_without_the_build():
-    """They read a work directory through workdir.py: the build and the Beam engine stay out of their imports."""
-    for module in ("dropdown_rank.train", "dropdown_rank.export", "dropdown_rank.evaluate.report"):
+    """They read a work directory through workdir.py and neighbor tables through tables.py: the build, the graph's
+    build code (graph.py) and the Beam engine stay out of their imports, and out of the model's."""
+    for module in ("dropdown_rank.train", "dropdown_rank.export", "dropdown_rank.evaluate.report", "dropdown_rank.model"):
         pulled = imported_by(module)
-        assert "dropdown_rank.workdir" in pulled, module
-        assert not {m for m in pulled if m.split(".")[1:2] in (["build"], ["beam"])}, (module, sorted(pulled))
+        assert "dropdown_rank.tables" in pulled, module
+        assert module == "dropdown_rank.model" or "dropdown_rank.workdir" in pulled, module
+        assert not {m for m in pulled if m.split(".")[1:2] in (["build"], ["beam"], ["graph"])}, (module, sorted(pulled))
 
 
 def test_every_number_in_the_benchmarks_readme_and_the_readmes_performance_section_is_in_a_result_file_it_names(tmp_path):

@@ -8,7 +8,7 @@ from sklearn.metrics import roc_auc_score
 
 from dropdown_rank.workdir import Work
 from dropdown_rank.dataset import make_dataset
-from dropdown_rank.graph import DailyTables, NeighborTable
+from dropdown_rank.tables import DailyTables, NeighborTable
 from dropdown_rank.layers import GraphContext
 from dropdown_rank.model import CTRModel, ModelConfig, make_ranker, table_in_model_space
 from dropdown_rank.train import TrainConfig, make_optimizer

@@ -7,7 +7,7 @@ import tensorflow as tf
 from conftest import neighbors_of
 from dropdown_rank.build import BuildConfig, build
 from dropdown_rank.workdir import Work
-from dropdown_rank.graph import RELATIONS
+from dropdown_rank.tables import RELATIONS
 from dropdown_rank.model import ModelConfig, make_ranker
 from dropdown_rank.workdir import read_samples
 from dropdown_rank.split import SplitConfig

@@ -24,7 +24,8 @@ from dropdown_rank.beam.pipeline import build_pipeline
 from dropdown_rank.beam.validate import impressions_per_hour, plan, resolve, validation_pipeline
 from dropdown_rank.build import (BuildConfig, build_stats, check_vocabularies, finish_work_dir, period_counts,
                                  report_outside, stage_and_swap, vocab_summary)
-from dropdown_rank.graph import RELATIONS, relation_stats, relation_summary, snapshot_size
+from dropdown_rank.graph import relation_stats, relation_summary, snapshot_size
+from dropdown_rank.tables import RELATIONS
 from dropdown_rank.logs.schema import find_table
 from dropdown_rank.split import SPLITS, time_split
 from dropdown_rank.vocab import VOCABULARIES

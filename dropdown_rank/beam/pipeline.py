@@ -12,7 +12,7 @@ Every per-user step reads one user bucket's events and impressions and calls the
   snapshot day, ``snapshot_edges`` (trailing window, known tokens) and ``top_k`` (weights, thresholds, top K),
   exact per source node → keyed by (relation, snapshot) → ``GroupByKey`` → ``ParDo(WriteSnapshot)``
   (``graph.table_from_top_k``) → ``GroupByKey`` per relation → ``ParDo(WriteTables)``: the snapshots read day by day
-  into the changed rows (``graph.SnapshotChanges``), saved as the same ``.npz`` the in-memory build writes.
+  into the changed rows (``tables.SnapshotChanges``), saved as the same ``.npz`` the in-memory build writes.
 * **candidate counters**: ``ParDo(DailyCounts)`` (``counters.daily_counts`` of the bucket's events and impressions,
   keyed by a bucket of the candidate text) → ``CombinePerKey(SumDaily)``: per-(candidate, day) counts, a side input
   (``AsList``) from which each sample worker builds ``counters.CandidateDays``.
@@ -36,8 +36,8 @@ import pyarrow as pa
 
 from dropdown_rank._io import atomic_path, write_parquet
 from dropdown_rank.beam.common import KEYED, HOUR, StashFile, bucket_of, dump, read_bucket, split_by, stash, to_arrow, unstash
-from dropdown_rank.graph import (RELATIONS, ROW_FIELDS, GraphConfig, SnapshotChanges, merge_pairs, relation_pairs,
-                                 snapshot_edges, table_from_top_k, top_k)
+from dropdown_rank.graph import GraphConfig, merge_pairs, relation_pairs, snapshot_edges, table_from_top_k, top_k
+from dropdown_rank.tables import RELATIONS, ROW_FIELDS, SnapshotChanges
 from dropdown_rank.counters import CandidateDays, daily_counts, sum_daily
 from dropdown_rank.samples import SampleConfig, Histories, sample_table, write_shard
 from dropdown_rank.split import TimeSplit
@@ -215,8 +215,8 @@ class WriteTables(beam.DoFn):
 
 
 def write_daily_npz(path: Path, relation: str, snapshot_files, snapshot_ts: np.ndarray) -> None:
-    """The file ``graph.DailyTables.save`` writes, from the relation's snapshot files read one day at a time
-    (``graph.SnapshotChanges``: only the previous day and the changed rows are held). Node strings are not
+    """The file ``tables.DailyTables.save`` writes, from the relation's snapshot files read one day at a time
+    (``tables.SnapshotChanges``: only the previous day and the changed rows are held). Node strings are not
     stored, so the rows are named by placeholders."""
     changes, rows = SnapshotChanges(relation), 0
     for file, day in zip(snapshot_files, snapshot_ts):

@@ -35,7 +35,7 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
-from dropdown_rank.graph import DailyTables
+from dropdown_rank.tables import DailyTables
 
 
 MIN_ACTIVITY_USERS = 30

@@ -31,7 +31,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from dropdown_rank.features import HISTORY_FIELDS, ROW_FEATURES, TRAINING_FIELDS
-from dropdown_rank.graph import NeighborTable
+from dropdown_rank.tables import NeighborTable
 from dropdown_rank.workdir import shard_files
 
 MODEL_COLUMNS = [name for name in TRAINING_FIELDS if name not in ROW_FEATURES]  # ids, time, position, label, sequences

@@ -52,7 +52,7 @@ class GraphContext(tf.keras.layers.Layer):
     The neighbor tables are non-trainable layer state, swappable with :meth:`set_tables` without
     retraining, and not part of the layer's weights (checkpoints hold what is learned; :attr:`tables`
     lists them for a SavedModel). They hold one or more **daily snapshots** stored as changes
-    (``graph.DailyTables``): a node's row is kept once per day it changes, as a *version* (rows of
+    (``tables.DailyTables``): a node's row is kept once per day it changes, as a *version* (rows of
     ``neighbor_ids``, ``edge_weight``, ``edge_last_ts``, ``edge_count_bucket``; row 0 is the empty
     row), with ``first_version[n] .. first_version[n + 1]`` the versions of node ``n`` in day order
     and ``version_day`` the snapshot index each takes effect. A key ``snapshot * num_nodes + node``

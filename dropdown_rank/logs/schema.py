@@ -39,6 +39,7 @@ TABLE_NAMES = ("events", "impressions")
 _SUFFIXES = (".parquet", ".pq", ".csv", ".csv.gz")
 # Epoch seconds outside this range are almost always milliseconds or garbage.
 DAY = 86400  # seconds in a UTC day: timestamps are epoch seconds, and days (snapshots, counters, splits) are UTC days
+SESSION_GAP_MINUTES = 30.0  # a session ends after a longer gap between a user's behaviors (the graph build's default, the model's session context)
 SAMPLE_ORDER = ["ts", "request_id", "position"]  # impressions within a split, as samples are written; ties keep the log's order
 TS_MIN = int(pd.Timestamp("1990-01-01", tz="UTC").timestamp())
 TS_MAX = int(pd.Timestamp("2100-01-01", tz="UTC").timestamp())
