@@ -34,7 +34,6 @@ examples per second and, with ``validate_daily``, the exact validation AUC after
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import json
 import time
 from pathlib import Path
@@ -51,6 +50,7 @@ from dropdown_rank.train import (SteadyRate, TrainConfig, claim_run_dir, compile
                                  fit_verbosity, flatten, make_deterministic, model_inputs, predict, predictor, run_identity,
                                  saved_identity)
 from dropdown_rank.workdir import Work, fingerprint, read_samples
+from dropdown_rank.tables import iso_day
 
 LOG = "daily.json"
 STATE = "state"
@@ -59,10 +59,6 @@ STATE = "state"
 def training_days(work: Work) -> list[int]:
     """Start of each training day (UTC), in order; a day may hold no rows."""
     return list(range(work.split.rows_start, work.split.valid_start, DAY))
-
-
-def iso_day(day_start: int) -> str:
-    return datetime.datetime.fromtimestamp(day_start, datetime.timezone.utc).date().isoformat()
 
 
 def daily_train_config(train_config: TrainConfig) -> TrainConfig:

@@ -31,6 +31,7 @@ from pathlib import Path
 import pyarrow as pa
 
 ENCODINGS = (None, "log1p", "value")
+ENCODED_DTYPES = ("int64", "float32")  # records.py writes these two number types exactly (any other as int64)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +52,9 @@ class Field:
             raise ValueError(f"field {self.name}: encode must be one of {ENCODINGS}, not {self.encode!r}")
         if self.encode and (self.role != "input" or self.history):
             raise ValueError(f"field {self.name}: only a scalar model input (role 'input', not a history) is encoded")
+        if self.encode and (self.dtype not in ENCODED_DTYPES or self.padding is None):
+            raise ValueError(f"field {self.name}: an encoded field is a number the training records carry exactly "
+                             f"(dtype one of {ENCODED_DTYPES}) with a padding (its value in an empty row)")
 
     @property
     def arrow_type(self) -> pa.DataType:

@@ -21,7 +21,7 @@ Callbacks, in order:
    stack, so they mislead).
 
 **Daily graphs.** A GNN trains holding every daily snapshot of the build; each row reads its own
-day's (``graph.py``, ``model.py``), and so do validation and test rows: that is what a serving
+day's (``tables.py``, ``model.py``), and so do validation and test rows: that is what a serving
 system refreshing its graph daily would use. The test split is also scored with one *frozen*
 snapshot (the graph of the first test day, what an export made at the end of training ships) for
 every test day: ``prediction_frozen`` beside ``prediction``, and ``test_auc_frozen_graph`` in

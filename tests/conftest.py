@@ -38,7 +38,10 @@ def neighbors_of(table, node: str) -> list[tuple[str, float, int, int]]:
 def pytest_xdist_auto_num_workers(config):
     """``-n auto``: one worker more than the cores (at most 4). The slowest tests wait on child processes (kills,
     clusters, fresh imports) while those compute, so a worker per core leaves a core idle part of the time."""
-    return min(4, len(os.sched_getaffinity(0)) + 1)
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):  # the user's choice, as xdist itself honours it
+        return int(os.environ["PYTEST_XDIST_AUTO_NUM_WORKERS"])
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return min(4, cores + 1)
 
 
 def pytest_collection_modifyitems(config, items):

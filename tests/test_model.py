@@ -11,7 +11,7 @@ from dropdown_rank.dataset import make_dataset
 from dropdown_rank.tables import DailyTables, NeighborTable
 from dropdown_rank.layers import GraphContext
 from dropdown_rank.model import CTRModel, ModelConfig, make_ranker, table_in_model_space
-from dropdown_rank.train import TrainConfig, make_optimizer
+from dropdown_rank.train import TrainConfig, load_run, make_optimizer, predict, predictor, read_predictions, train
 from dropdown_rank.vocab import VOCABULARIES
 
 
@@ -193,6 +193,17 @@ def test_each_model_trains_and_learns_to_rank(tiny, config):
     loss_after, auc_after = train_set_loss_and_auc()
     assert loss_after < loss_before
     assert auc_after > 0.75, auc_after
+
+
+@pytest.mark.onednn_off
+def test_a_spektral_gatconv_run_trains_validates_calibrates_and_reloads(tiny_work, tmp_path):
+    """The whole of ``train`` (per-epoch validation, calibration, frozen-graph test scores, save) with spektral's GATConv,
+    then the run reloaded in this process scores as it did."""
+    metrics = train(tiny_work, tmp_path / "run", ModelConfig(kind="attention", graph_impl="spektral"),
+                    TrainConfig(epochs=1, batch_size=512, seed=3), verbose=0)
+    assert metrics["model"] == "attention_20" and metrics["epochs_run"] == 1 and metrics["calibration"]["scale"] > 0
+    reloaded = predict(predictor(load_run(tmp_path / "run")), make_dataset(tiny_work / "samples", "test", 20, 4096))
+    np.testing.assert_allclose(reloaded, read_predictions(tmp_path / "run")["prediction_frozen"], atol=1e-6)
 
 
 def test_position_tower_is_training_only(tiny):

@@ -1,4 +1,4 @@
-"""Training on the tiny world: run directory, exact metrics, determinism, resume, and the oneDNN guard."""
+"""Training on the tiny world: run directory, exact metrics, determinism and resume."""
 import dataclasses
 import json
 
@@ -165,16 +165,16 @@ def test_gnn_test_rows_read_their_own_day_graph_and_the_frozen_one_is_reported(h
 def test_a_run_directory_refuses_another_configuration_data_or_a_finished_run(tiny_work, tmp_path):
     run = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
-        train(tiny_work, run, ModelConfig(kind="base"), QUICK, verbose=0, callbacks=[Interrupt()])
+        train(tiny_work, run, ModelConfig(kind="hgcn"), QUICK, verbose=0, callbacks=[Interrupt()])
     with pytest.raises(ValueError, match=r"started with another configuration .*differs: model.kind, model.neighbors\)"):
-        train(tiny_work, run, ModelConfig(kind="hgcn"), QUICK, verbose=0)
-    with pytest.raises(ValueError, match=r"differs: train.seed\)"):
-        train(tiny_work, run, ModelConfig(kind="base"), dataclasses.replace(QUICK, seed=12), verbose=0)
-    assert len(json.loads((run / "epochs.json").read_text())) == 1  # nothing of the refused runs was mixed in
-    finished = train(tiny_work, run, ModelConfig(kind="base"), QUICK, verbose=0)
-    assert finished["model"] == "base_20" and finished["epochs_run"] == QUICK.epochs
-    with pytest.raises(ValueError, match="is a finished run"):
         train(tiny_work, run, ModelConfig(kind="base"), QUICK, verbose=0)
+    with pytest.raises(ValueError, match=r"differs: train.seed\)"):
+        train(tiny_work, run, ModelConfig(kind="hgcn"), dataclasses.replace(QUICK, seed=12), verbose=0)
+    assert len(json.loads((run / "epochs.json").read_text())) == 1  # nothing of the refused runs was mixed in
+    finished = train(tiny_work, run, ModelConfig(kind="hgcn"), QUICK, verbose=0)  # a GNN run resumed to its end
+    assert finished["model"] == "hgcn_20" and finished["epochs_run"] == QUICK.epochs
+    with pytest.raises(ValueError, match="is a finished run"):
+        train(tiny_work, run, ModelConfig(kind="hgcn"), QUICK, verbose=0)
     stranger = tmp_path / "stranger"
     stranger.mkdir()
     (stranger / "notes.txt").write_text("mine")

@@ -14,7 +14,8 @@ class SpektralGATStar(tf.keras.layers.Layer):
     ``GATConv(concat_heads=False, add_self_loops=True)`` in batch mode on each center node's star
     subgraph; its center row plus a bias-free ``Dense`` skip of the center is the output (the
     activation moves after the sum). Selected with ``--graph-impl spektral``. This is the
-    layer whose training segfaulted in most runs under oneDNN's CPU ops; ``tests/test_training.py`` guards it.
+    layer whose training segfaulted in most runs under oneDNN's CPU ops; it refuses to build under oneDNN, and
+    ``tests/test_env.py`` trains it with oneDNN off in a fresh process.
 
     **Mode**: batch. **Input**: ``center`` [nodes, F], ``neighbors`` [nodes, K, F], ``mask``
     [nodes, K]. **Output**: ``[nodes, channels]`` (and ``[nodes, heads, K+1]`` attention weights with
