@@ -141,9 +141,8 @@ def _build_into(logs_dir: Path, work_dir: Path, config: BuildConfig, progress, p
     split_of = split.assign(impressions["ts"].to_numpy())
     counts = period_counts(split, impressions["ts"].to_numpy())
     report_outside(counts, config, progress)
-    train_events = events[(events["ts"] >= split.train_start) & (events["ts"] < split.valid_start)]
-    in_train_period = ((impressions["ts"] >= split.train_start) & (impressions["ts"] < split.valid_start)).to_numpy()
-    train_impressions = impressions[in_train_period]
+    train_events = events[split.in_training_period(events["ts"].to_numpy())]
+    train_impressions = impressions[split.in_training_period(impressions["ts"].to_numpy())]
     vocabs = build_vocabularies(train_events, train_impressions, config.min_count)
     check_vocabularies(vocabs, split, config)
     write_vocabularies(vocabs, work_dir / "vocab")
@@ -151,7 +150,7 @@ def _build_into(logs_dir: Path, work_dir: Path, config: BuildConfig, progress, p
     timings["vocab_s"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    graph_events = events[(events["ts"] >= split.train_start) & (events["ts"] < split.test_end)]
+    graph_events = events[split.in_graph_period(events["ts"].to_numpy())]
     tables, graph_stats = build_graphs(graph_events, vocabs, split.snapshot_days(), config.graph, progress=progress,
                                        progress_bar=progress_bar)
     for relation, table in tables.items():

@@ -56,6 +56,16 @@ class TimeSplit:
         names = np.array(list(SPLITS) + [""], dtype=object)
         return names[np.where((slot >= 0) & (slot < 3), slot, 3)]
 
+    def in_training_period(self, ts) -> np.ndarray:
+        """Whether each time is in [train_start, valid_start): what the vocabularies and candidate PV count (both engines)."""
+        ts = np.asarray(ts)
+        return (ts >= self.train_start) & (ts < self.valid_start)
+
+    def in_graph_period(self, ts) -> np.ndarray:
+        """Whether each time is in [train_start, test_end): the events the graph snapshots are built from (both engines)."""
+        ts = np.asarray(ts)
+        return (ts >= self.train_start) & (ts < self.test_end)
+
     def snapshot_days(self) -> np.ndarray:
         """Day starts of the graph snapshots a build makes: one per day with samples, plus ``test_end``
         (the graph of the day after the log, which ``export --graph`` with this build serves)."""

@@ -48,10 +48,6 @@ PV = "candidate_pv"
 _KEPT_COLUMNS = ["src", "dst", "count", "last_ts", "weight", "rank"]
 
 
-def _train_period(frame: pd.DataFrame, split: TimeSplit) -> pd.DataFrame:
-    return frame[(frame["ts"] >= split.train_start) & (frame["ts"] < split.valid_start)]
-
-
 @beam.typehints.with_output_types(KEYED)
 class VocabSummaries(beam.DoFn):
     """Per user bucket: what the vocabularies and candidate PV count, summarized, keyed by token bucket."""
@@ -61,9 +57,10 @@ class VocabSummaries(beam.DoFn):
 
     def process(self, bucket):
         events = read_bucket(self.tmp, "events", bucket)
-        train_events = _train_period(events, self.split)
-        train_impressions = _train_period(read_bucket(self.tmp, "impressions", bucket), self.split)
-        graph = (events["ts"] >= self.split.train_start) & (events["ts"] < self.split.test_end)
+        impressions = read_bucket(self.tmp, "impressions", bucket)
+        train_events = events[self.split.in_training_period(events["ts"].to_numpy())]
+        train_impressions = impressions[self.split.in_training_period(impressions["ts"].to_numpy())]
+        graph = self.split.in_graph_period(events["ts"].to_numpy())
         yield beam.pvalue.TaggedOutput("small", ("events", len(events), len(train_events), int(graph.sum())))
         occurrences = vocabulary_occurrences(train_events, train_impressions)
         occurrences[PV] = (train_impressions["candidate"].to_numpy(dtype=object), train_impressions["ts"].to_numpy(dtype=np.int64))
@@ -140,7 +137,7 @@ class RelationPairs(beam.DoFn):
 
     def process(self, bucket, vocabs):
         events = read_bucket(self.tmp, "events", bucket)
-        events = events[(events["ts"] >= self.split.train_start) & (events["ts"] < self.split.test_end)].drop(columns="_row")
+        events = events[self.split.in_graph_period(events["ts"].to_numpy())].drop(columns="_row")
         for relation, (pairs, behaviors, outside) in relation_pairs(events, vocabs, self.config):
             yield beam.pvalue.TaggedOutput("small", ("behaviors", relation, behaviors, outside))
             for source_bucket, ref in stash(self.tmp, "pairs", to_arrow(pairs), pairs["src"].to_numpy() % self.buckets):
