@@ -169,7 +169,7 @@ def train_daily(work_dir: str | Path, run_dir: str | Path, model_config: ModelCo
 
     trained_rows, fit_seconds = sum(e["rows"] for e in entries), sum(e["fit_seconds"] for e in entries)
     rates = [e["steady_examples_per_second"] for e in entries if e["steady_examples_per_second"]]
-    return finish_run(run_dir, ranker, work, train_config, valid, valid_labels, {
+    return finish_run(run_dir, ranker, predict_fn, work, train_config, valid, valid_labels, {
         "days_run": len(entries),
         "first_day": entries[0]["day"],
         "last_day": entries[-1]["day"],

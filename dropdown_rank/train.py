@@ -120,19 +120,28 @@ def train_click_rate(work: Work) -> tuple[float, int]:
 
 
 def predictor(ranker: DropdownRanker):
-    """A ``tf.function`` giving click probabilities; Keras ``predict`` adds about 8 ms of overhead per call.
+    """A ``tf.function`` giving ``(logits, click probabilities)``; Keras ``predict`` adds about 8 ms of overhead per call.
 
-    Without AutoGraph, like every function the package traces (``CTRModel.train_step``): the model's code has no
-    Python control flow on tensors to convert, and converting it cost most of a GNN's first trace."""
-    return tf.function(lambda features: tf.sigmoid(ranker(features, training=False)), autograph=False)
+    Both outputs, so that one trace serves a run's validation, its calibration (which fits the logits) and its final
+    predictions: the trace reads the weights and the calibration as variables, so it stays valid after the best
+    checkpoint is loaded and the calibration is set. Without AutoGraph, like every function the package traces
+    (``CTRModel.train_step``): the model's code has no Python control flow on tensors to convert, and converting it
+    cost most of a GNN's first trace."""
+
+    def scores(features):
+        logits = ranker(features, training=False)
+        return logits, tf.sigmoid(logits)
+
+    return tf.function(scores, autograph=False)
 
 
-def predict(predict_fn, dataset: tf.data.Dataset) -> np.ndarray:
-    """``predict_fn`` (a ``tf.function`` of the features) over ``dataset``. It is traced once, for the dataset's
-    element spec (batch size unknown): traced per call it would trace again for the last, smaller batch, and for
-    every dataset of another length (about 1 s for a GNN each time)."""
+def predict(predict_fn, dataset: tf.data.Dataset, logits: bool = False) -> np.ndarray:
+    """Click probabilities (or, with ``logits``, logits) of a :func:`predictor` over ``dataset``. It is traced once,
+    for the dataset's element spec (batch size unknown): traced per call it would trace again for the last, smaller
+    batch, and for every dataset of another length (about 1 s for a GNN each time)."""
     predict_fn.get_concrete_function(dataset.element_spec[0])
-    return np.concatenate([predict_fn(features).numpy() for features, _ in dataset])
+    output = 0 if logits else 1
+    return np.concatenate([predict_fn(features)[output].numpy() for features, _ in dataset])
 
 
 def fit_calibration(logits: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
@@ -159,10 +168,10 @@ class ExactValidation(tf.keras.callbacks.Callback):
     the first epoch, ``early_stopping`` and ``checkpoint`` resume from the best AUC among them.
     """
 
-    def __init__(self, ranker: DropdownRanker, dataset: tf.data.Dataset, labels: np.ndarray, log_path: Path | None, history: list,
+    def __init__(self, predict_fn, dataset: tf.data.Dataset, labels: np.ndarray, log_path: Path | None, history: list,
                  early_stopping: tf.keras.callbacks.EarlyStopping, checkpoint: tf.keras.callbacks.ModelCheckpoint):
         super().__init__()
-        self.predict_fn, self.dataset, self.labels = predictor(ranker), dataset, labels
+        self.predict_fn, self.dataset, self.labels = predict_fn, dataset, labels
         self.log_path, self.history = log_path, history  # no log_path: a worker that is not the chief writes nothing
         self.early_stopping, self.checkpoint = early_stopping, checkpoint
         self._handed_over = False
@@ -376,6 +385,7 @@ def train(work_dir: str | Path, run_dir: str | Path, model_config: ModelConfig, 
     if history:
         print(f"resuming {run_dir} after epoch {len(history)}, its last backed-up epoch")
     ranker, model = compiled_model(distribution, model_config, train_config, inputs)
+    predict_fn = predictor(ranker)
     train_data, fit_options, stream_callbacks = training_input(work, model_config, train_config, cluster, first_epoch=len(history))
     rate = SteadyRate(fit_options.get("steps_per_epoch", 0) * train_config.batch_size or train_rows, train_config.batch_size)
     early_stopping = tf.keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=train_config.patience)
@@ -383,7 +393,7 @@ def train(work_dir: str | Path, run_dir: str | Path, model_config: ModelConfig, 
     callbacks = [
         rate,
         # Every worker validates: each needs val_auc to stop early at the same epoch as the others.
-        ExactValidation(ranker, valid, valid_labels, epochs_log if cluster.is_chief else None, history, early_stopping, checkpoint),
+        ExactValidation(predict_fn, valid, valid_labels, epochs_log if cluster.is_chief else None, history, early_stopping, checkpoint),
         early_stopping,
         checkpoint,
         tf.keras.callbacks.BackupAndRestore(str(backup)),
@@ -403,7 +413,7 @@ def train(work_dir: str | Path, run_dir: str | Path, model_config: ModelConfig, 
         return {"role": f"{cluster.task_type} {cluster.task_id}", "epochs_run": len(history)}
     model.load_weights(str(best))
     val_auc = [entry["val_auc"] for entry in history]
-    return finish_run(run_dir, ranker, work, train_config, valid, valid_labels, {
+    return finish_run(run_dir, ranker, predict_fn, work, train_config, valid, valid_labels, {
         "best_epoch": int(np.argmax(val_auc)) + 1 if val_auc else None,
         "epochs_run": len(val_auc),
         "val_auc_per_epoch": val_auc,
@@ -415,12 +425,13 @@ def train(work_dir: str | Path, run_dir: str | Path, model_config: ModelConfig, 
     })
 
 
-def finish_run(run_dir: Path, ranker: DropdownRanker, work: Work, train_config: TrainConfig, valid: tf.data.Dataset,
+def finish_run(run_dir: Path, ranker: DropdownRanker, predict_fn, work: Work, train_config: TrainConfig, valid: tf.data.Dataset,
                valid_labels: np.ndarray, summary: dict) -> dict:
-    """Calibrate the trained ranker, predict the validation and test days, save the run and write ``metrics.json``
-    (the test metrics, then ``summary``: how it was trained); returns the metrics."""
-    calibration = calibrate(ranker, valid, valid_labels) if train_config.calibrate else None
-    valid_frame, frame, frozen_metrics = predict_splits(ranker, work, valid, train_config.eval_batch_size)
+    """Calibrate the trained ranker, predict the validation and test days with ``predict_fn`` (its
+    :func:`predictor`), save the run and write ``metrics.json`` (the test metrics, then ``summary``: how it was
+    trained); returns the metrics."""
+    calibration = calibrate(ranker, predict_fn, valid, valid_labels) if train_config.calibrate else None
+    valid_frame, frame, frozen_metrics = predict_splits(ranker, predict_fn, work, valid, train_config.eval_batch_size)
     test_metrics = exact_metrics(frame["label"].to_numpy(), frame["prediction"].to_numpy())
     train_ctr = train_click_rate(work)[0]
     constant_logloss = exact_metrics(frame["label"].to_numpy(), np.full(len(frame), train_ctr))["logloss"]
@@ -465,13 +476,12 @@ def compiled_model(distribution: tf.distribute.Strategy, model_config: ModelConf
     return ranker, model
 
 
-def predict_splits(ranker: DropdownRanker, work: Work, valid: tf.data.Dataset, batch_size: int) -> tuple:
+def predict_splits(ranker: DropdownRanker, predict_fn, work: Work, valid: tf.data.Dataset, batch_size: int) -> tuple:
     """The trained ranker's predictions: ``(valid frame, test frame, frozen-graph metrics)``.
 
     Validation predictions are kept for model choices, which are made on validation days. A GNN also scores the
     test days with the one snapshot an export made at the end of training would ship (``prediction_frozen``)."""
     test = make_dataset(work.samples_dir, "test", ranker.config.seq_len, batch_size)
-    predict_fn = predictor(ranker)
     valid_frame = read_samples(work.samples_dir, "valid", columns=PREDICTION_COLUMNS)
     valid_frame["prediction"] = predict(predict_fn, valid)
     frame = read_samples(work.samples_dir, "test", columns=PREDICTION_COLUMNS)
@@ -513,9 +523,9 @@ def training_input(work: Work, model_config: ModelConfig, train_config: TrainCon
     return tf.keras.utils.experimental.DatasetCreator(dataset_fn), {"steps_per_epoch": steps}, []
 
 
-def calibrate(ranker: DropdownRanker, valid: tf.data.Dataset, labels: np.ndarray) -> dict:
+def calibrate(ranker: DropdownRanker, predict_fn, valid: tf.data.Dataset, labels: np.ndarray) -> dict:
     """Fit the ranker's Platt scaling on the validation days and store it in the ranker; returns what was fitted."""
-    logits = predict(tf.function(lambda features: ranker(features, training=False), autograph=False), valid)
+    logits = predict(predict_fn, valid, logits=True)
     before = exact_metrics(labels, 1.0 / (1.0 + np.exp(-logits)))["logloss"]
     scale, bias = fit_calibration(logits, labels)
     ranker.calibration.assign([scale, bias])
