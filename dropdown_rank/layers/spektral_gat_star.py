@@ -1,6 +1,5 @@
 """The attention aggregator written with spektral's GATConv over star subgraphs (reference form)."""
 
-import spektral
 import tensorflow as tf
 
 from dropdown_rank._env import onednn_enabled
@@ -35,9 +34,12 @@ class SpektralGATStar(tf.keras.layers.Layer):
         self.channels, self.heads, self.dropout_rate, self.use_bias = channels, heads, dropout_rate, use_bias
         self.activation = tf.keras.activations.get(activation)
         self.self_transform = tf.keras.layers.Dense(channels, use_bias=False, name="self_transform")
-        self.gat = spektral.layers.GATConv(channels, attn_heads=heads, concat_heads=False, dropout_rate=dropout_rate,
-                                           return_attn_coef=True, add_self_loops=True, activation=None,
-                                           use_bias=use_bias, name="gat")
+        # Imported here: spektral's package import loads its datasets and scikit-learn's model selection (about 1.4 s
+        # in every process that imports the model), and only the reference form needs it.
+        from spektral.layers import GATConv
+
+        self.gat = GATConv(channels, attn_heads=heads, concat_heads=False, dropout_rate=dropout_rate, return_attn_coef=True,
+                           add_self_loops=True, activation=None, use_bias=use_bias, name="gat")
 
     def call(self, inputs, training=None, return_attention: bool = False):
         center, neighbors, mask = inputs

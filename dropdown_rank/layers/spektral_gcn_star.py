@@ -1,5 +1,4 @@
 """The HGCN aggregator written with spektral's GCNConv over star subgraphs (reference form)."""
-import spektral
 import tensorflow as tf
 
 from dropdown_rank.layers.star_graph import star_graph
@@ -23,7 +22,11 @@ class SpektralGCNStar(tf.keras.layers.Layer):
         self.channels, self.use_bias = channels, use_bias
         self.activation = tf.keras.activations.get(activation)
         self.self_transform = tf.keras.layers.Dense(channels, use_bias=False, name="self_transform")
-        self.gcn = spektral.layers.GCNConv(channels, activation=None, use_bias=use_bias, name="gcn")
+        # Imported here: spektral's package import loads its datasets and scikit-learn's model selection (about 1.4 s
+        # in every process that imports the model), and only the reference form needs it.
+        from spektral.layers import GCNConv
+
+        self.gcn = GCNConv(channels, activation=None, use_bias=use_bias, name="gcn")
 
     def call(self, inputs):
         center, neighbors, edge_weight = inputs
