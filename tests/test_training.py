@@ -99,15 +99,14 @@ class Interrupt(tf.keras.callbacks.Callback):
 
 
 def test_same_seed_same_auc_and_an_interrupted_run_resumes_to_the_same_result(tiny_work, base_run, tmp_path):
+    """The same seed in another run directory trains the same first epoch, and its resumed run the same rest."""
     config = ModelConfig(kind="base")
     _, first = base_run
-    second = train(tiny_work, tmp_path / "b", config, QUICK, verbose=0)
-    assert round(first["test_auc"], 4) == round(second["test_auc"], 4)
-    assert first["val_auc_per_epoch"] == pytest.approx(second["val_auc_per_epoch"], abs=1e-6)
-
     with pytest.raises(KeyboardInterrupt):
         train(tiny_work, tmp_path / "c", config, QUICK, verbose=0, callbacks=[Interrupt()])
-    assert len(json.loads((tmp_path / "c" / "epochs.json").read_text())) == 1
+    interrupted = json.loads((tmp_path / "c" / "epochs.json").read_text())
+    assert len(interrupted) == 1
+    assert interrupted[0]["val_auc"] == pytest.approx(first["val_auc_per_epoch"][0], abs=1e-6)
     resumed = train(tiny_work, tmp_path / "c", config, QUICK, verbose=0)
     assert resumed["epochs_run"] == 3
     assert resumed["val_auc_per_epoch"] == pytest.approx(first["val_auc_per_epoch"], abs=1e-6)
@@ -186,8 +185,6 @@ def test_a_run_directory_refuses_another_configuration_data_or_a_finished_run(ti
 def test_a_run_killed_after_its_early_stop_was_backed_up_trains_no_further_epoch(tiny_work, tmp_path, monkeypatch):
     """Early stopping ends fit at epoch 3 (epoch 2 was best); a kill before Keras removed the backup must not add an epoch 4."""
     config, settings = ModelConfig(kind="base"), dataclasses.replace(QUICK, epochs=6, patience=1, learning_rate=0.01)
-    reference = train(tiny_work, tmp_path / "reference", config, settings, verbose=0)
-    assert reference["epochs_run"] < settings.epochs  # early stopping ended it
     monkeypatch.setattr(tf.keras.callbacks.BackupAndRestore, "on_train_end", lambda self, logs=None: None)
     finish = tf.keras.Model.load_weights
 
@@ -197,10 +194,12 @@ def test_a_run_killed_after_its_early_stop_was_backed_up_trains_no_further_epoch
     monkeypatch.setattr(tf.keras.Model, "load_weights", killed_after_fit)
     with pytest.raises(KeyboardInterrupt):
         train(tiny_work, tmp_path / "run", config, settings, verbose=0)
+    trained = json.loads((tmp_path / "run" / "epochs.json").read_text())
+    assert len(trained) < settings.epochs and (tmp_path / "run" / "backup").exists()  # early stopping ended fit
     monkeypatch.setattr(tf.keras.Model, "load_weights", finish)
     resumed = train(tiny_work, tmp_path / "run", config, settings, verbose=0)
-    assert resumed["epochs_run"] == reference["epochs_run"]
-    assert resumed["test_auc"] == pytest.approx(reference["test_auc"], abs=1e-6)
+    assert resumed["epochs_run"] == len(trained)
+    assert resumed["val_auc_per_epoch"] == [entry["val_auc"] for entry in trained]
     assert not (tmp_path / "run" / "backup").exists()
 
 
