@@ -76,7 +76,7 @@ def timed(argv: list) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--src", type=Path, default=DEFAULT_SRC, help="AOL per-user files, or the .tar.gz holding them")
-    parser.add_argument("--models", nargs="+", default=["base", "hgcn"], choices=("base", "hgcn", "attention"))
+    parser.add_argument("--models", nargs="+", default=["base", "hgcn"], choices=("base", "hgcn", "gat"))
     parser.add_argument("--batches", type=int, default=150, help="training steps per model (batch 1024)")
     parser.add_argument("--out", type=Path, help="JSON output (default: benchmarks/results/aol_dev.json)")
     args = parser.parse_args()

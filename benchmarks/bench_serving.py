@@ -2,7 +2,7 @@
 
     python benchmarks/bench_serving.py [--scale default] [--calls 500] [--rounds 5]
 
-For base_20, hgcn_20 and attention_20 (the GNNs both live and with --precompute-context), each
+For base_20, hgcn_20 and gat_20 (the GNNs both live and with --precompute-context), each
 exported and loaded with ``tf.saved_model.load``: latency p50/p99 of one dropdown request of 10
 candidates (raw strings in, ``ctr`` out), and throughput in candidate rows/second at batch 1000.
 Models are trained for one epoch first: speed does not depend on how well they rank.
@@ -20,8 +20,8 @@ EXPORTS = {
     "base_20": ("base", False),
     "hgcn_20": ("hgcn", False),
     "hgcn_20 precomputed": ("hgcn", True),
-    "attention_20": ("attention", False),
-    "attention_20 precomputed": ("attention", True),
+    "gat_20": ("gat", False),
+    "gat_20 precomputed": ("gat", True),
 }
 DIN_NAME = "DeepCTR DIN (tf.function, int ids)"
 

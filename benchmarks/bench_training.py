@@ -1,4 +1,4 @@
-"""Training throughput of base_20, base_50, hgcn_20, attention_20 (and the spektral forms) on the same data.
+"""Training throughput of base_20, base_50, hgcn_20, gat_20 (and the spektral forms) on the same data.
 
     python benchmarks/bench_training.py [--scale default] [--steps 160] [--rounds 2]
 
@@ -24,9 +24,9 @@ MODELS = {
     "base_20": dict(kind="base", seq_len=20),
     "base_50": dict(kind="base", seq_len=50),
     "hgcn_20": dict(kind="hgcn", seq_len=20),
-    "attention_20": dict(kind="attention", seq_len=20),
+    "gat_20": dict(kind="gat", seq_len=20),
     "hgcn_20 (spektral GCNConv)": dict(kind="hgcn", seq_len=20, graph_impl="spektral"),
-    "attention_20 (spektral GATConv)": dict(kind="attention", seq_len=20, graph_impl="spektral"),
+    "gat_20 (spektral GATConv)": dict(kind="gat", seq_len=20, graph_impl="spektral"),
 }
 
 
@@ -100,7 +100,7 @@ def main(argv=None):
     # spektral's GATConv refuses to build under oneDNN (TensorFlow's default); it is measured only with oneDNN off.
     from dropdown_rank._env import onednn_enabled
 
-    skipped = [name for name, spec in MODELS.items() if onednn_enabled() and spec["kind"] == "attention" and spec.get("graph_impl") == "spektral"]
+    skipped = [name for name, spec in MODELS.items() if onednn_enabled() and spec["kind"] == "gat" and spec.get("graph_impl") == "spektral"]
     models = {name: spec for name, spec in MODELS.items() if name not in skipped}
     rates = {name: [] for name in models}
     for round_ in range(args.rounds):
@@ -116,7 +116,7 @@ def main(argv=None):
         onednn[value] = json.loads(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 else {"error": done.stderr[-2000:]}
         print(f"TF_ENABLE_ONEDNN_OPTS={value}: {onednn[value]}", flush=True)
 
-    profiles = {name: op_profile(work, MODELS[name]) for name in ("base_20", "hgcn_20", "attention_20")}
+    profiles = {name: op_profile(work, MODELS[name]) for name in ("base_20", "hgcn_20", "gat_20")}
     write_result("training", {
         "scale": args.scale, "batch_size": 1024, "steps_per_measurement": args.steps, "rounds": args.rounds,
         "examples_per_second": {k: [round(v, 1) for v in vs] for k, vs in rates.items()},

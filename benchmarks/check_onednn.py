@@ -40,8 +40,8 @@ print("finished")
 """
 
 MODELS = {"base_20": ("base", "fused", "guarded"), "hgcn_20": ("hgcn", "fused", "guarded"),
-          "attention_20": ("attention", "fused", "guarded"),
-          "attention_20 (spektral GATConv)": ("attention", "spektral", "unguarded")}
+          "gat_20": ("gat", "fused", "guarded"),
+          "gat_20 (spektral GATConv)": ("gat", "spektral", "unguarded")}
 
 
 def main(argv=None):

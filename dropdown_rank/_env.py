@@ -7,7 +7,7 @@ Required (a different value the user set is kept, with a warning):
   spektral's GATConv breaks in ``call``.
 Left as TensorFlow sets it: oneDNN's CPU ops stay on (TensorFlow's default on recent x86 CPUs). With them off,
 the default models trained 33-50% slower (``benchmarks/results/training.json``). Only spektral's
-GATConv (``--graph-impl spektral`` with attention) segfaulted under oneDNN on the pinned stack
+GATConv (``--graph-impl spektral`` with ``--model gat``) segfaulted under oneDNN on the pinned stack
 (TensorFlow 2.21, tf-keras 2.21, spektral 1.3.1), so that layer refuses to build unless you start
 Python with ``TF_ENABLE_ONEDNN_OPTS=0``; ``benchmarks/check_onednn.py`` repeats the crash check.
 

@@ -161,10 +161,10 @@ def cmd_build(args) -> None:
 def _add_model_args(parser: argparse.ArgumentParser, choose_model: bool = True, epochs: bool = True) -> None:
     g = parser.add_argument_group("model")
     if choose_model:  # demo trains fixed models and uses --seq-len for the stored length
-        g.add_argument("--model", choices=("base", "hgcn", "attention"), default="base",
-                       help="ranker kind (default base): base reads ids; hgcn and attention put the GNN context module in "
-                            "front, aggregating neighbors by HGCN or by graph attention (GAT). Not to be confused with the "
-                            "target attention over the histories (layers/target_attention.py), which every kind has")
+        g.add_argument("--model", choices=("base", "hgcn", "gat"), default="base",
+                       help="ranker kind (default base): base reads ids; hgcn and gat put the GNN context module in "
+                            "front, aggregating neighbors by HGCN or by graph attention (GAT; named attention before "
+                            "2026-12, as older result files call it). Every kind pools its histories by target attention")
         g.add_argument("--seq-len", type=positive_int, default=20, help="history length L the model reads (default 20)")
         g.add_argument("--neighbors", type=positive_int, default=None,
                        help="GNN models: read the top N of each node's stored neighbors (default: all the build stores, its --neighbors)")
@@ -172,7 +172,7 @@ def _add_model_args(parser: argparse.ArgumentParser, choose_model: bool = True, 
     g.add_argument("--graph-impl", choices=("fused", "spektral"), default="fused",
                    help="fused layers (default, faster) or spektral GCNConv/GATConv over star subgraphs (same function)")
     g.add_argument("--dim", type=positive_int, default=16, help="embedding size (default 16)")
-    g.add_argument("--heads", type=positive_int, default=1, help="attention heads of the attention GNN (default 1)")
+    g.add_argument("--heads", type=positive_int, default=1, help="attention heads of the gat GNN (default 1)")
     g.add_argument("--relations", action="store_true",
                    help="GNN models: add how the candidate is related to the last L queries in the request's q2q snapshot "
                         "(edge either way, weight, age, count, recency) to the request features (the +rel variants)")
@@ -404,7 +404,7 @@ def make_parser() -> argparse.ArgumentParser:
     _add_build_args(p)
     p.set_defaults(handler=cmd_build)
 
-    p = sub.add_parser("train", help="train one ranker (base, hgcn, attention) with Keras fit")
+    p = sub.add_parser("train", help="train one ranker (base, hgcn, gat) with Keras fit")
     p.add_argument("--data", required=True, help="work directory written by `build`")
     p.add_argument("--out", required=True, help="run directory to write (on a cluster: one every task sees)")
     p.add_argument("--strategy", choices=["auto", "parameter-server"], default="auto",

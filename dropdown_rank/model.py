@@ -1,4 +1,4 @@
-"""Rankers that take raw strings: ``base`` (DIN-style) and the GNN rankers ``hgcn`` / ``attention``.
+"""Rankers that take raw strings: ``base`` (DIN-style) and the GNN rankers ``hgcn`` / ``gat``.
 
 All three share one body:
 
@@ -54,8 +54,8 @@ from dropdown_rank.layers import CandidateRelations, GraphContext, PositionBias,
 from dropdown_rank.layers.graph_context import AGE_BUCKETS, COUNT_BUCKETS
 from dropdown_rank.layers.request_features import FEATURE_GROUPS
 
-KINDS = ("base", "hgcn", "attention")
-GNN_KINDS = ("hgcn", "attention")
+KINDS = ("base", "hgcn", "gat")
+GNN_KINDS = ("hgcn", "gat")
 RELATION_OF = {kind: (relation, vocab_name) for relation, (kind, vocab_name) in RELATIONS.items()}  # by node kind
 # The graph build's default session gap. The session context does not read the work directory's build settings,
 # nor cut sessions at midnight as the build does: it is the user's recent burst of activity, not the graph's session.
@@ -91,13 +91,13 @@ class ModelConfig:
         if self.kind not in KINDS:
             raise ValueError(f"model kind must be one of {KINDS}, not {self.kind!r}")
         if self.id_time_only and self.kind == "base":
-            raise ValueError("--id-time-only applies to GNN models (hgcn, attention), not base")
+            raise ValueError("--id-time-only applies to GNN models (hgcn, gat), not base")
         if self.relations and self.kind == "base":
-            raise ValueError("--relations reads the q2q neighbor tables: it applies to GNN models (hgcn, attention), not base")
+            raise ValueError("--relations reads the q2q neighbor tables: it applies to GNN models (hgcn, gat), not base")
         if self.two_hops and not self.relations:
             raise ValueError("--two-hops extends --relations: give both")
         if self.session and self.kind == "base":
-            raise ValueError("--session-context pools graph-context vectors: it applies to GNN models (hgcn, attention), not base")
+            raise ValueError("--session-context pools graph-context vectors: it applies to GNN models (hgcn, gat), not base")
         if self.neighbors is not None and (self.kind == "base" or self.neighbors < 1):
             raise ValueError(f"neighbors={self.neighbors}: a GNN reads at least 1 neighbor per node, and base reads none")
         if self.graph_impl not in ("fused", "spektral"):
@@ -109,7 +109,7 @@ class ModelConfig:
 
     @property
     def name(self) -> str:
-        """``base_20``, ``hgcn_20``, ``attention*_20`` (``*``: neighbors carry only id and time), ``base_20+pal``
+        """``base_20``, ``hgcn_20``, ``gat*_20`` (``*``: neighbors carry only id and time), ``base_20+pal``
         (trained with the position-bias tower), ``hgcn_20+rel`` (with candidate-history relations; ``+rel+2hop``
         with two-hop ones), ``hgcn_20+ses`` (with the session context),
         ``base_20-nolag`` (without the lagged vocabulary),
@@ -134,6 +134,8 @@ class ModelConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in known}
         values.setdefault("features", ())  # runs saved before request features read sequences only
+        if values.get("kind") == "attention":  # runs saved before the graph-attention kind was named gat
+            values["kind"] = "gat"
         if values.get("kind", "base") == "base":
             values.pop("neighbors", None)  # runs saved before it was None for base recorded the default, 10
         return cls(**values)
@@ -319,7 +321,7 @@ class DropdownRanker(tf.keras.Model):
         """Load neighbor tables ``{"q2q": ..., "i2i": ...}``, each a ``NeighborTable`` (one snapshot, as
         served) or ``DailyTables`` (one per day, as trained); no retraining needed."""
         if not self.config.is_gnn:
-            raise ValueError(f"{self.config.name} has no graph context; only hgcn/attention models take neighbor tables")
+            raise ValueError(f"{self.config.name} has no graph context; only hgcn/gat models take neighbor tables")
         tables = {relation: as_daily(table) for relation, table in tables.items()}
         days = tables["q2q"].snapshot_ts
         if not np.array_equal(days, tables["i2i"].snapshot_ts) or np.any(np.diff(days) <= 0):
@@ -458,14 +460,14 @@ class DropdownRanker(tf.keras.Model):
 
     def explain(self, features) -> dict:
         """Attention weights for reports: history target attention ``[B, L]`` per history, and for
-        attention GNNs the neighbor attention ``[nodes, K+1]`` (head mean; 0 = self) of the batch's
+        ``gat`` models the neighbor attention ``[nodes, K+1]`` (head mean; 0 = self) of the batch's
         unique history and candidate nodes, with their neighbor masks."""
         parts = self.encode(features, training=False)
         out = {}
         _, out["query_history_weights"] = self.query_pool(parts["candidate"], parts["query_keys"], parts["query_mask"], return_weights=True)
         _, out["item_history_weights"] = self.item_pool(parts["candidate"], parts["item_keys"], parts["item_mask"], return_weights=True)
         out["query_mask"], out["item_mask"] = parts["query_mask"], parts["item_mask"]
-        if self.config.kind == "attention":
+        if self.config.kind == "gat":
             snapshot = self.snapshot_index(features["request_ts"])
             for kind, context in self.contexts.items():
                 ids = self.node_ids(features)[kind]

@@ -7,7 +7,7 @@
 Steps: (synthesize the world unless --logs is given) → build → train every model once per training
 seed → one evaluation report with seed-aware intervals, baselines, OOV shares and storage.
 
-* Models: base_20, base_50, hgcn_20, attention_20, hgcn*_20, attention*_20, and the position-bias
+* Models: base_20, base_50, hgcn_20, gat_20, hgcn*_20, gat*_20, and the position-bias
   (PAL) variants base_20+pal and hgcn_20+pal (``--no-position-bias`` leaves those out). The
   candidate-history relation variants hgcn_20+rel, hgcn_20+rel+pal, hgcn_20+rel+2hop, hgcn_20+rel+ses and
   hgcn*_20+rel are known too. Every
@@ -41,9 +41,9 @@ MODELS = [
     ModelConfig(kind="base", seq_len=20),
     ModelConfig(kind="base", seq_len=50),
     ModelConfig(kind="hgcn", seq_len=20),
-    ModelConfig(kind="attention", seq_len=20),
+    ModelConfig(kind="gat", seq_len=20),
     ModelConfig(kind="hgcn", seq_len=20, id_time_only=True),
-    ModelConfig(kind="attention", seq_len=20, id_time_only=True),
+    ModelConfig(kind="gat", seq_len=20, id_time_only=True),
 ]
 POSITION_BIAS_MODELS = [
     ModelConfig(kind="base", seq_len=20, position_bias=True),

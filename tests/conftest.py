@@ -100,11 +100,11 @@ def tiny_work_short_windows(tiny_logs, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_runs(tiny_work, tmp_path_factory):
-    """base_20 and attention_20 trained briefly on the tiny world, shared by evaluation and export tests."""
+    """base_20 and gat_20 trained briefly on the tiny world, shared by evaluation and export tests."""
     from dropdown_rank.model import ModelConfig
     from dropdown_rank.train import TrainConfig, train
 
-    configs = (ModelConfig(kind="base"), ModelConfig(kind="attention"))
+    configs = (ModelConfig(kind="base"), ModelConfig(kind="gat"))
 
     def make(root):
         for config in configs:

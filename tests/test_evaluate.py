@@ -384,8 +384,8 @@ def test_report_on_a_tiny_world(tiny_work, tiny_runs, tmp_path, capsys):
     samples = read_samples(tiny_work / "samples", "test", columns=["request_id", "user_id", "candidate", "request_ts", "position", "label",
                                                                   "activity"] + ["user_candidate_count"] * has_count)
     truth = samples.merge(pd.read_parquet(tiny_work / "truth.parquet"), on=["request_id", "candidate"], how="left")
-    expected = {"base_20", "attention_20", "legacy order", "constant CTR", "oracle", "relevance oracle", "random order",
-                "attention_20 (frozen graph)"}
+    expected = {"base_20", "gat_20", "legacy order", "constant CTR", "oracle", "relevance oracle", "random order",
+                "gat_20 (frozen graph)"}
     assert set(report["models"]) == expected | ({"personal count, then position"} if has_count else set())
     assert bool(report["baselines_skipped"]) != has_count
     overall = {m: report["models"][m]["all"]["all"] for m in report["models"]}
@@ -406,8 +406,8 @@ def test_report_on_a_tiny_world(tiny_work, tiny_runs, tmp_path, capsys):
     assert overall["legacy order"]["mrr"]["value"] == pytest.approx(float((1.0 / first_rank).mean()), abs=1e-12)
     assert overall["legacy order"]["clicked_requests"] == len(first_rank)
     assert overall["legacy order"]["requests_without_click"] == samples["request_id"].nunique() - len(first_rank)
-    vs_legacy = next(p for p in report["pairs"] if (p["a"], p["b"], p["slice"]) == ("attention_20", "legacy order", "all"))
-    assert vs_legacy["auc"]["value"] == pytest.approx(overall["attention_20"]["auc"]["value"] - overall["legacy order"]["auc"]["value"])
+    vs_legacy = next(p for p in report["pairs"] if (p["a"], p["b"], p["slice"]) == ("gat_20", "legacy order", "all"))
+    assert vs_legacy["auc"]["value"] == pytest.approx(overall["gat_20"]["auc"]["value"] - overall["legacy order"]["auc"]["value"])
     # The constant CTR: the training split's click rate for every test impression.
     train_rate = read_samples(tiny_work / "samples", "train", columns=["label"])["label"].mean()
     q = samples["label"].mean()
@@ -421,11 +421,11 @@ def test_report_on_a_tiny_world(tiny_work, tiny_runs, tmp_path, capsys):
         assert overall["personal count, then position"]["auc"]["value"] == pytest.approx(roc_auc_score(samples["label"], personal), abs=1e-12)
         assert "logloss" not in overall["personal count, then position"]
         assert any((p["a"], p["b"], p["slice"]) == ("base_20", "personal count, then position", "pv") for p in report["pairs"])
-    predictions = pd.read_parquet(tiny_runs["attention_20"] / "predictions" / "test.parquet")
-    assert overall["attention_20 (frozen graph)"]["auc"]["value"] == pytest.approx(
+    predictions = pd.read_parquet(tiny_runs["gat_20"] / "predictions" / "test.parquet")
+    assert overall["gat_20 (frozen graph)"]["auc"]["value"] == pytest.approx(
         roc_auc_score(predictions["label"], predictions["prediction_frozen"]), abs=1e-12)
-    pair = next(p for p in report["pairs"] if p["b"] == "attention_20 (frozen graph)")
-    assert pair["seed_pairing"] == "same seed" and report["frozen_graph"] == ["attention_20"]
+    pair = next(p for p in report["pairs"] if p["b"] == "gat_20 (frozen graph)")
+    assert pair["seed_pairing"] == "same seed" and report["frozen_graph"] == ["gat_20"]
 
     # The simulated A/B test, recomputed here with pandas: the legacy order earns the logged expected clicks (positions are
     # 0..n-1), the relevance order earns the most, and a model's order is its scores sorted within each request.
@@ -466,7 +466,7 @@ def test_report_on_a_tiny_world(tiny_work, tiny_runs, tmp_path, capsys):
     # OOV: the user share overall, against the run's vocabulary read independently.
     users = set(pd.read_parquet(tiny_runs["base_20"] / "vocab" / "users.parquet")["token"])
     [oov] = report["oov"]
-    assert oov["seq_len"] == 20 and set(oov["models"]) == {"base_20", "attention_20"}
+    assert oov["seq_len"] == 20 and set(oov["models"]) == {"base_20", "gat_20"}
     assert oov["shares"]["all"]["all"]["user"] == pytest.approx(float((~samples["user_id"].isin(users)).mean()), abs=1e-12)
 
     # Degree slice: each row's candidate degree in the q2q snapshot of its day, found here by merge_asof and per-snapshot
@@ -488,7 +488,7 @@ def test_report_on_a_tiny_world(tiny_work, tiny_runs, tmp_path, capsys):
     assert list(counted) == ["0", "1-4", "5+"] and report["slices"]["degree_edges"] == [1, 5]
     assert counted == {"0": degree.count(0), "1-4": sum(1 <= d < 5 for d in degree), "5+": sum(d >= 5 for d in degree)}
 
-    for name in ("auc_by_activity.png", "auc_by_pv.png", "auc_by_degree.png", "storage_vs_auc.png", "attention_attention_20.png",
+    for name in ("auc_by_activity.png", "auc_by_pv.png", "auc_by_degree.png", "storage_vs_auc.png", "attention_gat_20.png",
                  "online_lift_by_activity.png"):
         assert (out / name).stat().st_size > 1000, name
     # The tiny test days leave a fixed activity bucket with fewer than 30 users: the report says so and uses quartiles.
@@ -500,16 +500,16 @@ def test_report_on_a_tiny_world(tiny_work, tiny_runs, tmp_path, capsys):
         assert report["slices"]["activity_edges"] == sorted({max(1, int(e)) for e in np.quantile(first, [0.25, 0.5, 0.75], method="higher")})
     assert [b.split()[0] for b in report["models"]["base_20"]["pv"]] == ["tail", "torso", "head"]
     storage = report["storage"]["models"]
-    assert storage["attention_20"]["parts"]["neighbor_tables"] > 0 and "neighbor_tables" not in storage["base_20"]["parts"]
-    assert storage["attention_20"]["parts"]["neighbor_tables"] == sum(f.stat().st_size for f in (tiny_work / "graph").glob("*.npz"))
-    assert storage["attention_20"]["if_neighbors_in_every_example"]["total_bytes"] > storage["attention_20"]["total_bytes"]
+    assert storage["gat_20"]["parts"]["neighbor_tables"] > 0 and "neighbor_tables" not in storage["base_20"]["parts"]
+    assert storage["gat_20"]["parts"]["neighbor_tables"] == sum(f.stat().st_size for f in (tiny_work / "graph").glob("*.npz"))
+    assert storage["gat_20"]["if_neighbors_in_every_example"]["total_bytes"] > storage["gat_20"]["total_bytes"]
     assert report["storage"]["measured"]["row_features"] == [c for c in ROW_FEATURES if c in test_columns]
-    profile = report["attention_profiles"]["attention_20"]
+    profile = report["attention_profiles"]["gat_20"]
     assert len(profile["neighbor_rank"]["query"]) == 11 and len(profile["history_position"]["item"]) == 20
     markdown = (out / "report.md").read_text()
     for heading in ("## Overall", "### Against the baselines", "## By user activity", "## By candidate query PV", "## Storage",
                     "## Online: the simulated A/B test", "Why the two can disagree",
-                    "## By candidate neighbor degree", "## Attention in attention_20", "legacy order (baseline)", "oracle (ceiling)",
+                    "## By candidate neighbor degree", "## Attention in gat_20", "legacy order (baseline)", "oracle (ceiling)",
                     "One seed per model", "| constant CTR (baseline) |", "Δlogloss vs constant CTR",
                     f"- Calibration: constant CTR (train click rate p={train_rate:.4f}"):
         assert heading in markdown, heading
@@ -546,21 +546,21 @@ def copy_run(source, target, seed=None, noise=None, weights=False):
 
 
 def test_runs_of_one_model_are_grouped_as_seeds(tiny_work, tiny_runs, tmp_path):
-    """Two runs named attention_20 (seeds 3 and 4) are one model: its value is the mean of the two exact AUCs.
+    """Two runs named gat_20 (seeds 3 and 4) are one model: its value is the mean of the two exact AUCs.
 
     The runs' predictions lack ``position`` (older runs): the legacy order reads it from the test samples.
     """
     copy_run(tiny_runs["base_20"], tmp_path / "base_20")
-    first = copy_run(tiny_runs["attention_20"], tmp_path / "attention_20_seed3", weights=True)
+    first = copy_run(tiny_runs["gat_20"], tmp_path / "gat_20_seed3", weights=True)
     rng = np.random.default_rng(0)
-    second = copy_run(tiny_runs["attention_20"], tmp_path / "attention_20_seed4", seed=4, noise=lambda n: rng.normal(0, 0.05, n))
+    second = copy_run(tiny_runs["gat_20"], tmp_path / "gat_20_seed4", seed=4, noise=lambda n: rng.normal(0, 0.05, n))
 
     out = tmp_path / "report"
-    assert main(["evaluate", "--data", str(tiny_work), "--runs", *(str(tmp_path / d) for d in ("base_20", "attention_20_seed3", "attention_20_seed4")),
+    assert main(["evaluate", "--data", str(tiny_work), "--runs", *(str(tmp_path / d) for d in ("base_20", "gat_20_seed3", "gat_20_seed4")),
                  "--out", str(out), "--bootstrap", "50", "--no-storage"]) == 0
     report = json.loads((out / "report.json").read_text())
-    assert report["seeds"] == {"base_20": [3], "attention_20": [3, 4]}
-    cell = report["models"]["attention_20"]["all"]["all"]["auc"]
+    assert report["seeds"] == {"base_20": [3], "gat_20": [3, 4]}
+    cell = report["models"]["gat_20"]["all"]["all"]["auc"]
     per_seed = [roc_auc_score(first["label"], first["prediction"]), roc_auc_score(second["label"], second["prediction"])]
     assert cell["per_seed"] == pytest.approx(per_seed, abs=1e-9) and cell["value"] == pytest.approx(np.mean(per_seed), abs=1e-9)
     assert cell["sd"] == pytest.approx(np.std(per_seed, ddof=1), abs=1e-9)
@@ -595,7 +595,7 @@ def test_report_on_validation_days(tiny_work, tiny_runs, tmp_path):
     test_rows = len(read_samples(tiny_work / "samples", "test", columns=["label"]))
     assert len(samples) != test_rows  # else the row counts below could not tell the splits apart
     overall = {m: report["models"][m]["all"]["all"] for m in report["models"]}
-    assert set(overall) == {"base_20", "attention_20", LEGACY, PERSONAL, CONSTANT, "oracle", "relevance oracle", "random order"}
+    assert set(overall) == {"base_20", "gat_20", LEGACY, PERSONAL, CONSTANT, "oracle", "relevance oracle", "random order"}
     # The simulated A/B test reads the validation days' truth: the legacy order earns their logged expected clicks.
     assert overall[LEGACY]["expected_clicks"]["value"] == pytest.approx(truth.groupby("request_id")["p_click"].sum().mean(), abs=1e-12)
     assert report["frozen_graph"] == [] and "test_period" not in report  # the frozen graph is scored on test days only
@@ -617,7 +617,7 @@ def test_report_on_validation_days(tiny_work, tiny_runs, tmp_path):
     assert overall[CONSTANT]["logloss"]["value"] == pytest.approx(-(q * np.log(train_rate) + (1 - q) * np.log(1 - train_rate)), abs=1e-12)
     users = set(pd.read_parquet(tiny_runs["base_20"] / "vocab" / "users.parquet")["token"])
     assert report["oov"][0]["shares"]["all"]["all"]["user"] == pytest.approx(float((~samples["user_id"].isin(users)).mean()), abs=1e-12)
-    assert len(report["attention_profiles"]["attention_20"]["history_position"]["query"]) == 20
+    assert len(report["attention_profiles"]["gat_20"]["history_position"]["query"]) == 20
 
     # The period is the work directory's [valid_start, test_start), and the header names the split and its days.
     split = json.loads((tiny_work / "build.json").read_text())["split"]
@@ -640,7 +640,7 @@ def test_validation_report_needs_valid_predictions_and_a_known_split(tiny_work, 
     copy_run(tiny_runs["base_20"], old)
     (old / "predictions" / "valid.parquet").unlink()  # a run trained before runs wrote their validation predictions
     with pytest.raises(FileNotFoundError, match=rf"{old}: no predictions/valid.parquet .*retrain it"):
-        evaluate(tiny_work, [tiny_runs["attention_20"], old], tmp_path / "report", replicates=10, storage=False, split="valid")
+        evaluate(tiny_work, [tiny_runs["gat_20"], old], tmp_path / "report", replicates=10, storage=False, split="valid")
     with pytest.raises(ValueError, match="split must be one of 'test', 'valid', not 'train'"):
         evaluate(tiny_work, [tiny_runs["base_20"]], tmp_path / "report", replicates=10, storage=False, split="train")
     assert not (tmp_path / "report").exists()

@@ -29,11 +29,11 @@ from conftest import made_once
 def exports(tiny_runs, tmp_path_factory):
     def make(root):
         assert main(["export", "--run", str(tiny_runs["base_20"]), "--out", str(root / "base")]) == 0
-        assert main(["export", "--run", str(tiny_runs["attention_20"]), "--out", str(root / "attention")]) == 0
-        assert main(["export", "--run", str(tiny_runs["attention_20"]), "--out", str(root / "attention_pre"), "--precompute-context"]) == 0
+        assert main(["export", "--run", str(tiny_runs["gat_20"]), "--out", str(root / "gat")]) == 0
+        assert main(["export", "--run", str(tiny_runs["gat_20"]), "--out", str(root / "gat_pre"), "--precompute-context"]) == 0
 
     root = made_once(tmp_path_factory, "exports", make)
-    return {"base": root / "base", "attention": root / "attention", "attention_precomputed": root / "attention_pre"}
+    return {"base": root / "base", "gat": root / "gat", "gat_precomputed": root / "gat_pre"}
 
 
 def serve(path):
@@ -49,7 +49,7 @@ def scores_on_test_split(tiny_work, path):
     return np.concatenate(scores)
 
 
-@pytest.mark.parametrize("name,run", [("base", "base_20"), ("attention", "attention_20"), ("attention_precomputed", "attention_20")])
+@pytest.mark.parametrize("name,run", [("base", "base_20"), ("gat", "gat_20"), ("gat_precomputed", "gat_20")])
 def test_saved_model_matches_the_in_memory_model_on_the_whole_test_split(tiny_work, tiny_runs, exports, name, run):
     expected = predict(predictor(load_run(tiny_runs[run])), make_dataset(tiny_work / "samples", "test", 20, 1024))
     got = scores_on_test_split(tiny_work, exports[name])  # fed 50-long histories: the model keeps the latest 20
@@ -58,18 +58,18 @@ def test_saved_model_matches_the_in_memory_model_on_the_whole_test_split(tiny_wo
 
 
 def test_model_card_example_request_and_cli_listing(exports):
-    card = json.loads((exports["attention"] / "model_card.json").read_text())
-    assert card["model"] == "attention_20" and card["seq_len"] == 20 and card["neighbors"] == 10
+    card = json.loads((exports["gat"] / "model_card.json").read_text())
+    assert card["model"] == "gat_20" and card["seq_len"] == 20 and card["neighbors"] == 10
     assert card["graph"]["context_precomputed"] is False and set(card["signature"]["inputs"]) == set(SIGNATURE)
     windows = card["signature"]["counter_windows"]  # the tiny world's build used the defaults
     assert (windows["personal_days"], windows["popularity_days"]) == (365.0, 30)
     assert 0.0 < card["test_auc"] < 1.0 and card["training_period"]["start_ts"] < card["training_period"]["end_ts"]
-    body = json.loads((exports["attention"] / "serving_example.json").read_text())
+    body = json.loads((exports["gat"] / "serving_example.json").read_text())
     assert 1 <= len(body["instances"]) <= 10
-    _, signature = serve(exports["attention"])
+    _, signature = serve(exports["gat"])
     assert signature(**instances_to_tensors(body))["ctr"].shape == (len(body["instances"]),)
     listing = subprocess.run([sys.executable, "-m", "tensorflow.python.tools.saved_model_cli", "show", "--dir",
-                              str(exports["attention"]), "--all"], capture_output=True, text=True, timeout=300).stdout
+                              str(exports["gat"]), "--all"], capture_output=True, text=True, timeout=300).stdout
     assert "signature_def['serving_default']" in listing
     assert "inputs['query_history'] tensor_info" in listing and "outputs['ctr'] tensor_info" in listing
 
@@ -130,7 +130,7 @@ CONTRACT_ERRORS = {
 @pytest.mark.slow
 def test_loads_and_serves_in_a_process_with_only_tensorflow(exports):
     env = {"PATH": "/usr/bin:/bin"}  # no TF_USE_LEGACY_KERAS: a plain tensorflow user
-    for name in ("attention", "attention_precomputed"):
+    for name in ("gat", "gat_precomputed"):
         result = subprocess.run([sys.executable, "-c", BARE_PROCESS, str(exports[name])], capture_output=True, text=True,
                                 env=env, timeout=300)
         assert result.returncode == 0, result.stderr[-3000:]
@@ -163,24 +163,24 @@ def request(rows=3, length=4, **override):
 def test_unseen_ids_read_the_one_oov_row(tiny_runs, exports):
     """Unseen ids of every kind share the OOV row: two different sets of unseen ids score the same, while a known
     candidate (known by the request's day) scores differently, and the in-memory ranker agrees."""
-    _, signature = serve(exports["attention"])
+    _, signature = serve(exports["gat"])
     late = {"request_ts": tf.constant([1799999999] * 3, tf.int64)}  # after every id's known-since day
     unseen = signature(**request(**late))["ctr"].numpy()
     # The candidate's length is a feature (the characters it adds to the prefix): unseen strings of equal length.
     other_unseen = request(**late, user_id=tf.constant(["another new user"] * 3), candidate=tf.constant(["an unheard item"] * 3),
                            query_history=tf.constant([["other q", "", "", ""]] * 3), item_history=tf.constant([["other i", "", "", ""]] * 3))
     np.testing.assert_array_equal(signature(**other_unseen)["ctr"].numpy(), unseen)
-    known = read_vocabulary(tiny_runs["attention_20"] / "vocab", "queries")[1:4]
+    known = read_vocabulary(tiny_runs["gat_20"] / "vocab", "queries")[1:4]
     with_known = signature(**request(**late, candidate=tf.constant(known)))["ctr"].numpy()
     with_unseen = signature(**request(**late, candidate=tf.constant(["#" * len(k) for k in known])))["ctr"].numpy()
     assert np.all(np.abs(with_known - with_unseen) > 1e-6)
-    ranker = load_run(tiny_runs["attention_20"])
+    ranker = load_run(tiny_runs["gat_20"])
     in_memory = tf.sigmoid(ranker({k: v for k, v in request(**late).items()}, training=False)).numpy()
     np.testing.assert_allclose(in_memory, unseen, atol=1e-6)
 
 
 def test_empty_histories_score_and_padding_does_not_matter(exports):
-    _, signature = serve(exports["attention"])
+    _, signature = serve(exports["gat"])
     none = {"query_history": tf.zeros([3, 0], tf.string), "query_history_ts": tf.zeros([3, 0], tf.int64),
             "item_history": tf.zeros([3, 0], tf.string), "item_history_ts": tf.zeros([3, 0], tf.int64)}
     padded = {"query_history": tf.fill([3, 7], ""), "query_history_ts": tf.fill([3, 7], tf.constant(5, tf.int64)),
@@ -199,7 +199,7 @@ def test_histories_longer_than_l_keep_the_most_recent(tiny_work, exports):
 
 
 def test_mismatched_history_and_timestamps_are_a_clear_error(exports):
-    _, signature = serve(exports["attention"])
+    _, signature = serve(exports["gat"])
     with pytest.raises(tf.errors.InvalidArgumentError, match="query_history and query_history_ts must have the same shape"):
         signature(**request(query_history_ts=tf.zeros([3, 2], tf.int64)))
     with pytest.raises(tf.errors.InvalidArgumentError, match="candidate has a different batch size than user_id"):
@@ -207,7 +207,7 @@ def test_mismatched_history_and_timestamps_are_a_clear_error(exports):
 
 
 def test_blank_candidates_millisecond_times_and_future_histories_are_refused(exports):
-    _, signature = serve(exports["attention"])
+    _, signature = serve(exports["gat"])
     with pytest.raises(tf.errors.InvalidArgumentError, match=r'candidate is blank \(empty or whitespace only\).*first rows:\] \[0 2\]'):
         signature(**request(candidate=tf.constant(["", "an unseen query", " "])))
     with pytest.raises(tf.errors.InvalidArgumentError, match="request_ts is after the year 2200: send epoch seconds, not milliseconds"):
@@ -265,13 +265,13 @@ def test_a_new_graph_is_swapped_in_at_export_without_retraining(tiny_logs, tiny_
     # Another build of the same logs with a different co-occurrence rule stands in for a new day's graph.
     config = BuildConfig(split=SplitConfig(valid_days=2, test_days=2), graph=GraphConfig(mode="window", window_minutes=5))
     build(tiny_logs, tmp_path / "work2", config, progress=lambda *a: None, progress_bar=False)
-    assert main(["export", "--run", str(tiny_runs["attention_20"]), "--out", str(tmp_path / "swapped"), "--graph", str(tmp_path / "work2")]) == 0
+    assert main(["export", "--run", str(tiny_runs["gat_20"]), "--out", str(tmp_path / "swapped"), "--graph", str(tmp_path / "work2")]) == 0
     card = json.loads((tmp_path / "swapped" / "model_card.json").read_text())
     assert card["graph"]["swapped"] is True
-    before = scores_on_test_split(tiny_work, exports["attention"])
+    before = scores_on_test_split(tiny_work, exports["gat"])
     after = scores_on_test_split(tiny_work, tmp_path / "swapped")
     assert after.shape == before.shape and not np.allclose(after, before, atol=1e-4)
-    expected = predict(predictor(load_run(tiny_runs["attention_20"], graph_dir=tmp_path / "work2")),
+    expected = predict(predictor(load_run(tiny_runs["gat_20"], graph_dir=tmp_path / "work2")),
                        make_dataset(tiny_work / "samples", "test", 20, 1024))
     np.testing.assert_allclose(after, expected, atol=1e-5)
 
@@ -304,8 +304,8 @@ def test_export_replaces_only_an_earlier_export(tiny_runs, tmp_path, capsys):
     out.mkdir()  # an empty directory is fine
     assert main(["export", "--run", str(tiny_runs["base_20"]), "--out", str(out)]) == 0
     assert card_of(out)["tool"] == "dropdown_rank export" and card_of(out)["model"] == "base_20"
-    assert main(["export", "--run", str(tiny_runs["attention_20"]), "--out", str(out)]) == 0  # an earlier export: replaced
-    assert card_of(out)["model"] == "attention_20" and siblings(out) == []
+    assert main(["export", "--run", str(tiny_runs["gat_20"]), "--out", str(out)]) == 0  # an earlier export: replaced
+    assert card_of(out)["model"] == "gat_20" and siblings(out) == []
     serve(out)
 
     assert main(["export", "--run", str(tiny_runs["base_20"]), "--out", str(unrelated), "--overwrite"]) == 0
@@ -357,7 +357,7 @@ def test_a_killed_export_leaves_the_previous_export_intact(tiny_runs, tmp_path):
     processes = {}
     for point in points:
         shutil.copytree(first, outs[point])
-        processes[point] = subprocess.Popen([sys.executable, "-c", KILLED_EXPORT, str(tiny_runs["attention_20"]), str(outs[point]), point],
+        processes[point] = subprocess.Popen([sys.executable, "-c", KILLED_EXPORT, str(tiny_runs["gat_20"]), str(outs[point]), point],
                                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     for point in points:
         out = outs[point]
@@ -380,12 +380,12 @@ def test_an_export_killed_at_a_random_time_leaves_either_export_complete(tiny_ru
     assert main(["export", "--run", str(tiny_runs["base_20"]), "--out", str(out)]) == 0
     rng = random.Random(11)
     for _ in range(3):
-        process = subprocess.Popen([sys.executable, "-m", "dropdown_rank.cli", "export", "--run", str(tiny_runs["attention_20"]),
+        process = subprocess.Popen([sys.executable, "-m", "dropdown_rank.cli", "export", "--run", str(tiny_runs["gat_20"]),
                                     "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         time.sleep(rng.uniform(4.0, 13.0))  # an export process takes about 11 s here: from import to the swap
         process.send_signal(signal.SIGKILL)
         process.communicate(timeout=300)
-        assert card_of(out)["model"] in ("base_20", "attention_20")  # the previous or the new export, whole
+        assert card_of(out)["model"] in ("base_20", "gat_20")  # the previous or the new export, whole
         _, signature = serve(out)
         assert signature(**request())["ctr"].shape == (3,)
 

@@ -223,22 +223,22 @@ def paired_contexts(aggregator, use_edge_weight, heads=1):
 
 
 @pytest.mark.parametrize("aggregator,use_edge_weight,heads", [("hgcn", True, 1), ("hgcn", False, 1),
-                                                              pytest.param("attention", True, 1, marks=pytest.mark.onednn_off),
-                                                              pytest.param("attention", False, 2, marks=pytest.mark.onednn_off)])
+                                                              pytest.param("gat", True, 1, marks=pytest.mark.onednn_off),
+                                                              pytest.param("gat", False, 2, marks=pytest.mark.onednn_off)])
 @pytest.mark.parametrize("training", [True, False], ids=["factorized (training)", "gathered (inference)"])
 def test_fused_graph_context_equals_spektral_form(aggregator, use_edge_weight, heads, training):
     fused, reference, ids, embeddings = paired_contexts(aggregator, use_edge_weight, heads)
     out = fused(ids, embeddings, training=training)
     assert out.shape == (2, 3, DIM)
     np.testing.assert_allclose(out, reference(ids, embeddings), atol=1e-5)
-    if aggregator == "attention":
+    if aggregator == "gat":
         _, a = fused.node_context(tf.constant([7, 12]), embeddings, training=training, return_attention=True)
         _, b = reference.node_context(tf.constant([7, 12]), embeddings, return_attention=True)
         np.testing.assert_allclose(a, b, atol=1e-6)
 
 
 def test_unique_node_computation_equals_per_occurrence():
-    fused, ids, embeddings = fused_context("attention", True)
+    fused, ids, embeddings = fused_context("gat", True)
     per_occurrence = tf.reshape(fused.node_context(tf.reshape(ids, [-1]), embeddings), [2, 3, DIM])
     np.testing.assert_allclose(fused(ids, embeddings), per_occurrence, atol=1e-6)
     np.testing.assert_allclose(tf.gather(fused.precompute(embeddings), ids), per_occurrence, atol=1e-6)
@@ -263,7 +263,7 @@ def test_tables_are_swappable_and_shape_checked(tmp_path):
     np.testing.assert_allclose(saved_round_trip(tmp_path, fused, specs, (ids, embeddings)), fused(ids, embeddings), atol=1e-6)
 
 
-@pytest.mark.parametrize("aggregator", ["hgcn", "attention"])
+@pytest.mark.parametrize("aggregator", ["hgcn", "gat"])
 @pytest.mark.parametrize("training", [True, False])
 def test_each_row_reads_its_own_snapshot(aggregator, training):
     """Two daily snapshots held together: a row of snapshot s gets exactly what a layer holding only s gives."""
@@ -284,7 +284,7 @@ def test_each_row_reads_its_own_snapshot(aggregator, training):
         fused.set_tables(**dict(history(day0), first_version=history(day0)["first_version"][:-1]))
 
 
-@pytest.mark.parametrize("aggregator", ["hgcn", "attention"])
+@pytest.mark.parametrize("aggregator", ["hgcn", "gat"])
 def test_training_touches_only_the_batch_nodes_and_their_neighbors(aggregator):
     """The training path's embedding gradient is IndexedSlices over the node and its neighbors' rows
     (plus padding), never a dense [V, F] matrix: a step's cost must not grow with the vocabulary."""
@@ -302,7 +302,7 @@ def test_training_touches_only_the_batch_nodes_and_their_neighbors(aggregator):
 
 
 def test_precompute_in_chunks_equals_one_pass():
-    fused, _, embeddings = fused_context("attention", True)
+    fused, _, embeddings = fused_context("gat", True)
     np.testing.assert_allclose(fused.precompute(embeddings, chunk=7), fused.precompute(embeddings, chunk=NODES), atol=1e-6)
 
 

@@ -91,7 +91,12 @@ def test_config_names_and_validation():
     assert ModelConfig(kind="hgcn", position_bias=True, lagged_vocab=False).name == "hgcn_20+pal-nolag"
     with pytest.raises(ValueError, match="--id-time-only applies to GNN models"):
         ModelConfig(kind="base", id_time_only=True)
-    assert ModelConfig.from_dict(ModelConfig(kind="attention").to_dict()) == ModelConfig(kind="attention")
+    assert ModelConfig.from_dict(ModelConfig(kind="gat").to_dict()) == ModelConfig(kind="gat")
+    # a run saved when the graph-attention kind was called attention loads, resumes and evaluates as gat
+    renamed = ModelConfig.from_dict({**ModelConfig(kind="gat", id_time_only=True).to_dict(), "kind": "attention"})
+    assert renamed == ModelConfig(kind="gat", id_time_only=True) and renamed.name == "gat*_20"
+    with pytest.raises(ValueError, match="model kind must be one of"):
+        ModelConfig(kind="attention")
     # a run saved before request features existed read sequences only, and keeps its name
     saved = {k: v for k, v in ModelConfig(kind="base").to_dict().items() if k != "features"}
     assert ModelConfig.from_dict(saved).features == () and ModelConfig.from_dict(saved).name == "base_20-nofeat"
@@ -99,7 +104,7 @@ def test_config_names_and_validation():
         ModelConfig(features=("clicks",))
 
 
-@pytest.mark.parametrize("kind", ["base", "hgcn", "attention"])
+@pytest.mark.parametrize("kind", ["base", "hgcn", "gat"])
 def test_padded_positions_have_no_effect_and_long_histories_keep_the_latest(tiny, kind):
     _, vocabularies, tables, (features, _) = tiny
     ranker = make_ranker(ModelConfig(kind=kind, seq_len=20), vocabularies, tables)
@@ -146,7 +151,7 @@ def test_oov_rows_are_trained_only_with_the_lagged_vocabulary(tiny, lagged):
 
 def test_swapping_tables_changes_predictions_and_keeps_shapes(tiny):
     work, vocabularies, tables, (features, _) = tiny
-    ranker = make_ranker(ModelConfig(kind="attention"), vocabularies, tables)
+    ranker = make_ranker(ModelConfig(kind="gat"), vocabularies, tables)
     before = ranker(features).numpy()
     shapes = [v.shape for v in ranker.weights]
     rng = np.random.default_rng(0)
@@ -160,7 +165,7 @@ def test_swapping_tables_changes_predictions_and_keeps_shapes(tiny):
     assert not np.allclose(before, after)
     ranker.set_graph(tables)
     np.testing.assert_allclose(ranker(features), before, atol=1e-6)
-    with pytest.raises(ValueError, match="only hgcn/attention models take neighbor tables"):
+    with pytest.raises(ValueError, match="only hgcn/gat models take neighbor tables"):
         make_ranker(ModelConfig(kind="base"), vocabularies).set_graph(tables)
 
 
@@ -168,7 +173,7 @@ def test_swapping_tables_changes_predictions_and_keeps_shapes(tiny):
                                     ModelConfig(kind="hgcn"), ModelConfig(kind="hgcn", id_time_only=True),
                                     # spektral's GATConv form is not repeated here: test_layers.py shows it computes what the
                                     # fused attention computes, in training and inference, and the oneDNN-off child trains it
-                                    ModelConfig(kind="attention"),
+                                    ModelConfig(kind="gat"),
                                     # every GNN option in one model: each adds inputs the ranker must still learn through
                                     ModelConfig(kind="hgcn", position_bias=True, relations=True, two_hops=True, session=True)],
                          ids=lambda c: f"{c.name}-{c.graph_impl}-pal{int(c.position_bias)}")
@@ -200,9 +205,9 @@ def test_each_model_trains_and_learns_to_rank(tiny, config):
 def test_a_spektral_gatconv_run_trains_validates_calibrates_and_reloads(tiny_work, tmp_path):
     """The whole of ``train`` (per-epoch validation, calibration, frozen-graph test scores, save) with spektral's GATConv,
     then the run reloaded in this process scores as it did."""
-    metrics = train(tiny_work, tmp_path / "run", ModelConfig(kind="attention", graph_impl="spektral"),
+    metrics = train(tiny_work, tmp_path / "run", ModelConfig(kind="gat", graph_impl="spektral"),
                     TrainConfig(epochs=1, batch_size=512, seed=3), verbose=0)
-    assert metrics["model"] == "attention_20" and metrics["epochs_run"] == 1 and metrics["calibration"]["scale"] > 0
+    assert metrics["model"] == "gat_20" and metrics["epochs_run"] == 1 and metrics["calibration"]["scale"] > 0
     reloaded = predict(predictor(load_run(tmp_path / "run")), make_dataset(tiny_work / "samples", "test", 20, 4096))
     np.testing.assert_allclose(reloaded, read_predictions(tmp_path / "run")["prediction_frozen"], atol=1e-6)
 

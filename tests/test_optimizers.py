@@ -112,7 +112,7 @@ def test_ctr_model_step_moves_an_embedding_row_only_when_its_id_is_in_the_batch(
     assert changed == moves
 
 
-@pytest.mark.parametrize("kind", ["base", "hgcn", "attention"])
+@pytest.mark.parametrize("kind", ["base", "hgcn", "gat"])
 def test_every_embedding_table_gets_a_sparse_gradient(kind):
     """A dense gradient on a user/query/item table would make LazyAdam update every row (its dense path)."""
     from dropdown_rank.tables import NeighborTable

@@ -313,7 +313,7 @@ def evaluate(work_dir, run_dirs, out_dir, slice_config: SliceConfig = SliceConfi
         storage_report = {"measured": measured, "models": {m: model_storage(c.kind, c.seq_len, measured) for m, c in configs.items()}}
 
     first_run = {m: next(r for r in runs.values() if r["name"] == m) for m in models}
-    profiles = {m: attention_profile(r["dir"], work, split=split) for m, r in first_run.items() if r["config"].kind == "attention"}
+    profiles = {m: attention_profile(r["dir"], work, split=split) for m, r in first_run.items() if r["config"].kind == "gat"}
     groups = {s.group for s in scorers.values()}
     report = {
         "work": str(work.path.resolve()),

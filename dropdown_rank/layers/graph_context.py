@@ -12,8 +12,8 @@ from dropdown_rank.layers.time_gap import log2_bucket
 AGGREGATORS = {
     ("hgcn", "fused"): HGCNAggregator,
     ("hgcn", "spektral"): SpektralGCNStar,
-    ("attention", "fused"): GATAggregator,
-    ("attention", "spektral"): SpektralGATStar,
+    ("gat", "fused"): GATAggregator,
+    ("gat", "spektral"): SpektralGATStar,
 }
 AGE_BUCKETS = 26  # log2 seconds: bucket 22 is about 30 days
 COUNT_BUCKETS = 16
@@ -82,7 +82,7 @@ class GraphContext(tf.keras.layers.Layer):
     the same weights (``tests/test_layers.py``).
 
     With ``use_edge_weight=False`` (the id-and-time-only variant) neighbors carry no weight: HGCN
-    takes an unweighted mean, attention gets no weight feature.
+    takes an unweighted mean, gat gets no weight feature.
 
     **Mode**: any shape of ids.
 
@@ -103,7 +103,7 @@ class GraphContext(tf.keras.layers.Layer):
         self.aggregator, self.impl, self.use_edge_weight, self.heads = aggregator, impl, use_edge_weight, heads
         self.activation = tf.keras.activations.get(activation)
         options = {"activation": activation}
-        if aggregator == "attention":
+        if aggregator == "gat":
             options["heads"] = heads
         self.aggregate = AGGREGATORS[(aggregator, impl)](dim, name=f"{aggregator}_{impl}", **options)
         if impl == "fused":  # called through combine/call_factorized, not __call__, so build here
@@ -124,7 +124,7 @@ class GraphContext(tf.keras.layers.Layer):
         table("edge_last_ts", tf.zeros([1, neighbors], tf.int64))
         table("edge_count_bucket", tf.fill([1, neighbors], AGE_BUCKETS))
         self.weight_vector = None
-        if aggregator == "attention" and use_edge_weight:
+        if aggregator == "gat" and use_edge_weight:
             self.weight_vector = self.add_weight(name="edge_weight_vector", shape=[dim], initializer="glorot_uniform")
 
     def set_tables(self, snapshot_days, first_version, version_day, ids, weight, last_ts, count) -> None:
