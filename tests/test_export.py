@@ -84,35 +84,36 @@ class Blocker(importlib.abc.MetaPathFinder):
             raise ImportError(name + " is not installed here")
 sys.meta_path.insert(0, Blocker())
 import numpy as np, tensorflow as tf
-model = tf.saved_model.load(sys.argv[1])
-signature = model.signatures["serving_default"]
-body = json.load(open(sys.argv[1] + "/serving_example.json"))
-spec = signature.structured_input_signature[1]
-inputs = {k: tf.constant(np.array([i[k] for i in body["instances"]]), dtype=spec[k].dtype) for k in spec}
-scores = signature(**inputs)["ctr"].numpy().tolist()
-# The serving contract: each bad request must fail with an InvalidArgumentError; report its message.
-n = len(body["instances"])
-ts = int(inputs["request_ts"][0])
-# Row 0 has a query a minute after the request; the "" entry is padding, so its timestamp is ignored.
-qh = [["a query", ""]] + [["a query", ""]] * (n - 1)
-qts = [[ts + 60, ts + 3600]] + [[ts - 60, ts + 3600]] * (n - 1)
-bad = {
-    "blank_candidate": {"candidate": tf.constant(["", "a real query"] + [" "] * (n - 2) if n > 2 else [" "] * n)},
-    "whitespace_candidate": {"candidate": tf.constant([" \t"] * n)},
-    "request_ts_in_ms": {"request_ts": inputs["request_ts"] * 1000},
-    "history_after_request": {"query_history": tf.constant(qh), "query_history_ts": tf.constant(qts, tf.int64)},
-    "one_d_history": {"item_history": tf.constant(["sku"] * n), "item_history_ts": tf.constant([ts - 1] * n, tf.int64)},
-    "batch_mismatch": {"user_id": inputs["user_id"][:1]} if n > 1 else {"user_id": tf.constant(["a", "b"])},
-    "empty_batch": {k: tf.zeros([0] * len(spec[k].shape), spec[k].dtype) for k in spec},
-}
-errors = {}
-for name, change in bad.items():
-    try:
-        signature(**{**inputs, **change})
-        errors[name] = "scored"
-    except tf.errors.InvalidArgumentError as error:
-        errors[name] = "InvalidArgumentError: " + " ".join(str(error).split())
-print(json.dumps({"scores": scores, "errors": errors}))
+for export in sys.argv[1:]:  # one process loads every export given: each start loads TensorFlow
+    model = tf.saved_model.load(export)
+    signature = model.signatures["serving_default"]
+    body = json.load(open(export + "/serving_example.json"))
+    spec = signature.structured_input_signature[1]
+    inputs = {k: tf.constant(np.array([i[k] for i in body["instances"]]), dtype=spec[k].dtype) for k in spec}
+    scores = signature(**inputs)["ctr"].numpy().tolist()
+    # The serving contract: each bad request must fail with an InvalidArgumentError; report its message.
+    n = len(body["instances"])
+    ts = int(inputs["request_ts"][0])
+    # Row 0 has a query a minute after the request; the "" entry is padding, so its timestamp is ignored.
+    qh = [["a query", ""]] + [["a query", ""]] * (n - 1)
+    qts = [[ts + 60, ts + 3600]] + [[ts - 60, ts + 3600]] * (n - 1)
+    bad = {
+        "blank_candidate": {"candidate": tf.constant(["", "a real query"] + [" "] * (n - 2) if n > 2 else [" "] * n)},
+        "whitespace_candidate": {"candidate": tf.constant([" \t"] * n)},
+        "request_ts_in_ms": {"request_ts": inputs["request_ts"] * 1000},
+        "history_after_request": {"query_history": tf.constant(qh), "query_history_ts": tf.constant(qts, tf.int64)},
+        "one_d_history": {"item_history": tf.constant(["sku"] * n), "item_history_ts": tf.constant([ts - 1] * n, tf.int64)},
+        "batch_mismatch": {"user_id": inputs["user_id"][:1]} if n > 1 else {"user_id": tf.constant(["a", "b"])},
+        "empty_batch": {k: tf.zeros([0] * len(spec[k].shape), spec[k].dtype) for k in spec},
+    }
+    errors = {}
+    for name, change in bad.items():
+        try:
+            signature(**{**inputs, **change})
+            errors[name] = "scored"
+        except tf.errors.InvalidArgumentError as error:
+            errors[name] = "InvalidArgumentError: " + " ".join(str(error).split())
+    print(json.dumps({"scores": scores, "errors": errors}))
 """
 
 # What each bad request's error must say (and so name the input).
@@ -130,14 +131,16 @@ CONTRACT_ERRORS = {
 @pytest.mark.slow
 def test_loads_and_serves_in_a_process_with_only_tensorflow(exports):
     env = {"PATH": "/usr/bin:/bin"}  # no TF_USE_LEGACY_KERAS: a plain tensorflow user
-    for name in ("gat", "gat_precomputed"):
-        result = subprocess.run([sys.executable, "-c", BARE_PROCESS, str(exports[name])], capture_output=True, text=True,
-                                env=env, timeout=300)
-        assert result.returncode == 0, result.stderr[-3000:]
+    names = ("gat", "gat_precomputed")
+    result = subprocess.run([sys.executable, "-c", BARE_PROCESS, *(str(exports[name]) for name in names)], capture_output=True,
+                            text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    printed = result.stdout.strip().splitlines()[-len(names):]
+    for name, line in zip(names, printed, strict=True):
         body = json.loads((exports[name] / "serving_example.json").read_text())
         _, signature = serve(exports[name])
         expected = signature(**instances_to_tensors(body))["ctr"].numpy()
-        got = json.loads(result.stdout.strip().splitlines()[-1])
+        got = json.loads(line)
         np.testing.assert_allclose(got["scores"], expected, atol=1e-6)
         assert set(got["errors"]) == set(CONTRACT_ERRORS)
         for case, message in CONTRACT_ERRORS.items():
