@@ -122,9 +122,10 @@ def train_click_rate(work: Work) -> tuple[float, int]:
 def predictor(ranker: DropdownRanker):
     """A ``tf.function`` giving ``(logits, click probabilities)``; Keras ``predict`` adds about 8 ms of overhead per call.
 
-    Both outputs, so that one trace serves a run's validation, its calibration (which fits the logits) and its final
-    predictions: the trace reads the weights and the calibration as variables, so it stays valid after the best
-    checkpoint is loaded and the calibration is set. Without AutoGraph, like every function the package traces
+    Both outputs, so that in one process one trace serves a run's validation, its calibration (which fits the logits)
+    and its final predictions: the trace reads the weights and the calibration as variables, so it stays valid after
+    the best checkpoint is loaded and the calibration is set. (Under a distribution strategy the chief traces again
+    for the final predictions, which run outside the strategy's scope.) Without AutoGraph, like every function the package traces
     (``CTRModel.train_step``): the model's code has no Python control flow on tensors to convert, and converting it
     cost most of a GNN's first trace."""
 

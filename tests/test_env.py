@@ -1,4 +1,5 @@
-"""The process settings dropdown_rank makes before tensorflow loads (each case in a fresh process)."""
+"""The process settings dropdown_rank makes before tensorflow loads (each environment in a fresh process)."""
+import json
 import os
 import re
 import subprocess
@@ -6,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ONEDNN_OFF
+from conftest import ONEDNN_OFF, made_once
 
 
 def run(code, **env):
@@ -29,11 +30,14 @@ DEFAULT_PROCESS = (TF_WORK + "\nprint(os.environ['TF_USE_LEGACY_KERAS'], os.envi
 
 
 @pytest.fixture(scope="module")
-def default_process():
+def default_process(tmp_path_factory):
     """``(stdout lines, stderr, exit code)`` of :data:`DEFAULT_PROCESS` in a process whose environment sets none of
-    the variables dropdown_rank sets."""
-    result = run(DEFAULT_PROCESS)
-    return result.stdout.splitlines(), result.stderr, result.returncode
+    the variables dropdown_rank sets; run once per session, whichever xdist worker asks first."""
+    def make(out):
+        result = run(DEFAULT_PROCESS)
+        (out / "result.json").write_text(json.dumps([result.stdout.splitlines(), result.stderr, result.returncode]))
+
+    return tuple(json.loads((made_once(tmp_path_factory, "default_process", make) / "result.json").read_text()))
 
 
 def test_selects_keras_2_and_leaves_onednn_as_tensorflow_sets_it(default_process):

@@ -235,6 +235,17 @@ def test_fused_graph_context_equals_spektral_form(aggregator, use_edge_weight, h
         _, a = fused.node_context(tf.constant([7, 12]), embeddings, training=training, return_attention=True)
         _, b = reference.node_context(tf.constant([7, 12]), embeddings, return_attention=True)
         np.testing.assert_allclose(a, b, atol=1e-6)
+    if training:  # and it learns what the fused form learns: the same gradient reaches the embeddings, and every weight gets one
+        probe = tf.constant(RNG.normal(size=out.shape), tf.float32)
+        gradients = []
+        for context in (fused, reference):
+            with tf.GradientTape() as tape:
+                tape.watch(embeddings)
+                loss = tf.reduce_sum(context(ids, embeddings, training=True) * probe)
+            gradients.append(tape.gradient(loss, [embeddings, *context.trainable_variables]))
+        np.testing.assert_allclose(tf.convert_to_tensor(gradients[0][0]), tf.convert_to_tensor(gradients[1][0]), atol=1e-5)
+        for variable, gradient in zip(reference.trainable_variables, gradients[1][1:], strict=True):
+            assert gradient is not None and np.any(tf.convert_to_tensor(gradient).numpy() != 0), variable.name
 
 
 def test_unique_node_computation_equals_per_occurrence():

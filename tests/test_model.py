@@ -172,7 +172,7 @@ def test_swapping_tables_changes_predictions_and_keeps_shapes(tiny):
 @pytest.mark.parametrize("config", [ModelConfig(kind="base"), ModelConfig(kind="base", seq_len=50),
                                     ModelConfig(kind="hgcn"), ModelConfig(kind="hgcn", id_time_only=True),
                                     # spektral's GATConv form is not repeated here: test_layers.py shows it computes what the
-                                    # fused attention computes, in training and inference, and the oneDNN-off child trains it
+                                    # fused form computes, in training and inference, with the same gradients
                                     ModelConfig(kind="gat"),
                                     # every GNN option in one model: each adds inputs the ranker must still learn through
                                     ModelConfig(kind="hgcn", position_bias=True, relations=True, two_hops=True, session=True)],

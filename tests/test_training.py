@@ -114,6 +114,18 @@ def test_same_seed_same_auc_and_an_interrupted_run_resumes_to_the_same_result(ti
     assert resumed["best_epoch"] == first["best_epoch"]
 
 
+def test_a_calibrated_runs_saved_predictions_are_its_calibrated_scores(tiny_work, base_run):
+    """The predictions a run writes come after its calibration: the reloaded (calibrated) ranker gives them, and the
+    uncalibrated one does not."""
+    run_dir, metrics = base_run
+    frame = pd.read_parquet(run_dir / "predictions" / "test.parquet")
+    ranker, test = load_run(run_dir), make_dataset(tiny_work / "samples", "test", 20, 4096)
+    assert metrics["calibration"]["scale"] != 1.0 and metrics["calibration"]["bias"] != 0.0
+    np.testing.assert_allclose(predict(predictor(ranker), test), frame["prediction"].to_numpy(), atol=1e-6)
+    ranker.calibration.assign([1.0, 0.0])
+    assert np.abs(predict(predictor(ranker), test) - frame["prediction"].to_numpy()).max() > 1e-3
+
+
 def test_an_epoch_logged_but_not_backed_up_runs_again_and_is_logged_once(tiny_work, base_run, tmp_path, monkeypatch):
     """A crash after ExactValidation wrote epoch 2 to epochs.json but before BackupAndRestore saved it."""
     config = ModelConfig(kind="base")
@@ -185,6 +197,8 @@ def test_a_run_directory_refuses_another_configuration_data_or_a_finished_run(ti
 def test_a_run_killed_after_its_early_stop_was_backed_up_trains_no_further_epoch(tiny_work, tmp_path, monkeypatch):
     """Early stopping ends fit at epoch 3 (epoch 2 was best); a kill before Keras removed the backup must not add an epoch 4."""
     config, settings = ModelConfig(kind="base"), dataclasses.replace(QUICK, epochs=6, patience=1, learning_rate=0.01)
+    reference = train(tiny_work, tmp_path / "reference", config, settings, verbose=0)
+    assert reference["epochs_run"] < settings.epochs  # early stopping ended it
     monkeypatch.setattr(tf.keras.callbacks.BackupAndRestore, "on_train_end", lambda self, logs=None: None)
     finish = tf.keras.Model.load_weights
 
@@ -194,12 +208,11 @@ def test_a_run_killed_after_its_early_stop_was_backed_up_trains_no_further_epoch
     monkeypatch.setattr(tf.keras.Model, "load_weights", killed_after_fit)
     with pytest.raises(KeyboardInterrupt):
         train(tiny_work, tmp_path / "run", config, settings, verbose=0)
-    trained = json.loads((tmp_path / "run" / "epochs.json").read_text())
-    assert len(trained) < settings.epochs and (tmp_path / "run" / "backup").exists()  # early stopping ended fit
+    assert (tmp_path / "run" / "backup").exists()
     monkeypatch.setattr(tf.keras.Model, "load_weights", finish)
     resumed = train(tiny_work, tmp_path / "run", config, settings, verbose=0)
-    assert resumed["epochs_run"] == len(trained)
-    assert resumed["val_auc_per_epoch"] == [entry["val_auc"] for entry in trained]
+    assert resumed["epochs_run"] == reference["epochs_run"]
+    assert resumed["test_auc"] == pytest.approx(reference["test_auc"], abs=1e-6)  # the same best checkpoint, loaded
     assert not (tmp_path / "run" / "backup").exists()
 
 
