@@ -52,6 +52,13 @@ class SliceConfig:
     pv_edges: tuple | None = None  # explicit PV edges instead of quantiles
     degree_edges: tuple = (1, 5)
 
+    def __post_init__(self):
+        # Unsorted or repeated edges would label buckets "50-19" or "PV 100-9" and still write a report.
+        for option, edges in (("--activity-edges", self.activity_edges), ("--pv-edges", self.pv_edges),
+                              ("degree edges", self.degree_edges)):
+            if edges is not None and (len(edges) == 0 or edges[0] < 0 or any(b <= a for a, b in zip(edges, edges[1:]))):
+                raise ValueError(f"{option} must be non-negative and strictly increasing, not {' '.join(map(str, edges))}")
+
 
 def bucket_labels(edges) -> list[str]:
     """``lo-hi`` per bucket (both inclusive), ``lo`` for a bucket of one value, ``lo+`` for the last."""
