@@ -41,8 +41,9 @@ scored silently:
 * every input has the same batch size B, and B >= 1;
 * the histories and their timestamps are 2-D ``[B, H]``, and each history has the same shape as
   its timestamps (a 1-D history is refused: it is one user's history, not a batch of them);
-* ``candidate`` is not blank: "" is the padding id and " " is not a suggestion;
-* ``request_ts`` is epoch seconds, from 0 to 2200-01-01 (a millisecond value is past 2200);
+* ``candidate`` is not blank: "" is the padding id, and " " (or any text the build strips to nothing, such as
+  U+00A0) is not a suggestion;
+* ``request_ts`` is epoch seconds from 1990 to 2100, the build's range (a millisecond value is past 2100);
 * the counts are >= 0, ``user_candidate_age`` is >= -1 and agrees with the count (an age exactly when
   the count is above 0), and ``candidate_clicks`` <= ``candidate_impressions``;
 * no non-padded history entry is after ``request_ts`` (the model was trained on histories strictly
@@ -296,8 +297,8 @@ def export(run_dir, out_dir, graph_dir=None, precompute_context: bool = False, o
                 "histories": "most recent first, padded with \"\" (timestamps with anything); longer than seq_len is cut to the latest",
                 "counter_windows": config.get("counter_windows"),
                 "contract": "InvalidArgumentError naming the input for: an empty batch, different batch sizes, a history that is "
-                            "not [batch, length] or whose timestamps have another shape, a blank candidate, request_ts negative "
-                            "or after 2200 (milliseconds), a non-padded history timestamp after request_ts, a negative count, "
+                            "not [batch, length] or whose timestamps have another shape, a blank candidate, request_ts before 1990 "
+                            "or after 2100 (milliseconds), a non-padded history timestamp after request_ts, a negative count, "
                             "user_candidate_age below -1 or disagreeing with user_candidate_count, candidate_clicks above "
                             "candidate_impressions",
             },

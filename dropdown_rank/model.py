@@ -48,7 +48,7 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
 from dropdown_rank.features import BY_NAME, COUNTER_FIELDS, HISTORY_FIELDS, MODEL_INPUTS
-from dropdown_rank.logs.schema import SESSION_GAP_MINUTES
+from dropdown_rank.logs.schema import SESSION_GAP_MINUTES, TS_MAX, TS_MIN, WHITESPACE
 from dropdown_rank.tables import RELATIONS, DailyTables
 from dropdown_rank.layers import CandidateRelations, GraphContext, PositionBias, RequestFeatures, TargetAttention, TimeGapEmbedding
 from dropdown_rank.layers.graph_context import AGE_BUCKETS, COUNT_BUCKETS
@@ -195,8 +195,8 @@ def as_daily(table) -> DailyTables:
 SIGNATURE = {name: tf.TensorSpec([None, None] if BY_NAME[name].history else [None], BY_NAME[name].dtype, name=name)
              for name in MODEL_INPUTS}
 COUNTS = tuple(name for name in COUNTER_FIELDS if BY_NAME[name].padding == 0)  # counts proper; user_candidate_age is -1 when never
-# 2200-01-01T00:00:00Z in epoch seconds. A request time in milliseconds (any date after 1970-03-26) is larger.
-MAX_REQUEST_TS = 7258118400
+# A candidate made only of what the build strips is blank there (a bad row), so serving refuses it too. RE2 class syntax.
+BLANK_PATTERN = "[" + "".join(f"\\x{{{ord(c):x}}}" for c in WHITESPACE) + "]*"
 
 
 def _assert_none(bad_rows, message: str):
@@ -229,14 +229,17 @@ def check_serving_features(features: dict) -> dict:
             message=f"{kind}_history and {kind}_history_ts must have the same shape [batch, length]"))
     with tf.control_dependencies(checks):  # the value checks below index rows: run them on consistent shapes
         candidate, request_ts = tf.identity(features["candidate"]), tf.identity(features["request_ts"])
-        blank = tf.equal(tf.strings.strip(candidate), "")
+        blank = tf.strings.regex_full_match(candidate, BLANK_PATTERN)
         value_checks = [
             # No double quotes in these messages: the error text would show them escaped.
             _assert_none(blank, "candidate is blank (empty or whitespace only): the empty string is the padding id, not a "
                                 "suggestion; send only real candidates"),
-            tf.debugging.assert_non_negative(request_ts, message="request_ts is negative: send epoch seconds"),
-            tf.debugging.assert_less(request_ts, tf.constant(MAX_REQUEST_TS, tf.int64),
-                                     message="request_ts is after the year 2200: send epoch seconds, not milliseconds"),
+            # The build's range for every timestamp: a model never saw a request outside it.
+            tf.debugging.assert_greater_equal(request_ts, tf.constant(TS_MIN, tf.int64),
+                                              message="request_ts is before 1990: send epoch seconds from 1990 to 2100, as the build takes"),
+            tf.debugging.assert_less_equal(request_ts, tf.constant(TS_MAX, tf.int64),
+                                           message="request_ts is after 2100: send epoch seconds, not milliseconds (1990 to 2100, as the "
+                                                   "build takes)"),
             tf.debugging.assert_greater_equal(features["user_candidate_age"], tf.constant(-1, tf.int64),
                                               message="user_candidate_age is below -1: send seconds since the user's last "
                                                       "query equal to the candidate, or -1 for never"),

@@ -18,6 +18,7 @@ from dropdown_rank.dataset import make_dataset
 from dropdown_rank.export import instances_to_tensors
 from dropdown_rank.model import COUNTS, SIGNATURE, check_serving_features
 from dropdown_rank.graph import GraphConfig
+from dropdown_rank.logs.schema import TS_MAX, TS_MIN, WHITESPACE
 from dropdown_rank.split import SplitConfig
 from dropdown_rank.train import load_run, predict, predictor
 from dropdown_rank.vocab import read_vocabulary
@@ -120,7 +121,7 @@ for export in sys.argv[1:]:  # one process loads every export given: each start 
 CONTRACT_ERRORS = {
     "blank_candidate": 'candidate is blank (empty or whitespace only)',
     "whitespace_candidate": 'candidate is blank (empty or whitespace only)',
-    "request_ts_in_ms": "request_ts is after the year 2200: send epoch seconds, not milliseconds",
+    "request_ts_in_ms": "request_ts is after 2100: send epoch seconds, not milliseconds",
     "history_after_request": "query_history_ts has entries after request_ts",
     "one_d_history": "is not compatible with expected shape [?,?]",
     "batch_mismatch": "has a different batch size than user_id",
@@ -213,10 +214,21 @@ def test_blank_candidates_millisecond_times_and_future_histories_are_refused(exp
     _, signature = serve(exports["gat"])
     with pytest.raises(tf.errors.InvalidArgumentError, match=r'candidate is blank \(empty or whitespace only\).*first rows:\] \[0 2\]'):
         signature(**request(candidate=tf.constant(["", "an unseen query", " "])))
-    with pytest.raises(tf.errors.InvalidArgumentError, match="request_ts is after the year 2200: send epoch seconds, not milliseconds"):
+    # blank exactly as the build's str.strip() sees it: every character it strips, U+00A0 among them, and nothing else
+    spaces = [c for c in map(chr, range(0x3001)) if c.isspace()]
+    assert "".join(spaces) == WHITESPACE and "\xa0" in spaces
+    for space in spaces:
+        with pytest.raises(tf.errors.InvalidArgumentError, match=r"candidate is blank .*first rows:\] \[1\]"):
+            signature(**request(candidate=tf.constant(["a", space * 2, "b"])))
+    signature(**request(candidate=tf.constant(["\u200b", "\xa0x", "-"])))  # zero-width space: not stripped, not blank
+    with pytest.raises(tf.errors.InvalidArgumentError, match="request_ts is after 2100: send epoch seconds, not milliseconds"):
         signature(**request(request_ts=tf.constant([1767226000 * 1000] * 3, tf.int64)))
-    with pytest.raises(tf.errors.InvalidArgumentError, match="request_ts is negative"):
-        signature(**request(request_ts=tf.constant([-1] * 3, tf.int64)))
+    for early in (-1, 1000, TS_MIN - 1):
+        with pytest.raises(tf.errors.InvalidArgumentError, match="request_ts is before 1990"):
+            signature(**request(request_ts=tf.constant([early] * 3, tf.int64)))
+    signature(**request(request_ts=tf.constant([TS_MIN, TS_MAX, 1767226000], tf.int64),
+                        query_history_ts=tf.constant([[TS_MIN] + [0] * 3] * 3, tf.int64),
+                        item_history_ts=tf.constant([[TS_MIN] + [0] * 3] * 3, tf.int64)))  # the bounds themselves score
     future = tf.constant([[1767225100, 0, 0, 0], [1767226001, 0, 0, 0], [1767225100, 0, 0, 0]], tf.int64)
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"item_history_ts has entries after request_ts.*first rows:\] \[1\]"):
         signature(**request(item_history_ts=future))
