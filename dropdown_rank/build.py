@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from dropdown_rank import _io
 from dropdown_rank._io import write_json, write_parquet
@@ -103,9 +105,54 @@ def vocab_summary(vocabs: dict, config: BuildConfig) -> str:
     return "vocab: " + ", ".join(f"{len(v):,} {k}" for k, v in vocabs.items()) + f" (min count {config.min_count})"
 
 
+NO_HISTORY_WARNING = 0.9  # a share of requests with no earlier behavior that suggests ids that do not join
+
+
+def check_splits(samples_dir: Path, split: TimeSplit, source: str, progress) -> dict:
+    """``{split: {rows, clicks, no_history_share}}`` of the written samples (``no_history_share``: requests whose user
+    has no earlier query or clicked item), read back so that both engines are held to the same checks before the
+    work directory is swapped in.
+
+    Every split needs a click, and validation and test an impression without one too: training learns from clicks,
+    and validation AUC (early stopping, the best checkpoint), calibration and test AUC need both labels. A training
+    split where nearly every request has no history is reported as a warning: most often the impressions' user ids
+    are not the events' (another id space, a hashed column)."""
+    periods = {"train": (split.rows_start, split.valid_start), "valid": (split.valid_start, split.test_start),
+               "test": (split.test_start, split.test_end)}
+    out = {}
+    for name, (start, end) in periods.items():
+        rows = clicks = no_history = 0
+        for shard in sorted((samples_dir / name).glob("part-*.parquet")):
+            table = pq.read_table(shard, columns=["label", "query_history_ts", "item_history_ts"])
+            rows += table.num_rows
+            clicks += int(pc.sum(table.column("label")).as_py() or 0)
+            lengths = [pc.list_value_length(table.column(f"{kind}_history_ts")).to_numpy() for kind in ("query", "item")]
+            no_history += int(np.sum((lengths[0] == 0) & (lengths[1] == 0)))
+        out[name] = {"rows": rows, "clicks": clicks, "no_history_share": round(no_history / rows, 4) if rows else None}
+        missing = "no impressions" if rows == 0 else "no click" if clicks == 0 else \
+            "no impression without a click" if clicks == rows and name != "train" else None
+        if missing:
+            days = f"{pd.Timestamp(start, unit='s'):%Y-%m-%d} to {pd.Timestamp(end - 1, unit='s'):%Y-%m-%d}"
+            raise ValueError(f"{source}: the {SPLIT_NAMES[name]} days ({days}) hold {rows:,} impressions and {missing}: "
+                             f"{SPLIT_NEEDS[name]}; check the clicked column, or move the split with --valid-days/--test-days")
+    share = out["train"]["no_history_share"]
+    progress(f"samples: requests whose user has no earlier query or clicked item: "
+             + ", ".join(f"{name} {100 * out[name]['no_history_share']:.1f}%" for name in out)
+             + (f"; WARNING: {100 * share:.0f}% of training requests have no history: are the impressions' user_id "
+                "values the events' user_id values?" if share >= NO_HISTORY_WARNING else ""))
+    return out
+
+
+SPLIT_NAMES = {"train": "training", "valid": "validation", "test": "test"}
+SPLIT_NEEDS = {"train": "a ranker learns from clicks",
+               "valid": "validation AUC (early stopping, the best checkpoint) and calibration need clicked and unclicked impressions",
+               "test": "test AUC needs clicked and unclicked impressions"}
+
+
 def finish_work_dir(logs_dir: Path, work_dir: Path, split: TimeSplit, config: BuildConfig, stats: dict, progress) -> dict:
-    """Copy the ground truth (synthetic worlds), write ``stats.json``, then ``build.json`` (last: a directory with
-    ``build.json`` is complete). Returns ``stats``."""
+    """Check every split's labels (:func:`check_splits`, recorded in ``stats``), copy the ground truth (synthetic worlds), write ``stats.json``, then ``build.json``
+    (last: a directory with ``build.json`` is complete). Returns ``stats``."""
+    stats["splits"] = check_splits(work_dir / "samples", split, str(find_table(logs_dir, "impressions")), progress)
     truth_path = logs_dir / "truth.parquet"
     if truth_path.exists():
         write_parquet(work_dir / "truth.parquet", pd.read_parquet(truth_path))

@@ -66,7 +66,7 @@ def assert_same_work(memory_dir, beam_dir):
                    for fs in files]
         assert records[0] == records[1] and sum(map(len, records[0])) == len(rows[0])  # and the same training records
     stats = [json.loads((d / "stats.json").read_text()) for d in (memory_dir, beam_dir)]
-    for key in ("validation", "samples", "vocab", "graph", "events", "impressions_outside_periods", "impressions_graph_warmup"):
+    for key in ("validation", "samples", "splits", "vocab", "graph", "events", "impressions_outside_periods", "impressions_graph_warmup"):
         assert stats[0][key] == stats[1][key], key
     assert stats[1]["engine"] == "beam" and not (beam_dir / ".beam").exists()
 
@@ -130,6 +130,14 @@ def same_error(logs, tmp_path, *options):
         run_beam(logs, tmp_path / "beam", CONFIG, *options)
     assert str(beam.value) == str(memory.value)
     return str(beam.value)
+
+
+@pytest.mark.parametrize("table,fmt", [("events", "csv"), ("impressions", "csv"), ("events", "parquet")])
+def test_a_zero_byte_file_is_the_same_clear_error_in_both_engines(tmp_path, table, fmt):
+    logs = small_logs(tmp_path, fmt=fmt)
+    (logs / f"{table}.{fmt}").write_bytes(b"")
+    message = same_error(logs, tmp_path)
+    assert message.startswith(f"{logs / f'{table}.{fmt}'}: the file is empty (0 bytes, not even a header row)"), message
 
 
 def test_row_errors_over_several_chunks_name_the_file_column_and_first_rows(tmp_path):

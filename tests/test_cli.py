@@ -1,12 +1,13 @@
 """The command line on tiny inputs: stages run, and bad input exits with a message, not a traceback."""
 import json
 import re
+import shutil
 
 import pandas as pd
 import pytest
 
 from dropdown_rank.cli import main, make_parser
-from dropdown_rank.workdir import Work, read_samples
+from dropdown_rank.workdir import Work, read_samples, shard_files
 
 
 def test_synth_and_build_from_the_command_line(tmp_path, capsys):
@@ -84,6 +85,68 @@ def test_out_pointing_at_a_file(tmp_path, capsys):
                  ["export", "--run", str(tmp_path), "--out", str(tmp_path / "a_file")]):
         assert main(argv) == 2
         assert error_line(capsys) == f"dropdown-rank {argv[0]}: error: --out {tmp_path / 'a_file'} is a file; give a directory"
+
+
+@pytest.mark.parametrize("option,edges", [("--activity-edges", ["50", "20", "5"]), ("--pv-edges", ["100", "10"]),
+                                          ("--pv-edges", ["10", "10"]), ("--activity-edges", ["-1", "5"])])
+def test_unsorted_or_repeated_slice_edges_are_refused(tiny_work, tmp_path, capsys, option, edges):
+    assert main(["evaluate", "--data", str(tiny_work), "--runs", str(tmp_path / "none"), "--out", str(tmp_path / "report"),
+                 option, *edges]) == 2
+    assert error_line(capsys) == (f"dropdown-rank evaluate: error: {option} must be non-negative and strictly increasing, "
+                                  f"not {' '.join(edges)}")
+    assert not (tmp_path / "report").exists()
+
+
+@pytest.mark.parametrize("split,label", [("validation", 0), ("test", 1)])
+def test_a_split_without_both_labels_is_refused_by_the_build(tiny_logs, tmp_path, capsys, split, label):
+    """Validation days with no click (or test days with only clicks) would end training in a traceback after a whole
+    epoch (no validation AUC, no best checkpoint): the build refuses them and names the days."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    shutil.copy(tiny_logs / "events.parquet", logs / "events.parquet")
+    impressions = pd.read_parquet(tiny_logs / "impressions.parquet")
+    days = impressions["ts"] // 86400
+    chosen = days.isin([days.max() - 1, days.max()] if split == "test" else [days.max() - 3, days.max() - 2])
+    impressions.loc[chosen, "clicked"] = label
+    impressions.to_parquet(logs / "impressions.parquet", index=False)
+    assert main(["build", "--logs", str(logs), "--out", str(tmp_path / "work"), "--valid-days", "2", "--test-days", "2"]) == 2
+    line = error_line(capsys)
+    missing = "no click" if label == 0 else "no impression without a click"
+    assert re.match(rf"dropdown-rank build: error: {re.escape(str(logs / 'impressions.parquet'))}: the {split} days "
+                    rf"\(\d{{4}}-\d\d-\d\d to \d{{4}}-\d\d-\d\d\) hold [\d,]+ impressions and {missing}: ", line), line
+    assert not (tmp_path / "work").exists()
+
+
+def test_a_stray_impression_decades_away_is_refused_before_the_build_spends_memory(tiny_logs, tmp_path, capsys):
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    shutil.copy(tiny_logs / "events.parquet", logs / "events.parquet")
+    impressions = pd.read_parquet(tiny_logs / "impressions.parquet")
+    stray = impressions.iloc[:1].assign(request_id="stray", ts=int(pd.Timestamp("2096-06-01", tz="UTC").timestamp()))
+    pd.concat([impressions, stray]).to_parquet(logs / "impressions.parquet", index=False)
+    assert main(["build", "--logs", str(logs), "--out", str(tmp_path / "work"), "--valid-days", "2", "--test-days", "2"]) == 2
+    line = error_line(capsys)
+    assert re.match(rf"dropdown-rank build: error: {re.escape(str(logs / 'impressions.parquet'))}: the impressions span "
+                    r"25,\d\d\d days \(2026-\d\d-\d\d to 2096-06-01\) but only \d+ of them hold any, .*1 impression\(s\) lie "
+                    r"more than a year from the median day", line), line
+    assert not (tmp_path / "work").exists()
+
+
+def test_requests_without_history_are_reported_and_a_share_that_suggests_unjoined_ids_warns(tiny_logs, tiny_work, tmp_path, capsys):
+    splits = json.loads((tiny_work / "stats.json").read_text())["splits"]
+    samples = read_samples(tiny_work / "samples", "train", columns=["label", "query_history", "item_history"])
+    empty = (samples["query_history"].map(len) == 0) & (samples["item_history"].map(len) == 0)
+    assert splits["train"] == {"rows": len(samples), "clicks": int(samples["label"].sum()), "no_history_share": round(empty.mean(), 4)}
+    assert 0 < splits["train"]["no_history_share"] < 0.9
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    shutil.copy(tiny_logs / "events.parquet", logs / "events.parquet")
+    impressions = pd.read_parquet(tiny_logs / "impressions.parquet")
+    impressions.assign(user_id="hashed-" + impressions["user_id"]).to_parquet(logs / "impressions.parquet", index=False)
+    assert main(["build", "--logs", str(logs), "--out", str(tmp_path / "work"), "--valid-days", "2", "--test-days", "2"]) == 0
+    assert "samples: requests whose user has no earlier query or clicked item: train 100.0%, valid 100.0%, test 100.0%; " \
+           "WARNING: 100% of training requests have no history" in capsys.readouterr().out
+    assert json.loads((tmp_path / "work" / "stats.json").read_text())["splits"]["train"]["no_history_share"] == 1.0
 
 
 def test_seq_len_longer_than_the_build_stored(tiny_work, tmp_path, capsys):
@@ -184,7 +247,7 @@ def test_training_dataset_knows_its_length_so_the_progress_bar_has_a_total(tiny_
     assert f"1/{steps} [" in out and f"{steps}/{steps} [" in out
 
 
-def test_a_split_without_samples_is_named_not_mistaken_for_a_missing_build(tmp_path, capsys):
+def test_a_split_without_samples_is_refused_by_the_build_and_named_in_an_older_work_directory(tmp_path, capsys):
     day, t0 = 86400, 1767225600
     events = [("u", t0 + d * day, kind, f"{kind}{d}") for d in range(5) for kind in ("query", "item")]
     impressions = [(f"r{d}", "u", t0 + d * day + 30, "q", f"q{d % 2}", 0, d % 2) for d in (0, 1, 2, 4)]  # day 3: none
@@ -194,10 +257,14 @@ def test_a_split_without_samples_is_named_not_mistaken_for_a_missing_build(tmp_p
     pd.DataFrame(impressions, columns=["request_id", "user_id", "ts", "prefix", "candidate", "position", "clicked"]).to_csv(
         logs / "impressions.csv", index=False)
     assert main(["build", "--logs", str(logs), "--out", str(tmp_path / "work"), "--valid-days", "1", "--test-days", "1",
-                 "--warmup-days", "0"]) == 0
-    capsys.readouterr()
-    assert main(["train", "--data", str(tmp_path / "work"), "--out", str(tmp_path / "run")]) == 2
-    assert "no valid samples: the build's valid period holds no impressions" in capsys.readouterr().err
+                 "--warmup-days", "0"]) == 2
+    assert error_line(capsys) == (f"dropdown-rank build: error: {logs / 'impressions.csv'}: the validation days (2026-01-04 to "
+                                  "2026-01-04) hold no impressions; choose --valid-days/--test-days that cover days with impressions")
+    assert not (tmp_path / "work").exists()
+    # a work directory built before the build refused it: training names the empty split, not a missing build
+    (tmp_path / "samples" / "valid").mkdir(parents=True)
+    with pytest.raises(ValueError, match="no valid samples: the build's valid period holds no impressions"):
+        shard_files(tmp_path / "samples", "valid")
 
 
 def test_a_log_without_item_clicks_is_refused_at_build(tmp_path, capsys):

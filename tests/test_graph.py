@@ -130,7 +130,7 @@ def test_each_day_snapshot_holds_only_edges_of_earlier_days(tmp_path):
     rows, impressions = [], []
     for d in range(6):  # one request and one session per day
         rows += [("u", T0 + d * DAY, "query", f"q{d}"), ("u", T0 + d * DAY + 60, "query", f"q{d}b"), ("u", T0 + d * DAY + 90, "item", "x")]
-        impressions.append((f"r{d}", "u", T0 + d * DAY + 30, "q", f"q{d}", 0, 1))
+        impressions += [(f"r{d}", "u", T0 + d * DAY + 30, "q", f"q{d}", 0, 1), (f"r{d}", "u", T0 + d * DAY + 30, "q", "qx", 1, 0)]
     # a pair that only ever co-occurs on the last (test) day
     rows += [("v", T0 + 5 * DAY + 100, "query", "q0"), ("v", T0 + 5 * DAY + 160, "query", "q1")]
     logs = tmp_path / "logs"

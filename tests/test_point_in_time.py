@@ -64,7 +64,7 @@ def click_log(tmp_path_factory):
     events, impressions = [], []
     for d in range(5):  # background traffic so every day has requests
         events += [("bg", T0 + d * DAY, "query", "bg"), ("bg", T0 + d * DAY + 1, "item", "sku")]
-        impressions.append((f"bg{d}", "bg", T0 + d * DAY + 5, "b", "bg", 0, 1))
+        impressions += [(f"bg{d}", "bg", T0 + d * DAY + 5, "b", "bg", 0, 1), (f"bg{d}", "bg", T0 + d * DAY + 5, "b", "bgx", 1, 0)]
     events += [("u", T0 + DAY + 100, "query", "shoe"), ("u", T0 + DAY + 200, "query", "shoes")]
     impressions += [("r1", "u", T0 + DAY + 150, "sh", "shoes", 0, 1), ("r1", "u", T0 + DAY + 150, "sh", "shirt", 1, 0),
                     ("r2", "u", T0 + 2 * DAY + 150, "sh", "shoes", 0, 1), ("r2", "u", T0 + 2 * DAY + 150, "sh", "shirt", 1, 0)]

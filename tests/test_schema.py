@@ -223,3 +223,19 @@ def test_csv_bad_row_reports_file_path(tmp_path):
     impressions().to_csv(tmp_path / "impressions.csv", index=False)
     with pytest.raises(SchemaError, match=r"events.csv, column 'ts': unparseable timestamp.*row 2"):
         load_logs(tmp_path)
+
+
+def test_whole_float_ids_are_integer_text_and_a_fraction_is_a_bad_row(tmp_path):
+    """Parquet ids typed float (pandas writes an integer column with a null as float) read as "11", not "11.0", so
+    that they match the same ids served as integers or read from a CSV; a fractional id is refused."""
+    frame = events().assign(user_id=[11.0, 12.0, 11.0], id=["red shoes", "sku1", "blue shoes"])
+    frame.to_parquet(tmp_path / "events.parquet", index=False)
+    impressions().assign(user_id=[11, 11, 12]).to_parquet(tmp_path / "impressions.parquet", index=False)
+    logs = load_logs(tmp_path)
+    assert sorted(logs.events["user_id"]) == ["11", "11", "12"] == sorted(logs.impressions["user_id"])
+    assert logs.reports[0].repaired == {"user_id: numeric values cast to str": 3}
+    with pytest.raises(SchemaError, match=r"column 'user_id': a float id that is not a whole number .*row 2 \(11.5\)"):
+        validate_frame("events", events().assign(user_id=[11.0, 11.5, np.inf]), "events.parquet")
+    clean, report = validate_frame("events", events().assign(user_id=[11.0, 11.5, np.inf]), "events.parquet", bad_rows="skip")
+    assert clean["user_id"].tolist() == ["11"]
+    assert report.skipped == {"user_id: a float id that is not a whole number (ids are text or integers)": 2}

@@ -41,6 +41,9 @@ _SUFFIXES = (".parquet", ".pq", ".csv", ".csv.gz")
 DAY = 86400  # seconds in a UTC day: timestamps are epoch seconds, and days (snapshots, counters, splits) are UTC days
 SESSION_GAP_MINUTES = 30.0  # a session ends after a longer gap between a user's behaviors (the graph build's default, the model's session context)
 SAMPLE_ORDER = ["ts", "request_id", "position"]  # impressions within a split, as samples are written; ties keep the log's order
+# What str.strip() removes (the characters of str.isspace): an id made only of them is blank, in the build and in serving.
+WHITESPACE = ("\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009"
+              "\u200a\u2028\u2029\u202f\u205f\u3000")
 TS_MIN = int(pd.Timestamp("1990-01-01", tz="UTC").timestamp())
 TS_MAX = int(pd.Timestamp("2100-01-01", tz="UTC").timestamp())
 _SHOWN_ROWS = 5
@@ -178,9 +181,19 @@ def _is_parquet(path: Path) -> bool:
     return path.name.lower().endswith((".parquet", ".pq"))
 
 
+def check_not_zero_bytes(path: Path) -> None:
+    """A 0-byte file is neither a CSV (no header row) nor a Parquet file, and the readers fail on it without naming it:
+    most often an export that failed upstream, so it is an error, not a table with no rows."""
+    if path.stat().st_size == 0:
+        raise SchemaError(str(path), None, "the file is empty (0 bytes, not even a header row): a table with no rows still "
+                                           "needs its header (CSV) or schema (Parquet); rewrite it, or remove it from a table "
+                                           "directory")
+
+
 def read_table(path: str | Path) -> pd.DataFrame:
     """Read Parquet or CSV by extension. CSV fields are read as text; validation types them."""
     path = Path(path)
+    check_not_zero_bytes(path)
     name = path.name.lower()
     if name.endswith((".parquet", ".pq")):
         frame = pd.read_parquet(path)
@@ -196,6 +209,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
 def table_columns(path: str | Path) -> list[str]:
     """The column names of one file, read from its schema or header only."""
     path = Path(path)
+    check_not_zero_bytes(path)
     if _is_parquet(path):
         return [c for c in pq.read_schema(path).names if not c.startswith("__index_level_")]
     return list(pd.read_csv(path, nrows=0, **_CSV_OPTIONS).columns)
@@ -352,10 +366,17 @@ class _Checker:
         """A string column. Null or blank is a bad row unless ``allow_empty`` (then it becomes "")."""
         col = self.frame[column]
         null = col.isna().to_numpy()
+        fractional = np.zeros(len(col), dtype=bool)
         if col.dtype.kind in "biuf":
             self.report.repair(f"{column}: numeric values cast to str", (~null).sum())
-            col = col.astype("Int64" if col.dtype.kind in "biu" else "float64")
+            if col.dtype.kind == "f":  # 11.0 is the id "11", as an integer column (or a CSV) would give it
+                values = col.to_numpy(dtype="float64", na_value=np.nan)
+                fractional = ~null & ~(np.isfinite(values) & (values == np.floor(values)))
+                col = pd.Series(np.where(fractional | null, 0, values).astype(np.int64), index=col.index)
+            else:
+                col = col.astype("Int64")
         text = col.astype(str).where(~null, "")
+        self.bad(column, fractional, "a float id that is not a whole number (ids are text or integers)")
         blank = (text.str.strip() == "").to_numpy()
         if allow_empty:
             self.report.repair(f"{column}: null read as empty string", null.sum())
