@@ -127,8 +127,8 @@ def test_a_stray_impression_decades_away_is_refused_before_the_build_spends_memo
     assert main(["build", "--logs", str(logs), "--out", str(tmp_path / "work"), "--valid-days", "2", "--test-days", "2"]) == 2
     line = error_line(capsys)
     assert re.match(rf"dropdown-rank build: error: {re.escape(str(logs / 'impressions.parquet'))}: the impressions span "
-                    r"25,\d\d\d days \(2026-\d\d-\d\d to 2096-06-01\) but only \d+ of them hold any, .*1 impression\(s\) lie "
-                    r"more than a year from the median day", line), line
+                    r"25,\d\d\d days \(2026-\d\d-\d\d to 2096-06-01\) but only \d+ of them hold any, .*1 day\(s\) with impressions "
+                    r"lie more than a year from the median day 2026-\d\d-\d\d \(first: 2096-06-01\)", line), line
     assert not (tmp_path / "work").exists()
 
 

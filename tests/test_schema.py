@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dropdown_rank.logs.schema import SchemaError, load_logs, validate_frame
+from dropdown_rank.logs.schema import WHITESPACE, SchemaError, load_logs, validate_frame
 
 T0 = 1767225600  # 2026-01-01T00:00:00Z
 
@@ -234,8 +234,22 @@ def test_whole_float_ids_are_integer_text_and_a_fraction_is_a_bad_row(tmp_path):
     logs = load_logs(tmp_path)
     assert sorted(logs.events["user_id"]) == ["11", "11", "12"] == sorted(logs.impressions["user_id"])
     assert logs.reports[0].repaired == {"user_id: numeric values cast to str": 3}
-    with pytest.raises(SchemaError, match=r"column 'user_id': a float id that is not a whole number .*row 2 \(11.5\)"):
+    with pytest.raises(SchemaError, match=r"column 'user_id': a float id that is not a whole number below 2\*\*53 .*row 2 \(11.5\)"):
         validate_frame("events", events().assign(user_id=[11.0, 11.5, np.inf]), "events.parquet")
-    clean, report = validate_frame("events", events().assign(user_id=[11.0, 11.5, np.inf]), "events.parquet", bad_rows="skip")
+    # 2**53 + 2 and 2**63 are whole floats, but not every id near them is: they would merge with their neighbors
+    frame = pd.concat([events()] * 2, ignore_index=True).assign(user_id=[11.0, 11.5, np.inf, 2.0 ** 53 + 2, 2.0 ** 63, np.nan])
+    clean, report = validate_frame("events", frame, "events.parquet", bad_rows="skip")
     assert clean["user_id"].tolist() == ["11"]
-    assert report.skipped == {"user_id: a float id that is not a whole number (ids are text or integers)": 2}
+    assert report.skipped["user_id: a float id that is not a whole number below 2**53 (ids are text or integers; store large "
+                          "integer ids as int64 or text, not float)"] == 4
+    assert report.skipped["user_id: null or blank id"] == 1
+    assert report.repaired["user_id: numeric values cast to str"] == 1  # the kept row only
+
+
+def test_blank_is_what_str_strip_removes_in_the_build_and_in_the_constant_serving_reads():
+    spaces = "".join(c for c in map(chr, range(0x3001)) if c.isspace())
+    assert spaces == WHITESPACE
+    ids = [2 * c for c in spaces] + ["\u200b", "\xa0x"]  # a zero-width space is not whitespace to str.strip()
+    clean, report = validate_frame("events", pd.DataFrame({"user_id": "u", "ts": str(T0), "kind": "query", "id": ids}),
+                                   "events.csv", bad_rows="skip")
+    assert clean["id"].tolist() == ["\u200b", "\xa0x"] and report.skipped == {"id: null or blank id": len(spaces)}

@@ -366,17 +366,20 @@ class _Checker:
         """A string column. Null or blank is a bad row unless ``allow_empty`` (then it becomes "")."""
         col = self.frame[column]
         null = col.isna().to_numpy()
-        fractional = np.zeros(len(col), dtype=bool)
+        inexact = np.zeros(len(col), dtype=bool)
         if col.dtype.kind in "biuf":
-            self.report.repair(f"{column}: numeric values cast to str", (~null).sum())
             if col.dtype.kind == "f":  # 11.0 is the id "11", as an integer column (or a CSV) would give it
                 values = col.to_numpy(dtype="float64", na_value=np.nan)
-                fractional = ~null & ~(np.isfinite(values) & (values == np.floor(values)))
-                col = pd.Series(np.where(fractional | null, 0, values).astype(np.int64), index=col.index)
+                # Above 2**53 a float64 no longer holds every integer: distinct ids (hashed 64-bit ones, read as float
+                # because their column has a null) would merge.
+                inexact = ~null & ~(np.isfinite(values) & (values == np.floor(values)) & (np.abs(values) < 2.0 ** 53))
+                col = pd.Series(np.where(inexact | null, 0, values).astype(np.int64), index=col.index)
             else:
                 col = col.astype("Int64")
+            self.report.repair(f"{column}: numeric values cast to str", (~null & ~inexact & ~self.drop).sum())
         text = col.astype(str).where(~null, "")
-        self.bad(column, fractional, "a float id that is not a whole number (ids are text or integers)")
+        self.bad(column, inexact, "a float id that is not a whole number below 2**53 (ids are text or integers; store "
+                                  "large integer ids as int64 or text, not float)")
         blank = (text.str.strip() == "").to_numpy()
         if allow_empty:
             self.report.repair(f"{column}: null read as empty string", null.sum())
