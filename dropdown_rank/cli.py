@@ -254,7 +254,8 @@ def cmd_evaluate(args) -> None:
 def cmd_export(args) -> None:
     from dropdown_rank.export import export
 
-    export(args.run, args.out, graph_dir=args.graph, precompute_context=args.precompute_context, overwrite=args.overwrite)
+    export(args.run, args.out, graph_dir=args.graph, precompute_context=args.precompute_context, overwrite=args.overwrite,
+           force_graph=args.force_graph)
 
 
 def score_example(saved_model_dir: Path) -> list:
@@ -431,7 +432,9 @@ def make_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="write a TF SavedModel that scores raw string features")
     p.add_argument("--run", required=True, help="a trained run directory")
     p.add_argument("--out", required=True, help="SavedModel directory to write")
-    p.add_argument("--graph", help="work directory whose neighbor tables replace the run's (a new day's graph)")
+    p.add_argument("--graph", help="work directory whose neighbor tables replace the run's (a new day's graph); refused when it "
+                                   "gives neighbors to less than half the share of the run's ids its own graph did")
+    p.add_argument("--force-graph", action="store_true", help="export with --graph even below that coverage")
     p.add_argument("--precompute-context", action="store_true",
                    help="store every node's graph context as a table: serving gathers instead of aggregating")
     p.add_argument("--overwrite", action="store_true",

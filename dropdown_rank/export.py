@@ -83,17 +83,22 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import tensorflow as tf
 
 from dropdown_rank import __version__
 from dropdown_rank._io import _UMASK, read_json, write_json
 from dropdown_rank.workdir import Work
-from dropdown_rank.tables import RELATIONS
-from dropdown_rank.model import SIGNATURE, check_serving_features
+from dropdown_rank.tables import RELATIONS, NeighborTable
+from dropdown_rank.model import SIGNATURE, ModelConfig, check_serving_features
+from dropdown_rank.vocab import read_vocabulary
 from dropdown_rank.features import BY_NAME, MODEL_INPUTS
 from dropdown_rank.workdir import read_samples
 from dropdown_rank.train import load_run
 
+# A swapped graph (``--graph``) must give neighbors to at least this share of what the run's own graph covered: a build
+# of another world (8 of 1,229 queries in common) would otherwise be served as "graph swapped", each id without context.
+MIN_GRAPH_OVERLAP = 0.5
 LOOKUPS = ("user_lookup", "query_lookup", "item_lookup")
 TOOL = "dropdown_rank export"  # model_card.json["tool"]: marks a directory this tool may replace
 
@@ -245,11 +250,40 @@ def _swap_in(staging: Path, out_dir: Path) -> None:
     shutil.rmtree(old)
 
 
-def export(run_dir, out_dir, graph_dir=None, precompute_context: bool = False, overwrite: bool = False, progress=print) -> dict:
+def graph_coverage(run_dir: Path, graph_dir: Path) -> dict:
+    """Per relation, the share of the run's vocabulary (queries for q2q, items for i2i) that has neighbors in the latest
+    snapshot of its own graph (``own``) and of ``graph_dir``'s (``swapped``)."""
+    out = {}
+    for relation, (_, vocab_name) in RELATIONS.items():
+        tokens = read_vocabulary(run_dir / "vocab", vocab_name)
+        shares = {}
+        for name, source in (("own", run_dir), ("swapped", Work.open(graph_dir).path)):
+            table = NeighborTable.load(source / "graph" / f"{relation}.npz", read_vocabulary(source / "vocab", vocab_name))
+            described = table.nodes[(np.asarray(table.ids) > 0).any(axis=1)]
+            shares[name] = round(float(pd.Index(tokens).isin(described).mean()) if tokens else 0.0, 4)
+        out[relation] = shares
+    return out
+
+
+def check_graph_coverage(coverage: dict, graph_dir, force: bool, progress) -> None:
+    progress("graph: the run's ids with neighbors, its own graph -> --graph: " + ", ".join(
+        f"{relation} {100 * c['own']:.1f}% -> {100 * c['swapped']:.1f}%" for relation, c in coverage.items()))
+    low = [relation for relation, c in coverage.items() if c["swapped"] < MIN_GRAPH_OVERLAP * c["own"]]
+    if low and not force:
+        raise ExportError(f"--graph {graph_dir} gives neighbors to far fewer of the run's ids than its own graph did ("
+                          + ", ".join(f"{r}: {100 * coverage[r]['swapped']:.1f}% against {100 * coverage[r]['own']:.1f}%" for r in low)
+                          + f"; the limit is {MIN_GRAPH_OVERLAP:.0%} of the own share): most likely another world's build or "
+                            "another id space; pass --force-graph to export it anyway")
+
+
+def export(run_dir, out_dir, graph_dir=None, precompute_context: bool = False, overwrite: bool = False, progress=print,
+           force_graph: bool = False) -> dict:
     """Write the SavedModel, ``model_card.json`` and ``serving_example.json``. Returns the model card.
 
     ``out_dir`` is replaced only when it is empty or a previous export of this tool, unless
-    ``overwrite``; the export is staged next to it and swapped in when complete.
+    ``overwrite``; the export is staged next to it and swapped in when complete. A ``graph_dir`` whose latest
+    snapshot gives neighbors to less than :data:`MIN_GRAPH_OVERLAP` of the share of the run's ids its own graph
+    covered is refused unless ``force_graph``.
     """
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     started = time.perf_counter()
@@ -257,6 +291,10 @@ def export(run_dir, out_dir, graph_dir=None, precompute_context: bool = False, o
     check_out_dir(out_dir, overwrite, keep=(run_dir, graph_dir))
     config = read_json(run_dir / "config.json")
     metrics = read_json(run_dir / "metrics.json")
+    coverage = None
+    if graph_dir is not None and ModelConfig.from_dict(config["model"]).is_gnn:
+        coverage = graph_coverage(run_dir, Path(graph_dir))
+        check_graph_coverage(coverage, graph_dir, force_graph, progress)
     ranker = load_run(run_dir, graph_dir)
     if precompute_context:
         if not ranker.config.is_gnn:
@@ -284,6 +322,7 @@ def export(run_dir, out_dir, graph_dir=None, precompute_context: bool = False, o
             "graph": None if not ranker.config.is_gnn else {
                 "source": str(Path(graph_dir).resolve()) if graph_dir else str(run_dir.resolve()),
                 "swapped": graph_dir is not None,
+                "coverage": coverage,  # with --graph: the share of the run's ids with neighbors, own graph and swapped
                 # The latest snapshot (a graph file may hold one per day; serving loads the latest).
                 "snapshot_ts": {r: int(np.max(np.load((Path(graph_dir) if graph_dir else run_dir) / "graph" / f"{r}.npz")["snapshot_ts"]))
                                 for r in RELATIONS},

@@ -2,6 +2,7 @@
 output directory that is never half-written and never an unrelated directory."""
 import json
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -19,6 +20,7 @@ from dropdown_rank.export import instances_to_tensors
 from dropdown_rank.model import COUNTS, SIGNATURE, check_serving_features
 from dropdown_rank.graph import GraphConfig
 from dropdown_rank.logs.schema import TS_MAX, TS_MIN, WHITESPACE
+from dropdown_rank.logs.synth import write_world
 from dropdown_rank.split import SplitConfig
 from dropdown_rank.train import load_run, predict, predictor
 from dropdown_rank.vocab import read_vocabulary
@@ -283,12 +285,29 @@ def test_a_new_graph_is_swapped_in_at_export_without_retraining(tiny_logs, tiny_
     assert main(["export", "--run", str(tiny_runs["gat_20"]), "--out", str(tmp_path / "swapped"), "--graph", str(tmp_path / "work2")]) == 0
     card = json.loads((tmp_path / "swapped" / "model_card.json").read_text())
     assert card["graph"]["swapped"] is True
+    coverage = card["graph"]["coverage"]
+    assert set(coverage) == {"q2q", "i2i"} and all(c["swapped"] >= 0.5 * c["own"] > 0 for c in coverage.values()), coverage
     before = scores_on_test_split(tiny_work, exports["gat"])
     after = scores_on_test_split(tiny_work, tmp_path / "swapped")
     assert after.shape == before.shape and not np.allclose(after, before, atol=1e-4)
     expected = predict(predictor(load_run(tiny_runs["gat_20"], graph_dir=tmp_path / "work2")),
                        make_dataset(tiny_work / "samples", "test", 20, 1024))
     np.testing.assert_allclose(after, expected, atol=1e-5)
+
+
+def test_the_graph_of_another_world_is_refused_unless_forced(tiny_runs, tmp_path, capsys):
+    write_world(tmp_path / "other_logs", scale="tiny", seed=8, progress=lambda *a: None)
+    build(tmp_path / "other_logs", tmp_path / "other", BuildConfig(split=SplitConfig(valid_days=2, test_days=2)),
+          progress=lambda *a: None, progress_bar=False)
+    command = ["export", "--run", str(tiny_runs["gat_20"]), "--out", str(tmp_path / "swapped"), "--graph", str(tmp_path / "other")]
+    assert main(command) == 2
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert re.match(rf"dropdown-rank export: error: --graph {re.escape(str(tmp_path / 'other'))} gives neighbors to far fewer of "
+                    r"the run's ids than its own graph did \(q2q: \d+\.\d% against \d+\.\d%, i2i: .*pass --force-graph", line), line
+    assert not (tmp_path / "swapped").exists()
+    assert main(command + ["--force-graph"]) == 0
+    coverage = card_of(tmp_path / "swapped")["graph"]["coverage"]
+    assert all(c["swapped"] < 0.5 * c["own"] for c in coverage.values()), coverage
 
 
 # -- the output directory ---------------------------------------------------------------------------------------
