@@ -251,16 +251,19 @@ def _swap_in(staging: Path, out_dir: Path) -> None:
 
 
 def graph_coverage(run_dir: Path, graph_dir: Path) -> dict:
-    """Per relation, the share of the run's vocabulary (queries for q2q, items for i2i) that has neighbors in the latest
-    snapshot of its own graph (``own``) and of ``graph_dir``'s (``swapped``)."""
+    """Per relation, the share of the run's vocabulary (queries for q2q, items for i2i) that the latest snapshot of its
+    own graph (``own``) and of ``graph_dir``'s (``swapped``) give a neighbor the run also knows: what serving can use,
+    since a neighbor outside the run's vocabulary is dropped (``model.table_in_model_space``)."""
     out = {}
     for relation, (_, vocab_name) in RELATIONS.items():
-        tokens = read_vocabulary(run_dir / "vocab", vocab_name)
+        tokens = pd.Index(read_vocabulary(run_dir / "vocab", vocab_name))
         shares = {}
         for name, source in (("own", run_dir), ("swapped", Work.open(graph_dir).path)):
             table = NeighborTable.load(source / "graph" / f"{relation}.npz", read_vocabulary(source / "vocab", vocab_name))
-            described = table.nodes[(np.asarray(table.ids) > 0).any(axis=1)]
-            shares[name] = round(float(pd.Index(tokens).isin(described).mean()) if tokens else 0.0, 4)
+            known = tokens.get_indexer(table.nodes) >= 0  # per table node ("" padding first: unknown)
+            ids = np.asarray(table.ids)
+            served = known & ((ids > 0) & known[ids]).any(axis=1)
+            shares[name] = round(float(served.sum()) / len(tokens), 4) if len(tokens) else 0.0
         out[relation] = shares
     return out
 

@@ -304,7 +304,7 @@ def test_the_graph_of_another_world_is_refused_unless_forced(tiny_runs, tmp_path
     line = capsys.readouterr().err.strip().splitlines()[-1]
     assert re.match(rf"dropdown-rank export: error: --graph {re.escape(str(tmp_path / 'other'))} gives neighbors to far fewer of "
                     r"the run's ids than its own graph did \(q2q: \d+\.\d% against \d+\.\d%, i2i: .*pass --force-graph", line), line
-    assert not (tmp_path / "swapped").exists()
+    assert not (tmp_path / "swapped").exists() and siblings(tmp_path / "swapped") == []  # refused before anything is staged
     assert main(command + ["--force-graph"]) == 0
     coverage = card_of(tmp_path / "swapped")["graph"]["coverage"]
     assert all(c["swapped"] < 0.5 * c["own"] for c in coverage.values()), coverage
