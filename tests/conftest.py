@@ -3,6 +3,7 @@
 The suite runs in several pytest-xdist workers (setup.cfg); :func:`made_once` lets the first worker that
 needs one of these make it, and the others wait for it and read it."""
 import fcntl
+import json
 import os
 import shutil
 from pathlib import Path
@@ -17,9 +18,11 @@ from dropdown_rank.build import BuildConfig, build
 from dropdown_rank.logs.synth import write_world
 from dropdown_rank.samples import SampleConfig
 from dropdown_rank.split import SplitConfig
+from dropdown_rank.train import TrainConfig
 
 
 ONEDNN_OFF = not onednn_enabled()
+QUICK = TrainConfig(epochs=3, batch_size=512, patience=5, seed=11)  # base_run's training; test_faults.py's command says the same
 
 
 def quiet(*_args, **_kwargs):
@@ -99,10 +102,20 @@ def tiny_work_short_windows(tiny_logs, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def base_run(tiny_work, tmp_path_factory):
+    """base_20 trained with ``QUICK``, uninterrupted: the reference the interrupted and killed runs must reproduce."""
+    from dropdown_rank.model import ModelConfig
+    from dropdown_rank.train import train
+
+    root = made_once(tmp_path_factory, "base_run", lambda out: train(tiny_work, out / "base", ModelConfig(kind="base"), QUICK, verbose=0))
+    return root / "base", json.loads((root / "base" / "metrics.json").read_text())
+
+
+@pytest.fixture(scope="session")
 def tiny_runs(tiny_work, tmp_path_factory):
     """base_20 and gat_20 trained briefly on the tiny world, shared by evaluation and export tests."""
     from dropdown_rank.model import ModelConfig
-    from dropdown_rank.train import TrainConfig, train
+    from dropdown_rank.train import train
 
     configs = (ModelConfig(kind="base"), ModelConfig(kind="gat"))
 

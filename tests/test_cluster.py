@@ -1,8 +1,6 @@
 """Training on a cluster: the strategy TF_CONFIG selects, multi-worker and parameter-server runs on loopback ports."""
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -12,6 +10,7 @@ from dropdown_rank.cluster import loopback_cluster, resolve
 from dropdown_rank.samples import SampleConfig
 from dropdown_rank.split import SplitConfig
 
+import children
 from conftest import made_once, quiet
 
 
@@ -62,7 +61,7 @@ def sharded_work(tiny_logs, tmp_path_factory):
     return root / "work"
 
 
-# Each child imports dropdown_rank before tensorflow, which sets the environment tensorflow reads at import.
+# Each child is forked from a process that has imported dropdown_rank and tensorflow but run no op (tests/children.py).
 MIRRORED = r"""
 import json, sys
 import dropdown_rank
@@ -101,8 +100,7 @@ print("RESULT", json.dumps({"loss": [one[1], two[1]], "auc": [one[2], two[2]],
 
 def test_two_replicas_take_the_step_one_process_takes_on_the_same_global_batch(tiny_work):
     """The loss each replica returns is its share of the global batch's mean: the gradients add up to one process's."""
-    done = subprocess.run([sys.executable, "-c", MIRRORED, str(tiny_work)], capture_output=True, text=True, timeout=600,
-                          env={key: value for key, value in os.environ.items() if key != "TF_CONFIG"})
+    done = children.run(["-c", MIRRORED, str(tiny_work)], env={key: value for key, value in os.environ.items() if key != "TF_CONFIG"})
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.split("RESULT ", 1)[1])
     assert result["moved"] > 1e-2  # the step changed the weights
@@ -136,10 +134,8 @@ print("METRICS", json.dumps(metrics))
 
 def run_workers(work, run, weights_dir, interrupt: bool) -> list:
     cluster = loopback_cluster({"worker": 2})
-    processes = [subprocess.Popen([sys.executable, "-c", WORKER, str(work), str(run), str(weights_dir / f"worker{index}.npz"),
-                                   "1" if interrupt else "0"],
-                                  env={**os.environ, "TF_CONFIG": tf_config(cluster, "worker", index)},
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    processes = [children.Child(["-c", WORKER, str(work), str(run), str(weights_dir / f"worker{index}.npz"), "1" if interrupt else "0"],
+                                env={**os.environ, "TF_CONFIG": tf_config(cluster, "worker", index)})
                  for index in range(2)]
     return [(process.returncode, out, err) for process in processes for out, err in [process.communicate(timeout=600)]]
 
@@ -232,8 +228,7 @@ print("RESULT", json.dumps({"losses": Record.losses, "metrics": metrics,
 def run_parameter_servers(work, run, state, interrupt: bool):
     cluster = loopback_cluster({"chief": 1, "worker": 1, "ps": 2})
     env = {key: value for key, value in os.environ.items() if key != "TF_CONFIG"}
-    done = subprocess.run([sys.executable, "-c", PARAMETER_SERVERS, str(work), str(run), str(state), "1" if interrupt else "0",
-                           json.dumps(cluster)], env=env, capture_output=True, text=True, timeout=600)
+    done = children.run(["-c", PARAMETER_SERVERS, str(work), str(run), str(state), "1" if interrupt else "0", json.dumps(cluster)], env=env)
     assert ("interrupted after the first epoch" in done.stderr) if interrupt else done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.split("RESULT ", 1)[1])
 

@@ -25,6 +25,7 @@ from dropdown_rank.split import SplitConfig
 from dropdown_rank.train import load_run, predict, predictor
 from dropdown_rank.vocab import read_vocabulary
 
+import children
 from conftest import made_once
 
 
@@ -71,8 +72,7 @@ def test_model_card_example_request_and_cli_listing(exports):
     assert 1 <= len(body["instances"]) <= 10
     _, signature = serve(exports["gat"])
     assert signature(**instances_to_tensors(body))["ctr"].shape == (len(body["instances"]),)
-    listing = subprocess.run([sys.executable, "-m", "tensorflow.python.tools.saved_model_cli", "show", "--dir",
-                              str(exports["gat"]), "--all"], capture_output=True, text=True, timeout=300).stdout
+    listing = children.run(["-m", "tensorflow.python.tools.saved_model_cli", "show", "--dir", str(exports["gat"]), "--all"]).stdout
     assert "signature_def['serving_default']" in listing
     assert "inputs['query_history'] tensor_info" in listing and "outputs['ctr'] tensor_info" in listing
 
@@ -385,14 +385,13 @@ def test_a_killed_export_leaves_the_previous_export_intact(tiny_runs, tmp_path):
     first = tmp_path / "first"
     assert main(["export", "--run", str(tiny_runs["base_20"]), "--out", str(first)]) == 0
     good = {p.relative_to(first): p.read_bytes() for p in first.rglob("*") if p.is_file()}
-    # One earlier export per kill point, each killed in its own process, side by side (each start loads TensorFlow).
+    # One earlier export per kill point, each killed in its own process, side by side.
     points = ("after_saved_model", "before_swap", "between_renames")
     outs = {point: tmp_path / point / "export" for point in points}
     processes = {}
     for point in points:
         shutil.copytree(first, outs[point])
-        processes[point] = subprocess.Popen([sys.executable, "-c", KILLED_EXPORT, str(tiny_runs["gat_20"]), str(outs[point]), point],
-                                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        processes[point] = children.Child(["-c", KILLED_EXPORT, str(tiny_runs["gat_20"]), str(outs[point]), point])
     for point in points:
         out = outs[point]
         processes[point].communicate(timeout=300)
@@ -414,9 +413,8 @@ def test_an_export_killed_at_a_random_time_leaves_either_export_complete(tiny_ru
     assert main(["export", "--run", str(tiny_runs["base_20"]), "--out", str(out)]) == 0
     rng = random.Random(11)
     for _ in range(3):
-        process = subprocess.Popen([sys.executable, "-m", "dropdown_rank.cli", "export", "--run", str(tiny_runs["gat_20"]),
-                                    "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        time.sleep(rng.uniform(4.0, 13.0))  # an export process takes about 11 s here: from import to the swap
+        process = children.Child(["-m", "dropdown_rank.cli", "export", "--run", str(tiny_runs["gat_20"]), "--out", str(out)])
+        time.sleep(rng.uniform(1.0, 6.0))  # a forked export took about 4 s on this idle 2-core machine, longer under load
         process.send_signal(signal.SIGKILL)
         process.communicate(timeout=300)
         assert card_of(out)["model"] in ("base_20", "gat_20")  # the previous or the new export, whole

@@ -2,8 +2,6 @@
 import json
 import random
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -13,14 +11,12 @@ from dropdown_rank.workdir import Work
 from dropdown_rank.workdir import fingerprint as build_fingerprint
 from dropdown_rank.cli import main
 
+import children
+
 pytestmark = pytest.mark.slow
 
 
-def child(command) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "dropdown_rank.cli", *command], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-
-def wait_for(marker: Path, process: subprocess.Popen, timeout: float = 600) -> None:
+def wait_for(marker: Path, process: children.Child, timeout: float = 600) -> None:
     deadline = time.monotonic() + timeout
     while not marker.exists() and process.poll() is None:
         if time.monotonic() > deadline:
@@ -31,7 +27,7 @@ def wait_for(marker: Path, process: subprocess.Popen, timeout: float = 600) -> N
 
 def killed_after(command, marker: Path, seconds: float) -> int:
     """The exit code of a child run of ``command`` sent SIGKILL ``seconds`` after ``marker`` appears."""
-    process = child(command)
+    process = children.Child(["-m", "dropdown_rank.cli", *command])
     wait_for(marker, process)
     time.sleep(seconds)
     process.send_signal(signal.SIGKILL)
@@ -68,16 +64,15 @@ def test_a_build_killed_at_random_times_leaves_a_whole_work_directory(tiny_logs,
     assert kills >= 2
 
 
-def test_a_training_run_killed_at_random_times_resumes_to_the_uninterrupted_result(tiny_work, tmp_path):
+def test_a_training_run_killed_at_random_times_resumes_to_the_uninterrupted_result(tiny_work, base_run, tmp_path):
     command = ["train", "--data", str(tiny_work), "--model", "base", "--epochs", "3", "--batch-size", "512", "--patience", "5",
                "--seed", "11"]
-    # The uninterrupted run is the reference, run in this process (a child would load TensorFlow again). A run writes
-    # run.json when its work starts: kills are timed from that moment, so the start-up before it, which another
-    # process's load stretches, is not part of the time (what remains can still stretch: a kill that misses is
+    # The uninterrupted run is the reference, trained once for the session (conftest.QUICK: this command's settings). A
+    # run writes run.json when its work starts: kills are timed from that moment, so the start-up before it, which
+    # another process's load stretches, is not part of the time (what remains can still stretch: a kill that misses is
     # retried, and only a kill that interrupted the work counts).
-    assert main(command + ["--out", str(tmp_path / "reference")]) == 0
-    duration = time.time() - (tmp_path / "reference" / "run.json").stat().st_mtime
-    reference = json.loads((tmp_path / "reference" / "metrics.json").read_text())
+    reference_run, reference = base_run
+    duration = (reference_run / "metrics.json").stat().st_mtime - (reference_run / "run.json").stat().st_mtime
     rng = random.Random(3)
     kills = 0
     for attempt in range(4):  # at least 2 random times, more until one kill landed mid-training
@@ -89,6 +84,8 @@ def test_a_training_run_killed_at_random_times_resumes_to_the_uninterrupted_resu
         if not (run / "metrics.json").exists():  # killed before it finished: the same command resumes it
             assert main(command + ["--out", str(run)]) == 0
         resumed = json.loads((run / "metrics.json").read_text())
+        assert all(json.loads((run / "config.json").read_text())[part] == json.loads((reference_run / "config.json").read_text())[part]
+                   for part in ("model", "train", "work_fingerprint")), "the command trains what the reference trained"
         assert round(resumed["test_auc"], 4) == round(reference["test_auc"], 4)
         assert resumed["val_auc_per_epoch"] == pytest.approx(reference["val_auc_per_epoch"], abs=1e-6)
     assert kills >= 1

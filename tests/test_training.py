@@ -16,16 +16,7 @@ from dropdown_rank.train import (TrainConfig, fit_calibration, fit_to_work, load
                                  train)
 from dropdown_rank.vocab import read_vocabulary
 from dropdown_rank.workdir import read_samples
-from conftest import made_once
-
-QUICK = TrainConfig(epochs=3, batch_size=512, patience=5, seed=11)
-
-
-@pytest.fixture(scope="module")
-def base_run(tiny_work, tmp_path_factory):
-    """base_20 trained with QUICK, uninterrupted: the reference the interrupted runs must reproduce."""
-    root = made_once(tmp_path_factory, "base_run", lambda out: train(tiny_work, out / "base", ModelConfig(kind="base"), QUICK, verbose=0))
-    return root / "base", json.loads((root / "base" / "metrics.json").read_text())
+from conftest import QUICK, made_once
 
 
 @pytest.fixture(scope="module")
@@ -195,10 +186,9 @@ def test_a_run_directory_refuses_another_configuration_data_or_a_finished_run(ti
 
 
 def test_a_run_killed_after_its_early_stop_was_backed_up_trains_no_further_epoch(tiny_work, tmp_path, monkeypatch):
-    """Early stopping ends fit at epoch 3 (epoch 2 was best); a kill before Keras removed the backup must not add an epoch 4."""
+    """Early stopping ends fit before its 6 epochs (the epoch after the best); a kill before Keras removed the backup
+    must not add an epoch, and the resumed run ends on the best epoch's weights, not the last."""
     config, settings = ModelConfig(kind="base"), dataclasses.replace(QUICK, epochs=6, patience=1, learning_rate=0.01)
-    reference = train(tiny_work, tmp_path / "reference", config, settings, verbose=0)
-    assert reference["epochs_run"] < settings.epochs  # early stopping ended it
     monkeypatch.setattr(tf.keras.callbacks.BackupAndRestore, "on_train_end", lambda self, logs=None: None)
     finish = tf.keras.Model.load_weights
 
@@ -209,11 +199,18 @@ def test_a_run_killed_after_its_early_stop_was_backed_up_trains_no_further_epoch
     with pytest.raises(KeyboardInterrupt):
         train(tiny_work, tmp_path / "run", config, settings, verbose=0)
     assert (tmp_path / "run" / "backup").exists()
+    logged = json.loads((tmp_path / "run" / "epochs.json").read_text())
+    assert len(logged) < settings.epochs  # early stopping ended it
+    best = max(logged, key=lambda entry: entry["val_auc"])
+    assert best["val_auc"] > logged[-1]["val_auc"]  # patience 1: the last epoch did not improve
     monkeypatch.setattr(tf.keras.Model, "load_weights", finish)
     resumed = train(tiny_work, tmp_path / "run", config, settings, verbose=0)
-    assert resumed["epochs_run"] == reference["epochs_run"]
-    assert resumed["test_auc"] == pytest.approx(reference["test_auc"], abs=1e-6)  # the same best checkpoint, loaded
-    assert not (tmp_path / "run" / "backup").exists()
+    assert resumed["epochs_run"] == len(logged) and json.loads((tmp_path / "run" / "epochs.json").read_text()) == logged
+    assert resumed["best_epoch"] == best["epoch"] and not (tmp_path / "run" / "backup").exists()
+    # the best checkpoint, loaded: the saved ranker scores the validation days as the best epoch did
+    valid = make_dataset(tiny_work / "samples", "valid", 20, 4096)
+    labels = np.concatenate([label.numpy() for _, label in valid])
+    assert roc_auc_score(labels, predict(predictor(load_run(tmp_path / "run")), valid)) == pytest.approx(best["val_auc"], abs=1e-6)
 
 
 def test_a_gnn_reads_the_builds_neighbors_unless_told_fewer_and_never_more(tiny_work):
