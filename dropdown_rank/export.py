@@ -340,8 +340,8 @@ def export(run_dir, out_dir, graph_dir=None, precompute_context: bool = False, o
                 "counter_windows": config.get("counter_windows"),
                 "contract": "InvalidArgumentError naming the input for: an empty batch, different batch sizes, a history that is "
                             "not [batch, length] or whose timestamps have another shape, a blank candidate, request_ts before 1990 "
-                            "or after 2100 (milliseconds), a non-padded history timestamp after request_ts, a negative count, "
-                            "user_candidate_age below -1 or disagreeing with user_candidate_count, candidate_clicks above "
+                            "or after 2100 (milliseconds), a non-padded history timestamp at or after request_ts, a negative count, "
+                            "user_candidate_age below -1, 0, or disagreeing with user_candidate_count, candidate_clicks above "
                             "candidate_impressions",
             },
             "run": str(run_dir.resolve()),

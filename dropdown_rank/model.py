@@ -243,6 +243,10 @@ def check_serving_features(features: dict) -> dict:
             tf.debugging.assert_greater_equal(features["user_candidate_age"], tf.constant(-1, tf.int64),
                                               message="user_candidate_age is below -1: send seconds since the user's last "
                                                       "query equal to the candidate, or -1 for never"),
+            # the build counts the user's queries strictly before the request, so no training row has an age of 0 s
+            _assert_none(tf.equal(features["user_candidate_age"], 0),
+                         "user_candidate_age is 0: count only the queries strictly before request_ts (as the build "
+                         "does), so a counted query is at least 1 s old"),
             *[tf.debugging.assert_non_negative(features[name], message=f"{name} is negative: counts are >= 0")
               for name in COUNTS],
             _assert_none(tf.not_equal(features["user_candidate_count"] > 0, features["user_candidate_age"] >= 0),
@@ -253,11 +257,13 @@ def check_serving_features(features: dict) -> dict:
         ]
         for kind in ("query", "item"):
             ids, ts = features[f"{kind}_history"], features[f"{kind}_history_ts"]
-            future = tf.logical_and(tf.not_equal(ids, ""), ts > request_ts[:, None])
+            # Training histories hold behaviors strictly before the request: one at its own second would read a
+            # time-gap bucket no training row reached.
+            not_before = tf.logical_and(tf.not_equal(ids, ""), ts >= request_ts[:, None])
             value_checks.append(_assert_none(
-                tf.reduce_any(future, axis=1),
-                f"{kind}_history_ts has entries after request_ts (history must be at or before the request; "
-                f"empty-string entries are padding and their timestamps are ignored)"))
+                tf.reduce_any(not_before, axis=1),
+                f"{kind}_history_ts has entries at or after request_ts (history is strictly before the request, as the "
+                f"build writes it; empty-string entries are padding and their timestamps are ignored)"))
     with tf.control_dependencies(checks + value_checks):
         return {name: tf.identity(value) for name, value in features.items()}
 

@@ -124,7 +124,7 @@ CONTRACT_ERRORS = {
     "blank_candidate": 'candidate is blank (empty or whitespace only)',
     "whitespace_candidate": 'candidate is blank (empty or whitespace only)',
     "request_ts_in_ms": "request_ts is after 2100: send epoch seconds, not milliseconds",
-    "history_after_request": "query_history_ts has entries after request_ts",
+    "history_after_request": "query_history_ts has entries at or after request_ts",
     "one_d_history": "is not compatible with expected shape [?,?]",
     "batch_mismatch": "has a different batch size than user_id",
     "empty_batch": "empty batch: send at least one (request, candidate) row",
@@ -228,12 +228,19 @@ def test_blank_candidates_millisecond_times_and_future_histories_are_refused(exp
     for early in (-1, 1000, TS_MIN - 1):
         with pytest.raises(tf.errors.InvalidArgumentError, match="request_ts is before 1990"):
             signature(**request(request_ts=tf.constant([early] * 3, tf.int64)))
-    signature(**request(request_ts=tf.constant([TS_MIN, TS_MAX, 1767226000], tf.int64),
+    at_the_bounds = {f"{kind}_history": tf.constant([[""] * 4] + [[f"unseen {kind}"] + [""] * 3] * 2) for kind in ("query", "item")}
+    signature(**request(request_ts=tf.constant([TS_MIN, TS_MAX, 1767226000], tf.int64), **at_the_bounds,
                         query_history_ts=tf.constant([[TS_MIN] + [0] * 3] * 3, tf.int64),
                         item_history_ts=tf.constant([[TS_MIN] + [0] * 3] * 3, tf.int64)))  # the bounds themselves score
     future = tf.constant([[1767225100, 0, 0, 0], [1767226001, 0, 0, 0], [1767225100, 0, 0, 0]], tf.int64)
-    with pytest.raises(tf.errors.InvalidArgumentError, match=r"item_history_ts has entries after request_ts.*first rows:\] \[1\]"):
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"item_history_ts has entries at or after request_ts.*first rows:\] \[1\]"):
         signature(**request(item_history_ts=future))
+    # The request's own second is not history: the build's histories are strictly earlier, and so are its counters.
+    same_second = tf.constant([[1767225100, 0, 0, 0], [1767225100, 0, 0, 0], [1767226000, 0, 0, 0]], tf.int64)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"query_history_ts has entries at or after request_ts.*first rows:\] \[2\]"):
+        signature(**request(query_history_ts=same_second))
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"user_candidate_age is 0: count only the queries strictly before.*\[0\]"):
+        signature(**request(user_candidate_count=tf.constant([1, 1, 0], tf.int64), user_candidate_age=tf.constant([0, 1, -1], tf.int64)))
     with pytest.raises(tf.errors.InvalidArgumentError, match="candidate_clicks is negative"):
         signature(**request(candidate_clicks=tf.constant([0, -2, 0], tf.int64)))
     with pytest.raises(tf.errors.InvalidArgumentError, match="user_candidate_age is below -1"):
@@ -245,8 +252,8 @@ def test_blank_candidates_millisecond_times_and_future_histories_are_refused(exp
     # The counters are inputs the exported model reads: a user who issued the candidate before scores differently.
     repeat = request(user_candidate_count=tf.constant([4] * 3, tf.int64), user_candidate_age=tf.constant([600] * 3, tf.int64))
     assert not np.allclose(signature(**repeat)["ctr"].numpy(), signature(**request())["ctr"].numpy())
-    # A history entry at the request time is fine, and a padded ("") entry's timestamp is ignored.
-    padded_future = tf.constant([[1767226000, 1767229999, 0, 0]] * 3, tf.int64)
+    # A history entry a second before the request is fine, and a padded ("") entry's timestamp is ignored.
+    padded_future = tf.constant([[1767225999, 1767229999, 0, 0]] * 3, tf.int64)
     scores = signature(**request(query_history_ts=padded_future))["ctr"].numpy()
     assert np.isfinite(scores).all()
 
@@ -267,8 +274,8 @@ def test_the_contract_helper_guards_an_in_memory_ranker(tiny_runs, exports):
         ranker.score(request(candidate=tf.constant(["a", "", "b"])))
     with pytest.raises(tf.errors.InvalidArgumentError, match="milliseconds"):
         check_serving_features(request(request_ts=tf.constant([1767226000123] * 3, tf.int64)))
-    with pytest.raises(tf.errors.InvalidArgumentError, match="query_history_ts has entries after request_ts"):
-        check_serving_features(request(query_history_ts=tf.constant([[1767226001, 0, 0, 0]] * 3, tf.int64)))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="query_history_ts has entries at or after request_ts"):
+        check_serving_features(request(query_history_ts=tf.constant([[1767226000, 0, 0, 0]] * 3, tf.int64)))
 
 
 def test_empty_batch_is_a_clear_error(exports):
