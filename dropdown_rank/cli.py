@@ -361,7 +361,7 @@ def _add_evaluate_command(sub) -> None:
     p.add_argument("--data", required=True, help="the work directory the runs were trained on")
     p.add_argument("--runs", required=True, nargs="+", help="run directories to compare")
     p.add_argument("--out", required=True, help="report directory")
-    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates over users (default 1000)")
+    p.add_argument("--bootstrap", type=positive_int, default=1000, help="bootstrap replicates over users (default 1000)")
     p.add_argument("--activity-edges", type=int, nargs="+", default=None,
                    help="user-activity bucket edges, used as given (default 5 20 50: 0-4 / 5-19 / 20-49 / 50+, or the requests' "
                         "activity quartiles when one of those buckets has fewer than 30 users)")

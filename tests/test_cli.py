@@ -71,6 +71,8 @@ def error_line(capsys):
     (["build", "--logs", "L", "--out", "W", "--test-days", "-1"], "dropdown-rank build: error: argument --test-days: must be a positive integer, not -1"),
     (["build", "--logs", "L", "--out", "W", "--train-days", "0"], "dropdown-rank build: error: argument --train-days: must be a positive integer, not 0"),
     (["build", "--logs", "L", "--out", "W", "--min-count", "0"], "dropdown-rank build: error: argument --min-count: must be a positive integer, not 0"),
+    (["evaluate", "--data", "W", "--runs", "R", "--out", "O", "--bootstrap", "0"],
+     "dropdown-rank evaluate: error: argument --bootstrap: must be a positive integer, not 0"),
 ])
 def test_out_of_range_arguments_are_refused_while_parsing(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_:
