@@ -28,9 +28,10 @@ import pyarrow.parquet as pq
 from dropdown_rank import _io
 from dropdown_rank._io import write_json, write_parquet
 from dropdown_rank.graph import GraphConfig, build_graphs
-from dropdown_rank.logs.schema import find_table, load_logs
+from dropdown_rank.logs.schema import DAY, find_table, load_logs
 from dropdown_rank.samples import SampleConfig, build_samples
-from dropdown_rank.split import SplitConfig, TimeSplit, time_split
+from dropdown_rank.split import SPLITS, SplitConfig, TimeSplit, time_split
+from dropdown_rank.tables import iso_day
 from dropdown_rank.vocab import build_vocabularies, write_vocabularies
 from dropdown_rank.workdir import fingerprint
 
@@ -143,16 +144,50 @@ def check_splits(samples_dir: Path, split: TimeSplit, source: str, progress) -> 
     return out
 
 
+def window_coverage(samples_dir: Path, split: TimeSplit, first_day: int, config: BuildConfig, progress) -> dict:
+    """Per look-back window, the first request time whose window the log holds whole (``complete_from``) and each
+    split's share of rows before it (``truncated_share``), which counted fewer days than the window.
+
+    The counters look back over the whole log, from its first day; the graph snapshots over the events from
+    the training period's start. A window longer than the log before a row is cut at that start: the row's
+    counts (or graph) cover fewer days, while serving, long after the log starts, counts whole windows. The
+    build warns when training rows were cut; the model card records it (``signature.counter_windows``)."""
+    windows = {"personal_days": (config.samples.personal_days, first_day),
+               "popularity_days": (config.samples.popularity_days, first_day),
+               "graph_window_days": (config.graph.window_days, split.train_start)}
+    request_ts = {name: [pq.read_table(shard, columns=["request_ts"]).column(0).to_numpy()
+                         for shard in sorted((samples_dir / name).glob("part-*.parquet"))] for name in SPLITS}
+    out = {"log_first_day": iso_day(first_day), "graph_first_day": iso_day(split.train_start)}
+    for name, (days, start) in windows.items():
+        # every start is a day start, so a whole-days window (the days before the request's day) and a window of
+        # seconds before request_ts are both whole from the same moment
+        complete_from = start + int(round(days * DAY))
+        out[name] = {"days": days, "complete_from": iso_day(complete_from), "truncated_share": {
+            split_name: round(float(np.mean(np.concatenate(parts) < complete_from)), 4) for split_name, parts in request_ts.items()}}
+    cut = [f"{name.replace('_', '-')} {out[name]['days']:g} (whole from {out[name]['complete_from'][:10]}, "
+           f"{100 * out[name]['truncated_share']['train']:.0f}% of training rows cut)"
+           for name in windows if out[name]["truncated_share"]["train"] > 0]
+    if cut:
+        progress(f"build: WARNING: windows longer than the log before the training rows: {'; '.join(cut)}. Those rows "
+                 f"counted fewer days than serving will (model card: signature.counter_windows.complete); a longer log, "
+                 f"or shorter --personal-days/--popularity-days/--graph-window-days, makes them whole")
+    return out
+
+
 SPLIT_NAMES = {"train": "training", "valid": "validation", "test": "test"}
 SPLIT_NEEDS = {"train": "a ranker learns from clicks",
                "valid": "validation AUC (early stopping, the best checkpoint) and calibration need clicked and unclicked impressions",
                "test": "test AUC needs clicked and unclicked impressions"}
 
 
-def finish_work_dir(logs_dir: Path, work_dir: Path, split: TimeSplit, config: BuildConfig, stats: dict, progress) -> dict:
-    """Check every split's labels (:func:`check_splits`, recorded in ``stats``), copy the ground truth (synthetic worlds), write ``stats.json``, then ``build.json``
-    (last: a directory with ``build.json`` is complete). Returns ``stats``."""
+def finish_work_dir(logs_dir: Path, work_dir: Path, split: TimeSplit, config: BuildConfig, stats: dict, progress,
+                    first_day: int) -> dict:
+    """Check every split's labels (:func:`check_splits`, recorded in ``stats``), measure the look-back windows
+    (:func:`window_coverage`, from the log's ``first_day``, recorded in ``stats`` and ``build.json``), copy the ground
+    truth (synthetic worlds), write ``stats.json``, then ``build.json`` (last: a directory with ``build.json`` is
+    complete). Returns ``stats``."""
     stats["splits"] = check_splits(work_dir / "samples", split, str(find_table(logs_dir, "impressions")), progress)
+    stats["windows"] = window_coverage(work_dir / "samples", split, first_day, config, progress)
     truth_path = logs_dir / "truth.parquet"
     if truth_path.exists():
         write_parquet(work_dir / "truth.parquet", pd.read_parquet(truth_path))
@@ -162,6 +197,7 @@ def finish_work_dir(logs_dir: Path, work_dir: Path, split: TimeSplit, config: Bu
         "split": split.to_dict(),
         "config": dataclasses.asdict(config),
         "has_truth": truth_path.exists(),
+        "windows": stats["windows"],
         "fingerprint": fingerprint(work_dir),
     })
     rows, timings = stats["samples"], stats["timings"]
@@ -211,7 +247,8 @@ def _build_into(logs_dir: Path, work_dir: Path, config: BuildConfig, progress, p
 
     stats = build_stats(logs.reports, counts, (len(events), len(train_events), len(graph_events)), rows,
                         {k: len(v) for k, v in vocabs.items()}, graph_stats, timings)
-    return finish_work_dir(logs_dir, work_dir, split, config, stats, progress)
+    first_day = min(int(events["ts"].min()) if len(events) else np.iinfo(np.int64).max, int(impressions["ts"].min())) // DAY * DAY
+    return finish_work_dir(logs_dir, work_dir, split, config, stats, progress, first_day)
 
 
 def build_stats(reports, counts: dict, events: tuple, rows: dict, vocab_sizes: dict, graph_stats: dict, timings: dict) -> dict:

@@ -536,11 +536,13 @@ def calibrate(ranker: DropdownRanker, predict_fn, valid: tf.data.Dataset, labels
 
 
 def counter_windows(work: Work) -> dict:
-    """The look-backs of the counter inputs a run was trained with (``SampleConfig``'s defaults for older builds)."""
+    """The look-backs of the counter inputs a run was trained with (``SampleConfig``'s defaults for older builds), and
+    how much of each window (and the graph's) the training rows had (``complete``: ``build.window_coverage``)."""
     samples = {**dataclasses.asdict(SampleConfig()), **work.config["samples"]}
     return {"user_candidate_count/_age": f"the user's queries in the {samples['personal_days']:g} days before request_ts",
             "candidate_query_count/_impressions/_clicks": f"the {samples['popularity_days']} whole UTC days before the request's day",
-            "personal_days": samples["personal_days"], "popularity_days": samples["popularity_days"]}
+            "personal_days": samples["personal_days"], "popularity_days": samples["popularity_days"],
+            "complete": work.windows}
 
 
 def save_run(run_dir: Path, ranker: DropdownRanker, work: Work, train_config: TrainConfig) -> None:

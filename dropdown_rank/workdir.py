@@ -95,6 +95,7 @@ class Work:
     config: dict
     has_truth: bool
     fingerprint: str
+    windows: dict | None = None  # build.window_coverage; None for builds made before it
 
     @classmethod
     def open(cls, path: str | Path) -> "Work":
@@ -107,7 +108,7 @@ class Work:
         if "fingerprint" not in meta or "rows_start" not in meta["split"]:
             raise ValueError(f"{path}: built by an older dropdown_rank (no daily graphs); rebuild it with `dropdown-rank build`")
         split = TimeSplit(**{k: v for k, v in meta["split"].items() if not k.endswith("_iso")})
-        return cls(path, split, meta["config"], bool(meta["has_truth"]), meta["fingerprint"])
+        return cls(path, split, meta["config"], bool(meta["has_truth"]), meta["fingerprint"], meta.get("windows"))
 
     def vocabulary(self, name: str) -> list[str]:
         return read_vocabulary(self.path / "vocab", name)

@@ -58,3 +58,37 @@ def test_a_rebuild_never_deletes_what_the_build_did_not_write(tiny_logs, tmp_pat
     with pytest.raises(ValueError, match=r"did not write as a work directory \(runs\)"):
         build(tiny_logs, work_dir, CONFIG, progress=quiet, progress_bar=False)
     assert (work_dir / "runs" / "base_20" / "metrics.json").exists() and Work.open(work_dir)
+
+
+@pytest.mark.parametrize("built", ["tiny_work", "tiny_work_short_windows"])
+def test_windows_longer_than_the_log_before_a_row_are_measured_warned_and_recorded(built, tiny_logs, request):
+    """The tiny world's 12 days are shorter than the default windows (365, 30 and 30 days): every row counted fewer
+    days than serving will. Its short-window build's counter windows (personal 2 days, popularity 3) are whole."""
+    import numpy as np
+    import pandas as pd
+
+    from dropdown_rank.build import window_coverage
+    from dropdown_rank.logs.schema import DAY
+    from dropdown_rank.workdir import read_samples
+
+    work = Work.open(request.getfixturevalue(built))
+    first_day = min(int(pd.read_parquet(tiny_logs / name, columns=["ts"])["ts"].min()) for name in ("events.parquet", "impressions.parquet")) // DAY * DAY
+    config = BuildConfig(**{k: v for k, v in work.config.items() if k not in ("split", "samples", "graph")},
+                         split=SplitConfig(**work.config["split"]), samples=build_module.SampleConfig(**work.config["samples"]),
+                         graph=build_module.GraphConfig(**work.config["graph"]))
+    said = []
+    assert window_coverage(work.samples_dir, work.split, first_day, config, said.append) == work.windows  # what build.json holds
+    windows = work.windows
+    assert windows["log_first_day"] == pd.Timestamp(first_day, unit="s").strftime("%Y-%m-%d")
+    for name, days, start in (("personal_days", config.samples.personal_days, first_day),
+                              ("popularity_days", config.samples.popularity_days, first_day),
+                              ("graph_window_days", config.graph.window_days, work.split.train_start)):
+        ts = {split: read_samples(work.samples_dir, split, columns=["request_ts"])["request_ts"].to_numpy() for split in ("train", "valid", "test")}
+        complete_from = start + int(days * DAY)
+        assert windows[name]["truncated_share"] == {split: round(float(np.mean(t < complete_from)), 4) for split, t in ts.items()}, name
+    counters = [windows[name]["truncated_share"][split] for name in ("personal_days", "popularity_days") for split in ("train", "test")]
+    # the default windows cut every row; 2 and 3 days are whole after the 3 warm-up days; the graph's 30 days never are
+    assert counters == ([1.0] * 4 if built == "tiny_work" else [0.0] * 4)
+    assert windows["graph_window_days"]["truncated_share"] == {"train": 1.0, "valid": 1.0, "test": 1.0}
+    assert len(said) == 1 and said[0].startswith("build: WARNING: windows longer than the log before the training rows: ")
+    assert ("personal-days 365 (whole from" in said[0]) == (built == "tiny_work") and "graph-window-days 30 (whole from" in said[0]

@@ -66,7 +66,7 @@ def assert_same_work(memory_dir, beam_dir):
                    for fs in files]
         assert records[0] == records[1] and sum(map(len, records[0])) == len(rows[0])  # and the same training records
     stats = [json.loads((d / "stats.json").read_text()) for d in (memory_dir, beam_dir)]
-    for key in ("validation", "samples", "splits", "vocab", "graph", "events", "impressions_outside_periods", "impressions_graph_warmup"):
+    for key in ("validation", "samples", "splits", "windows", "vocab", "graph", "events", "impressions_outside_periods", "impressions_graph_warmup"):
         assert stats[0][key] == stats[1][key], key
     assert stats[1]["engine"] == "beam" and not (beam_dir / ".beam").exists()
 

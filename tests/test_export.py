@@ -61,12 +61,15 @@ def test_saved_model_matches_the_in_memory_model_on_the_whole_test_split(tiny_wo
     np.testing.assert_allclose(got, expected, atol=1e-5)
 
 
-def test_model_card_example_request_and_cli_listing(exports):
+def test_model_card_example_request_and_cli_listing(exports, tiny_work):
     card = json.loads((exports["gat"] / "model_card.json").read_text())
     assert card["model"] == "gat_20" and card["seq_len"] == 20 and card["neighbors"] == 10
     assert card["graph"]["context_precomputed"] is False and set(card["signature"]["inputs"]) == set(SIGNATURE)
     windows = card["signature"]["counter_windows"]  # the tiny world's build used the defaults
     assert (windows["personal_days"], windows["popularity_days"]) == (365.0, 30)
+    # the tiny world's 12 days hold no whole 365-day window: the card says so, as the build measured it
+    assert windows["complete"] == json.loads((tiny_work / "build.json").read_text())["windows"]
+    assert windows["complete"]["personal_days"]["truncated_share"]["train"] == 1.0
     assert 0.0 < card["test_auc"] < 1.0 and card["training_period"]["start_ts"] < card["training_period"]["end_ts"]
     body = json.loads((exports["gat"] / "serving_example.json").read_text())
     assert 1 <= len(body["instances"]) <= 10

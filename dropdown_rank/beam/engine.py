@@ -62,7 +62,7 @@ def _build_into(logs_dir: Path, work_dir: Path, config: BuildConfig, options, pr
              f"{buckets} user bucket(s)")
     with beam.Pipeline(options=options) as pipeline:
         validation_pipeline(pipeline, tables, config.bad_rows, own.chunk_rows, buckets, str(tmp))
-    reports, hours = resolve(tables, load(tmp / "validation.pkl"))
+    reports, hours, first_day = resolve(tables, load(tmp / "validation.pkl"))
     shutil.rmtree(tmp / "stash", ignore_errors=True)  # the validation's scratch rows: no later step reads them
     for report in reports:
         progress(f"validate: {report.summary()}")
@@ -108,7 +108,7 @@ def _build_into(logs_dir: Path, work_dir: Path, config: BuildConfig, options, pr
         "beam": engine,
         "peak_memory_workers_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0, 1),
     }
-    return finish_work_dir(logs_dir, work_dir, split, config, stats, progress)
+    return finish_work_dir(logs_dir, work_dir, split, config, stats, progress, first_day)
 
 
 def _engine(options, buckets: int) -> dict:

@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 
 from dropdown_rank.beam.common import (KEYED, EVENT_DTYPES, HOUR, IMPRESSION_DTYPES, ROW_BITS, bucket_of, dump, stash, to_arrow,
                                        to_frame, unstash, write_bucket)
-from dropdown_rank.logs.schema import (SAMPLE_ORDER, TABLE_COLUMNS, TABLE_NAMES, Finding, SchemaError, ValidationReport, check_impressions_not_empty,
+from dropdown_rank.logs.schema import (DAY, SAMPLE_ORDER, TABLE_COLUMNS, TABLE_NAMES, Finding, SchemaError, ValidationReport, check_impressions_not_empty,
                                        check_kept, check_rows, check_table, file_chunks, find_table, read_chunks,
                                        require_columns, table_columns, table_files)
 
@@ -78,6 +78,7 @@ class CheckBucket(beam.DoFn):
             yield beam.pvalue.TaggedOutput("small", ("finding", table, finding))
         if not len(clean):
             return
+        yield beam.pvalue.TaggedOutput("small", ("first_day", table, int(clean["ts"].min()) // DAY * DAY))
         rows = to_arrow(clean.reset_index(drop=True))
         if table == "events":
             write_bucket(self.tmp, "events", bucket, rows)
@@ -160,7 +161,8 @@ def validation_pipeline(pipeline: beam.Pipeline, tables: dict, bad_rows: str, ch
 
 def resolve(tables: dict, records: list):
     """The driver's side: raise the error the in-memory validation would raise first, or return the reports
-    (events, impressions) and the clean impressions per hour ``{hour start: rows}``."""
+    (events, impressions), the clean impressions per hour ``{hour start: rows}`` and the log's first day (the start
+    of the day of its earliest clean row, either table)."""
     reports, hours = [], {}
     for table in TABLE_NAMES:
         info = tables[table]
@@ -182,7 +184,7 @@ def resolve(tables: dict, records: list):
     for record in records:
         if record[0] == "hour":
             hours[record[1] * HOUR] = hours.get(record[1] * HOUR, 0) + record[2]
-    return reports, hours
+    return reports, hours, min(record[2] for record in records if record[0] == "first_day")
 
 
 def _merged_findings(findings):
