@@ -5,11 +5,14 @@ A fresh interpreter spends about 7 s of CPU importing TensorFlow before its work
 tests start about twenty children, which made a fifth of its CPU time on 2 cores. multiprocessing's forkserver
 imports ``PRELOAD`` once per pytest worker and forks each child from that process. It has only imported: no op has
 run there, so TensorFlow's runtime (its thread pools, devices, a cluster's servers) starts in each child, after the
-fork, as it would in a fresh process. A child runs ``-c CODE`` or ``-m MODULE`` with its own arguments and
-environment, as ``python`` would, and its exit code is Popen's: ``-signal.SIGKILL`` when killed.
+fork, as it would in a fresh process.
 
-Tests about a fresh interpreter itself (what importing sets, a process with only TensorFlow, a schema changed
-before import) use ``subprocess``."""
+A child runs ``-c CODE`` or ``-m MODULE`` with its own arguments and environment, and its exit code is Popen's
+(``-signal.SIGKILL`` when killed). What differs from a fresh ``python``: what the preloaded modules read from the
+environment at import (``TF_CPP_MIN_LOG_LEVEL``, ``TF_USE_LEGACY_KERAS``, ``TF_ENABLE_ONEDNN_OPTS``) is the pytest
+worker's, not the child's ``env``; an uncaught exception (``KeyboardInterrupt`` too) exits 1; ``atexit``
+handlers do not run. Tests about a fresh interpreter itself (what importing sets, a process with only TensorFlow,
+a schema changed before import) use ``subprocess``."""
 import multiprocessing
 import os
 import runpy
@@ -21,7 +24,7 @@ from pathlib import Path
 
 # dropdown_rank.cli is left out: runpy warns when the module it runs as __main__ was imported already
 PRELOAD = ["dropdown_rank", "tensorflow", "dropdown_rank.build", "dropdown_rank.train", "dropdown_rank.export",
-           "dropdown_rank.cluster", "children"]
+           "dropdown_rank.cluster"]
 
 
 def _context():
@@ -72,7 +75,10 @@ class Child:
             os.kill(self.pid, signal_number)
 
     def kill(self) -> None:
+        """SIGKILL, then reap the child and remove its output files (for a child the test gives up on)."""
         self._process.kill()
+        self._process.join()
+        shutil.rmtree(self._directory, ignore_errors=True)
 
     def wait(self, timeout: float | None = None) -> int:
         self._process.join(timeout)

@@ -18,11 +18,12 @@ from dropdown_rank.build import BuildConfig, build
 from dropdown_rank.logs.synth import write_world
 from dropdown_rank.samples import SampleConfig
 from dropdown_rank.split import SplitConfig
-from dropdown_rank.train import TrainConfig
 
 
 ONEDNN_OFF = not onednn_enabled()
-QUICK = TrainConfig(epochs=3, batch_size=512, patience=5, seed=11)  # base_run's training; test_faults.py's command says the same
+# base_run's TrainConfig (test_faults.py's command says the same). Settings, not the config: importing dropdown_rank.train
+# here would load TensorFlow in the xdist controller, which runs no test.
+QUICK = {"epochs": 3, "batch_size": 512, "patience": 5, "seed": 11}
 
 
 def quiet(*_args, **_kwargs):
@@ -105,9 +106,10 @@ def tiny_work_short_windows(tiny_logs, tmp_path_factory):
 def base_run(tiny_work, tmp_path_factory):
     """base_20 trained with ``QUICK``, uninterrupted: the reference the interrupted and killed runs must reproduce."""
     from dropdown_rank.model import ModelConfig
-    from dropdown_rank.train import train
+    from dropdown_rank.train import TrainConfig, train
 
-    root = made_once(tmp_path_factory, "base_run", lambda out: train(tiny_work, out / "base", ModelConfig(kind="base"), QUICK, verbose=0))
+    root = made_once(tmp_path_factory, "base_run", lambda out: train(tiny_work, out / "base", ModelConfig(kind="base"),
+                                                                     TrainConfig(**QUICK), verbose=0))
     return root / "base", json.loads((root / "base" / "metrics.json").read_text())
 
 
@@ -115,7 +117,7 @@ def base_run(tiny_work, tmp_path_factory):
 def tiny_runs(tiny_work, tmp_path_factory):
     """base_20 and gat_20 trained briefly on the tiny world, shared by evaluation and export tests."""
     from dropdown_rank.model import ModelConfig
-    from dropdown_rank.train import train
+    from dropdown_rank.train import TrainConfig, train
 
     configs = (ModelConfig(kind="base"), ModelConfig(kind="gat"))
 

@@ -16,7 +16,9 @@ from dropdown_rank.train import (TrainConfig, fit_calibration, fit_to_work, load
                                  train)
 from dropdown_rank.vocab import read_vocabulary
 from dropdown_rank.workdir import read_samples
-from conftest import QUICK, made_once
+from conftest import QUICK as QUICK_SETTINGS, made_once
+
+QUICK = TrainConfig(**QUICK_SETTINGS)
 
 
 @pytest.fixture(scope="module")
