@@ -148,29 +148,34 @@ def window_coverage(samples_dir: Path, split: TimeSplit, first_day: int, config:
     """Per look-back window, the first request time whose window the log holds whole (``complete_from``) and each
     split's share of rows before it (``truncated_share``), which counted fewer days than the window.
 
-    The counters look back over the whole log, from its first day; the graph snapshots over the events from
-    the training period's start. A window longer than the log before a row is cut at that start: the row's
-    counts (or graph) cover fewer days, while serving, long after the log starts, counts whole windows. The
-    build warns when training rows were cut; the model card records it (``signature.counter_windows``)."""
+    The counters look back over the whole log, from its first day (the day of its earliest row, either table:
+    to the day, so a log starting at noon counts its first day whole); the graph snapshots over the events
+    from the training period's start, which the ``--warmup-days`` before the first training row cover. A
+    window longer than the data before a row is cut at that start: the row's counts (or graph) cover fewer
+    days, while serving, long after the log starts, counts whole windows. The build warns when training rows
+    were cut; the model card records it (``signature.counter_windows``)."""
     windows = {"personal_days": (config.samples.personal_days, first_day),
                "popularity_days": (config.samples.popularity_days, first_day),
                "graph_window_days": (config.graph.window_days, split.train_start)}
     request_ts = {name: [pq.read_table(shard, columns=["request_ts"]).column(0).to_numpy()
                          for shard in sorted((samples_dir / name).glob("part-*.parquet"))] for name in SPLITS}
-    out = {"log_first_day": iso_day(first_day), "graph_first_day": iso_day(split.train_start)}
+    out, cut = {"log_first_day": iso_day(first_day), "graph_first_day": iso_day(split.train_start)}, []
     for name, (days, start) in windows.items():
         # every start is a day start, so a whole-days window (the days before the request's day) and a window of
-        # seconds before request_ts are both whole from the same moment
-        complete_from = start + int(round(days * DAY))
-        out[name] = {"days": days, "complete_from": iso_day(complete_from), "truncated_share": {
-            split_name: round(float(np.mean(np.concatenate(parts) < complete_from)), 4) for split_name, parts in request_ts.items()}}
-    cut = [f"{name.replace('_', '-')} {out[name]['days']:g} (whole from {out[name]['complete_from'][:10]}, "
-           f"{100 * out[name]['truncated_share']['train']:.0f}% of training rows cut)"
-           for name in windows if out[name]["truncated_share"]["train"] > 0]
+        # seconds before request_ts (cut as samples.py cuts the personal one) are both whole from the same moment
+        complete_from = start + int(days * DAY)
+        shares = {split_name: float(np.mean(np.concatenate(parts) < complete_from)) for split_name, parts in request_ts.items()}
+        out[name] = {"days": days, "complete_from": iso_day(complete_from),
+                     "truncated_share": {split_name: round(share, 4) for split_name, share in shares.items()}}
+        if shares["train"] > 0:
+            cut.append(f"{name.replace('_', '-')} {days:g} (whole from {iso_day(complete_from)}, "
+                       f"{100 * shares['train']:.1f}% of training rows cut)")
     if cut:
         progress(f"build: WARNING: windows longer than the log before the training rows: {'; '.join(cut)}. Those rows "
-                 f"counted fewer days than serving will (model card: signature.counter_windows.complete); a longer log, "
-                 f"or shorter --personal-days/--popularity-days/--graph-window-days, makes them whole")
+                 f"counted fewer days than serving will (model card: signature.counter_windows.complete). Counter windows "
+                 f"are whole with a longer log before the training period or shorter --personal-days/--popularity-days; "
+                 f"the graph's, which starts with the training period, with --warmup-days at least --graph-window-days "
+                 f"or a shorter --graph-window-days")
     return out
 
 

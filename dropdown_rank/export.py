@@ -44,9 +44,10 @@ scored silently:
 * ``candidate`` is not blank: "" is the padding id, and " " (or any text the build strips to nothing, such as
   U+00A0) is not a suggestion;
 * ``request_ts`` is epoch seconds from 1990 to 2100, the build's range (a millisecond value is past 2100);
-* the counts are >= 0, ``user_candidate_age`` is >= -1 and agrees with the count (an age exactly when
-  the count is above 0), and ``candidate_clicks`` <= ``candidate_impressions``;
-* no non-padded history entry is after ``request_ts`` (the model was trained on histories strictly
+* the counts are >= 0, ``user_candidate_age`` is -1 or >= 1 (the counted queries are strictly before the
+  request) and agrees with the count (an age exactly when the count is above 0), and ``candidate_clicks``
+  <= ``candidate_impressions``;
+* no non-padded history entry is at or after ``request_ts`` (the model was trained on histories strictly
   before the request).
 
 Unseen ids score through the OOV bucket, and empty histories (H = 0, or all "") score.

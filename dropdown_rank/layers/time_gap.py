@@ -26,8 +26,9 @@ class TimeGapEmbedding(tf.keras.layers.Layer):
 
     **Output**: float32 ``[batch, L, dim]``; padded positions get bucket 0 (the padding row).
 
-    Gaps below 1 s share bucket 1; about 30 days fall in bucket 22; beyond ``num_buckets - 1`` all
-    gaps share the last bucket.
+    Gaps below 1 s share bucket 1, which training never fills (histories are strictly before the request,
+    and the serving contract refuses a 0 s gap); about 30 days fall in bucket 22; beyond ``num_buckets - 1``
+    all gaps share the last bucket.
     """
 
     def __init__(self, dim: int, num_buckets: int = 26, **kwargs):
