@@ -42,7 +42,8 @@ scored silently:
 * the histories and their timestamps are 2-D ``[B, H]``, and each history has the same shape as
   its timestamps (a 1-D history is refused: it is one user's history, not a batch of them);
 * ``candidate`` is not blank: "" is the padding id, and " " (or any text the build strips to nothing, such as
-  U+00A0) is not a suggestion;
+  U+00A0) is not a suggestion; ``candidate`` and ``prefix`` are at most ``MAX_ID_CHARS`` (1,000) characters, as
+  the build takes;
 * ``request_ts`` is epoch seconds from 1990 to 2100, the build's range (a millisecond value is past 2100);
 * the counts are >= 0, ``user_candidate_age`` is -1 or >= 1 (the counted queries are strictly before the
   request) and agrees with the count (an age exactly when the count is above 0), and ``candidate_clicks``
@@ -340,7 +341,8 @@ def export(run_dir, out_dir, graph_dir=None, precompute_context: bool = False, o
                 "histories": "most recent first, padded with \"\" (timestamps with anything); longer than seq_len is cut to the latest",
                 "counter_windows": config.get("counter_windows"),
                 "contract": "InvalidArgumentError naming the input for: an empty batch, different batch sizes, a history that is "
-                            "not [batch, length] or whose timestamps have another shape, a blank candidate, request_ts before 1990 "
+                            "not [batch, length] or whose timestamps have another shape, a blank candidate, a candidate or prefix over "
+                            "1,000 characters, request_ts before 1990 "
                             "or after 2100 (milliseconds), a non-padded history timestamp at or after request_ts, a negative count, "
                             "user_candidate_age below -1, 0, or disagreeing with user_candidate_count, candidate_clicks above "
                             "candidate_impressions",

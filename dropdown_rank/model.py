@@ -48,7 +48,7 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
 from dropdown_rank.features import BY_NAME, COUNTER_FIELDS, HISTORY_FIELDS, MODEL_INPUTS
-from dropdown_rank.logs.schema import SESSION_GAP_MINUTES, TS_MAX, TS_MIN, WHITESPACE
+from dropdown_rank.logs.schema import MAX_ID_CHARS, SESSION_GAP_MINUTES, TS_MAX, TS_MIN, WHITESPACE
 from dropdown_rank.tables import RELATIONS, DailyTables
 from dropdown_rank.layers import CandidateRelations, GraphContext, PositionBias, RequestFeatures, TargetAttention, TimeGapEmbedding
 from dropdown_rank.layers.graph_context import AGE_BUCKETS, COUNT_BUCKETS
@@ -234,6 +234,9 @@ def check_serving_features(features: dict) -> dict:
             # No double quotes in these messages: the error text would show them escaped.
             _assert_none(blank, "candidate is blank (empty or whitespace only): the empty string is the padding id, not a "
                                 "suggestion; send only real candidates"),
+            *[_assert_none(tf.strings.length(features[name], unit="UTF8_CHAR") > MAX_ID_CHARS,
+                           f"{name} is longer than {MAX_ID_CHARS:,} characters, which the build refuses as a bad row")
+              for name in ("candidate", "prefix")],
             # The build's range for every timestamp: a model never saw a request outside it.
             tf.debugging.assert_greater_equal(request_ts, tf.constant(TS_MIN, tf.int64),
                                               message="request_ts is before 1990: send epoch seconds from 1990 to 2100, as the build takes"),

@@ -19,7 +19,7 @@ from dropdown_rank.dataset import make_dataset
 from dropdown_rank.export import instances_to_tensors
 from dropdown_rank.model import COUNTS, SIGNATURE, check_serving_features
 from dropdown_rank.graph import GraphConfig
-from dropdown_rank.logs.schema import TS_MAX, TS_MIN, WHITESPACE
+from dropdown_rank.logs.schema import MAX_ID_CHARS, TS_MAX, TS_MIN, WHITESPACE
 from dropdown_rank.logs.synth import write_world
 from dropdown_rank.split import SplitConfig
 from dropdown_rank.train import load_run, predict, predictor
@@ -226,6 +226,11 @@ def test_blank_candidates_millisecond_times_and_future_histories_are_refused(exp
         with pytest.raises(tf.errors.InvalidArgumentError, match=r"candidate is blank .*first rows:\] \[1\]"):
             signature(**request(candidate=tf.constant(["a", space * 2, "b"])))
     signature(**request(candidate=tf.constant(["\u200b", "\xa0x", "-"])))  # zero-width space: not stripped, not blank
+    # The build refuses ids longer than MAX_ID_CHARS as bad rows, so serving refuses such a candidate or prefix.
+    signature(**request(candidate=tf.constant(["é" * MAX_ID_CHARS] * 3), prefix=tf.constant(["é" * MAX_ID_CHARS] * 3)))
+    for name in ("candidate", "prefix"):
+        with pytest.raises(tf.errors.InvalidArgumentError, match=rf"{name} is longer than 1,000 characters.*first rows:\] \[1\]"):
+            signature(**request(**{name: tf.constant(["a", "q" * 10 ** 6, "b"])}))
     with pytest.raises(tf.errors.InvalidArgumentError, match="request_ts is after 2100: send epoch seconds, not milliseconds"):
         signature(**request(request_ts=tf.constant([1767226000 * 1000] * 3, tf.int64)))
     for early in (-1, 1000, TS_MIN - 1):

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dropdown_rank.logs.schema import WHITESPACE, SchemaError, load_logs, validate_frame
+from dropdown_rank.logs.schema import MAX_ID_CHARS, WHITESPACE, SchemaError, load_logs, validate_frame
 
 T0 = 1767225600  # 2026-01-01T00:00:00Z
 
@@ -53,6 +53,16 @@ def test_missing_column_names_file_and_column():
 def test_null_id_names_the_row():
     with pytest.raises(SchemaError, match=r"events.csv, column 'id': null or blank id: 1 bad row\(s\); first: row 2 \(''\)"):
         validate_frame("events", events(id=(1, "")), "events.csv")
+
+
+def test_text_longer_than_serving_takes_is_a_bad_row_shown_cut():
+    longest = "q" * MAX_ID_CHARS
+    validate_frame("impressions", impressions(candidate=(1, longest), prefix=(1, longest)), "impressions.csv")  # the bound itself
+    with pytest.raises(SchemaError, match=r"impressions.csv, column 'candidate': text longer than 1,000 characters: 1 bad "
+                                          r"row\(s\); first: row 2 \('qqq.*\.\.\. \(1,000,000 characters\)\)$"):
+        validate_frame("impressions", impressions(candidate=(1, "q" * 10 ** 6)), "impressions.csv")
+    report = validate_frame("events", events(id=(0, "x" * (MAX_ID_CHARS + 1))), "events.csv", bad_rows="skip")[1]
+    assert report.skipped == {"id: text longer than 1,000 characters": 1}
 
 
 def test_null_id_in_parquet_style_none():

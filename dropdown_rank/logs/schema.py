@@ -44,9 +44,18 @@ SAMPLE_ORDER = ["ts", "request_id", "position"]  # impressions within a split, a
 # What str.strip() removes (the characters of str.isspace): an id made only of them is blank, in the build and in serving.
 WHITESPACE = ("\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009"
               "\u200a\u2028\u2029\u202f\u205f\u3000")
+# Longer than any real query, item id or user id: such a row is garbage (a pasted document, a binary blob), and a
+# ranker's score of such text means nothing. The build refuses longer ids; serving refuses a longer candidate or prefix.
+MAX_ID_CHARS = 1000
 TS_MIN = int(pd.Timestamp("1990-01-01", tz="UTC").timestamp())
 TS_MAX = int(pd.Timestamp("2100-01-01", tz="UTC").timestamp())
 _SHOWN_ROWS = 5
+
+
+def _shown_value(value, limit: int = 80) -> str:
+    """A bad value as an error shows it: its repr, cut to ``limit`` characters (a bad value can be a megabyte)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit - 3]}... ({len(str(value)):,} characters)"
 
 
 class SchemaError(ValueError):
@@ -62,7 +71,7 @@ class SchemaError(ValueError):
         if self.rows:
             values = list(values)
             examples = [
-                f"row {r}" + (f" ({values[i]!r})" if i < len(values) else "")
+                f"row {r}" + (f" ({_shown_value(values[i])})" if i < len(values) else "")
                 for i, r in enumerate(self.rows[:_SHOWN_ROWS])
             ]
             more = f" (+{self.count - _SHOWN_ROWS} more)" if self.count > _SHOWN_ROWS else ""
@@ -380,6 +389,7 @@ class _Checker:
         text = col.astype(str).where(~null, "")
         self.bad(column, inexact, "a float id that is not a whole number below 2**53 (ids are text or integers; store "
                                   "large integer ids as int64 or text, not float)")
+        self.bad(column, (text.str.len() > MAX_ID_CHARS).to_numpy(), f"text longer than {MAX_ID_CHARS:,} characters")
         blank = (text.str.strip() == "").to_numpy()
         if allow_empty:
             self.report.repair(f"{column}: null read as empty string", null.sum())
