@@ -183,6 +183,10 @@ def test_unseen_ids_read_the_one_oov_row(tiny_runs, exports):
     with_known = signature(**request(**late, candidate=tf.constant(known)))["ctr"].numpy()
     with_unseen = signature(**request(**late, candidate=tf.constant(["#" * len(k) for k in known])))["ctr"].numpy()
     assert np.all(np.abs(with_known - with_unseen) > 1e-6)
+    # Ids are read verbatim, as the build keeps them: another case is another (here unseen) id, not the known one.
+    assert all(k != k.upper() for k in known)
+    with_upper = signature(**request(**late, candidate=tf.constant([k.upper() for k in known])))["ctr"].numpy()
+    assert np.all(np.abs(with_upper - with_known) > 1e-6)
     ranker = load_run(tiny_runs["gat_20"])
     in_memory = tf.sigmoid(ranker({k: v for k, v in request(**late).items()}, training=False)).numpy()
     np.testing.assert_allclose(in_memory, unseen, atol=1e-6)

@@ -65,6 +65,11 @@ def test_text_longer_than_serving_takes_is_a_bad_row_shown_cut():
     assert report.skipped == {"id: text longer than 1,000 characters": 1}
 
 
+def test_ids_are_kept_verbatim_neither_case_folded_nor_stripped():
+    clean, _ = validate_frame("events", events(id=(0, " Red Shoes"), user_id=(1, "U2 ")), "events.csv")
+    assert clean["id"].tolist()[:1] == [" Red Shoes"] and "U2 " in clean["user_id"].tolist()
+
+
 def test_null_id_in_parquet_style_none():
     with pytest.raises(SchemaError, match=r"column 'user_id': null or blank id.*row 3"):
         validate_frame("events", events(user_id=(2, None)), "events.parquet")
