@@ -47,6 +47,20 @@ def assert_config_round_trip(layer):
 def test_log2_bucket_edges():
     gaps = tf.constant([-5, 0, 1, 2, 3, 86400 * 30, 10**12])
     assert log2_bucket(gaps, 26).numpy().tolist() == [1, 1, 2, 2, 3, 22, 25]
+    assert log2_bucket(tf.constant([0.5, 2.9, 3.0, -1.5]), 26).numpy().tolist() == [1, 2, 3, 1]
+
+
+def test_log2_bucket_is_exact_eagerly_and_in_a_tf_function():
+    """Every value to 2**20 and every power of two, and one less and more, to 2**62: the same exact bucket eagerly and
+    traced (where a float log put 7, 63, 4095, ... in the bucket below)."""
+    powers = np.array([1 << k for k in range(1, 63)], np.int64)
+    values = np.concatenate([np.arange(1 << 20, dtype=np.int64), powers - 1, powers, powers[:-1] + 1])
+    exact = np.minimum([int(v + 1).bit_length() for v in values], 53)
+    traced = tf.function(lambda x: log2_bucket(x, 54))
+    np.testing.assert_array_equal(log2_bucket(tf.constant(values), 54).numpy(), exact)
+    np.testing.assert_array_equal(traced(tf.constant(values)).numpy(), exact)
+    with pytest.raises(ValueError, match="at most 54"):
+        log2_bucket(tf.constant(values), 55)
 
 
 def test_time_gap_embedding_shape_padding_and_config(tmp_path):

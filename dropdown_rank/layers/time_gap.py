@@ -3,14 +3,22 @@ import tensorflow as tf
 
 
 def log2_bucket(values, num_buckets: int):
-    """Bucket ``1 + floor(log2(1 + max(values, 0)))``, capped at ``num_buckets - 1``; int32.
+    """Bucket ``1 + floor(log2(1 + max(values, 0)))``, capped at ``num_buckets - 1`` (at most 54); int32.
 
     Bucket 0 is never produced here: callers reserve it for padding. Used for behavior-to-request
-    gaps and edge ages (in seconds) and for edge counts.
+    gaps and edge ages (in seconds) and for edge counts. A fractional value counts as its floor (the
+    bucket edges are integers).
+
+    ``floor(log2(v))`` is read off the exponent bits of ``v`` as a float64, exact below 2**53: a float
+    ``log`` put values next to a power of two (7, 63, 4095 s, ...) in the bucket below inside a
+    ``tf.function`` (Grappler rewrites ``log(1 + x)`` as ``log1p``) but not eagerly, so a model scored
+    eagerly read other buckets than it was trained on.
     """
-    values = tf.maximum(tf.cast(values, tf.float64), 0.0)
-    bucket = 1 + tf.cast(tf.floor(tf.math.log(1.0 + values) / tf.math.log(tf.constant(2.0, tf.float64))), tf.int32)
-    return tf.minimum(bucket, num_buckets - 1)
+    if num_buckets > 54:
+        raise ValueError(f"num_buckets {num_buckets}: at most 54 (float64 exponents are exact below 2**53)")
+    whole = tf.cast(tf.maximum(tf.cast(values, tf.int64), 0) + 1, tf.float64)
+    floor_log2 = tf.bitwise.right_shift(tf.bitcast(whole, tf.int64), tf.constant(52, tf.int64)) - 1023
+    return tf.cast(tf.minimum(1 + floor_log2, num_buckets - 1), tf.int32)
 
 
 @tf.keras.utils.register_keras_serializable(package="dropdown_rank")
