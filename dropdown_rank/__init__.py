@@ -4,8 +4,9 @@ Data flows one way, one module (or subpackage) per stage; no module imports a la
 
     logs (schema, synth, bestbuy, aol) -> split -> vocab -> tables (stored neighbor tables) -> graph
         (builds them) -> counters -> features (the sample schema) -> records (TFRecord codec) -> samples
-        -> workdir (a built work directory, read back) -> build (beam) -> dataset (tf.data) -> layers
-        -> model -> optimizers -> cluster (tf.distribute) -> train -> daily -> evaluate / export -> cli
+        -> assembler (the same features served online) -> workdir (a built work directory, read back)
+        -> build (beam) -> replay (assembler against build) -> dataset (tf.data) -> layers -> model
+        -> optimizers -> cluster (tf.distribute) -> train -> daily -> evaluate / export -> cli
 
 Importing this package first fixes the process settings that tensorflow reads at import time
 (see ``dropdown_rank/_env.py``): Keras 2 (``TF_USE_LEGACY_KERAS=1``, which spektral and

@@ -285,6 +285,13 @@ def _online_summary(report: dict, name: str) -> str:
             f"[{100 * lift['low']:+.1f}%, {100 * lift['high']:+.1f}%] vs legacy order{captured}")
 
 
+def cmd_replay(args) -> int:
+    from dropdown_rank.replay import replay
+
+    report = replay(args.logs, args.work, args.split, progress_bar=sys.stderr.isatty(), report_path=args.report)
+    return 1 if report["mismatches"] else 0
+
+
 def cmd_demo(args) -> None:
     """synth → build → train base_20 and hgcn_20+rel → evaluate → export hgcn_20+rel and score a request.
 
@@ -442,6 +449,14 @@ def make_parser() -> argparse.ArgumentParser:
                         "empty directory, is replaced)")
     p.set_defaults(handler=cmd_export)
 
+    p = sub.add_parser("replay", help="replay logs through the reference online feature assembler and compare every "
+                                      "sample row of a split with the build's, field by field (exit 1 on a mismatch)")
+    p.add_argument("--logs", required=True, help="the logs the work directory was built from")
+    p.add_argument("--work", required=True, help="a work directory (dropdown-rank build)")
+    p.add_argument("--split", choices=("train", "valid", "test"), default="test", help="the rows to compare (default test)")
+    p.add_argument("--report", help="also write the report as JSON to this file")
+    p.set_defaults(handler=cmd_replay)
+
     p = sub.add_parser("demo", help="run the whole job end to end on the synthetic world")
     p.add_argument("--out", default="demo_out")
     p.add_argument("--scale", choices=("tiny", "small", "default"), default="default")
@@ -470,14 +485,14 @@ def main(argv=None) -> int:
         print(f"{command}: error: --out {out} is a file; give a directory", file=sys.stderr)
         return 2
     try:
-        args.handler(args)
+        code = args.handler(args)
     except (ValueError, FileNotFoundError) as error:
         if not _user_error(error):
             raise
         message = " ".join(str(error).splitlines())
         print(f"{command}: error: {message}", file=sys.stderr)
         return 2
-    return 0
+    return code or 0  # a command that ran but found a problem (replay: a mismatch) returns 1
 
 
 if __name__ == "__main__":

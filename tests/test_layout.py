@@ -8,7 +8,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "dropdown_rank"
 # sit at the stages they implement: its validation beside the log schema, its graph and sample pipeline after the
 # in-memory graph and samples, its orchestration beside build.
 STAGES = ["_env", "_io", "logs", "beam.common", "beam.validate", "split", "vocab", "tables", "graph", "counters", "features", "records",
-          "samples", "beam.pipeline", "workdir", "build", "beam.engine", "beam", "dataset", "layers", "model", "optimizers",
+          "samples", "assembler", "beam.pipeline", "workdir", "build", "beam.engine", "beam", "replay", "dataset", "layers", "model", "optimizers",
           "cluster", "train", "daily", "evaluate", "export", "cli"]
 PARALLEL = {"evaluate": STAGES.index("evaluate"), "export": STAGES.index("evaluate")}  # both read a trained run; neither needs the other
 

@@ -1,0 +1,214 @@
+"""The reference online assembler serves exactly the build's sample rows (``assembler.py``, ``replay.py``)."""
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from dropdown_rank import cli
+from dropdown_rank.assembler import FeatureAssembler
+from dropdown_rank.counters import CandidateDays, daily_counts
+from dropdown_rank.logs.schema import DAY, SAMPLE_ORDER
+from dropdown_rank.replay import COMPARED, compare, replay_rows, served_requests, timeline
+from dropdown_rank.samples import Histories, SampleConfig, sample_columns
+
+DAY0 = 1767225600  # 2026-01-01 00:00 UTC
+# Windows a 9-day log crosses many times, and histories the users overflow
+SHORT = SampleConfig(max_len=3, lookback_days=0.5, personal_days=1.5, popularity_days=2)
+
+
+def adversarial_logs(seed: int):
+    """A small log built to break an assembler: few distinct seconds (ties between a user's behaviors, and behaviors
+    in a request's own second), bursts longer than max_len in one second, days without data, a user and a candidate
+    the events never saw. Events are not in time order, as logs need not be."""
+    rng = np.random.default_rng(seed)
+    days = np.array([0, 1, 2, 4, 5, 8])  # gaps: the windows roll over empty days
+    seconds = DAY0 + rng.choice(days, 60) * DAY + rng.integers(0, DAY, 60)
+    n = 1200
+    kind = rng.choice(["query", "item"], n)
+    events = pd.DataFrame({"user_id": rng.choice([f"u{i}" for i in range(5)], n), "ts": rng.choice(seconds, n), "kind": kind,
+                           "id": np.where(kind == "query", rng.choice([f"q{i}" for i in range(6)], n), rng.choice(["i1", "i2", "i3"], n))})
+    burst = pd.DataFrame({"user_id": "u0", "ts": seconds[0], "kind": "query", "id": [f"q{i % 6}" for i in range(7)]})
+    events = pd.concat([events, burst], ignore_index=True)
+    requests = 250
+    request_user = rng.choice([f"u{i}" for i in range(5)] + ["newcomer"], requests)
+    request_ts = rng.choice(seconds, requests) + rng.choice([0, 0, 1], requests)
+    rows = []
+    for r in range(requests):
+        for position, candidate in enumerate(rng.choice([f"q{i}" for i in range(7)], rng.integers(1, 5), replace=False)):
+            rows.append((f"r{r}", request_user[r], request_ts[r], candidate, f"p{rng.integers(0, 3)}", position, rng.random() < 0.3))
+    # requests exactly a window after a query of their user, and a second either side: the windows' edges
+    for e, (user, ts, text) in enumerate(events.loc[events["kind"] == "query", ["user_id", "ts", "id"]].head(8).itertuples(index=False)):
+        for window in (SHORT.personal_days, SHORT.lookback_days):
+            for shift in (-1, 0, 1):
+                rows.append((f"edge{e}-{window}{shift}", user, ts + int(window * DAY) + shift, text, "", 0, False))
+    impressions = pd.DataFrame(rows, columns=["request_id", "user_id", "ts", "candidate", "prefix", "position", "clicked"])
+    return events, impressions.sort_values(SAMPLE_ORDER, kind="stable").reset_index(drop=True)
+
+
+def built_rows(events, impressions, config):
+    """What the build writes for every impression (``samples.sample_columns``), with the compared fields."""
+    columns = sample_columns(Histories(events, impressions), impressions, pd.Series(dtype=np.int64),
+                             CandidateDays(daily_counts(events, impressions)), config)
+    return pa.table({name: columns[name] for name in (*COMPARED, "position")})
+
+
+def served_rows(events, impressions, config):
+    return replay_rows(FeatureAssembler(config), timeline(events, impressions), impressions, np.ones(len(impressions), bool))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_assembler_serves_the_builds_rows_on_a_log_made_to_break_it(seed):
+    events, impressions = adversarial_logs(seed)
+    built = built_rows(events, impressions, SHORT)
+    assert compare(built, served_rows(events, impressions, SHORT)) == {}
+    # the log reaches every rule the comparison is meant to hold
+    rows = built.to_pandas()
+    same_second = impressions.merge(events, on=["user_id", "ts"])
+    assert len(same_second) > 0, "no behavior in a request's own second"
+    assert (rows["query_history"].map(len) == SHORT.max_len).any() and (rows["query_history"].map(len) == 0).any()
+    assert (rows["user_candidate_count"] > 0).any() and (rows["candidate_impressions"] > 0).any()
+    all_time = impressions.merge(events[events["kind"] == "query"].rename(columns={"ts": "event_ts", "id": "candidate"}),
+                                 on=["user_id", "candidate"])
+    all_time = all_time[all_time["event_ts"] < all_time["ts"]].groupby(["request_id", "position"]).size()
+    windowed = rows.set_index(["request_id", "position"])["user_candidate_count"].reindex(all_time.index)
+    assert (windowed < all_time).any(), "no personal count was cut by its window"
+
+
+def test_a_served_feature_that_differs_is_named_with_its_row():
+    events, impressions = adversarial_logs(0)
+    built = built_rows(events, impressions, SHORT)
+    # an assembler with another personal window
+    other = compare(built, served_rows(events, impressions, SampleConfig(**{**SHORT.__dict__, "personal_days": 1.0})))
+    assert set(other) == {"user_candidate_count", "user_candidate_age"} and other["user_candidate_count"]["rows"] > 0
+    # one history entry changed in one row
+    served = served_rows(events, impressions, SHORT)
+    row = next(r for r, history in enumerate(served.column("item_history").to_pylist()) if history)
+    histories = served.column("item_history").to_pylist()
+    histories[row] = ["changed"] + histories[row][1:]
+    found = compare(built, served.set_column(served.schema.get_field_index("item_history"), "item_history",
+                                             pa.array(histories, pa.list_(pa.string()))))
+    assert list(found) == ["item_history"] and found["item_history"]["rows"] == 1
+    assert f"row {row} " in found["item_history"]["first"][0] and "'changed'" in found["item_history"]["first"][0]
+    assert "rows" in compare(built, served.slice(1))
+
+
+def test_a_restored_checkpoint_continues_exactly(tmp_path):
+    events, impressions = adversarial_logs(1)
+    steps, wanted = list(timeline(events, impressions)), np.ones(len(impressions), bool)
+    whole = replay_rows(FeatureAssembler(SHORT), steps, impressions, wanted)
+    first = FeatureAssembler(SHORT)
+    half = len(steps) // 2
+    head = replay_rows(first, steps[:half], impressions, wanted)
+    first.save(tmp_path / "state.json.gz")
+    restored = FeatureAssembler.restore(tmp_path / "state.json.gz", SHORT)
+    assert restored.state() == first.state()
+    tail = replay_rows(restored, steps[half:], impressions, wanted)
+    assert head.num_rows and tail.num_rows
+    assert compare(whole, pa.concat_tables([head, tail])) == {}
+    with pytest.raises(ValueError, match="windows and lengths must match"):
+        FeatureAssembler.restore(tmp_path / "state.json.gz", SampleConfig())
+
+
+def test_state_is_bounded_by_the_windows_and_lengths():
+    """What a long-gone day or behavior left is dropped: per user at most max_len behaviors of a kind beyond the
+    newest second, and nothing older than a window once the day rolls past it."""
+    events, impressions = adversarial_logs(2)
+    assembler = FeatureAssembler(SHORT)
+    for _ in served_requests(assembler, timeline(events, impressions), impressions, np.ones(len(impressions), bool)):
+        pass
+    assembler.add_event("u1", assembler.clock + 10 * DAY, "item", "i1")  # a day after every window
+    for user in assembler.users.values():
+        for history in (user.queries, user.items):
+            assert len(history) - sum(ts == history[-1][0] for ts, _ in history) <= SHORT.max_len
+        assert all(times and min(times) >= assembler.day - SHORT.personal_days * DAY for times in user.query_ts.values())
+        assert all(ts >= assembler.day - SHORT.lookback_days * DAY for ts in user.behavior_ts)
+    assert not assembler.window and len(assembler.past_days) == 0
+
+
+def test_time_order_and_requests_without_candidates_are_refused():
+    assembler = FeatureAssembler(SHORT)
+    assembler.add_event("u", DAY0 + 100, "query", "q")
+    with pytest.raises(ValueError, match="comes after ts .*time order"):
+        assembler.add_impression("q", DAY0 + 99, False)
+    with pytest.raises(ValueError, match="no candidates"):
+        assembler.request_features("u", DAY0 + 100, "", [])
+    with pytest.raises(ValueError, match="event kind"):
+        assembler.add_event("u", DAY0 + 100, "click", "i")
+    # the request's own second is not history: a query issued in it does not count yet
+    served = assembler.request_features("u", DAY0 + 100, "", ["q"])
+    assert served["query_history"].shape == (1, 0) and served["user_candidate_count"][0] == 0
+    assert served["user_candidate_age"][0] == -1
+    later = assembler.request_features("u", DAY0 + 101, "q", ["q", "unseen"])
+    assert later["query_history"].tolist() == [["q"], ["q"]] and later["user_candidate_age"].tolist() == [1, -1]
+
+
+def test_replay_reports_no_mismatch_on_a_built_world_and_names_one_it_finds(tiny_logs, tiny_work_short_windows, tmp_path, capsys):
+    report_path = tmp_path / "replay.json"
+    assert cli.main(["replay", "--logs", str(tiny_logs), "--work", str(tiny_work_short_windows), "--split", "train",
+                     "--report", str(report_path)]) == 0
+    report = json.loads(report_path.read_text())
+    stats = json.loads((tiny_work_short_windows / "stats.json").read_text())
+    assert report["rows_compared"] == stats["samples"]["train"] > 0 and report["mismatches"] == {}
+    assert "0 mismatches" in capsys.readouterr().out
+
+    work = tmp_path / "work"
+    shutil.copytree(tiny_work_short_windows, work)
+    shard = sorted((work / "samples" / "test").glob("part-*.parquet"))[0]
+    table = pq.read_table(shard)
+    counts = table.column("candidate_clicks").to_pylist()
+    counts[5] += 1
+    pq.write_table(table.set_column(table.schema.get_field_index("candidate_clicks"), "candidate_clicks",
+                                    pa.array(counts, pa.int32())), shard)
+    assert cli.main(["replay", "--logs", str(tiny_logs), "--work", str(work)]) == 1
+    out = capsys.readouterr().out
+    assert "MISMATCH candidate_clicks: 1 rows; row 5 " in out and "MISMATCH" not in out.replace("MISMATCH candidate_clicks", "")
+
+
+def test_replay_refuses_logs_the_work_directory_was_not_built_from(tiny_logs, tiny_work, tmp_path, capsys):
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    shutil.copy(tiny_logs / "impressions.parquet", logs)
+    pq.write_table(pq.read_table(tiny_logs / "events.parquet").slice(1), logs / "events.parquet")
+    assert cli.main(["replay", "--logs", str(logs), "--work", str(tiny_work)]) == 2
+    assert "replay the logs it was built from" in capsys.readouterr().err
+
+
+def test_requests_scored_from_the_assembler_score_as_their_training_rows(tiny_logs, tiny_work, tiny_runs):
+    """The serving path against the training path: the tiny world's test requests, replayed through the assembler and
+    scored by a reloaded ranker, score as the build's rows do, for base_20 and gat_20. base_20's are the run's saved
+    test predictions, made by the training input pipeline inside a tf.function; here scoring is eager. (A reloaded
+    GNN serves its frozen snapshot, so its scores are compared with the build's rows through that same ranker.)"""
+    import tensorflow as tf
+
+    from dropdown_rank.dataset import make_dataset
+    from dropdown_rank.logs.schema import load_logs
+    from dropdown_rank.model import SIGNATURE
+    from dropdown_rank.train import load_run, read_predictions
+    from dropdown_rank.workdir import Work
+
+    work = Work.open(tiny_work)
+    logs = load_logs(tiny_logs)
+    impressions = logs.impressions.sort_values(SAMPLE_ORDER, kind="stable").reset_index(drop=True)
+    wanted = work.split.assign(impressions["ts"].to_numpy()) == "test"
+    rows, requests = [], []
+    for request_rows, features, _ in served_requests(FeatureAssembler.for_work(work.config), timeline(logs.events, impressions),
+                                                     impressions, wanted):
+        rows += request_rows
+        requests.append(features)
+    served = FeatureAssembler.stack(requests)
+    assert served["query_history"].shape[1] == work.max_len and len(rows) == int(wanted.sum())
+    built = next(iter(make_dataset(tiny_work / "samples", "test", work.max_len, len(rows))))[0]
+    keys = impressions.iloc[rows][["request_id", "position"]].reset_index(drop=True)
+    saved = read_predictions(tiny_runs["base_20"], "test")
+    pd.testing.assert_frame_equal(saved[["request_id", "position"]].reset_index(drop=True), keys, check_dtype=False)
+    for name, run in tiny_runs.items():
+        ranker = load_run(run)
+        from_assembler = ranker.score({name: tf.constant(served[name], spec.dtype) for name, spec in SIGNATURE.items()}).numpy()
+        from_build = ranker.score({name: built[name] for name in SIGNATURE}).numpy()
+        np.testing.assert_allclose(from_assembler, from_build, atol=1e-6, err_msg=name)
+        if name == "base_20":
+            np.testing.assert_allclose(from_assembler, saved["prediction"].to_numpy(), atol=1e-6)
