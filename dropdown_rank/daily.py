@@ -44,6 +44,7 @@ import tensorflow as tf
 from dropdown_rank._io import read_json, write_json
 from dropdown_rank.cluster import resolve
 from dropdown_rank.dataset import DayStream, make_dataset
+from dropdown_rank.layers.time_gap import BUCKET_RULE
 from dropdown_rank.logs.schema import DAY
 from dropdown_rank.model import ModelConfig
 from dropdown_rank.train import (SteadyRate, TrainConfig, claim_run_dir, compiled_model, exact_metrics, finish_run, fit_to_work,
@@ -83,7 +84,8 @@ def parent_lineage(parent: Path, model_config: ModelConfig, train_config: TrainC
     if not (parent / "metrics.json").exists():
         raise ValueError(f"--from {parent}: the run has not finished (no metrics.json); finish it first with its own command")
     identity, log = saved_identity(parent), read_json(parent / LOG)
-    wanted = json.loads(json.dumps({"model": model_config.to_dict(), "train": dataclasses.asdict(train_config)}))
+    wanted = json.loads(json.dumps({"model": model_config.to_dict(), "train": dataclasses.asdict(train_config),
+                                    "buckets": BUCKET_RULE}))
     differs = [key for key in wanted if identity[key] != wanted[key]]
     if differs:
         raise ValueError(f"--from {parent}: trained with another {' and '.join(differs)} configuration; a continuation keeps "

@@ -73,6 +73,7 @@ from dropdown_rank.cluster import MIN_SHARD_BYTES, Cluster, resolve
 from dropdown_rank.dataset import SampleStream, make_dataset
 from dropdown_rank.tables import RELATIONS, NeighborTable
 from dropdown_rank.model import CTRModel, DropdownRanker, ModelConfig, make_ranker
+from dropdown_rank.layers.time_gap import BUCKET_RULE, BUCKET_RULE_BEFORE
 from dropdown_rank.optimizers import LazyAdam, create_slots
 from dropdown_rank.samples import SampleConfig
 from dropdown_rank.workdir import read_samples
@@ -238,8 +239,10 @@ def load_tables(graph_dir: Path, vocab_dir: Path) -> dict:
 
 
 def run_identity(model_config: ModelConfig, train_config: TrainConfig, work: Work) -> dict:
-    """What a run directory is bound to: the model, the training settings and the work directory's data."""
-    return {"model": model_config.to_dict(), "train": dataclasses.asdict(train_config), "work_fingerprint": work.fingerprint}
+    """What a run directory is bound to: the model, the training settings, the work directory's data and how the model
+    buckets times and counts."""
+    return {"model": model_config.to_dict(), "train": dataclasses.asdict(train_config), "work_fingerprint": work.fingerprint,
+            "buckets": BUCKET_RULE}
 
 
 def backed_up_epochs(backup: Path) -> int:
@@ -270,6 +273,7 @@ def saved_identity(run_dir: Path) -> dict:
     trained with plain Adam, and a model option added since then has its default (what the run did)."""
     identity = read_json(run_dir / "run.json")
     identity.get("train", {}).setdefault("optimizer", "adam")
+    identity.setdefault("buckets", BUCKET_RULE_BEFORE)
     if "model" in identity:
         identity["model"] = json.loads(json.dumps(ModelConfig.from_dict(identity["model"]).to_dict()))
     return identity

@@ -146,13 +146,17 @@ def test_runs_started_before_an_option_existed_read_as_its_default(tmp_path):
 
     from dropdown_rank.model import ModelConfig
 
+    from dropdown_rank.layers.time_gap import BUCKET_RULE, BUCKET_RULE_BEFORE
+
     identity = {"model": ModelConfig(kind="hgcn").to_dict(), "train": dataclasses.asdict(TrainConfig(optimizer="adam")),
-                "work_fingerprint": "f"}
-    # Saved before the optimizer option and before the model's session option: they read as what the run did.
+                "work_fingerprint": "f", "buckets": BUCKET_RULE_BEFORE}
+    # Saved before the optimizer option, the model's session option and the exact buckets: they read as what the run did.
     old = {"model": {k: v for k, v in identity["model"].items() if k != "session"},
            "train": {k: v for k, v in identity["train"].items() if k != "optimizer"}, "work_fingerprint": "f"}
     write_json(tmp_path / "run.json", old)
     claim_run_dir(tmp_path, identity)  # resumes: same run
+    with pytest.raises(ValueError, match="differs: buckets"):  # today's code buckets otherwise: no resuming
+        claim_run_dir(tmp_path, {**identity, "buckets": BUCKET_RULE})
     with pytest.raises(ValueError, match="differs: train.optimizer"):
         claim_run_dir(tmp_path, {**identity, "train": dataclasses.asdict(TrainConfig())})
     with pytest.raises(ValueError, match="differs: model.session"):

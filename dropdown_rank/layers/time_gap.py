@@ -2,12 +2,19 @@
 import tensorflow as tf
 
 
+# How log2_bucket is computed, in every run's identity: a run trained when buckets came from a float log (values next to
+# a power of two one bucket lower when traced) would read other buckets here, so it is not resumed, reused or continued.
+BUCKET_RULE = "float64 exponent"
+BUCKET_RULE_BEFORE = "float log"  # what a run.json without the key was trained with
+
+
 def log2_bucket(values, num_buckets: int):
     """Bucket ``1 + floor(log2(1 + max(values, 0)))``, capped at ``num_buckets - 1`` (at most 54); int32.
 
     Bucket 0 is never produced here: callers reserve it for padding. Used for behavior-to-request
     gaps and edge ages (in seconds) and for edge counts. A fractional value counts as its floor (the
-    bucket edges are integers).
+    bucket edges are integers). Values are finite and below 2**63 - 1 (seconds, counts); callers mask
+    padding before reading buckets.
 
     ``floor(log2(v))`` is read off the exponent bits of ``v`` as a float64, exact below 2**53: a float
     ``log`` put values next to a power of two (7, 63, 4095 s, ...) in the bucket below inside a
