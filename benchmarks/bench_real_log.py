@@ -15,14 +15,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from common import HERE, write_result
+from common import HERE, timed, write_result
 
 DEFAULT_SRC = HERE.parent.parent / "shared" / "data" / "aol-dev" / "user_search_logs.tar.gz"
 
@@ -57,20 +54,6 @@ model.fit(stream.dataset().take(batches), epochs=1, callbacks=[clock], verbose=0
 print(json.dumps({"steady_examples_per_second": (batches - 1) * 1024 / (clock.end - clock.start),
                   "snapshots": int(tables["q2q"].snapshot_ts.size) if tables else None}))
 """
-
-
-def timed(argv: list) -> dict:
-    """Run ``argv`` as a child process; its wall time and its own peak resident memory (``wait4``)."""
-    started = time.perf_counter()
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        child = subprocess.Popen(argv, stdout=out, stderr=err, text=True)
-        _, status, usage = os.wait4(child.pid, 0)
-        child.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0), err.seek(0)
-        if child.returncode:
-            raise RuntimeError(f"{' '.join(map(str, argv))} failed:\n{err.read()[-3000:]}")
-        return {"seconds": round(time.perf_counter() - started, 1), "peak_memory_mb": round(usage.ru_maxrss / 1024, 1),
-                "stdout": out.read()}
 
 
 def main() -> None:

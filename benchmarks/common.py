@@ -10,6 +10,7 @@ import tempfile
 import platform
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import dropdown_rank  # noqa: F401  (environment before tensorflow)
@@ -60,6 +61,21 @@ def default_work(scale: str = "default", seed: int = 0) -> Path:
         write_world(root / "logs", scale=scale, seed=seed)
         build(root / "logs", root / "work")
     return root / "work"
+
+
+def timed(argv: list, exit_codes=(0,)) -> dict:
+    """Run ``argv`` as a child process; its wall time, its own peak resident memory (``wait4``) and exit code, which
+    must be one of ``exit_codes``."""
+    started = time.perf_counter()
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        child = subprocess.Popen(argv, stdout=out, stderr=err, text=True)
+        _, status, usage = os.wait4(child.pid, 0)
+        child.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0), err.seek(0)
+        if child.returncode not in exit_codes:
+            raise RuntimeError(f"{' '.join(map(str, argv))} failed:\n{err.read()[-3000:]}")
+        return {"seconds": round(time.perf_counter() - started, 1), "peak_memory_mb": round(usage.ru_maxrss / 1024, 1),
+                "stdout": out.read(), "exit_code": child.returncode}
 
 
 def run_python(code: str, *args, env=None) -> subprocess.CompletedProcess:

@@ -47,8 +47,9 @@ from pathlib import Path
 import numpy as np
 
 from dropdown_rank._io import atomic_path
-from dropdown_rank.features import BY_NAME, MODEL_INPUTS
-from dropdown_rank.logs.schema import DAY, EVENT_KINDS
+from dropdown_rank.counters import DAILY_COLUMNS
+from dropdown_rank.features import BY_NAME, COUNTER_FIELDS, MODEL_INPUTS
+from dropdown_rank.logs.schema import DAY, EVENT_KINDS, TS_MAX, TS_MIN
 from dropdown_rank.samples import INT32_MAX, SampleConfig
 
 STATE_FORMAT = 1  # the checkpoint's layout: a file of another version is refused, not misread
@@ -76,6 +77,13 @@ def _newer_than(entries: deque, ts: int, at=lambda entry: entry[0]) -> int:
     return count
 
 
+def _check_ids(what: str, **ids) -> None:
+    """Ids and texts are strings, compared verbatim (README, Serving); another type would be another id."""
+    for name, value in ids.items():
+        if not isinstance(value, str):
+            raise ValueError(f"{what}: {name} must be a string, not {type(value).__name__} {value!r}")
+
+
 def _drop_before(times: deque, ts: int) -> None:
     while times and times[0] < ts:
         times.popleft()
@@ -98,6 +106,7 @@ class FeatureAssembler:
         self.today: dict[str, list] = {}  # text -> [queries, impressions, clicks] of the clock's day
         self.past_days: deque = deque()  # (day start, {text: counts}) of finished days inside the popularity window
         self.window: dict[str, list] = {}  # text -> counts summed over past_days
+        self.this_second: dict[tuple, bool] = {}  # (request_id, candidate) -> clicked, in the clock's second: repeats
 
     @classmethod
     def for_work(cls, build_config: dict) -> "FeatureAssembler":
@@ -105,13 +114,25 @@ class FeatureAssembler:
         return cls(SampleConfig(**build_config["samples"]))
 
     # -- time ----------------------------------------------------------------------------------
-    def _advance(self, ts: int, what: str) -> None:
+    def _checked_ts(self, ts, what: str) -> int:
+        """``ts`` as whole epoch seconds (fractions truncated, as validation does), if in the build's range and not
+        before the latest time seen; the state is untouched until every input of a call has passed."""
+        if isinstance(ts, (bool, np.bool_)) or not isinstance(ts, (int, float, np.integer, np.floating)) or not np.isfinite(ts):
+            raise ValueError(f"{what}: ts must be epoch seconds, not {ts!r}")
+        ts = int(np.floor(ts))
+        if not TS_MIN <= ts <= TS_MAX:
+            raise ValueError(f"{what}: ts {ts} is outside 1990 to 2100, the build's range (epoch seconds, not milliseconds)")
         if self.clock is not None and ts < self.clock:
             raise ValueError(f"{what} at ts {ts} comes after ts {self.clock}: feed events, impressions and requests in "
                              "time order")
+        return ts
+
+    def _advance(self, ts: int) -> None:
         day = ts // DAY * DAY
         if self.day is not None and day != self.day:
             self._roll_over(day)
+        if ts != self.clock:
+            self.this_second.clear()
         self.day, self.clock = day, ts
 
     def _roll_over(self, day: int) -> None:
@@ -119,16 +140,16 @@ class FeatureAssembler:
         if self.today:
             self.past_days.append((self.day, self.today))
             for text, counts in self.today.items():
-                total = self.window.setdefault(text, [0, 0, 0])
-                for c in range(3):
-                    total[c] += counts[c]
+                total = self.window.setdefault(text, [0] * len(DAILY_COLUMNS))
+                for c, count in enumerate(counts):
+                    total[c] += count
             self.today = {}
         first_day = day - self.config.popularity_days * DAY
         while self.past_days and self.past_days[0][0] < first_day:
             for text, counts in self.past_days.popleft()[1].items():
                 total = self.window[text]
-                for c in range(3):
-                    total[c] -= counts[c]
+                for c, count in enumerate(counts):
+                    total[c] -= count
                 if not any(total):
                     del self.window[text]
         # A request on this day or later looks back from at least its start.
@@ -141,14 +162,24 @@ class FeatureAssembler:
 
     # -- ingestion ------------------------------------------------------------------------------
     def add_event(self, user_id: str, ts: int, kind: str, id: str) -> None:
-        """A query the user issued (``kind`` "query", ``id`` its text) or an item they clicked ("item")."""
+        """A query the user issued (``kind`` "query", ``id`` its text) or an item they clicked ("item"). An exact
+        repeat (same user, second, kind and id: a record delivered twice) is dropped, as the build's validation drops
+        exact duplicate rows."""
+        what = f"event of user {user_id!r}"
+        _check_ids(what, user_id=user_id, id=id)
         if kind not in EVENT_KINDS:
-            raise ValueError(f"event kind must be one of {', '.join(EVENT_KINDS)}, not {kind!r}")
-        self._advance(ts, f"event of user {user_id!r}")
+            raise ValueError(f"{what}: kind must be one of {', '.join(EVENT_KINDS)}, not {kind!r}")
+        ts = self._checked_ts(ts, what)
+        self._advance(ts)
         user = self.users.get(user_id)
         if user is None:
             user = self.users[user_id] = _User()
         history = user.queries if kind == "query" else user.items
+        for entry in reversed(history):  # this second's entries are all still kept (see below)
+            if entry[0] < ts:
+                break
+            if entry[1] == id:
+                return
         history.append((ts, id))
         # Keep max_len entries before the newest second, and that second's: a request in it reads only the former.
         keep = self.config.max_len + _newer_than(history, ts)
@@ -159,17 +190,30 @@ class FeatureAssembler:
             user.query_ts.setdefault(id, deque()).append(ts)
             self._count(id)[0] += 1
 
-    def add_impression(self, candidate: str, ts: int, clicked: bool) -> None:
-        """One candidate shown in a dropdown (and whether it was clicked): the daily popularity totals."""
-        self._advance(ts, f"impression of {candidate!r}")
+    def add_impression(self, request_id: str, candidate: str, ts: int, clicked: bool) -> None:
+        """One candidate shown in a request's dropdown (and whether it was clicked): the daily popularity totals.
+        An exact repeat of a (request, candidate) is dropped, as validation drops duplicate rows; a repeat with
+        another ``clicked`` is refused, as validation refuses conflicting ones."""
+        what = f"impression of {candidate!r} in request {request_id!r}"
+        _check_ids(what, request_id=request_id, candidate=candidate)
+        if clicked not in (0, 1):
+            raise ValueError(f"{what}: clicked must be 0 or 1 (or a bool), not {clicked!r}")
+        ts = self._checked_ts(ts, what)
+        self._advance(ts)
+        seen = self.this_second.get((request_id, candidate))
+        if seen is not None:
+            if seen != bool(clicked):
+                raise ValueError(f"{what}: shown twice at ts {ts}, clicked and not clicked")
+            return
+        self.this_second[(request_id, candidate)] = bool(clicked)
         counts = self._count(candidate)
         counts[1] += 1
-        counts[2] += int(bool(clicked))
+        counts[2] += int(clicked)
 
     def _count(self, text: str) -> list:
         counts = self.today.get(text)
         if counts is None:
-            counts = self.today[text] = [0, 0, 0]
+            counts = self.today[text] = [0] * len(DAILY_COLUMNS)
         return counts
 
     # -- answers --------------------------------------------------------------------------------
@@ -178,23 +222,26 @@ class FeatureAssembler:
         signature's names and dtypes (strings as ``object``; histories ``[len(candidates), H]``, H up to ``max_len``),
         ready for ``tf.constant`` or a TF Serving body. ``prefix`` is what the user typed: one string, or one per
         candidate."""
-        if not len(candidates):
-            raise ValueError(f"request of user {user_id!r} at ts {request_ts} has no candidates: the model scores candidates")
-        self._advance(request_ts, f"request of user {user_id!r}")
+        what = f"request of user {user_id!r}"
+        if isinstance(candidates, str) or not len(candidates):
+            raise ValueError(f"{what}: candidates must be a non-empty list of strings, not {candidates!r}")
+        prefixes = [prefix] * len(candidates) if isinstance(prefix, str) else list(prefix)
+        if len(prefixes) != len(candidates):
+            raise ValueError(f"{what}: {len(prefixes)} prefixes for {len(candidates)} candidates")
+        _check_ids(what, user_id=user_id, **{f"candidate {c}": value for c, value in enumerate(candidates)},
+                   **{f"prefix {c}": value for c, value in enumerate(prefixes)})
+        request_ts = self._checked_ts(request_ts, what)
+        self._advance(request_ts)
         user = self.users.get(user_id)
         rows = len(candidates)
         out = {"user_id": np.array([user_id] * rows, object), "request_ts": np.full(rows, request_ts, np.int64),
-               "candidate": np.array(list(candidates), object),
-               "prefix": np.array([prefix] * rows if isinstance(prefix, str) else list(prefix), object)}
-        if len(out["prefix"]) != rows:
-            raise ValueError(f"request of user {user_id!r}: {len(out['prefix'])} prefixes for {rows} candidates")
+               "candidate": np.array(list(candidates), object), "prefix": np.array(prefixes, object)}
         for kind in ("query", "item"):
             ids, times = self._history(user, kind, request_ts)
             out[f"{kind}_history"] = np.array([ids] * rows, object).reshape(rows, len(ids))
             out[f"{kind}_history_ts"] = np.array([times] * rows, np.int64).reshape(rows, len(times))
         counters = [self._counters(user, candidate, request_ts) for candidate in candidates]
-        for c, name in enumerate(("user_candidate_count", "user_candidate_age", "candidate_query_count",
-                                  "candidate_impressions", "candidate_clicks")):
+        for c, name in enumerate(COUNTER_FIELDS):
             out[name] = np.array([row[c] for row in counters], np.int64)
         return {name: out[name] for name in MODEL_INPUTS}
 
@@ -228,12 +275,14 @@ class FeatureAssembler:
             count = len(times) - _newer_than(times, request_ts, at=int)
             if count:
                 age = request_ts - times[count - 1]
-        popularity = self.window.get(candidate, (0, 0, 0))
-        return (min(count, INT32_MAX), age, *(min(value, INT32_MAX) for value in popularity))
+        popularity = self.window.get(candidate, [0] * len(DAILY_COLUMNS))
+        return (min(count, INT32_MAX), age, *(min(value, INT32_MAX) for value in popularity))  # COUNTER_FIELDS' order
 
     def activity(self, user_id: str, request_ts: int) -> int:
         """The user's behaviors (queries and clicked items) in the ``lookback_days`` before ``request_ts``."""
-        self._advance(request_ts, f"request of user {user_id!r}")
+        _check_ids("activity", user_id=user_id)
+        request_ts = self._checked_ts(request_ts, f"request of user {user_id!r}")
+        self._advance(request_ts)
         user = self.users.get(user_id)
         if user is None:
             return 0
@@ -248,7 +297,10 @@ class FeatureAssembler:
             "users": {uid: {"queries": list(u.queries), "items": list(u.items), "behavior_ts": list(u.behavior_ts),
                             "query_ts": {text: list(times) for text, times in u.query_ts.items()}}
                       for uid, u in self.users.items()},
-            "today": self.today, "past_days": [list(day) for day in self.past_days], "window": self.window,
+            "today": {text: list(counts) for text, counts in self.today.items()},
+            "past_days": [[day, {text: list(counts) for text, counts in totals.items()}] for day, totals in self.past_days],
+            "window": {text: list(counts) for text, counts in self.window.items()},
+            "this_second": [[request_id, candidate, clicked] for (request_id, candidate), clicked in self.this_second.items()],
         }
 
     def save(self, path: str | Path) -> None:
@@ -277,6 +329,7 @@ class FeatureAssembler:
             user.behavior_ts.extend(u["behavior_ts"])
             user.query_ts = {text: deque(times) for text, times in u["query_ts"].items()}
         assembler.today = state["today"]
+        assembler.this_second = {(request_id, candidate): clicked for request_id, candidate, clicked in state["this_second"]}
         assembler.past_days = deque((day, counts) for day, counts in state["past_days"])
         assembler.window = state["window"]
         return assembler

@@ -453,6 +453,7 @@ def make_parser() -> argparse.ArgumentParser:
                                       "sample row of a split with the build's, field by field (exit 1 on a mismatch)")
     p.add_argument("--logs", required=True, help="the logs the work directory was built from")
     p.add_argument("--work", required=True, help="a work directory (dropdown-rank build)")
+    # split.SPLITS, spelled out so that --help imports no pandas
     p.add_argument("--split", choices=("train", "valid", "test"), default="test", help="the rows to compare (default test)")
     p.add_argument("--report", help="also write the report as JSON to this file")
     p.set_defaults(handler=cmd_replay)

@@ -5,16 +5,18 @@ training. ``replay`` feeds a log through the reference online assembler (``assem
 order, as a serving system would see it, and compares every sample row of one split with the row
 the build wrote: ids, histories and their times, ``activity`` and every counter, field by field.
 Left out are what is not a serving feature: ``label`` (the outcome), ``position`` and ``candidate_pv``
-(the training period's impressions of the candidate, a report slice); rows are matched by
-``request_id`` and ``position``.
+(the training period's impressions of the candidate, a report slice). Rows are compared in the
+samples' order; ``request_id`` and ``candidate`` are among the compared fields, so a row out of
+place shows as a mismatch.
 
 The timeline: events sorted by time (ties keep the log's order, as the build's histories do) and the
 impressions in the samples' order (``SAMPLE_ORDER``), a request's rows together. At equal times
 events come first, so every request meets behaviors of its own second and must skip them; each
 request's impressions are fed to the daily totals after it is answered.
 
-The logs must be the build's: the validated row counts are checked against the build's
-``stats.json``, and the build's ``--bad-rows`` is applied.
+The logs must be the build's: each table's validated row counts (read and kept) are checked against
+the build's ``stats.json`` (a cheap guard against another log, not a content check), and the
+build's ``--bad-rows`` is applied.
 """
 from __future__ import annotations
 
@@ -29,14 +31,14 @@ from tqdm.auto import tqdm
 
 from dropdown_rank._io import read_json, write_json
 from dropdown_rank.assembler import FeatureAssembler
-from dropdown_rank.features import ARROW_SCHEMA, BY_NAME
+from dropdown_rank.features import ARROW_SCHEMA
 from dropdown_rank.logs.schema import SAMPLE_ORDER, load_logs
 from dropdown_rank.split import SPLITS
 from dropdown_rank.workdir import Work, shard_files
 
 NOT_SERVED = ("label", "position", "candidate_pv")
+CHUNK_ROWS = 65536  # served rows held as Python lists at once: a whole training split's took 6.6 GB on AOL-dev
 COMPARED = tuple(name for name in ARROW_SCHEMA.names if name not in NOT_SERVED)
-KEYS = ("request_id", "position")
 SHOWN_MISMATCHES = 3
 
 
@@ -69,6 +71,7 @@ def served_requests(assembler: FeatureAssembler, steps, impressions: pd.DataFram
     (:meth:`FeatureAssembler.request_features`) and the user's ``activity``, all as of the request's time."""
     user, cand = impressions["user_id"].to_numpy(object), impressions["candidate"].to_numpy(object)
     prefix, clicked = impressions["prefix"].to_numpy(object), impressions["clicked"].to_numpy(bool)
+    request = impressions["request_id"].to_numpy(object)
     ts = impressions["ts"].to_numpy(np.int64)
     for kind, step in steps:
         if kind == "event":
@@ -80,24 +83,38 @@ def served_requests(assembler: FeatureAssembler, steps, impressions: pd.DataFram
             features = assembler.request_features(user[rows[0]], request_ts, list(prefix[rows]), list(cand[rows]))
             yield rows, features, assembler.activity(user[rows[0]], request_ts)
         for r in step:
-            assembler.add_impression(cand[r], request_ts, clicked[r])
+            assembler.add_impression(request[r], cand[r], request_ts, clicked[r])
 
 
-def replay_rows(assembler: FeatureAssembler, steps, impressions: pd.DataFrame, wanted: np.ndarray) -> pa.Table:
-    """The served features of the ``wanted`` impressions (:func:`served_requests`), in order, as a table with the
-    :data:`COMPARED` fields and ``position``."""
-    columns = {name: [] for name in (*COMPARED, "position")}
+def replay_chunks(assembler: FeatureAssembler, steps, impressions: pd.DataFrame, wanted: np.ndarray,
+                  chunk_rows: int = CHUNK_ROWS):
+    """The served features of the ``wanted`` impressions (:func:`served_requests`), in order, as tables of about
+    ``chunk_rows`` rows with the :data:`COMPARED` fields and ``position`` (at least one table, maybe empty)."""
+    def table(columns):
+        return pa.table({name: pa.array(values, type=ARROW_SCHEMA.field(name).type) for name, values in columns.items()})
+
+    columns, yielded = {name: [] for name in (*COMPARED, "position")}, False
     for rows, features, activity in served_requests(assembler, steps, impressions, wanted):
         for name in ("request_id", "position"):
             columns[name] += impressions[name].iloc[rows].tolist()
         for name, values in features.items():
             columns[name] += values.tolist()
         columns["activity"] += [activity] * len(rows)
-    return pa.table({name: pa.array(values, type=ARROW_SCHEMA.field(name).type) for name, values in columns.items()})
+        if len(columns["request_id"]) >= chunk_rows:
+            yield table(columns)
+            columns, yielded = {name: [] for name in columns}, True
+    if columns["request_id"] or not yielded:
+        yield table(columns)
 
 
-def compare(built: pa.Table, served: pa.Table) -> dict:
-    """``{field: {"rows": n, "first": [...]}}`` for every compared field where the tables differ (empty: none)."""
+def replay_rows(assembler: FeatureAssembler, steps, impressions: pd.DataFrame, wanted: np.ndarray) -> pa.Table:
+    """:func:`replay_chunks` as one table."""
+    return pa.concat_tables(list(replay_chunks(assembler, steps, impressions, wanted)))
+
+
+def compare(built: pa.Table, served: pa.Table, first_row: int = 0) -> dict:
+    """``{field: {"rows": n, "first": [...]}}`` for every compared field where the tables differ (empty: none); rows are
+    numbered from ``first_row``."""
     if built.num_rows != served.num_rows:
         return {"rows": {"rows": abs(built.num_rows - served.num_rows),
                          "first": [f"the build wrote {built.num_rows:,} rows, the replay served {served.num_rows:,}"]}}
@@ -109,9 +126,16 @@ def compare(built: pa.Table, served: pa.Table) -> dict:
         a, b = a.to_pylist(), b.to_pylist()
         bad = [r for r in range(len(a)) if a[r] != b[r]]
         out[name] = {"rows": len(bad), "first": [
-            f"row {r} (request {built.column('request_id')[r].as_py()!r}, position {built.column('position')[r].as_py()}): "
-            f"build {_short(a[r])}, served {_short(b[r])}" for r in bad[:SHOWN_MISMATCHES]]}
+            f"row {first_row + r} (request {built.column('request_id')[r].as_py()!r}, position "
+            f"{built.column('position')[r].as_py()}): build {_short(a[r])}, served {_short(b[r])}" for r in bad[:SHOWN_MISMATCHES]]}
     return out
+
+
+def _merge(total: dict, part: dict) -> None:
+    for name, found in part.items():
+        merged = total.setdefault(name, {"rows": 0, "first": []})
+        merged["rows"] += found["rows"]
+        merged["first"] = (merged["first"] + found["first"])[:SHOWN_MISMATCHES]
 
 
 def _short(value) -> str:
@@ -122,14 +146,14 @@ def _short(value) -> str:
 
 
 def check_same_logs(reports, work: Work) -> None:
-    """Refuse logs whose validated row counts are not the build's: the comparison would be of another log."""
-    built = {r["source"].rsplit("/", 1)[-1]: (r["rows_read"], r["rows_kept"]) for r in read_json(work.path / "stats.json")["validation"]}
-    for report in reports:
-        name = report.source.rsplit("/", 1)[-1]
-        if name in built and built[name] != (report.rows_read, report.rows_kept):
-            raise ValueError(f"{report.source}: {report.rows_read:,} rows read and {report.rows_kept:,} kept, but the build of "
-                             f"{work.path} read {built[name][0]:,} and kept {built[name][1]:,}: replay the logs it was built from "
-                             f"({read_json(work.path / 'build.json')['logs']})")
+    """Refuse logs whose validated row counts are not the build's, table by table (events, then impressions): the
+    comparison would be of another log."""
+    built = read_json(work.path / "stats.json")["validation"]
+    for ours, theirs in zip(reports, built):
+        if (ours.rows_read, ours.rows_kept) != (theirs["rows_read"], theirs["rows_kept"]):
+            raise ValueError(f"{ours.source}: {ours.rows_read:,} rows read and {ours.rows_kept:,} kept, but the build of "
+                             f"{work.path} read {theirs['rows_read']:,} and kept {theirs['rows_kept']:,} from {theirs['source']}: "
+                             f"replay the logs it was built from ({read_json(work.path / 'build.json')['logs']})")
 
 
 def replay(logs_dir: str | Path, work_dir: str | Path, split: str = "test", progress=print, progress_bar: bool = True,
@@ -151,20 +175,28 @@ def replay(logs_dir: str | Path, work_dir: str | Path, split: str = "test", prog
     steps = len(logs.events) + impressions.groupby(["ts", "request_id"], sort=False).ngroups
     progress(f"replay: feeding {len(logs.events):,} events and {len(impressions):,} impressions through the assembler in time "
              f"order, answering the {int(wanted.sum()):,} {split} rows")
+    built = pa.concat_tables([pq.read_table(f, columns=[*COMPARED, "position"]) for f in shard_files(work.samples_dir, split)])
     clock = time.perf_counter()
     bar = tqdm(timeline(logs.events, impressions), total=steps, desc="replay", unit="step", disable=not progress_bar,
                mininterval=1.0)
-    served = replay_rows(assembler, bar, impressions, wanted)
-    replay_s = time.perf_counter() - clock
-    built = pa.concat_tables([pq.read_table(f, columns=[*COMPARED, "position"]) for f in shard_files(work.samples_dir, split)])
-    mismatches = compare(built, served)
+    mismatches, served_rows, compare_s = {}, 0, 0.0
+    for chunk in replay_chunks(assembler, bar, impressions, wanted, CHUNK_ROWS):
+        started = time.perf_counter()
+        # the build's rows beyond the served ones (too few served) are counted once, after the loop
+        _merge(mismatches, compare(built.slice(served_rows, chunk.num_rows), chunk, first_row=served_rows))
+        served_rows += chunk.num_rows
+        compare_s += time.perf_counter() - started
+    if served_rows < built.num_rows:
+        _merge(mismatches, {"rows": {"rows": built.num_rows - served_rows,
+                                     "first": [f"the build wrote {built.num_rows:,} rows, the replay served {served_rows:,}"]}})
+    replay_s = time.perf_counter() - clock - compare_s
 
     fed = len(logs.events) + len(impressions)
     report = {
         "logs": str(Path(logs_dir).resolve()), "work": str(Path(work_dir).resolve()), "split": split,
         "rows_compared": built.num_rows, "fields_compared": list(COMPARED), "not_compared": list(NOT_SERVED),
         "events": len(logs.events), "impressions": len(impressions),
-        "load_s": round(load_s, 3), "replay_s": round(replay_s, 3),
+        "load_s": round(load_s, 3), "replay_s": round(replay_s, 3), "compare_s": round(compare_s, 3),
         "seconds_per_million_records": round(replay_s / max(fed, 1) * 1e6, 2),
         "users_kept": len(assembler.users),
         "mismatches": mismatches,

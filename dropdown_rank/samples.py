@@ -124,7 +124,7 @@ def sample_columns(histories: Histories, chunk: pd.DataFrame, candidate_pv: pd.S
         "query_history_ts": q_ts,
         "item_history": i_ids,
         "item_history_ts": i_ts,
-        "activity": pa.array((end - start).astype(np.int32), pa.int32()),
+        "activity": pa.array(np.minimum(end - start, INT32_MAX), pa.int32()),
         "candidate_pv": pa.array(candidate_pv.reindex(candidates).fillna(0).to_numpy(np.int32), pa.int32()),
         "user_candidate_count": pa.array(np.minimum(personal_count, INT32_MAX), pa.int32()),
         "user_candidate_age": pa.array(personal_age, pa.int64()),

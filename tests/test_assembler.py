@@ -9,10 +9,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from dropdown_rank import cli
+from dropdown_rank import replay as replay_module
 from dropdown_rank.assembler import FeatureAssembler
 from dropdown_rank.counters import CandidateDays, daily_counts
 from dropdown_rank.logs.schema import DAY, SAMPLE_ORDER
-from dropdown_rank.replay import COMPARED, compare, replay_rows, served_requests, timeline
+from dropdown_rank.replay import COMPARED, compare, replay_chunks, replay_rows, served_requests, timeline
 from dropdown_rank.samples import Histories, SampleConfig, sample_columns
 
 DAY0 = 1767225600  # 2026-01-01 00:00 UTC
@@ -32,7 +33,7 @@ def adversarial_logs(seed: int):
     events = pd.DataFrame({"user_id": rng.choice([f"u{i}" for i in range(5)], n), "ts": rng.choice(seconds, n), "kind": kind,
                            "id": np.where(kind == "query", rng.choice([f"q{i}" for i in range(6)], n), rng.choice(["i1", "i2", "i3"], n))})
     burst = pd.DataFrame({"user_id": "u0", "ts": seconds[0], "kind": "query", "id": [f"q{i % 6}" for i in range(7)]})
-    events = pd.concat([events, burst], ignore_index=True)
+    events = pd.concat([events, burst], ignore_index=True).drop_duplicates(ignore_index=True)  # as validation drops them
     requests = 250
     request_user = rng.choice([f"u{i}" for i in range(5)] + ["newcomer"], requests)
     request_ts = rng.choice(seconds, requests) + rng.choice([0, 0, 1], requests)
@@ -45,6 +46,8 @@ def adversarial_logs(seed: int):
         for window in (SHORT.personal_days, SHORT.lookback_days):
             for shift in (-1, 0, 1):
                 rows.append((f"edge{e}-{window}{shift}", user, ts + int(window * DAY) + shift, text, "", 0, False))
+    for day in days[1:]:  # at 00:00:00, when the popularity window has just rolled over
+        rows.append((f"midnight{day}", "u0", DAY0 + int(day) * DAY, "q0", "", 0, False))
     impressions = pd.DataFrame(rows, columns=["request_id", "user_id", "ts", "candidate", "prefix", "position", "clicked"])
     return events, impressions.sort_values(SAMPLE_ORDER, kind="stable").reset_index(drop=True)
 
@@ -76,6 +79,13 @@ def test_the_assembler_serves_the_builds_rows_on_a_log_made_to_break_it(seed):
     all_time = all_time[all_time["event_ts"] < all_time["ts"]].groupby(["request_id", "position"]).size()
     windowed = rows.set_index(["request_id", "position"])["user_candidate_count"].reindex(all_time.index)
     assert (windowed < all_time).any(), "no personal count was cut by its window"
+    before_today = impressions.merge(impressions[["candidate", "ts"]].rename(columns={"ts": "shown_ts"}), on="candidate")
+    before_today = before_today[before_today["shown_ts"] // DAY < before_today["ts"] // DAY].groupby(["request_id", "position"]).size()
+    shown = rows.set_index(["request_id", "position"])["candidate_impressions"].reindex(before_today.index)
+    assert (shown < before_today).any(), "no popularity count was cut by its window"
+    earlier = impressions.merge(events[["user_id", "ts"]].rename(columns={"ts": "event_ts"}), on="user_id")
+    earlier = earlier[earlier["event_ts"] < earlier["ts"]].groupby(["request_id", "position"]).size()
+    assert (rows.set_index(["request_id", "position"])["activity"].reindex(earlier.index) < earlier).any(), "no activity cut"
 
 
 def test_a_served_feature_that_differs_is_named_with_its_row():
@@ -96,6 +106,17 @@ def test_a_served_feature_that_differs_is_named_with_its_row():
     assert "rows" in compare(built, served.slice(1))
 
 
+def test_served_rows_come_in_chunks_that_add_up_to_the_whole():
+    events, impressions = adversarial_logs(0)
+    wanted = np.ones(len(impressions), bool)
+    chunks = list(replay_chunks(FeatureAssembler(SHORT), timeline(events, impressions), impressions, wanted, 50))
+    assert len(chunks) > 3 and all(chunk.num_rows >= 50 for chunk in chunks[:-1])
+    whole = replay_rows(FeatureAssembler(SHORT), timeline(events, impressions), impressions, wanted)
+    assert pa.concat_tables(chunks).equals(whole)
+    empty = list(replay_chunks(FeatureAssembler(SHORT), timeline(events, impressions), impressions, ~wanted, 50))
+    assert len(empty) == 1 and empty[0].num_rows == 0
+
+
 def test_a_restored_checkpoint_continues_exactly(tmp_path):
     events, impressions = adversarial_logs(1)
     steps, wanted = list(timeline(events, impressions)), np.ones(len(impressions), bool)
@@ -114,39 +135,78 @@ def test_a_restored_checkpoint_continues_exactly(tmp_path):
 
 
 def test_state_is_bounded_by_the_windows_and_lengths():
-    """What a long-gone day or behavior left is dropped: per user at most max_len behaviors of a kind beyond the
-    newest second, and nothing older than a window once the day rolls past it."""
+    """What a day or behavior that left every window leaves is dropped: per user at most max_len behaviors of a kind
+    beyond the newest second, and, once the day rolls over, exactly the times and days still inside each window."""
     events, impressions = adversarial_logs(2)
+    events = events[events["ts"] < DAY0 + 6 * DAY]  # to day 5, after days 2 and 4: every window reaches a day with data
+    last_day = int(events["ts"].max()) // DAY * DAY
+    impressions = impressions[impressions["ts"] < last_day + DAY].reset_index(drop=True)  # the clock stays on the last day
     assembler = FeatureAssembler(SHORT)
     for _ in served_requests(assembler, timeline(events, impressions), impressions, np.ones(len(impressions), bool)):
         pass
-    assembler.add_event("u1", assembler.clock + 10 * DAY, "item", "i1")  # a day after every window
-    for user in assembler.users.values():
-        for history in (user.queries, user.items):
-            assert len(history) - sum(ts == history[-1][0] for ts, _ in history) <= SHORT.max_len
-        assert all(times and min(times) >= assembler.day - SHORT.personal_days * DAY for times in user.query_ts.values())
-        assert all(ts >= assembler.day - SHORT.lookback_days * DAY for ts in user.behavior_ts)
-    assert not assembler.window and len(assembler.past_days) == 0
+    for day in (last_day + DAY, last_day + 10 * DAY):  # the next day: part of each window is left; after every window: nothing
+        assembler.add_event("u1", day, "item", "i1")
+        events = pd.concat([events, pd.DataFrame({"user_id": ["u1"], "ts": [day], "kind": ["item"], "id": ["i1"]})])
+        users = assembler.users.values()
+        for user in users:
+            for history in (user.queries, user.items):
+                assert len(history) - sum(ts == history[-1][0] for ts, _ in history) <= SHORT.max_len
+        queries = events.loc[events["kind"] == "query", "ts"]
+        kept = {"personal": sorted(ts for user in users for times in user.query_ts.values() for ts in times),
+                "activity": sorted(ts for user in users for ts in user.behavior_ts),
+                "popularity": [past for past, _ in assembler.past_days]}
+        expected = {"personal": sorted(queries[queries >= day - SHORT.personal_days * DAY].tolist()),
+                    "activity": sorted(events.loc[events["ts"] >= day - SHORT.lookback_days * DAY, "ts"].tolist()),
+                    "popularity": sorted({t // DAY * DAY for t in [*queries, *impressions["ts"]]
+                                          if day - SHORT.popularity_days * DAY <= t < day})}
+        assert kept == expected
+        assert all(expected.values()) if day == last_day + DAY else not expected["personal"] and not assembler.window
 
 
-def test_time_order_and_requests_without_candidates_are_refused():
+def test_inputs_a_build_would_refuse_are_refused_before_they_touch_the_state():
     assembler = FeatureAssembler(SHORT)
     assembler.add_event("u", DAY0 + 100, "query", "q")
-    with pytest.raises(ValueError, match="comes after ts .*time order"):
-        assembler.add_impression("q", DAY0 + 99, False)
-    with pytest.raises(ValueError, match="no candidates"):
-        assembler.request_features("u", DAY0 + 100, "", [])
-    with pytest.raises(ValueError, match="event kind"):
-        assembler.add_event("u", DAY0 + 100, "click", "i")
-    # the request's own second is not history: a query issued in it does not count yet
-    served = assembler.request_features("u", DAY0 + 100, "", ["q"])
+    before = assembler.state()
+    refused = [
+        (lambda: assembler.add_impression("r", "q", DAY0 + 99, False), "comes after ts .*time order"),
+        (lambda: assembler.request_features("u", DAY0 + 100, "", []), "non-empty list"),
+        (lambda: assembler.request_features("u", DAY0 + 100, "", "q"), "non-empty list"),
+        (lambda: assembler.request_features("u", DAY0 + 200, ["a"], ["q", "x"]), "1 prefixes for 2 candidates"),
+        (lambda: assembler.add_event("u", DAY0 + 100, "Query", "q"), "kind must be one of"),
+        (lambda: assembler.add_event(42, DAY0 + 100, "query", "q"), "user_id must be a string"),
+        (lambda: assembler.add_impression("r", "q", DAY0 + 100, "0"), "clicked must be 0 or 1"),
+        (lambda: assembler.request_features("u", (DAY0 + 100) * 1000, "", ["q"]), "outside 1990 to 2100"),
+        (lambda: assembler.request_features("u", "soon", "", ["q"]), "ts must be epoch seconds"),
+    ]
+    for call, message in refused:
+        with pytest.raises(ValueError, match=message):
+            call()
+    assert assembler.state() == before  # a refused call moved no clock and counted nothing
+
+
+def test_same_second_rules_and_repeats():
+    """The request's own second is not history; a record delivered twice counts once (validation drops exact
+    duplicates); fractional seconds are truncated, as validation truncates them."""
+    assembler = FeatureAssembler(SHORT)
+    assembler.add_event("u", DAY0 + 100, "query", "q")
+    assembler.add_event("u", DAY0 + 100.7, "query", "q")  # the same record again, with a fraction
+    served = assembler.request_features("u", DAY0 + 100.9, "", ["q"])
+    assert served["request_ts"].tolist() == [DAY0 + 100]
     assert served["query_history"].shape == (1, 0) and served["user_candidate_count"][0] == 0
     assert served["user_candidate_age"][0] == -1
+    for _ in range(2):
+        assembler.add_impression("r", "q", DAY0 + 100, True)
+    with pytest.raises(ValueError, match="clicked and not clicked"):
+        assembler.add_impression("r", "q", DAY0 + 100, False)
     later = assembler.request_features("u", DAY0 + 101, "q", ["q", "unseen"])
     assert later["query_history"].tolist() == [["q"], ["q"]] and later["user_candidate_age"].tolist() == [1, -1]
+    assert later["user_candidate_count"].tolist() == [1, 0]
+    next_day = assembler.request_features("u", DAY0 + DAY, "q", ["q"])
+    assert [next_day[name][0] for name in ("candidate_query_count", "candidate_impressions", "candidate_clicks")] == [1, 1, 1]
 
 
-def test_replay_reports_no_mismatch_on_a_built_world_and_names_one_it_finds(tiny_logs, tiny_work_short_windows, tmp_path, capsys):
+def test_replay_reports_no_mismatch_on_a_built_world_and_names_one_it_finds(tiny_logs, tiny_work_short_windows, tmp_path, capsys,
+                                                                            monkeypatch):
     report_path = tmp_path / "replay.json"
     assert cli.main(["replay", "--logs", str(tiny_logs), "--work", str(tiny_work_short_windows), "--split", "train",
                      "--report", str(report_path)]) == 0
@@ -160,12 +220,13 @@ def test_replay_reports_no_mismatch_on_a_built_world_and_names_one_it_finds(tiny
     shard = sorted((work / "samples" / "test").glob("part-*.parquet"))[0]
     table = pq.read_table(shard)
     counts = table.column("candidate_clicks").to_pylist()
-    counts[5] += 1
+    counts[205] += 1
     pq.write_table(table.set_column(table.schema.get_field_index("candidate_clicks"), "candidate_clicks",
                                     pa.array(counts, pa.int32())), shard)
+    monkeypatch.setattr(replay_module, "CHUNK_ROWS", 100)  # served and compared 100 rows at a time: row numbers run on
     assert cli.main(["replay", "--logs", str(tiny_logs), "--work", str(work)]) == 1
     out = capsys.readouterr().out
-    assert "MISMATCH candidate_clicks: 1 rows; row 5 " in out and "MISMATCH" not in out.replace("MISMATCH candidate_clicks", "")
+    assert "MISMATCH candidate_clicks: 1 rows; row 205 " in out and "MISMATCH" not in out.replace("MISMATCH candidate_clicks", "")
 
 
 def test_replay_refuses_logs_the_work_directory_was_not_built_from(tiny_logs, tiny_work, tmp_path, capsys):
