@@ -292,12 +292,19 @@ def cmd_replay(args) -> int:
     return 1 if report["mismatches"] else 0
 
 
+def cmd_profile(args) -> None:
+    from dropdown_rank.evaluate.profile import ProfileConfig, write_profile
+
+    write_profile(args.logs, args.out, args.work, ProfileConfig(warmup_days=args.warmup_days), bad_rows=args.bad_rows)
+
+
 def cmd_demo(args) -> None:
-    """synth → build → train base_20 and hgcn_20+rel → evaluate → export hgcn_20+rel and score a request.
+    """synth → build → profile → train base_20 and hgcn_20+rel → evaluate → export hgcn_20+rel and score a request.
 
     The GNN is the one with candidate-history relations: the lever that made the graph pay on this
     world (experiments/README.md)."""
     from dropdown_rank.evaluate.markdown import RELEVANCE, WHY_ONLINE_DIFFERS
+    from dropdown_rank.evaluate.profile import write_profile
     from dropdown_rank.evaluate.report import evaluate
     from dropdown_rank.export import export
     from dropdown_rank.logs.synth import write_world
@@ -314,6 +321,7 @@ def cmd_demo(args) -> None:
 
     stage("synth", write_world, out / "logs", scale=args.scale, seed=args.seed)
     stage("build", _build, out / "logs", out / "work", args)
+    stage("profile", write_profile, out / "logs", out / "profile", out / "work")  # how this world compares with a real log
     configs = [_model_config(args, kind=kind, seq_len=20, relations=kind == "hgcn") for kind in ("base", "hgcn")]
     for config in configs:
         aucs[config.name] = stage(f"train {config.name}", train_or_reuse, out / "work", out / "runs" / config.slug, config,
@@ -334,6 +342,7 @@ def cmd_demo(args) -> None:
     print("demo outputs:")
     print(f"  logs (synthetic world): {out / 'logs'}")
     print(f"  work (graph, samples, stats.json): {out / 'work'}")
+    print(f"  log profile: {out / 'profile' / 'profile.md'}")
     print(f"  runs: {out / 'runs'}")
     print(f"  report: {out / 'report' / 'report.md'}")
     print(f"  SavedModel: {out / 'export' / gnn.slug} (model_card.json, serving_example.json)")
@@ -457,6 +466,16 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", choices=("train", "valid", "test"), default="test", help="the rows to compare (default test)")
     p.add_argument("--report", help="also write the report as JSON to this file")
     p.set_defaults(handler=cmd_replay)
+
+    p = sub.add_parser("profile", help="a log's shape: new and repeated queries, sessions, activity, candidate head and tail, "
+                                       "and with --work the test candidates outside the training vocabulary")
+    p.add_argument("--logs", required=True, help="logs in the project's schema (validated as build validates them)")
+    p.add_argument("--out", required=True, help="directory for profile.json, profile.md and the plots")
+    p.add_argument("--work", help="a build of these logs: adds the test candidates outside its training vocabulary")
+    p.add_argument("--warmup-days", type=non_negative_int, default=7,
+                   help="days before the first-time query share is counted: at the log's start every query looks new (default 7)")
+    p.add_argument("--bad-rows", choices=("error", "skip"), default="error", help="as build's --bad-rows (default error)")
+    p.set_defaults(handler=cmd_profile)
 
     p = sub.add_parser("demo", help="run the whole job end to end on the synthetic world")
     p.add_argument("--out", default="demo_out")

@@ -41,6 +41,8 @@ def test_demo_runs_end_to_end_on_the_tiny_world(tmp_path, capsys):
     assert "report.md" in out
     assert (tmp_path / "report" / "report.md").exists() and (tmp_path / "runs" / "hgcn_20_rel" / "metrics.json").exists()
     assert (tmp_path / "export" / "hgcn_20_rel" / "model_card.json").exists()
+    profile = json.loads((tmp_path / "profile" / "profile.json").read_text())  # the world's profile, printed too
+    assert f"| queries / distinct | {profile['queries']:,} / {profile['distinct_queries']:,} |" in out and "vocabulary" in profile
     # Each model's line gives its exact test AUC and its simulated A/B lift, both as the report has them.
     report = json.loads((tmp_path / "report" / "report.json").read_text())
     for name, directory in (("base_20", "base_20"), ("hgcn_20+rel", "hgcn_20_rel")):

@@ -131,3 +131,30 @@ def online_lift(lifts: dict, buckets: list, requests: list, path: Path, title: s
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     _save(fig, path)
+
+
+def profile_plots(profile: dict, activity: np.ndarray, per_day_path: Path, activity_path: Path) -> None:
+    """A log profile's two plots: the first-time query share per day (warm-up days shaded), and the impressions by
+    the user's activity at the request."""
+    days = list(profile["first_time_query_share_per_day"])  # days with queries only: place them by date
+    shares = [100 * v for v in profile["first_time_query_share_per_day"].values()]
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    ax.plot(np.array(days, dtype="datetime64[D]"), shares, marker=".")
+    warmup = profile["config"]["warmup_days"]
+    if warmup and days:
+        start = np.datetime64(profile["first_day"], "D")
+        ax.axvspan(start, start + np.timedelta64(warmup, "D"), color="tab:gray", alpha=0.2, label=f"warm-up ({warmup} days)")
+        ax.legend()
+    fig.autofmt_xdate()
+    ax.set_ylabel("queries issued for the first time (%)")
+    ax.set_title("New queries per day")
+    _save(fig, per_day_path)
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    edges = np.concatenate([[0], np.unique(np.geomspace(1, max(2, activity.max(initial=1) + 1), 30).astype(int))])
+    ax.hist(activity, bins=edges)
+    ax.set_xscale("symlog")
+    ax.set_xlabel(f"user's behaviors in the {profile['config']['lookback_days']:g} days before the request")
+    ax.set_ylabel("impressions")
+    ax.set_title("Activity at request time")
+    _save(fig, activity_path)
