@@ -44,6 +44,13 @@ positive_float = _number(float, 0.0, True, "a positive number")
 non_negative_float = _number(float, 0.0, False, "a number >= 0")
 
 
+def _share(text: str) -> float:
+    value = non_negative_float(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"a share from 0 to 1, not {text}")
+    return value
+
+
 def _gap_minutes(text: str):
     """``--resubmit-gap-minutes``: a number >= 0, or ``none`` (no limit)."""
     return None if text.strip().lower() == "none" else non_negative_float(text)
@@ -125,7 +132,7 @@ def _build_config(args):
 def cmd_synth(args) -> None:
     from dropdown_rank.logs.synth import write_world
 
-    write_world(args.out, scale=args.scale, seed=args.seed)
+    write_world(args.out, scale=args.scale, seed=args.seed, birth_share=args.birth_share, death_share=args.death_share)
 
 
 def cmd_aol(args) -> None:
@@ -398,6 +405,11 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--scale", choices=("tiny", "small", "default"), default="default")
+    p.add_argument("--birth-share", type=_share, default=0.0,
+                   help="share of the query catalog born during the period, half of it trending for a few days (default 0: "
+                        "every query exists from day one, the world as it was)")
+    p.add_argument("--death-share", type=_share, default=0.0,
+                   help="share of the other queries that fade out and die during the period (default 0)")
     p.set_defaults(handler=cmd_synth)
 
     p = sub.add_parser("bestbuy", help="convert the Best Buy search→click log into the log schema")

@@ -75,6 +75,9 @@ def error_line(capsys):
     (["build", "--logs", "L", "--out", "W", "--min-count", "0"], "dropdown-rank build: error: argument --min-count: must be a positive integer, not 0"),
     (["evaluate", "--data", "W", "--runs", "R", "--out", "O", "--bootstrap", "0"],
      "dropdown-rank evaluate: error: argument --bootstrap: must be a positive integer, not 0"),
+    (["synth", "--out", "O", "--birth-share", "1.5"], "dropdown-rank synth: error: argument --birth-share: a share from 0 to 1, not 1.5"),
+    (["synth", "--out", "O", "--death-share", "-0.1"],
+     "dropdown-rank synth: error: argument --death-share: must be a number >= 0, not -0.1"),
 ])
 def test_out_of_range_arguments_are_refused_while_parsing(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_:

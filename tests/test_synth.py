@@ -142,3 +142,38 @@ def test_checked_in_sample_world_is_what_synth_writes(tmp_path):
     write_world(tmp_path, scale="tiny", seed=0, progress=lambda *a: None)
     for name in ("events", "impressions", "truth"):
         pd.testing.assert_frame_equal(pd.read_parquet(sample / f"{name}.parquet"), pd.read_parquet(tmp_path / f"{name}.parquet"))
+
+
+LIFE = dict(birth_share=0.5, death_share=0.3)
+
+
+def test_queries_are_born_trend_and_die_and_nothing_shows_them_outside_their_life():
+    import dataclasses
+
+    world = generate_world(dataclasses.replace(SCALES["tiny"], **LIFE), seed=2, progress=lambda *a: None)
+    life = world["life"].set_index("query")
+    counts = world["summary"]["life_cycle"]
+    assert counts["born"] > 100 and counts["trending"] > 50 and counts["dying"] > 100
+    queries = world["events"][world["events"]["kind"] == "query"]
+    for frame, text, slack in ((queries, "id", 20), (world["impressions"], "candidate", 0)):
+        born, dies = life["born_ts"].reindex(frame[text]).to_numpy(), life["dies_ts"].reindex(frame[text]).to_numpy()
+        assert (frame["ts"].to_numpy() >= born).all()  # nothing before its birth
+        # nothing after its death: a request shows only living queries, and the query it leads to follows within 20 s
+        assert (frame["ts"].to_numpy()[dies >= 0] < dies[dies >= 0] + slack).all()
+    # born queries are issued, and a trending one mostly in its first days
+    after_birth = (queries["ts"] - life["born_ts"].reindex(queries["id"]).to_numpy()) / 86400
+    trending = life["trending"].reindex(queries["id"]).to_numpy()
+    born = (life["born_ts"].reindex(queries["id"]) > START_TS).to_numpy()
+    assert born.sum() > 500
+    assert after_birth[trending].median() < 0.5 * after_birth[born & ~trending].median()
+
+
+def test_the_first_time_query_share_rises_with_the_birth_share():
+    import dataclasses
+
+    from dropdown_rank.evaluate.profile import ProfileConfig, query_figures
+
+    shares = [query_figures(generate_world(dataclasses.replace(SCALES["tiny"], birth_share=share), seed=7,
+                                           progress=lambda *a: None)["events"], ProfileConfig(warmup_days=5))["first_time_query_share"]
+              for share in (0.0, 0.4, 0.8)]
+    assert shares[0] < shares[1] < shares[2]

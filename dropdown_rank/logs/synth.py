@@ -39,6 +39,14 @@ Generative story (every draw comes from one ``numpy`` generator seeded by ``seed
    behaviors reveal only part); the session's current topic and its group; whether ``c`` is the
    intended ``q*``; ``log`` popularity; and ``b_c``. The query the user then issues is the clicked
    candidate (the top-most one), or else ``q*``, a few seconds after the request.
+8. **Query life cycle** (off unless ``birth_share`` or ``death_share`` is above 0; every preset has
+   both at 0, and then no draw of it is made, so the presets' worlds are what they were). A share
+   ``birth_share`` of the queries (never a topic's first) is born at a uniform time; a share
+   ``trend_share`` of those trends, starting at ``1 + trend_boost`` times its weight and decaying
+   with time constant ``trend_days``; a share ``death_share`` of the others fades linearly to 0
+   over the ``fade_days`` before a uniform death time. Intended queries, the engine's candidates
+   (only living ones, ranked by current popularity) and the click logit's popularity term use the
+   popularity at that moment. ``query_life.parquet`` records births, deaths and trends.
 
 Outputs in ``out``: ``events.parquet`` and ``impressions.parquet`` (the log schema),
 ``truth.parquet`` (not a log table: request_id, candidate, ``p_click``, each impression's true
@@ -99,6 +107,17 @@ class WorldConfig:
     w_intended: float = 1.6
     w_popularity: float = 0.25
     position_decay: float = 0.6
+    # Query life cycle (story step 8); all 0 in the presets, whose worlds stay what they were.
+    birth_share: float = 0.0
+    trend_share: float = 0.5
+    trend_boost: float = 20.0
+    trend_days: float = 2.0
+    death_share: float = 0.0
+    fade_days: float = 3.0
+
+    @property
+    def lifecycle(self) -> bool:
+        return self.birth_share > 0 or self.death_share > 0
 
 
 SCALES = {
@@ -179,6 +198,7 @@ def generate_world(config: WorldConfig, seed: int = 0, progress=print) -> dict:
     rng = np.random.default_rng(seed)
     catalog = _catalog(rng, config)
     people = _users(rng, config)
+    catalog.life = _life_cycle(rng, config, catalog) if config.lifecycle else None
     slots = _query_slots(rng, config, catalog, people)
     progress(f"synth: {config.users:,} users, {len(people.s_user):,} sessions, {len(slots.session):,} queries")
     shown = _dropdowns(rng, config, catalog, people, slots)
@@ -202,6 +222,57 @@ def _catalog(rng, cfg: WorldConfig) -> SimpleNamespace:
     return SimpleNamespace(q_topic=q_topic, q_pop=q_pop, q_appeal=q_appeal, q_text=q_text, i_topic=i_topic, item_ids=item_ids,
                            query_by_topic=_TopicSampler(q_topic, q_pop, cfg.topics),
                            item_by_topic=_TopicSampler(i_topic, i_pop, cfg.topics))
+
+
+def _life_cycle(rng, cfg: WorldConfig, catalog) -> SimpleNamespace:
+    """Birth and death times (seconds from the start) and trends of the queries; the first ``topics`` queries, one per
+    topic, live all period (every topic always has a query to draw). The samplers draw by peak popularity, and
+    :func:`_redraw_until_alive` accepts a draw with its share of the peak at that moment."""
+    span = cfg.days * DAY
+    n = cfg.queries
+    mortal = np.arange(n) >= cfg.topics
+    born = mortal & (rng.random(n) < cfg.birth_share)
+    birth = np.where(born, rng.integers(0, span, size=n), 0)
+    dies = mortal & ~born & (rng.random(n) < cfg.death_share)
+    death = np.where(dies, rng.integers(0, span, size=n), np.iinfo(np.int64).max)
+    trending = born & (rng.random(n) < cfg.trend_share)
+    peak = np.where(trending, 1.0 + cfg.trend_boost, 1.0)
+    catalog.query_by_topic = _TopicSampler(catalog.q_topic, catalog.q_pop * peak, cfg.topics)
+    return SimpleNamespace(born=born, birth=birth, death=death, trending=trending, peak=peak)
+
+
+def _factor(cfg: WorldConfig, catalog, q: np.ndarray, t) -> np.ndarray:
+    """A query's popularity at ``t`` (seconds from the start) relative to its base: 0 before its birth and from its
+    death on; a trending query starts at ``1 + trend_boost`` and decays to 1 with time constant ``trend_days``; a
+    dying query falls linearly to 0 over the ``fade_days`` before its death. ``q = -1`` (no query) gives 0."""
+    life, q = catalog.life, np.asarray(q)
+    known = q >= 0
+    q = np.maximum(q, 0)
+    age = np.asarray(t) - life.birth[q]
+    trend = np.where(life.trending[q], 1.0 + cfg.trend_boost * np.exp(-np.maximum(age, 0) / (cfg.trend_days * DAY)), 1.0)
+    fade = np.clip((life.death[q] - np.asarray(t)) / (cfg.fade_days * DAY), 0.0, 1.0)
+    return np.where(known & (age >= 0), trend * fade, 0.0)
+
+
+def _popularity(cfg: WorldConfig, catalog, q: np.ndarray, t) -> np.ndarray:
+    """A query's popularity weight at ``t``: its Zipf weight, times its life-cycle factor when the world has one."""
+    return catalog.q_pop[q] if catalog.life is None else catalog.q_pop[q] * _factor(cfg, catalog, q, t)
+
+
+def _redraw_until_alive(rng, cfg: WorldConfig, catalog, drawn: np.ndarray, topic: np.ndarray, t: np.ndarray,
+                        tries: int = 60) -> np.ndarray:
+    """Rejection sampling over time: each draw (by peak popularity) is kept with probability factor / peak, so the
+    kept draws follow the popularity at ``t``; a draw rejected ``tries`` times becomes its topic's immortal query."""
+    drawn = drawn.copy()
+    todo = np.arange(len(drawn))
+    for _ in range(tries):
+        keep = rng.random(len(todo)) * catalog.life.peak[drawn[todo]] < _factor(cfg, catalog, drawn[todo], t[todo])
+        todo = todo[~keep]
+        if not len(todo):
+            return drawn
+        drawn[todo] = catalog.query_by_topic.draw(rng, topic[todo])
+    drawn[todo] = topic[todo]  # _catalog makes query k the first of topic k
+    return drawn
 
 
 def _users(rng, cfg: WorldConfig) -> SimpleNamespace:
@@ -257,8 +328,10 @@ def _query_slots(rng, cfg: WorldConfig, catalog, people) -> SimpleNamespace:
     first = np.r_[True, session[1:] != session[:-1]]
     cum_gaps = np.cumsum(gaps)
     offset = cum_gaps - np.maximum.accumulate(np.where(first, cum_gaps, 0.0))
-    return SimpleNamespace(session=session, topic=topic, intended=intended,
-                           ts=START_TS + people.s_start[session] + offset.astype(np.int64), user=people.s_user[session])
+    ts = START_TS + people.s_start[session] + offset.astype(np.int64)
+    if catalog.life is not None:
+        intended = _redraw_until_alive(rng, cfg, catalog, intended, topic, ts - START_TS)
+    return SimpleNamespace(session=session, topic=topic, intended=intended, ts=ts, user=people.s_user[session])
 
 
 def _dropdowns(rng, cfg: WorldConfig, catalog, people, slots) -> SimpleNamespace:
@@ -286,9 +359,14 @@ def _dropdowns(rng, cfg: WorldConfig, catalog, people, slots) -> SimpleNamespace
 
     req_prefix = prefix_code[req_q, prefix_len - 1]
     width = cfg.candidates
-    top_idx = pool_start[req_prefix][:, None] + np.arange(width)
-    top_ok = np.arange(width) < pool_size[req_prefix][:, None]
+    req_t = slots.ts[req_slot] - START_TS
+    # With a life cycle the engine reads more of the prefix's pool (sorted by peak popularity) and keeps what is alive.
+    depth = width if catalog.life is None else 4 * width
+    top_idx = pool_start[req_prefix][:, None] + np.arange(depth)
+    top_ok = np.arange(depth) < pool_size[req_prefix][:, None]
     top = np.where(top_ok, pool_member[np.minimum(top_idx, len(pool_member) - 1)], -1)
+    if catalog.life is not None:
+        top = np.where(_factor(cfg, catalog, top, req_t[:, None]) > 0, top, -1)
     # The legacy engine knows the user only roughly: each personal pick's topic comes from the
     # user's interest with probability engine_knowledge, otherwise it is a random topic.
     personal = np.full((n_r, 4), -1)
@@ -301,12 +379,15 @@ def _dropdowns(rng, cfg: WorldConfig, catalog, people, slots) -> SimpleNamespace
         size = np.where(ok, tpool_size[np.maximum(code, 0)], 0)
         pick = tpool_start[np.maximum(code, 0)] + (rng.random(n_r) * np.maximum(size, 1)).astype(int)
         personal[:, j] = np.where(ok & (size > 0), tpool_member[np.minimum(pick, len(tpool_member) - 1)], -1)
+        if catalog.life is not None:
+            personal[:, j] = np.where(_factor(cfg, catalog, personal[:, j], req_t) > 0, personal[:, j], -1)
     with_intended = np.where(rng.random(n_r) < 0.5, req_q, -1)
     pool_cands = np.concatenate([with_intended[:, None], personal, top], axis=1)
-    bonus = np.concatenate([np.full((n_r, 1), 1.0), np.full((n_r, 4), 1.0), np.zeros((n_r, width))], axis=1)
+    bonus = np.concatenate([np.full((n_r, 1), 1.0), np.full((n_r, 4), 1.0), np.zeros((n_r, depth))], axis=1)
     rows = np.repeat(np.arange(n_r), pool_cands.shape[1])
     cand = pool_cands.ravel()
-    score = np.log(catalog.q_pop[np.maximum(cand, 0)]) + bonus.ravel() + rng.normal(0.0, 0.7, size=len(cand))
+    popularity = _popularity(cfg, catalog, np.maximum(cand, 0), req_t[rows])
+    score = np.log(np.maximum(popularity, 1e-300)) + bonus.ravel() + rng.normal(0.0, 0.7, size=len(cand))
     shown = pd.DataFrame({"r": rows, "c": cand, "s": score})
     shown = shown[shown["c"] >= 0].drop_duplicates(["r", "c"], keep="first")
     shown = shown.sort_values(["r", "s"], ascending=[True, False], kind="stable")
@@ -329,7 +410,7 @@ def _clicks(rng, cfg: WorldConfig, catalog, people, slots, shown) -> SimpleNames
         + cfg.w_session * (c_topic == slots.topic[slot])
         + cfg.w_group * (c_topic // per_group == slots.topic[slot] // per_group)
         + cfg.w_intended * (c == slots.intended[slot])
-        + cfg.w_popularity * np.log(catalog.q_pop[c] / np.median(catalog.q_pop))
+        + cfg.w_popularity * np.log(_popularity(cfg, catalog, c, slots.ts[slot] - START_TS) / np.median(catalog.q_pop))
         + catalog.q_appeal[c]
     )
     p_relevance = 1.0 / (1.0 + np.exp(-logit))
@@ -399,7 +480,15 @@ def _world_frames(rng, cfg: WorldConfig, catalog, people, slots, shown, clicks, 
     summary = _summary(cfg, events, impressions, clicks.clicked, people.arriving, event_user, event_ts, shown.req_user,
                        request_ts, slots.ts[clicks.slot], shown.r)
     summary["interest_revealed"] = revealed
-    return {"events": events, "impressions": impressions, "truth": truth, "users": users, "summary": summary}
+    life = None
+    if catalog.life is not None:
+        finite = catalog.life.death < np.iinfo(np.int64).max
+        life = pd.DataFrame({"query": catalog.q_text, "born_ts": START_TS + catalog.life.birth,
+                             "dies_ts": np.where(finite, START_TS + np.where(finite, catalog.life.death, 0), -1),
+                             "trending": catalog.life.trending})
+        summary["life_cycle"] = {"born": int(catalog.life.born.sum()), "trending": int(catalog.life.trending.sum()),
+                                 "dying": int(finite.sum())}
+    return {"events": events, "impressions": impressions, "truth": truth, "users": users, "summary": summary, "life": life}
 
 
 def _summary(cfg: WorldConfig, events, impressions, clicked, arriving, event_user, event_ts, req_user, request_ts, imp_ts,
@@ -463,19 +552,23 @@ def _interest_revealed(rng, theta, user, ts, topic, req_user, req_ts, sample: in
     return out
 
 
-def write_world(out: str | Path, scale: str = "default", seed: int = 0, progress=print) -> dict:
-    """Generate the world of ``scale`` and write it to ``out``. Returns the summary."""
+def write_world(out: str | Path, scale: str = "default", seed: int = 0, progress=print, **overrides) -> dict:
+    """Generate the world of ``scale`` (with ``overrides`` of its :class:`WorldConfig`, such as ``birth_share``) and write
+    it to ``out``. Returns the summary."""
     if scale not in SCALES:
         raise ValueError(f"scale must be one of {', '.join(SCALES)}, not {scale!r}")
+    config = dataclasses.replace(SCALES[scale], **overrides)
     out = Path(out)
     started = time.perf_counter()
-    world = generate_world(SCALES[scale], seed=seed, progress=progress)
+    world = generate_world(config, seed=seed, progress=progress)
     for name in ("events", "impressions", "truth"):
         write_parquet(out / f"{name}.parquet", world[name])
+    if world["life"] is not None:
+        write_parquet(out / "query_life.parquet", world["life"])
     summary = dict(world["summary"], scale=scale, seed=seed, seconds=round(time.perf_counter() - started, 2))
     summary["oracle_auc"] = float(roc_auc_score(world["impressions"]["clicked"], world["truth"]["p_click"]))
     summary["oracle_auc_relevance_only"] = float(roc_auc_score(world["impressions"]["clicked"], world["truth"]["p_relevance"]))
-    write_json(out / "world.json", {"config": dataclasses.asdict(SCALES[scale]), "summary": summary})
+    write_json(out / "world.json", {"config": dataclasses.asdict(config), "summary": summary})
     progress(
         f"synth: wrote {summary['events']:,} events, {summary['impressions']:,} impressions to {out} "
         f"in {summary['seconds']:.1f}s (CTR {summary['ctr']:.3f}, oracle AUC {summary['oracle_auc']:.4f})"
