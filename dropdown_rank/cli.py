@@ -46,8 +46,8 @@ non_negative_float = _number(float, 0.0, False, "a number >= 0")
 
 def _share(text: str) -> float:
     value = non_negative_float(text)
-    if value > 1:
-        raise argparse.ArgumentTypeError(f"a share from 0 to 1, not {text}")
+    if not value <= 1:  # also NaN
+        raise argparse.ArgumentTypeError(f"must be a share from 0 to 1, not {text}")
     return value
 
 

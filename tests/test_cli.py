@@ -75,7 +75,10 @@ def error_line(capsys):
     (["build", "--logs", "L", "--out", "W", "--min-count", "0"], "dropdown-rank build: error: argument --min-count: must be a positive integer, not 0"),
     (["evaluate", "--data", "W", "--runs", "R", "--out", "O", "--bootstrap", "0"],
      "dropdown-rank evaluate: error: argument --bootstrap: must be a positive integer, not 0"),
-    (["synth", "--out", "O", "--birth-share", "1.5"], "dropdown-rank synth: error: argument --birth-share: a share from 0 to 1, not 1.5"),
+    (["synth", "--out", "O", "--birth-share", "1.5"],
+     "dropdown-rank synth: error: argument --birth-share: must be a share from 0 to 1, not 1.5"),
+    (["synth", "--out", "O", "--birth-share", "nan"],
+     "dropdown-rank synth: error: argument --birth-share: must be a share from 0 to 1, not nan"),
     (["synth", "--out", "O", "--death-share", "-0.1"],
      "dropdown-rank synth: error: argument --death-share: must be a number >= 0, not -0.1"),
 ])

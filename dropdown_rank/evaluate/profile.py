@@ -7,7 +7,8 @@ of the log, so the same figures are computed for any log in the project's schema
 
 Queries are ``kind == "query"`` events, in time order (ties keep the log's order); a user's
 sessions split at gaps over ``SESSION_GAP_MINUTES`` between their behaviors (queries and clicked
-items), as the graph build splits them. Figures (``profile.json``; ``profile.md`` renders them):
+items), as the model's session context splits them (the graph build also cuts them at midnight
+UTC). Figures (``profile.json``; ``profile.md`` renders them):
 
 * ``days`` (UTC days from the first to the last holding a row), ``users`` (in events or
   impressions), ``events``, ``impressions``, ``queries``, ``distinct_queries``;
@@ -18,14 +19,15 @@ items), as the graph build splits them. Figures (``profile.json``; ``profile.md`
   queries equal to the same user's previous query (a user's first query counts as not);
 * ``queries_per_session``: queries over sessions holding at least one; ``events_per_user_median``;
 * ``clicked_candidate_issued_before_share``: clicked impressions whose candidate the user had
-  issued as a query before the request (the personal-history signal the last-L sequences see);
+  issued as a query at any time before the request (an upper bound on what the personal counter
+  and the exact-match features can find);
 * ``activity_at_click``: clicked impressions by the user's behaviors in the ``lookback_days``
   (30) before the request (the build's ``activity``), in the reports' activity buckets;
 * ``candidates``: distinct candidates, impressions per candidate (median, p90, p99, max), the top
   1% of candidates' share of impressions, the share of candidates shown once;
-* with a build (``work``): ``test_candidates_outside_vocabulary`` (test impressions whose candidate
-  is not in the training vocabulary) and ``test_candidates_not_yet_known`` (also those whose id
-  the lagged vocabulary admits only after the request's day).
+* with a build (``work``): ``test_candidates_outside_vocabulary``, test impressions whose candidate
+  is not in the training vocabulary. (Every id of the vocabulary is known from before the first
+  test day, so on test days the lagged vocabulary reads no other candidate as OOV.)
 
 Plots: ``first_time_queries_per_day.png`` and ``activity_at_request.png``.
 """
@@ -121,16 +123,12 @@ def impression_figures(events: pd.DataFrame, impressions: pd.DataFrame, config: 
 
 
 def vocabulary_figures(work_dir: Path) -> dict:
-    """Test impressions whose candidate the training vocabulary lacks, or admits only after the request (the model
-    reads an id as OOV while its ``known_since`` is after ``request_ts``)."""
+    """Test impressions whose candidate the training vocabulary lacks."""
     work = Work.open(work_dir)
-    samples = read_split_samples(work.samples_dir, "test", ["candidate", "request_ts"])
-    known_since = pd.Series(work.known_since("queries"), index=pd.Index(work.vocabulary("queries")))
-    since = known_since.reindex(samples.column("candidate").to_numpy(zero_copy_only=False)).to_numpy(dtype=float)
-    request_ts = samples.column("request_ts").to_numpy()
-    return {"work": str(work.path), "test_impressions": samples.num_rows,
-            "test_candidates_outside_vocabulary": _share(np.isnan(since)),
-            "test_candidates_not_yet_known": _share(np.isnan(since) | (since > request_ts))}
+    candidates = read_split_samples(work.samples_dir, "test", ["candidate"]).column("candidate")
+    known = pd.Index(work.vocabulary("queries"))
+    return {"work": str(work.path), "test_impressions": len(candidates),
+            "test_candidates_outside_vocabulary": _share(known.get_indexer(candidates.to_numpy(zero_copy_only=False)) < 0)}
 
 
 def profile_log(logs_dir: str | Path, work_dir: str | Path | None = None, config: ProfileConfig = ProfileConfig(),
@@ -194,9 +192,7 @@ def table_rows(profile: dict) -> list[tuple[str, str]]:
         ("top 1% of candidates' share of impressions", _percent(candidates["top_1pct_share_of_impressions"])),
     ]
     if "vocabulary" in p:
-        rows.append(("test candidates outside the training vocabulary / not yet known",
-                     f"{_percent(p['vocabulary']['test_candidates_outside_vocabulary'])} / "
-                     f"{_percent(p['vocabulary']['test_candidates_not_yet_known'])}"))
+        rows.append(("test candidates outside the training vocabulary", _percent(p["vocabulary"]["test_candidates_outside_vocabulary"])))
     return rows
 
 

@@ -44,9 +44,12 @@ Generative story (every draw comes from one ``numpy`` generator seeded by ``seed
    ``birth_share`` of the queries (never a topic's first) is born at a uniform time; a share
    ``trend_share`` of those trends, starting at ``1 + trend_boost`` times its weight and decaying
    with time constant ``trend_days``; a share ``death_share`` of the others fades linearly to 0
-   over the ``fade_days`` before a uniform death time. Intended queries, the engine's candidates
-   (only living ones, ranked by current popularity) and the click logit's popularity term use the
-   popularity at that moment. ``query_life.parquet`` records births, deaths and trends.
+   over the ``fade_days`` before a uniform death time (20 s early: the query a request leads to
+   is issued up to 19 s later). Intended queries (exact rejection sampling per day), the engine's
+   candidates (the living ones among the first ``ENGINE_DEPTH`` times its list's length of the
+   prefix's pool by base popularity, ranked by current popularity) and the click logit's
+   popularity term use the popularity at that moment. ``query_life.parquet`` records births,
+   deaths and trends; ``generate_world`` returns it as ``life`` (None without a life cycle).
 
 Outputs in ``out``: ``events.parquet`` and ``impressions.parquet`` (the log schema),
 ``truth.parquet`` (not a log table: request_id, candidate, ``p_click``, each impression's true
@@ -73,6 +76,7 @@ from dropdown_rank._io import write_json, write_parquet
 from dropdown_rank.logs.schema import DAY
 
 START_TS = int(pd.Timestamp("2026-01-01", tz="UTC").timestamp())
+ENGINE_DEPTH = 4  # with a life cycle, the legacy engine reads this many times its list's length into a prefix's pool
 _CONSONANTS = np.array(list("bdfgklmnprstvz"))
 _VOWELS = np.array(list("aeiou"))
 
@@ -114,6 +118,14 @@ class WorldConfig:
     trend_days: float = 2.0
     death_share: float = 0.0
     fade_days: float = 3.0
+
+    def __post_init__(self):
+        for name in ("birth_share", "trend_share", "death_share"):
+            if not 0.0 <= getattr(self, name) <= 1.0:  # also refuses NaN
+                raise ValueError(f"{name} must be a share from 0 to 1, not {getattr(self, name)}")
+        if not (self.trend_boost >= 0 and self.trend_days > 0 and self.fade_days > 0):
+            raise ValueError(f"trend_boost must be >= 0, trend_days and fade_days > 0 (not {self.trend_boost}, {self.trend_days}, "
+                             f"{self.fade_days})")
 
     @property
     def lifecycle(self) -> bool:
@@ -224,10 +236,14 @@ def _catalog(rng, cfg: WorldConfig) -> SimpleNamespace:
                            item_by_topic=_TopicSampler(i_topic, i_pop, cfg.topics))
 
 
+ISSUE_DELAY_SECONDS = 20  # a dropdown request's query is issued 2 to 19 s after it
+
+
 def _life_cycle(rng, cfg: WorldConfig, catalog) -> SimpleNamespace:
     """Birth and death times (seconds from the start) and trends of the queries; the first ``topics`` queries, one per
-    topic, live all period (every topic always has a query to draw). The samplers draw by peak popularity, and
-    :func:`_redraw_until_alive` accepts a draw with its share of the peak at that moment."""
+    topic, live all period (every topic always has a query to draw). Intended queries are drawn per day by each
+    query's highest popularity that day (``day_samplers``), and :func:`_redraw_until_alive` keeps a draw with its
+    share of that at its moment."""
     span = cfg.days * DAY
     n = cfg.queries
     mortal = np.arange(n) >= cfg.topics
@@ -236,21 +252,28 @@ def _life_cycle(rng, cfg: WorldConfig, catalog) -> SimpleNamespace:
     dies = mortal & ~born & (rng.random(n) < cfg.death_share)
     death = np.where(dies, rng.integers(0, span, size=n), np.iinfo(np.int64).max)
     trending = born & (rng.random(n) < cfg.trend_share)
-    peak = np.where(trending, 1.0 + cfg.trend_boost, 1.0)
-    catalog.query_by_topic = _TopicSampler(catalog.q_topic, catalog.q_pop * peak, cfg.topics)
-    return SimpleNamespace(born=born, birth=birth, death=death, trending=trending, peak=peak)
+    catalog.life = SimpleNamespace(born=born, birth=birth, death=death, trending=trending)
+    # Both factors only fall after birth: a query's highest popularity in a day is at its birth or at the day's start.
+    queries = np.arange(n)
+    day_peak = np.stack([_factor(cfg, catalog, queries, np.maximum(birth, day * DAY)) * (birth < (day + 1) * DAY)
+                         for day in range(cfg.days)])
+    catalog.life.day_peak = day_peak  # [days, queries]
+    catalog.life.day_samplers = [_TopicSampler(catalog.q_topic, catalog.q_pop * peak, cfg.topics) for peak in day_peak]
+    return catalog.life
 
 
 def _factor(cfg: WorldConfig, catalog, q: np.ndarray, t) -> np.ndarray:
-    """A query's popularity at ``t`` (seconds from the start) relative to its base: 0 before its birth and from its
-    death on; a trending query starts at ``1 + trend_boost`` and decays to 1 with time constant ``trend_days``; a
-    dying query falls linearly to 0 over the ``fade_days`` before its death. ``q = -1`` (no query) gives 0."""
-    life, q = catalog.life, np.asarray(q)
+    """A query's popularity at ``t`` (seconds from the start) relative to its base: 0 before its birth and from
+    ``ISSUE_DELAY_SECONDS`` before its death on (a query shown or intended then would be issued after it); a trending
+    query starts at ``1 + trend_boost`` and decays to 1 with time constant ``trend_days``; a dying query falls linearly
+    to 0 over the ``fade_days`` before that. ``q = -1`` (no query) gives 0."""
+    life, q, t = catalog.life, np.asarray(q), np.asarray(t)
     known = q >= 0
     q = np.maximum(q, 0)
-    age = np.asarray(t) - life.birth[q]
+    age = t - life.birth[q]
     trend = np.where(life.trending[q], 1.0 + cfg.trend_boost * np.exp(-np.maximum(age, 0) / (cfg.trend_days * DAY)), 1.0)
-    fade = np.clip((life.death[q] - np.asarray(t)) / (cfg.fade_days * DAY), 0.0, 1.0)
+    left = life.death[q] - ISSUE_DELAY_SECONDS - t  # the death sentinel is int64's max and t >= 0: no overflow
+    fade = np.clip(left / (cfg.fade_days * DAY), 0.0, 1.0)
     return np.where(known & (age >= 0), trend * fade, 0.0)
 
 
@@ -259,20 +282,24 @@ def _popularity(cfg: WorldConfig, catalog, q: np.ndarray, t) -> np.ndarray:
     return catalog.q_pop[q] if catalog.life is None else catalog.q_pop[q] * _factor(cfg, catalog, q, t)
 
 
-def _redraw_until_alive(rng, cfg: WorldConfig, catalog, drawn: np.ndarray, topic: np.ndarray, t: np.ndarray,
-                        tries: int = 60) -> np.ndarray:
-    """Rejection sampling over time: each draw (by peak popularity) is kept with probability factor / peak, so the
-    kept draws follow the popularity at ``t``; a draw rejected ``tries`` times becomes its topic's immortal query."""
-    drawn = drawn.copy()
-    todo = np.arange(len(drawn))
+def _draw_alive(rng, cfg: WorldConfig, catalog, topic: np.ndarray, t: np.ndarray, tries: int = 60) -> tuple[np.ndarray, int]:
+    """Queries of ``topic`` drawn by their popularity at ``t``: each day's draws come from that day's sampler (weights:
+    the day's highest popularity) and are kept with probability popularity at ``t`` / that highest, which is exact.
+    A draw rejected ``tries`` times becomes its topic's immortal query; returns the draws and how many did."""
+    drawn = np.empty(len(t), np.int64)
+    day = np.minimum(t // DAY, cfg.days - 1)
+    todo = np.arange(len(t))
     for _ in range(tries):
-        keep = rng.random(len(todo)) * catalog.life.peak[drawn[todo]] < _factor(cfg, catalog, drawn[todo], t[todo])
+        for d in np.unique(day[todo]):
+            at = todo[day[todo] == d]
+            drawn[at] = catalog.life.day_samplers[d].draw(rng, topic[at])
+        peak = catalog.life.day_peak[day[todo], drawn[todo]]
+        keep = rng.random(len(todo)) * peak < _factor(cfg, catalog, drawn[todo], t[todo])
         todo = todo[~keep]
         if not len(todo):
-            return drawn
-        drawn[todo] = catalog.query_by_topic.draw(rng, topic[todo])
+            return drawn, 0
     drawn[todo] = topic[todo]  # _catalog makes query k the first of topic k
-    return drawn
+    return drawn, len(todo)
 
 
 def _users(rng, cfg: WorldConfig) -> SimpleNamespace:
@@ -329,9 +356,11 @@ def _query_slots(rng, cfg: WorldConfig, catalog, people) -> SimpleNamespace:
     cum_gaps = np.cumsum(gaps)
     offset = cum_gaps - np.maximum.accumulate(np.where(first, cum_gaps, 0.0))
     ts = START_TS + people.s_start[session] + offset.astype(np.int64)
-    if catalog.life is not None:
-        intended = _redraw_until_alive(rng, cfg, catalog, intended, topic, ts - START_TS)
-    return SimpleNamespace(session=session, topic=topic, intended=intended, ts=ts, user=people.s_user[session])
+    fallbacks = 0
+    if catalog.life is not None:  # drawn again, by the popularity of the moment
+        intended, fallbacks = _draw_alive(rng, cfg, catalog, topic, ts - START_TS)
+    return SimpleNamespace(session=session, topic=topic, intended=intended, ts=ts, user=people.s_user[session],
+                           fallbacks=fallbacks)
 
 
 def _dropdowns(rng, cfg: WorldConfig, catalog, people, slots) -> SimpleNamespace:
@@ -360,8 +389,9 @@ def _dropdowns(rng, cfg: WorldConfig, catalog, people, slots) -> SimpleNamespace
     req_prefix = prefix_code[req_q, prefix_len - 1]
     width = cfg.candidates
     req_t = slots.ts[req_slot] - START_TS
-    # With a life cycle the engine reads more of the prefix's pool (sorted by peak popularity) and keeps what is alive.
-    depth = width if catalog.life is None else 4 * width
+    # With a life cycle the engine reads deeper into the prefix's pool (sorted by base popularity, as an engine's
+    # long-run counts would rank it) and keeps what is alive; it then ranks them by their popularity of the moment.
+    depth = width if catalog.life is None else ENGINE_DEPTH * width
     top_idx = pool_start[req_prefix][:, None] + np.arange(depth)
     top_ok = np.arange(depth) < pool_size[req_prefix][:, None]
     top = np.where(top_ok, pool_member[np.minimum(top_idx, len(pool_member) - 1)], -1)
@@ -426,7 +456,7 @@ def _behaviors(rng, cfg: WorldConfig, catalog, slots, shown, clicks) -> SimpleNa
     first_click = pd.DataFrame({"r": r[clicked], "pos": pos[clicked], "c": c[clicked]}).sort_values(["r", "pos"]).drop_duplicates("r")
     issued[shown.req_slot[first_click["r"].to_numpy()]] = first_click["c"].to_numpy()
     query_ts = slots.ts.copy()
-    query_ts[shown.req_slot] += rng.integers(2, 20, size=len(shown.req_slot))
+    query_ts[shown.req_slot] += rng.integers(2, ISSUE_DELAY_SECONDS, size=len(shown.req_slot))
 
     per_group = cfg.topics // cfg.groups
     n_items = rng.poisson(cfg.items_per_query, size=n_q)
@@ -487,7 +517,7 @@ def _world_frames(rng, cfg: WorldConfig, catalog, people, slots, shown, clicks, 
                              "dies_ts": np.where(finite, START_TS + np.where(finite, catalog.life.death, 0), -1),
                              "trending": catalog.life.trending})
         summary["life_cycle"] = {"born": int(catalog.life.born.sum()), "trending": int(catalog.life.trending.sum()),
-                                 "dying": int(finite.sum())}
+                                 "dying": int(finite.sum()), "intended_fallbacks": int(slots.fallbacks)}
     return {"events": events, "impressions": impressions, "truth": truth, "users": users, "summary": summary, "life": life}
 
 
@@ -565,6 +595,8 @@ def write_world(out: str | Path, scale: str = "default", seed: int = 0, progress
         write_parquet(out / f"{name}.parquet", world[name])
     if world["life"] is not None:
         write_parquet(out / "query_life.parquet", world["life"])
+    else:  # an earlier world's, which would describe queries this one does not have
+        (out / "query_life.parquet").unlink(missing_ok=True)
     summary = dict(world["summary"], scale=scale, seed=seed, seconds=round(time.perf_counter() - started, 2))
     summary["oracle_auc"] = float(roc_auc_score(world["impressions"]["clicked"], world["truth"]["p_click"]))
     summary["oracle_auc_relevance_only"] = float(roc_auc_score(world["impressions"]["clicked"], world["truth"]["p_relevance"]))
