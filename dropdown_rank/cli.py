@@ -293,8 +293,11 @@ def _online_summary(report: dict, name: str) -> str:
 
 
 def cmd_replay(args) -> int:
-    from dropdown_rank.replay import replay
+    from dropdown_rank.replay import check_served, replay
 
+    if args.served is not None:
+        report = check_served(args.served, args.work, args.split, report_path=args.report)
+        return 1 if report["mismatches"] or report["rows_missing"] or report["rows_extra"] else 0
     report = replay(args.logs, args.work, args.split, progress_bar=sys.stderr.isatty(), report_path=args.report)
     return 1 if report["mismatches"] else 0
 
@@ -376,6 +379,32 @@ def _add_aol_command(sub) -> None:
                    help="a query repeating the user's previous query at most M minutes later (a return to the result page) "
                         "stays an event but is not a dropdown request; 0 turns this off, 'none' sets no limit (default 30)")
     p.set_defaults(handler=cmd_aol)
+
+
+def _add_log_checks(sub) -> None:
+    """``dropdown-rank replay`` and ``profile``: what a log holds, and whether served features are the build's."""
+    p = sub.add_parser("replay", help="replay logs through the reference online feature assembler (or read your serving "
+                                      "system's features) and compare every sample row of a split with the build's, field "
+                                      "by field (exit 1 on a mismatch)")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--logs", help="the logs the work directory was built from: replayed through the reference assembler")
+    source.add_argument("--served", help="instead, features your serving system computed: a Parquet file (or directory) "
+                                         "with request_id, position and the sample fields, matched by request and position")
+    p.add_argument("--work", required=True, help="a work directory (dropdown-rank build)")
+    # split.SPLITS, spelled out so that --help imports no pandas
+    p.add_argument("--split", choices=("train", "valid", "test"), default="test", help="the rows to compare (default test)")
+    p.add_argument("--report", help="also write the report as JSON to this file")
+    p.set_defaults(handler=cmd_replay)
+
+    p = sub.add_parser("profile", help="a log's shape: new and repeated queries, sessions, activity, candidate head and tail, "
+                                       "and with --work the test candidates outside the training vocabulary")
+    p.add_argument("--logs", required=True, help="logs in the project's schema (validated as build validates them)")
+    p.add_argument("--out", required=True, help="directory for profile.json, profile.md and the plots")
+    p.add_argument("--work", help="a build of these logs: adds the test candidates outside its training vocabulary")
+    p.add_argument("--warmup-days", type=non_negative_int, default=7,
+                   help="days before the first-time query share is counted: at the log's start every query looks new (default 7)")
+    p.add_argument("--bad-rows", choices=("error", "skip"), default="error", help="as build's --bad-rows (default error)")
+    p.set_defaults(handler=cmd_profile)
 
 
 def _add_evaluate_command(sub) -> None:
@@ -470,24 +499,7 @@ def make_parser() -> argparse.ArgumentParser:
                         "empty directory, is replaced)")
     p.set_defaults(handler=cmd_export)
 
-    p = sub.add_parser("replay", help="replay logs through the reference online feature assembler and compare every "
-                                      "sample row of a split with the build's, field by field (exit 1 on a mismatch)")
-    p.add_argument("--logs", required=True, help="the logs the work directory was built from")
-    p.add_argument("--work", required=True, help="a work directory (dropdown-rank build)")
-    # split.SPLITS, spelled out so that --help imports no pandas
-    p.add_argument("--split", choices=("train", "valid", "test"), default="test", help="the rows to compare (default test)")
-    p.add_argument("--report", help="also write the report as JSON to this file")
-    p.set_defaults(handler=cmd_replay)
-
-    p = sub.add_parser("profile", help="a log's shape: new and repeated queries, sessions, activity, candidate head and tail, "
-                                       "and with --work the test candidates outside the training vocabulary")
-    p.add_argument("--logs", required=True, help="logs in the project's schema (validated as build validates them)")
-    p.add_argument("--out", required=True, help="directory for profile.json, profile.md and the plots")
-    p.add_argument("--work", help="a build of these logs: adds the test candidates outside its training vocabulary")
-    p.add_argument("--warmup-days", type=non_negative_int, default=7,
-                   help="days before the first-time query share is counted: at the log's start every query looks new (default 7)")
-    p.add_argument("--bad-rows", choices=("error", "skip"), default="error", help="as build's --bad-rows (default error)")
-    p.set_defaults(handler=cmd_profile)
+    _add_log_checks(sub)
 
     p = sub.add_parser("demo", help="run the whole job end to end on the synthetic world")
     p.add_argument("--out", default="demo_out")

@@ -212,3 +212,49 @@ def replay(logs_dir: str | Path, work_dir: str | Path, split: str = "test", prog
     if report_path is not None:
         write_json(Path(report_path), report)
     return report
+
+
+def check_served(served_path: str | Path, work_dir: str | Path, split: str = "test", progress=print,
+                 report_path: str | Path | None = None) -> dict:
+    """Compare the features a serving system computed (``served_path``: a Parquet file or directory with ``request_id``,
+    ``position`` and the :data:`COMPARED` fields, typed as the samples are, rows in any order) with the build's rows of
+    ``split``, matched by (``request_id``, ``position``). Rows of the split that the file lacks, and rows of the file
+    that the split lacks, are counted apart; the rows of both are compared field by field. Returns (and writes to
+    ``report_path``) the report; it is clean when nothing is missing, nothing extra and nothing mismatched."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {', '.join(SPLITS)}, not {split!r}")
+    work = Work.open(work_dir)
+    columns = [*COMPARED, "position"]
+    served = pq.read_table(served_path)
+    missing = [name for name in columns if name not in served.column_names]
+    if missing:
+        raise ValueError(f"{served_path}: no column {', '.join(missing)}: the file needs request_id, position and every "
+                         f"compared field ({', '.join(COMPARED)})")
+    try:
+        served = served.select(columns).cast(pa.schema([ARROW_SCHEMA.field(name) for name in columns]))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
+        raise ValueError(f"{served_path}: a column is not of the samples' type ({error}); histories are lists, "
+                         f"counters integers (features.py)") from None
+    built = pa.concat_tables([pq.read_table(f, columns=columns) for f in shard_files(work.samples_dir, split)])
+    keys = ["request_id", "position"]
+    built_keys = built.select(keys).to_pandas().assign(built_row=np.arange(built.num_rows))
+    served_keys = served.select(keys).to_pandas().assign(served_row=np.arange(served.num_rows))
+    if served_keys.duplicated(keys).any():
+        first = served_keys[served_keys.duplicated(keys, keep=False)].iloc[0]
+        raise ValueError(f"{served_path}: request {first['request_id']!r}, position {first['position']} appears more than once")
+    both = built_keys.merge(served_keys, on=keys, how="outer", indicator=True)
+    matched = both[both["_merge"] == "both"].sort_values("built_row")
+    mismatches = compare(built.take(matched["built_row"].to_numpy(np.int64)), served.take(matched["served_row"].to_numpy(np.int64)))
+    report = {"served": str(Path(served_path).resolve()), "work": str(work.path.resolve()), "split": split,
+              "rows_compared": len(matched), "rows_missing": int((both["_merge"] == "left_only").sum()),
+              "rows_extra": int((both["_merge"] == "right_only").sum()), "fields_compared": list(COMPARED),
+              "mismatches": mismatches}
+    progress(f"replay: {len(matched):,} served rows compared with the build's {split} rows ({len(COMPARED)} fields each); "
+             f"{report['rows_missing']:,} rows of the split not served, {report['rows_extra']:,} served rows not in it")
+    for name, found in mismatches.items():
+        progress(f"replay: MISMATCH {name}: {found['rows']:,} rows; " + "; ".join(found["first"]))
+    if not mismatches:
+        progress("replay: 0 mismatches in the rows compared")
+    if report_path is not None:
+        write_json(Path(report_path), report)
+    return report

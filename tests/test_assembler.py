@@ -273,3 +273,33 @@ def test_requests_scored_from_the_assembler_score_as_their_training_rows(tiny_lo
         np.testing.assert_allclose(from_assembler, from_build, atol=1e-6, err_msg=name)
         if name == "base_20":
             np.testing.assert_allclose(from_assembler, saved["prediction"].to_numpy(), atol=1e-6)
+
+
+def test_a_serving_systems_own_features_are_checked_row_by_row(tiny_work, tmp_path, capsys):
+    """``replay --served``: a serving team's feature log against the build's rows, in any order, with the rows the
+    log lacks or adds counted apart."""
+    built = pa.concat_tables([pq.read_table(f) for f in sorted((tiny_work / "samples" / "test").glob("part-*.parquet"))])
+    served = built.select([*COMPARED, "position"]).take(np.random.default_rng(0).permutation(built.num_rows))
+    pq.write_table(served, tmp_path / "same.parquet")
+    assert cli.main(["replay", "--served", str(tmp_path / "same.parquet"), "--work", str(tiny_work)]) == 0
+    assert "0 mismatches" in capsys.readouterr().out
+
+    frame = served.slice(3).to_pandas()  # three rows not served
+    frame.loc[10, "candidate_impressions"] += 2
+    extra = frame.iloc[[0]].assign(request_id="not-a-request")
+    pq.write_table(pa.Table.from_pandas(pd.concat([frame, extra]), preserve_index=False), tmp_path / "off.parquet")
+    assert cli.main(["replay", "--served", str(tmp_path / "off.parquet"), "--work", str(tiny_work), "--report",
+                     str(tmp_path / "report.json")]) == 1
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert (report["rows_compared"], report["rows_missing"], report["rows_extra"]) == (built.num_rows - 3, 3, 1)
+    assert list(report["mismatches"]) == ["candidate_impressions"] and report["mismatches"]["candidate_impressions"]["rows"] == 1
+    assert f"request {frame.loc[10, 'request_id']!r}, position {frame.loc[10, 'position']}" in report["mismatches"]["candidate_impressions"]["first"][0]
+
+    pq.write_table(served.drop_columns(["activity"]), tmp_path / "short.parquet")
+    assert cli.main(["replay", "--served", str(tmp_path / "short.parquet"), "--work", str(tiny_work)]) == 2
+    assert "no column activity" in capsys.readouterr().err
+    flat = served.set_column(served.schema.get_field_index("query_history"), "query_history",
+                             pa.array(["a"] * served.num_rows, pa.string()))
+    pq.write_table(flat, tmp_path / "flat.parquet")
+    assert cli.main(["replay", "--served", str(tmp_path / "flat.parquet"), "--work", str(tiny_work)]) == 2
+    assert "not of the samples' type" in capsys.readouterr().err
