@@ -389,7 +389,7 @@ def _add_log_checks(sub) -> None:
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--logs", help="the logs the work directory was built from: replayed through the reference assembler")
     source.add_argument("--served", help="instead, features your serving system computed: a Parquet file (or directory) "
-                                         "with request_id, position and the sample fields, matched by request and position")
+                                         "with request_id, position and the sample fields, matched by request and candidate")
     p.add_argument("--work", required=True, help="a work directory (dropdown-rank build)")
     # split.SPLITS, spelled out so that --help imports no pandas
     p.add_argument("--split", choices=("train", "valid", "test"), default="test", help="the rows to compare (default test)")

@@ -218,7 +218,8 @@ def check_served(served_path: str | Path, work_dir: str | Path, split: str = "te
                  report_path: str | Path | None = None) -> dict:
     """Compare the features a serving system computed (``served_path``: a Parquet file or directory with ``request_id``,
     ``position`` and the :data:`COMPARED` fields, typed as the samples are, rows in any order) with the build's rows of
-    ``split``, matched by (``request_id``, ``position``). Rows of the split that the file lacks, and rows of the file
+    ``split``, matched by (``request_id``, ``candidate``), which validation makes unique (a position need not be).
+    Rows of the split that the file lacks, and rows of the file
     that the split lacks, are counted apart; the rows of both are compared field by field. Returns (and writes to
     ``report_path``) the report; it is clean when nothing is missing, nothing extra and nothing mismatched."""
     if split not in SPLITS:
@@ -230,18 +231,21 @@ def check_served(served_path: str | Path, work_dir: str | Path, split: str = "te
     if missing:
         raise ValueError(f"{served_path}: no column {', '.join(missing)}: the file needs request_id, position and every "
                          f"compared field ({', '.join(COMPARED)})")
-    try:
-        served = served.select(columns).cast(pa.schema([ARROW_SCHEMA.field(name) for name in columns]))
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
-        raise ValueError(f"{served_path}: a column is not of the samples' type ({error}); histories are lists, "
-                         f"counters integers (features.py)") from None
+    typed = {}
+    for name in columns:
+        try:
+            typed[name] = served.column(name).cast(ARROW_SCHEMA.field(name).type)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
+            raise ValueError(f"{served_path}, column '{name}': {served.column(name).type} does not convert to the samples' "
+                             f"{ARROW_SCHEMA.field(name).type} without loss ({error})") from None
+    served = pa.table(typed)
     built = pa.concat_tables([pq.read_table(f, columns=columns) for f in shard_files(work.samples_dir, split)])
-    keys = ["request_id", "position"]
+    keys = ["request_id", "candidate"]
     built_keys = built.select(keys).to_pandas().assign(built_row=np.arange(built.num_rows))
     served_keys = served.select(keys).to_pandas().assign(served_row=np.arange(served.num_rows))
     if served_keys.duplicated(keys).any():
         first = served_keys[served_keys.duplicated(keys, keep=False)].iloc[0]
-        raise ValueError(f"{served_path}: request {first['request_id']!r}, position {first['position']} appears more than once")
+        raise ValueError(f"{served_path}: request {first['request_id']!r}, candidate {first['candidate']!r} appears more than once")
     both = built_keys.merge(served_keys, on=keys, how="outer", indicator=True)
     matched = both[both["_merge"] == "both"].sort_values("built_row")
     mismatches = compare(built.take(matched["built_row"].to_numpy(np.int64)), served.take(matched["served_row"].to_numpy(np.int64)))

@@ -295,6 +295,10 @@ def test_a_serving_systems_own_features_are_checked_row_by_row(tiny_work, tmp_pa
     assert list(report["mismatches"]) == ["candidate_impressions"] and report["mismatches"]["candidate_impressions"]["rows"] == 1
     assert f"request {frame.loc[10, 'request_id']!r}, position {frame.loc[10, 'position']}" in report["mismatches"]["candidate_impressions"]["first"][0]
 
+    pq.write_table(served.slice(1), tmp_path / "missing.parquet")  # one row not served, nothing else wrong
+    assert cli.main(["replay", "--served", str(tmp_path / "missing.parquet"), "--work", str(tiny_work)]) == 1
+    assert "1 rows of the split not served" in capsys.readouterr().out
+
     pq.write_table(served.drop_columns(["activity"]), tmp_path / "short.parquet")
     assert cli.main(["replay", "--served", str(tmp_path / "short.parquet"), "--work", str(tiny_work)]) == 2
     assert "no column activity" in capsys.readouterr().err
@@ -302,4 +306,4 @@ def test_a_serving_systems_own_features_are_checked_row_by_row(tiny_work, tmp_pa
                              pa.array(["a"] * served.num_rows, pa.string()))
     pq.write_table(flat, tmp_path / "flat.parquet")
     assert cli.main(["replay", "--served", str(tmp_path / "flat.parquet"), "--work", str(tiny_work)]) == 2
-    assert "not of the samples' type" in capsys.readouterr().err
+    assert "column 'query_history': string does not convert to the samples' list<item: string>" in capsys.readouterr().err
