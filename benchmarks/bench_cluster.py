@@ -1,7 +1,7 @@
 """Training on a cluster of local processes: one process against MultiWorkerMirroredStrategy with 1 and 2
 workers and ParameterServerStrategy, on the same samples.
 
-    python benchmarks/bench_cluster.py [--scale default] [--models base hgcn] [--epochs 1]
+    python benchmarks/bench_cluster.py [--scale static] [--models base hgcn] [--epochs 1]
 
 Every task is a ``dropdown-rank train`` process on loopback ports (``TF_CONFIG`` as in the README,
 "Training on a cluster"); a parameter-server job's worker and ps tasks are killed when the chief

@@ -3,7 +3,7 @@
 The sample stage also reports the bytes of the Parquet shards and of their training records, and
 re-encodes the records alone (``records_rewrite_seconds``) to show their share of the stage time.
 
-    python benchmarks/bench_data.py [--scale default] [--out results/data.json]
+    python benchmarks/bench_data.py [--scale static] [--out results/data.json]
 
 Each stage runs in its own process, so its peak resident memory (ru_maxrss) is its own.
 """

@@ -1,6 +1,6 @@
 """The input pipeline alone, on 1 and 2 cores, against hgcn_20's training rate in the same run.
 
-    python benchmarks/bench_input.py [--scale default] [--batches 400] [--repeats 3]
+    python benchmarks/bench_input.py [--scale static] [--batches 400] [--repeats 3]
 
 Each measurement runs in a fresh process pinned to its cores (``sched_setaffinity`` before
 TensorFlow starts, so tf.data's thread pools are sized for them):

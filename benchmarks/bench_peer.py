@@ -1,7 +1,7 @@
 """DeepCTR's DIN beside our rankers on the same samples: training examples/second and test AUC.
 
     pip install -e '.[peer]'
-    python benchmarks/bench_peer.py [--scale default] [--epochs 4]
+    python benchmarks/bench_peer.py [--scale static] [--epochs 4]
 
 DIN gets the same training/validation/test samples as integer ids (our training-period
 vocabularies; 0 = padding, 1 = OOV): user, candidate query, the query history (attended by the

@@ -1,8 +1,8 @@
 """Serving-feature parity and its cost: ``dropdown-rank replay`` on the synthetic world, AOL-dev and Best Buy.
 
-    python benchmarks/bench_replay.py [--worlds default aol-dev bestbuy] [--splits train valid test] [--out results/replay.json]
+    python benchmarks/bench_replay.py [--worlds static aol-dev bestbuy] [--splits train valid test] [--out results/replay.json]
 
-Each world's logs are made and built once with the command-line defaults (``synth --scale default --seed 0``,
+Each world's logs are made and built once with the command-line defaults (``synth --scale static --seed 0``,
 ``aol``, ``bestbuy``, then ``build``), cached under ``benchmarks/.cache``. For each split, ``replay`` runs as its own
 process: rows compared and mismatches per field from its report, the replay's own seconds (every event and
 impression fed through the reference assembler, every row of the split answered) and seconds per million records
@@ -27,8 +27,8 @@ CLI = [sys.executable, "-m", "dropdown_rank.cli"]
 
 def world(name: str) -> tuple[Path, Path]:
     """The world's logs and work directory, converted and built once."""
-    if name == "default":
-        work = default_work("default", 0)
+    if name == "static":
+        work = default_work("static", 0)
         return work.parent / "logs", work
     root = CACHE / name
     if not (root / "work" / "build.json").exists():
@@ -39,7 +39,7 @@ def world(name: str) -> tuple[Path, Path]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--worlds", nargs="+", default=["default", "aol-dev", "bestbuy"], choices=("default", "aol-dev", "bestbuy"))
+    parser.add_argument("--worlds", nargs="+", default=["static", "aol-dev", "bestbuy"], choices=("static", "aol-dev", "bestbuy"))
     parser.add_argument("--splits", nargs="+", default=["train", "valid", "test"], choices=("train", "valid", "test"))
     parser.add_argument("--out", type=Path, help="JSON output (default: benchmarks/results/replay.json)")
     args = parser.parse_args()

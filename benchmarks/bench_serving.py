@@ -1,6 +1,6 @@
 """Serving latency and throughput through loaded SavedModels, beside DeepCTR's DIN.
 
-    python benchmarks/bench_serving.py [--scale default] [--calls 500] [--rounds 5]
+    python benchmarks/bench_serving.py [--scale static] [--calls 500] [--rounds 5]
 
 For base_20, hgcn_20 and gat_20 (the GNNs both live and with --precompute-context), each
 exported and loaded with ``tf.saved_model.load``: latency p50/p99 of one dropdown request of 10

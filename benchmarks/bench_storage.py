@@ -1,6 +1,6 @@
 """Bytes of each model's training data on the built world, and how the GNN's neighbor history is stored.
 
-    python benchmarks/bench_storage.py [--scale default] [--work WORK_DIR] [--out results/storage.json]
+    python benchmarks/bench_storage.py [--scale static] [--work WORK_DIR] [--out results/storage.json]
 
 Measured as the report's storage section measures it (``evaluate/storage.py``: Parquet files of the
 training split's sequences cut to L, the vocabularies, and the work directory's ``graph/*.npz`` as

@@ -1,6 +1,6 @@
 """Training throughput of base_20, base_50, hgcn_20, gat_20 (and the spektral forms) on the same data.
 
-    python benchmarks/bench_training.py [--scale default] [--steps 160] [--rounds 2]
+    python benchmarks/bench_training.py [--scale static] [--steps 160] [--rounds 2]
 
 Every model trains through Keras ``fit`` on the same shuffled training stream, batch 1024, for
 ``--steps`` steps; the rate is measured from the end of step 10 to the last step (steady state,

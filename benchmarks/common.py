@@ -8,6 +8,7 @@ import json
 import os
 import tempfile
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -21,9 +22,14 @@ CACHE = HERE / ".cache"
 
 
 def bench_parser(doc: str) -> argparse.ArgumentParser:
-    """The options every benchmark takes: the world's scale and where to write the JSON."""
+    """The options every benchmark takes: the world's scale and where to write the JSON.
+
+    The scale defaults to ``static``, the world every figure in benchmarks/results was measured on (the default world
+    until 2026-12-04), so that a re-run compares with them."""
+    from dropdown_rank.logs.synth import SCALES
+
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
-    parser.add_argument("--scale", default="default", choices=("tiny", "small", "default"))
+    parser.add_argument("--scale", default="static", choices=tuple(SCALES))
     parser.add_argument("--out", type=Path, help="JSON output (default: benchmarks/results/<name>.json)")
     return parser
 
@@ -51,13 +57,20 @@ def write_result(name: str, payload: dict, out: Path | None = None) -> Path:
     return out
 
 
-def default_work(scale: str = "default", seed: int = 0) -> Path:
-    """A built work directory of the synthetic world (built once, cached under benchmarks/.cache)."""
+def default_work(scale: str = "static", seed: int = 0) -> Path:
+    """A built work directory of the synthetic world (built once, cached under benchmarks/.cache, and rebuilt when the
+    cached world's configuration is not the scale's: a preset that changed must not be measured from an old cache)."""
+    import dataclasses
+    import json
+
     from dropdown_rank.build import build
-    from dropdown_rank.logs.synth import write_world
+    from dropdown_rank.logs.synth import SCALES, write_world
 
     root = CACHE / f"{scale}-{seed}"
-    if not (root / "work" / "stats.json").exists():
+    world = root / "logs" / "world.json"
+    current = world.exists() and json.loads(world.read_text())["config"] == dataclasses.asdict(SCALES[scale])
+    if not current or not (root / "work" / "stats.json").exists():
+        shutil.rmtree(root, ignore_errors=True)
         write_world(root / "logs", scale=scale, seed=seed)
         build(root / "logs", root / "work")
     return root / "work"

@@ -22,6 +22,8 @@ from pathlib import Path
 PACKAGE_DIR = Path(__file__).resolve().parent
 # layers.request_features.FEATURE_GROUPS and "none", spelled out so that --help imports no TensorFlow (a test checks).
 FEATURE_CHOICES = ("exact_match", "personal", "popularity", "ctr", "prefix", "none")
+# logs.synth.SCALES, spelled out for the same reason (a test checks).
+SCALE_CHOICES = ("tiny", "small", "default", "static")
 
 
 def _number(kind, minimum: float, strict: bool, what: str):
@@ -132,7 +134,9 @@ def _build_config(args):
 def cmd_synth(args) -> None:
     from dropdown_rank.logs.synth import write_world
 
-    write_world(args.out, scale=args.scale, seed=args.seed, birth_share=args.birth_share, death_share=args.death_share)
+    shares = {name: value for name, value in (("birth_share", args.birth_share), ("death_share", args.death_share))
+              if value is not None}  # unset: the preset's own
+    write_world(args.out, scale=args.scale, seed=args.seed, **shares)
 
 
 def cmd_aol(args) -> None:
@@ -253,7 +257,7 @@ def cmd_evaluate(args) -> None:
     from dropdown_rank.evaluate.slices import SliceConfig
 
     config = SliceConfig(activity_edges=tuple(args.activity_edges or SliceConfig.activity_edges), activity_explicit=bool(args.activity_edges),
-                         pv_edges=tuple(args.pv_edges) if args.pv_edges else None)
+                         pv_edges=tuple(args.pv_edges) if args.pv_edges else None, fresh_days=args.fresh_days)
     evaluate(args.data, args.runs, args.out, config, replicates=args.bootstrap, seed=args.seed, storage=not args.no_storage,
              split=args.split)
 
@@ -419,6 +423,9 @@ def _add_evaluate_command(sub) -> None:
                         "activity quartiles when one of those buckets has fewer than 30 users)")
     p.add_argument("--pv-edges", type=int, nargs="+", default=None,
                    help="candidate-PV bucket edges (default: test-impression tertiles, tail/torso/head)")
+    p.add_argument("--fresh-days", type=positive_int, default=7,
+                   help="a candidate that entered the query vocabulary less than this many days before the request is fresh "
+                        "(default 7)")
     p.add_argument("--no-storage", action="store_true", help="skip writing files to measure storage")
     p.add_argument("--split", choices=("test", "valid"), default="test",
                    help="the days to report on: test (default), or valid, where model choices are made")
@@ -433,12 +440,14 @@ def make_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("synth", help="write a synthetic dropdown world (events, impressions, truth)")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--scale", choices=("tiny", "small", "default"), default="default")
-    p.add_argument("--birth-share", type=_share, default=0.0,
-                   help="share of the query catalog born during the period, half of it trending for a few days (default 0: "
-                        "every query exists from day one, the world as it was)")
-    p.add_argument("--death-share", type=_share, default=0.0,
-                   help="share of the other queries that fade out and die during the period (default 0)")
+    p.add_argument("--scale", choices=SCALE_CHOICES, default="default",
+                   help="tiny, small, default (a catalog with a life cycle), or static (the default world until 2026-12-04)")
+    p.add_argument("--birth-share", type=_share, default=None,
+                   help="share of the query catalog born during the period, half of it trending for a few days (default: "
+                        "the scale's, 0.02 in default and 0 in the others, where every query exists from day one)")
+    p.add_argument("--death-share", type=_share, default=None,
+                   help="share of the other queries that fade out and die during the period (default: the scale's, 0.3 in "
+                        "default and 0 in the others)")
     p.set_defaults(handler=cmd_synth)
 
     p = sub.add_parser("bestbuy", help="convert the Best Buy search→click log into the log schema")
@@ -503,7 +512,7 @@ def make_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="run the whole job end to end on the synthetic world")
     p.add_argument("--out", default="demo_out")
-    p.add_argument("--scale", choices=("tiny", "small", "default"), default="default")
+    p.add_argument("--scale", choices=SCALE_CHOICES, default="default")
     _add_build_args(p)
     _add_model_args(p, choose_model=False)
     p.set_defaults(handler=cmd_demo)

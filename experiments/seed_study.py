@@ -33,7 +33,7 @@ import dropdown_rank  # noqa: F401  (sets the Keras/oneDNN environment before te
 from dropdown_rank._io import read_json, write_json
 from dropdown_rank.build import BuildConfig, build
 from dropdown_rank.evaluate.report import evaluate
-from dropdown_rank.logs.synth import write_world
+from dropdown_rank.logs.synth import SCALES, write_world
 from dropdown_rank.model import ModelConfig
 from dropdown_rank.train import TrainConfig, train_or_reuse
 
@@ -71,7 +71,8 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--logs", help="log directory in the schema (default: generate the synthetic world)")
     parser.add_argument("--out", required=True)
-    parser.add_argument("--scale", choices=("tiny", "small", "default"), default="default")
+    parser.add_argument("--scale", choices=tuple(SCALES), default="default",
+                        help="the synthetic world (default: default; static is the default world until 2026-12-04)")
     parser.add_argument("--seed", type=int, default=0, help="the world's seed (synthesis); one world for every run")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds: every model is trained once per seed")
     parser.add_argument("--no-position-bias", action="store_true", help="leave out base_20+pal and hgcn_20+pal")

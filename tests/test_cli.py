@@ -291,6 +291,19 @@ def test_a_log_without_item_clicks_is_refused_at_build(tmp_path, capsys):
     assert not (tmp_path / "work").exists()
 
 
+def test_synth_keeps_the_scales_life_cycle_unless_told_otherwise(tmp_path, monkeypatch):
+    from dropdown_rank.cli import SCALE_CHOICES
+    from dropdown_rank.logs import synth
+
+    assert SCALE_CHOICES == tuple(synth.SCALES)
+    calls = []
+    monkeypatch.setattr(synth, "write_world", lambda out, **kwargs: calls.append(kwargs))
+    assert main(["synth", "--out", str(tmp_path)]) == 0
+    assert main(["synth", "--out", str(tmp_path), "--scale", "static", "--birth-share", "0.1"]) == 0
+    assert calls == [{"scale": "default", "seed": 0}, {"scale": "static", "seed": 0, "birth_share": 0.1}]
+    assert synth.SCALES["default"].lifecycle and not synth.SCALES["static"].lifecycle
+
+
 def test_feature_choices_are_the_model_feature_groups_and_none_means_no_features():
     from dropdown_rank.cli import FEATURE_CHOICES, _model_config
     from dropdown_rank.layers.request_features import FEATURE_GROUPS

@@ -16,7 +16,8 @@ from dropdown_rank.evaluate.metrics import SortedScores, per_user_auc, request_r
 from dropdown_rank.evaluate.markdown import CONSTANT, LEGACY, PERSONAL, render
 from dropdown_rank.evaluate.oov import oov_flags, oov_shares
 from dropdown_rank.evaluate.report import _aligned_frame, _pairs, personal_scores, train_click_rate
-from dropdown_rank.evaluate.slices import SliceConfig, assign, bucket_labels, candidate_degree, make_slices, pv_edges
+from dropdown_rank.evaluate.slices import (SliceConfig, assign, bucket_labels, candidate_degree, candidate_freshness, make_slices,
+                                          pv_edges)
 from dropdown_rank.evaluate.storage import ROW_FEATURES
 from dropdown_rank.tables import DailyTables, NeighborTable
 from dropdown_rank.workdir import read_samples
@@ -372,6 +373,24 @@ def test_candidate_degree_reads_the_rows_snapshot():
     assert "degree" not in make_slices(np.zeros(9), np.zeros(9), SliceConfig(pv_edges=(1, 2)))[0]
 
 
+def test_candidate_freshness_by_hand_at_the_edges():
+    day = 86400
+    vocabulary, known_since = ["old", "new", "later"], np.array([0, 10 * day, 20 * day])
+    candidates = np.array(["old", "new", "new", "new", "later", "later", "zzz"], dtype=object)
+    # "new" entered at day 10: fresh up to 7 days later exclusive; "later" is known only from day 20, so a request
+    # before that reads it as a lagged vocabulary does (outside), and at day 20 it has just entered.
+    request_ts = np.array([30 * day, 10 * day, 17 * day - 1, 17 * day, 20 * day - 1, 20 * day, 0])
+    fresh = candidate_freshness(candidates, request_ts, vocabulary, known_since, fresh_days=7)
+    assert fresh.tolist() == ["known longer", "entered within 7 days", "entered within 7 days", "known longer",
+                              "outside the vocabulary", "entered within 7 days", "outside the vocabulary"]
+    assert candidate_freshness(candidates[:1], request_ts[:1], vocabulary, known_since, 1).tolist() == ["known longer"]
+    slices, info = make_slices(np.zeros(7), np.zeros(7), SliceConfig(pv_edges=(1, 2)), freshness=fresh)
+    assert [np.flatnonzero(m).tolist() for m in slices["freshness"].values()] == [[4, 6], [1, 2, 5], [0, 3]]
+    assert info["fresh_days"] == 7
+    with pytest.raises(ValueError, match="--fresh-days must be at least 1"):
+        SliceConfig(fresh_days=0)
+
+
 def test_report_on_a_tiny_world(tiny_work, tiny_runs, tmp_path, capsys):
     out = tmp_path / "report"
     assert main(["evaluate", "--data", str(tiny_work), "--runs", *map(str, tiny_runs.values()), "--out", str(out),
@@ -452,6 +471,15 @@ def test_report_on_a_tiny_world(tiny_work, tiny_runs, tmp_path, capsys):
             int(repeat.sum()), int((clicked_any & ~repeat).sum()), int((~clicked_any).sum())]
         novelty = report["models"]["base_20"]["candidate_novelty"]
         assert novelty["new to the user"]["impressions"] == int((samples["user_candidate_count"] == 0).sum())
+    # Freshness against the build's query vocabulary read independently.
+    vocab = pd.read_parquet(tiny_work / "vocab" / "queries.parquet").set_index("token")["known_since"]
+    since = vocab.reindex(samples["candidate"]).to_numpy()
+    outside = np.isnan(since) | (since > samples["request_ts"].to_numpy())
+    fresh_cells = report["models"]["base_20"]["freshness"]
+    assert fresh_cells["outside the vocabulary"]["impressions"] == int(outside.sum())
+    recent = ~outside & (samples["request_ts"].to_numpy() - np.nan_to_num(since) < 7 * 86400)
+    assert fresh_cells["entered within 7 days"]["impressions"] == int(recent.sum())
+    assert sum(c["impressions"] for c in fresh_cells.values()) == len(samples)
 
     # Minimums: a bucket is flagged exactly when it has fewer than 30 users with a click (or 30 non-clicks).
     edges = report["slices"]["activity_edges"]

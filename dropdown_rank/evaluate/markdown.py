@@ -26,7 +26,8 @@ WHY_ONLINE_DIFFERS = (
     "re-rank each request and ask the world's click model what each order would have earned, with no position bias.")
 RANKING_REFERENCES = (LEGACY, PERSONAL, ORACLE, RELEVANCE)
 SLICE_TITLES = {"activity": "By user activity", "request_kind": "By request kind (repeat or new intent)",
-                "candidate_novelty": "By candidate novelty to the user", "pv": "By candidate query PV (its training-period dropdown impressions)",
+                "candidate_novelty": "By candidate novelty to the user",
+                "freshness": "By candidate freshness (when it entered the query vocabulary)", "pv": "By candidate query PV (its training-period dropdown impressions)",
                 "degree": "By candidate neighbor degree"}
 # The splits a report can describe, as the text names their days. Model choices are made on ``valid``, never on ``test``.
 SPLIT_LABEL = {"test": "test", "valid": "validation"}
@@ -143,6 +144,10 @@ def _header(report: dict) -> list:
         + "; request kind = `repeat` when a clicked candidate is a query the user issued before the request (in the "
         "`user_candidate_count` window), `new intent` when the request has a click and none of its clicked candidates was, "
         "`no click` otherwise; candidate novelty = the impression's candidate issued by the user before or not; "
+        + (f"candidate freshness = the candidate outside the build's query vocabulary (training period; or known only after the "
+           f"request), in it for less than {report['slices']['fresh_days']} days before the request (`known_since`, the day after "
+           "its `min_count`-th occurrence), or known longer; " if "fresh_days" in report["slices"] else "")
+        + 
         f"candidate PV = training-period impressions, edges {report['slices']['pv_edges']} ({report['slices']['pv_edges_from']})"
         + (f"; candidate neighbor degree = real q2q neighbors of the candidate in the snapshot its row reads (K = "
            f"{report['slices']['degree_neighbors']}), edges {report['slices']['degree_edges']}" if "degree_edges" in report["slices"] else "")

@@ -37,7 +37,7 @@ from dropdown_rank.evaluate.markdown import (CONSTANT, FROZEN, LEGACY, ONLINE_SL
                                              render)
 from dropdown_rank.evaluate.online import ClickModel, position_factor
 from dropdown_rank.evaluate.oov import oov_flags, oov_shares, read_run_vocabulary, read_split_samples
-from dropdown_rank.evaluate.slices import SliceConfig, candidate_degree, make_slices
+from dropdown_rank.evaluate.slices import SliceConfig, candidate_degree, candidate_freshness, make_slices
 from dropdown_rank.evaluate.storage import measure_storage, model_storage
 from dropdown_rank.model import ModelConfig
 from dropdown_rank.workdir import shard_files
@@ -292,9 +292,11 @@ def evaluate(work_dir, run_dirs, out_dir, slice_config: SliceConfig = SliceConfi
     users = pd.factorize(frame["user_id"])[0]
     requests = pd.factorize(frame["request_id"])[0]
     personal = samples.column(PERSONAL_COUNT).to_numpy() if PERSONAL_COUNT in samples.column_names else None
+    freshness = candidate_freshness(samples.column("candidate").to_numpy(), samples.column("request_ts").to_numpy(), work.vocabulary("queries"),
+                                    work.known_since("queries"), slice_config.fresh_days)
     slices, slice_info = make_slices(frame["activity"].to_numpy(), frame["candidate_pv"].to_numpy(), slice_config, degree, neighbors,
                                      split_label=label, users=users, requests=requests, labels=frame["label"].to_numpy(),
-                                     personal_count=personal)
+                                     personal_count=personal, freshness=freshness)
     models = list(dict.fromkeys(r["name"] for r in runs.values()))
     seeds = {m: [r["seed"] for r in runs.values() if r["name"] == m] for m in models}
     progress(f"evaluate: {len(frame):,} {label} impressions, {len(models)} model(s), {len(runs)} run(s) "
@@ -352,6 +354,7 @@ def evaluate(work_dir, run_dirs, out_dir, slice_config: SliceConfig = SliceConfi
 SLICE_PLOTS = {"activity": "AUC by user activity (behaviors in look-back)",
                "request_kind": "AUC by request kind (clicked candidate issued by the user before or not)",
                "candidate_novelty": "AUC by candidate novelty (issued by the user before or not)",
+               "freshness": "AUC by candidate freshness (when it entered the query vocabulary)",
                "pv": "AUC by candidate query PV (training impressions)",
                "degree": "AUC by candidate neighbor degree (q2q, the row's snapshot)"}
 

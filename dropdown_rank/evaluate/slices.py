@@ -19,7 +19,13 @@ Defaults (shown in every report):
   to classify). The kind is read off the logged clicks, which the legacy order produced, so the
   simulated A/B test does not slice by it;
 * candidate novelty, per impression: ``new to the user`` (``user_candidate_count`` 0) or
-  ``issued before``.
+  ``issued before``;
+* candidate freshness, per impression, from the build's query vocabulary (training period only) and
+  each token's ``known_since`` (the day after its ``min_count``-th occurrence): ``outside the
+  vocabulary`` (not in it, or known only after the request, as a lagged vocabulary reads it),
+  ``entered within N days`` (``known_since`` less than ``fresh_days`` N = 7 days before the
+  request) or ``known longer``. This is the log's own view of a candidate born or trending
+  recently, the same for every model of the report, and computable on any log.
 
 When a fixed activity bucket would hold fewer than :data:`MIN_ACTIVITY_USERS` users (a log of heavy
 users puts everyone in ``50+``), the activity edges become the quartiles of the evaluated
@@ -35,6 +41,7 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
+from dropdown_rank.logs.schema import DAY
 from dropdown_rank.tables import DailyTables
 
 
@@ -42,6 +49,7 @@ MIN_ACTIVITY_USERS = 30
 ACTIVITY_QUANTILES = (0.25, 0.5, 0.75)
 REPEAT, NEW_INTENT, NO_CLICK = "repeat", "new intent", "no click"
 CANDIDATE_NEW, CANDIDATE_ISSUED = "new to the user", "issued before"
+OUTSIDE_VOCABULARY, KNOWN_LONGER = "outside the vocabulary", "known longer"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +59,7 @@ class SliceConfig:
     pv_quantiles: tuple = (1 / 3, 2 / 3)
     pv_edges: tuple | None = None  # explicit PV edges instead of quantiles
     degree_edges: tuple = (1, 5)
+    fresh_days: int = 7
 
     def __post_init__(self):
         # Unsorted or repeated edges would label buckets "50-19" or "PV 100-9" and still write a report.
@@ -58,6 +67,8 @@ class SliceConfig:
                               ("degree edges", self.degree_edges)):
             if edges is not None and (len(edges) == 0 or edges[0] < 0 or any(b <= a for a, b in zip(edges, edges[1:]))):
                 raise ValueError(f"{option} must be non-negative and strictly increasing, not {' '.join(map(str, edges))}")
+        if self.fresh_days < 1:
+            raise ValueError(f"--fresh-days must be at least 1, not {self.fresh_days}")
 
 
 def bucket_labels(edges) -> list[str]:
@@ -94,6 +105,22 @@ def candidate_degree(candidates: np.ndarray, request_ts: np.ndarray, tables: Dai
     return degree[tables.version_at(snapshot, np.maximum(row, 0))]
 
 
+def fresh_label(fresh_days: int) -> str:
+    return f"entered within {fresh_days} day{'s' if fresh_days != 1 else ''}"
+
+
+def candidate_freshness(candidates: np.ndarray, request_ts: np.ndarray, vocabulary: list, known_since: np.ndarray,
+                        fresh_days: int) -> np.ndarray:
+    """Per row, its freshness label (module docstring): how long before the request the candidate entered the query
+    vocabulary, if it had."""
+    row = pd.Index(vocabulary).get_indexer(np.asarray(candidates, dtype=object))
+    since = np.where(row >= 0, np.asarray(known_since, dtype=np.int64)[np.maximum(row, 0)], np.iinfo(np.int64).max)
+    request_ts = np.asarray(request_ts, dtype=np.int64)
+    outside = since > request_ts
+    recent = ~outside & (request_ts - since < fresh_days * DAY)
+    return np.where(outside, OUTSIDE_VOCABULARY, np.where(recent, fresh_label(fresh_days), KNOWN_LONGER))
+
+
 def activity_edges(activity: np.ndarray, users: np.ndarray, requests: np.ndarray, config: SliceConfig) -> tuple[list, str]:
     """The activity edges and where they come from: the configured ones, or the requests' quartiles when a configured
     bucket would hold fewer than :data:`MIN_ACTIVITY_USERS` users."""
@@ -123,13 +150,13 @@ def request_kind(requests: np.ndarray, labels: np.ndarray, personal_count: np.nd
 def make_slices(activity: np.ndarray, candidate_pv: np.ndarray, config: SliceConfig, degree: np.ndarray | None = None,
                 neighbors: int | None = None, split_label: str = "test", users: np.ndarray | None = None,
                 requests: np.ndarray | None = None, labels: np.ndarray | None = None,
-                personal_count: np.ndarray | None = None) -> tuple[dict, dict]:
+                personal_count: np.ndarray | None = None, freshness: np.ndarray | None = None) -> tuple[dict, dict]:
     """``{"all": {"all": mask}, "activity": {label: mask}, "pv": {label: mask}}`` plus the edges used.
 
     With ``degree`` (:func:`candidate_degree`) and the graph's K (``neighbors``), also ``"degree"``.
     With ``users`` and ``requests`` (int codes), the activity edges may fall back to quartiles
     (:func:`activity_edges`); with ``labels`` and ``personal_count`` (``user_candidate_count``) too, also
-    ``"request_kind"`` and ``"candidate_novelty"``.
+    ``"request_kind"`` and ``"candidate_novelty"``; with ``freshness`` (:func:`candidate_freshness`), ``"freshness"``.
     ``split_label`` names the impressions the PV quantiles come from (``"test"``, ``"validation"``).
     """
     slices = {"all": {"all": np.ones(len(activity), dtype=bool)}}
@@ -154,4 +181,7 @@ def make_slices(activity: np.ndarray, candidate_pv: np.ndarray, config: SliceCon
         slices["request_kind"] = {k: kind == k for k in (REPEAT, NEW_INTENT, NO_CLICK)}
         new = np.asarray(personal_count) == 0
         slices["candidate_novelty"] = {CANDIDATE_NEW: new, CANDIDATE_ISSUED: ~new}
+    if freshness is not None:
+        slices["freshness"] = {label: freshness == label for label in (OUTSIDE_VOCABULARY, fresh_label(config.fresh_days), KNOWN_LONGER)}
+        info["fresh_days"] = config.fresh_days
     return slices, info

@@ -39,8 +39,9 @@ Generative story (every draw comes from one ``numpy`` generator seeded by ``seed
    behaviors reveal only part); the session's current topic and its group; whether ``c`` is the
    intended ``q*``; ``log`` popularity; and ``b_c``. The query the user then issues is the clicked
    candidate (the top-most one), or else ``q*``, a few seconds after the request.
-8. **Query life cycle** (off unless ``birth_share`` or ``death_share`` is above 0; every preset has
-   both at 0, and then no draw of it is made, so the presets' worlds are what they were). A share
+8. **Query life cycle** (off unless ``birth_share`` or ``death_share`` is above 0; on only in the
+   ``default`` preset, and where it is off no draw of it is made, so the other presets' worlds are
+   what they were). A share
    ``birth_share`` of the queries (never a topic's first) is born at a uniform time; a share
    ``trend_share`` of those trends, starting at ``1 + trend_boost`` times its weight and decaying
    with time constant ``trend_days``; a share ``death_share`` of the others fades linearly to 0
@@ -111,7 +112,7 @@ class WorldConfig:
     w_intended: float = 1.6
     w_popularity: float = 0.25
     position_decay: float = 0.6
-    # Query life cycle (story step 8); all 0 in the presets, whose worlds stay what they were.
+    # Query life cycle (story step 8); 0 unless a preset or a caller sets them, and then no draw of it is made.
     birth_share: float = 0.0
     trend_share: float = 0.5
     trend_boost: float = 20.0
@@ -135,7 +136,13 @@ class WorldConfig:
 SCALES = {
     "tiny": WorldConfig(users=1280, queries=1500, items=800, days=12, topics=20, groups=5),
     "small": WorldConfig(users=9600, queries=10000, items=6000, days=20, topics=50, groups=10),
-    "default": WorldConfig(users=64000, queries=50000, items=30000, days=30),
+    # Catalog and life cycle chosen from the real logs' profiles before any model was trained on it (issue 26,
+    # experiments/README.md): 12.2% first-time queries and 1.2% test candidates outside the vocabulary, inside the
+    # range AOL-dev and Best Buy span (10.3-50% and 0.4-1.8%).
+    "default": WorldConfig(users=64000, queries=250000, items=30000, days=30, birth_share=0.02, death_share=0.3),
+    # The default world until 2026-12-04: a fixed catalog of 50,000 queries, all alive from day one. Every figure
+    # measured before then on "the default world" reproduces with this preset.
+    "static": WorldConfig(users=64000, queries=50000, items=30000, days=30),
 }
 
 
