@@ -169,6 +169,42 @@ def test_star_needs_the_interval_and_every_seed():
     assert out["models"]["a"]["all"]["all"]["auc"]["sd"] is None and out["pairs"][0]["auc"]["significant"]
 
 
+def test_holm_adjusts_by_hand_and_a_family_of_many_cells_takes_back_a_lone_star():
+    from dropdown_rank.evaluate.bootstrap import holm, p_value
+
+    # Holm by hand: sorted p 0.01, 0.02, 0.03, 0.2 -> 4 x 0.01, max(0.04, 3 x 0.02), max(0.06, 2 x 0.03), max(0.06, 0.2).
+    assert holm([0.03, 0.01, 0.2, 0.02]).tolist() == pytest.approx([0.06, 0.04, 0.2, 0.06])
+    assert holm([0.5, 0.9]).tolist() == pytest.approx([1.0, 1.0])  # capped at 1
+    # The p-value of a normal difference 1.96 standard errors from 0 is 0.05.
+    replicates = np.random.default_rng(0).normal(0.0, 1.0, 200_000)
+    assert p_value(replicates, 1.96 * replicates.std(ddof=1)) == pytest.approx(0.05, abs=1e-4)
+    assert p_value(np.zeros(10), 0.0) == 1.0 and p_value(np.zeros(10), 0.1) == 0.0
+
+    rng = np.random.default_rng(11)
+    users, labels = star_world(rng)
+    # a and b differ in one of 12 buckets (a clear signal) and are equal elsewhere; the same draws one bucket at a
+    # time (a family of one) against the whole family.
+    scorers = seeded_scorers(rng, {"a": [1.6, 1.5, 1.7], "b": [0.9, 0.8, 1.0]}, users, labels)
+    one = bootstrap_report(labels, users, scorers, {"all": {"all": np.ones(len(users), bool)}}, replicates=200, seed=0)
+    cell = one["pairs"][0]["auc"]
+    assert cell["significant"] and cell["family_size"] == 5 and cell["holm_p"] <= 5 * cell["p_value"] + 1e-12
+    families = [row[m] for row in one["pairs"] for m in ("auc", "gauc", "logloss", "mrr", "ndcg@10") if "holm_p" in row.get(m, {})]
+    assert all(c["holm_p"] >= c["p_value"] for c in families)
+    assert all(c["significant_holm"] == (c["significant"] and c["holm_p"] < 0.05) for c in families)
+    # A borderline star: the interval barely excludes 0 on one cell (p just under 0.05); among 5 cells Holm takes it back.
+    borderline = {"value": 0.01, "low": 0.0001, "high": 0.02, "p_value": 0.04, "significant": True}
+    others = [{"value": 0.0, "low": -1.0, "high": 1.0, "p_value": 0.9, "significant": False} for _ in range(4)]
+    rows = [{"a": "a", "b": "b", "auc": borderline}] + [{"a": "a", "b": "b", "auc": c} for c in others]
+    from dropdown_rank.evaluate.bootstrap import correct_families
+    correct_families(rows, ("auc",))
+    assert borderline["holm_p"] == pytest.approx(0.2) and borderline["family_size"] == 5 and not borderline["significant_holm"]
+    rows = [{"a": "a", "b": "b", "auc": dict(borderline)}]
+    correct_families(rows, ("auc",))
+    assert rows[0]["auc"]["significant_holm"]  # alone in its family it stands
+    from dropdown_rank.evaluate.markdown import difference_text
+    assert difference_text(rows[0]["auc"]).endswith("] *†") and difference_text(borderline).endswith("] *")
+
+
 def test_a_slice_below_the_minimums_gets_no_interval_and_no_star():
     rng = np.random.default_rng(5)
     users, labels = star_world(rng, num_users=200)
@@ -471,6 +507,12 @@ def test_report_on_a_tiny_world(tiny_work, tiny_runs, tmp_path, capsys):
             int(repeat.sum()), int((clicked_any & ~repeat).sum()), int((~clicked_any).sum())]
         novelty = report["models"]["base_20"]["candidate_novelty"]
         assert novelty["new to the user"]["impressions"] == int((samples["user_candidate_count"] == 0).sum())
+    # Every cell with an interval is corrected within its pair's family, whose size is that pair's count of such cells.
+    for pair in {(p["a"], p["b"]) for p in report["pairs"]}:
+        cells = [row[m] for row in report["pairs"] if (row["a"], row["b"]) == pair for m in row
+                 if isinstance(row[m], dict) and "low" in row[m] and not m.endswith("_lift")]
+        assert all(c["family_size"] == len(cells) and c["holm_p"] >= c["p_value"] for c in cells)
+    assert "Holm-Bonferroni" in (out / "report.md").read_text()
     # Freshness against the build's query vocabulary read independently.
     vocab = pd.read_parquet(tiny_work / "vocab" / "queries.parquet").set_index("token")["known_since"]
     since = vocab.reindex(samples["candidate"]).to_numpy()

@@ -23,6 +23,17 @@ replicates. The report also gives each group's per-seed values (min, max, sd).
    interval's sign. With one seed per group this is the single point difference, and training-seed
    variance is not measured.
 
+**Many comparisons** (``†``). A report holds every slice bucket × metric of every pair, and a claim read
+off one starred cell among them is a multiple comparison. Each cell with an interval also gets a two-sided
+p-value, ``erfc(|d| / (se √2))`` with ``se`` the standard deviation of its bootstrap replicates (a normal
+approximation: with 1000 replicates a percentile p-value cannot go below 1/1001, which no correction over
+dozens of cells could use). The **family** is every cell of one pair (a, b) in the report: all its slice
+buckets and metrics with an interval. Holm-Bonferroni over the family at :data:`FAMILY_ALPHA` gives each
+cell ``holm_p`` (the adjusted p-value) and ``family_size``; ``significant_holm`` (``†``) holds when the
+cell is ``*`` (the rule above, uncorrected) and ``holm_p`` < 0.05. The uncorrected interval stays
+beside it: Holm controls the chance of any false ``†`` in the family at 5%, and a cell that is ``*``
+without ``†`` is a lead to test on other days, not a claim.
+
 **Minimums.** A slice needs at least 30 users with a click and 30 non-clicked impressions (so also
 30 users, 30 clicks and 30 requests with a click) for intervals. The simulated A/B metrics do not
 read clicks: for them a slice needs at least 30 users with a request (:data:`MIN_REQUEST_USERS`). The resampling unit is the user,
@@ -40,6 +51,7 @@ import dataclasses
 import time
 
 import numpy as np
+from scipy.special import erfc
 
 from dropdown_rank.evaluate.metrics import SortedScores, per_user_auc, ranking_values, request_ranks
 from dropdown_rank.evaluate.online import ONLINE_METRICS, ClickModel, request_values
@@ -49,6 +61,7 @@ MIN_CLICKING_USERS = 30
 MIN_NON_CLICKS = 30
 MIN_REQUEST_USERS = 30  # the simulated A/B metrics' minimum: users with a request in the bucket
 TOO_FEW = "too few users/clicks"
+FAMILY_ALPHA = 0.05
 
 
 @dataclasses.dataclass
@@ -66,6 +79,46 @@ def interval(replicates: np.ndarray, point: float) -> dict:
     finite = replicates[np.isfinite(replicates)]
     low, high = np.percentile(finite, [2.5, 97.5]) if len(finite) else (np.nan, np.nan)
     return {"value": float(point), "low": float(low), "high": float(high)}
+
+
+def p_value(replicates: np.ndarray, point: float) -> float:
+    """Two-sided p of a difference from its bootstrap standard error (module docstring, many comparisons)."""
+    finite = replicates[np.isfinite(replicates)]
+    se = float(np.std(finite, ddof=1)) if len(finite) > 1 else np.nan
+    if not np.isfinite(se):
+        return 1.0
+    if se == 0.0:
+        return 0.0 if point != 0 else 1.0
+    return float(erfc(abs(point) / (se * np.sqrt(2.0))))
+
+
+def holm(p_values) -> np.ndarray:
+    """Holm-Bonferroni adjusted p-values, in the input's order: ``max over j <= i of (m - j + 1) p_(j)``, capped at 1."""
+    p = np.asarray(p_values, dtype=np.float64)
+    order = np.argsort(p, kind="stable")
+    scaled = (len(p) - np.arange(len(p))) * p[order]
+    adjusted = np.empty_like(p)
+    adjusted[order] = np.minimum(np.maximum.accumulate(scaled), 1.0)
+    return adjusted
+
+
+def correct_families(differences: list, metrics: tuple) -> None:
+    """Holm over each pair's cells with an interval (module docstring); sets ``holm_p``, ``family_size`` and
+    ``significant_holm`` on each, and carries ``significant_holm`` to the pair's relative (``_lift``) cells."""
+    families = {}
+    for row in differences:
+        for metric in metrics:
+            if "p_value" in row.get(metric, {}):
+                families.setdefault((row["a"], row["b"]), []).append(row[metric])
+    for cells in families.values():
+        for cell, adjusted in zip(cells, holm([c["p_value"] for c in cells])):
+            cell.update(holm_p=float(adjusted), family_size=len(cells),
+                        significant_holm=bool(cell["significant"] and adjusted < FAMILY_ALPHA))
+    for row in differences:
+        for metric in metrics:
+            relative = row.get(f"{metric}_lift")
+            if relative is not None and "significant" in relative:
+                relative["significant_holm"] = row[metric]["significant_holm"]
 
 
 def seed_agreement(a: list, b: list, same_seed: bool = False) -> dict:
@@ -345,7 +398,8 @@ def _pair_differences(results: dict, group_draws: dict, buckets: dict, metrics: 
                     continue
                 point = ea[metric]["value"] - eb[metric]["value"]
                 if _enough(bucket, metric):
-                    cell = interval(group_draws[(a, s, bucket_name, metric)] - group_draws[(b, s, bucket_name, metric)], point)
+                    replicates = group_draws[(a, s, bucket_name, metric)] - group_draws[(b, s, bucket_name, metric)]
+                    cell = dict(interval(replicates, point), p_value=p_value(replicates, point))
                 else:
                     cell = {"value": float(point), "too_few": TOO_FEW}
                 row[metric] = significance(cell, seed_agreement(ea[metric]["per_seed"], eb[metric]["per_seed"], same_seed))
@@ -353,4 +407,5 @@ def _pair_differences(results: dict, group_draws: dict, buckets: dict, metrics: 
                     row[f"{metric}_lift"] = _relative(ea[metric], eb[metric], row[metric], _enough(bucket, metric), group_draws,
                                                       (a, s, bucket_name, metric), (b, s, bucket_name, metric))
             differences.append(row)
+    correct_families(differences, metrics)
     return differences

@@ -56,8 +56,13 @@ def difference_text(cell: dict | None, digits: int = 4) -> str:
         return "n/a"
     if "low" not in cell:
         return f"{cell['value']:+.{digits}f} ({_too_few(cell)})"
-    mark = " *" if cell["significant"] else ""
-    return f"{cell['value']:+.{digits}f} [{cell['low']:+.{digits}f}, {cell['high']:+.{digits}f}]{mark}"
+    return f"{cell['value']:+.{digits}f} [{cell['low']:+.{digits}f}, {cell['high']:+.{digits}f}]{_marks(cell)}"
+
+
+def _marks(cell: dict) -> str:
+    """`` *`` by the per-cell rule, ``†`` too when it survives the family's Holm correction (reports written before it:
+    ``*`` alone)."""
+    return (" *" if cell.get("significant") else "") + ("†" if cell.get("significant_holm") else "")
 
 
 def _spread(cell: dict | None, digits: int = 4) -> str:
@@ -135,6 +140,10 @@ def _header(report: dict) -> list:
         f"{minimums['non_clicks']} non-clicked impressions, (2) the 95% interval of the seed-averaged paired difference excludes 0, "
         "and (3) every seed of a differs from every seed of b in that same direction (daily vs frozen graph: each seed against "
         "itself). Below the minimums a cell shows its point value and \"too few users/clicks\", never an interval or a `*`.",
+        *(["- `*†`: the difference also survives a Holm-Bonferroni correction at 5% over its **family**, every cell of that pair in "
+           "this report (each slice bucket and metric with an interval; `family_size` in report.json), with a two-sided p from the "
+           "bootstrap standard error (`holm_p` in report.json). The interval shown is uncorrected. A `*` without `†` is a lead "
+           "to test on other days, not a claim."] if any("holm_p" in row.get("auc", {}) for row in report["pairs"]) else []),
         "- MRR and NDCG@10: per request with a click, binary gains, candidates ranked by score within the request (ties: "
         "non-clicked first, i.e. pessimistic). A slice keeps its clicked candidates; ranks are within the whole request.",
         "- Baselines, not models: " + "; ".join(f"`{b}`: {d}" for b, d in report["baselines"].items()) + ".",
@@ -238,8 +247,7 @@ def percent_text(cell: dict | None, digits: int = 1) -> str:
         return "n/a"
     if "low" not in cell:
         return f"{100 * cell['value']:+.{digits}f}%" + (f" ({_too_few(cell)})" if cell.get("too_few") else "")
-    mark = " *" if cell.get("significant") else ""
-    return f"{100 * cell['value']:+.{digits}f}% [{100 * cell['low']:+.{digits}f}%, {100 * cell['high']:+.{digits}f}%]{mark}"
+    return f"{100 * cell['value']:+.{digits}f}% [{100 * cell['low']:+.{digits}f}%, {100 * cell['high']:+.{digits}f}%]{_marks(cell)}"
 
 
 def lift_cell(report: dict, slice_name: str, bucket: str, a: str, b: str = LEGACY) -> dict | None:
