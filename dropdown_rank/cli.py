@@ -194,6 +194,9 @@ def _add_model_args(parser: argparse.ArgumentParser, choose_model: bool = True, 
                         "request by gaps of at most the default --session-gap-minutes) as a context of its own (+ses)")
     g.add_argument("--position-bias", action="store_true",
                    help="train with a PAL position-bias tower; serving scores ignore position")
+    g.add_argument("--position-lr-multiplier", type=positive_float, default=None,
+                   help="with --position-bias: the tower's logits learn this many times faster than the ranker (default 20, "
+                        "ModelConfig's)")
     g.add_argument("--no-lagged-vocab", action="store_true",
                    help="let training rows read ids first seen on their own day (then OOV vectors are never trained)")
     g.add_argument("--features", nargs="*", choices=FEATURE_CHOICES, default=None, metavar="GROUP",
@@ -219,6 +222,10 @@ def _model_config(args, **override):
     values = dict(id_time_only=args.id_time_only, graph_impl=args.graph_impl, dim=args.dim, heads=args.heads,
                   position_bias=args.position_bias, lagged_vocab=not args.no_lagged_vocab, relations=args.relations,
                   two_hops=args.two_hops, session=args.session_context)
+    if args.position_lr_multiplier is not None:
+        if not args.position_bias:
+            raise ValueError("--position-lr-multiplier sets the position tower's learning rate: give it with --position-bias")
+        values["position_lr_multiplier"] = args.position_lr_multiplier
     if args.features is not None:
         if "none" in args.features and len(args.features) > 1:
             raise ValueError("--features: 'none' cannot be combined with feature groups")

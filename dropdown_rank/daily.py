@@ -139,7 +139,10 @@ def train_daily(work_dir: str | Path, run_dir: str | Path, model_config: ModelCo
     claim_run_dir(run_dir, identity)
 
     ranker, model = compiled_model(tf.distribute.get_strategy(), model_config, train_config, inputs)
-    trained = tf.train.Checkpoint(ranker=ranker, optimizer=model.optimizer)
+    # The PAL tower lives in the training wrapper, not the ranker: checkpointed beside it, or a resumed or continued run
+    # would restart it from its initial logits.
+    tower = {"position_bias": model.position_bias} if model.position_bias is not None else {}
+    trained = tf.train.Checkpoint(ranker=ranker, optimizer=model.optimizer, **tower)
     done = tf.Variable(0, dtype=tf.int64, trainable=False)
     manager = tf.train.CheckpointManager(tf.train.Checkpoint(trained=trained, days_done=done), str(run_dir / STATE), max_to_keep=1)
     if manager.latest_checkpoint:
@@ -171,7 +174,8 @@ def train_daily(work_dir: str | Path, run_dir: str | Path, model_config: ModelCo
 
     trained_rows, fit_seconds = sum(e["rows"] for e in entries), sum(e["fit_seconds"] for e in entries)
     rates = [e["steady_examples_per_second"] for e in entries if e["steady_examples_per_second"]]
-    return finish_run(run_dir, ranker, predict_fn, work, train_config, valid, valid_labels, {
+    return finish_run(run_dir, ranker, predict_fn, work, train_config, valid, valid_labels, position_bias=model.position_bias,
+                      summary={
         "days_run": len(entries),
         "first_day": entries[0]["day"],
         "last_day": entries[-1]["day"],

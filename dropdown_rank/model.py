@@ -78,6 +78,7 @@ class ModelConfig:
     neighbors: int | None = None  # GNN: read the top N of each row's stored neighbors; None: all the build stores
     position_bias: bool = False
     max_position: int = 20
+    position_lr_multiplier: float = 20.0  # the position tower's logits learn this many times faster (PositionBias)
     lagged_vocab: bool = True
     features: tuple = FEATURE_GROUPS
     relations: bool = False
@@ -100,6 +101,8 @@ class ModelConfig:
             raise ValueError("--session-context pools graph-context vectors: it applies to GNN models (hgcn, gat), not base")
         if self.neighbors is not None and (self.kind == "base" or self.neighbors < 1):
             raise ValueError(f"neighbors={self.neighbors}: a GNN reads at least 1 neighbor per node, and base reads none")
+        if self.position_lr_multiplier <= 0:
+            raise ValueError(f"--position-lr-multiplier must be positive, not {self.position_lr_multiplier}")
         if self.graph_impl not in ("fused", "spektral"):
             raise ValueError(f"graph_impl must be 'fused' or 'spektral', not {self.graph_impl!r}")
 
@@ -528,7 +531,8 @@ class CTRModel(tfrs.models.Model):
     def __init__(self, ranker: DropdownRanker):
         super().__init__()
         self.ranker = ranker
-        self.position_bias = PositionBias(ranker.config.max_position) if ranker.config.position_bias else None
+        self.position_bias = (PositionBias(ranker.config.max_position, ranker.config.position_lr_multiplier)
+                              if ranker.config.position_bias else None)
         self.task = tfrs.tasks.Ranking(
             # Per-example losses, averaged in compute_loss over the global batch: under a
             # distribution strategy each replica's gradient is then its share of the global mean.

@@ -100,6 +100,7 @@ class TrainConfig:
 
 
 PREDICTION_COLUMNS = ["request_id", "user_id", "candidate", "position", "label", "activity", "candidate_pv"]
+LOGGED_POSITION_PREDICTION = "prediction_logged_position"  # PAL runs: the training model's prediction of the logged list
 
 
 def make_optimizer(train_config: TrainConfig) -> tf.keras.optimizers.legacy.Optimizer:
@@ -274,6 +275,9 @@ def saved_identity(run_dir: Path) -> dict:
     identity = read_json(run_dir / "run.json")
     identity.get("train", {}).setdefault("optimizer", "adam")
     identity.setdefault("buckets", BUCKET_RULE_BEFORE)
+    if identity.get("model", {}).get("position_bias"):
+        # The tower before it had its own learning rate is the one with a multiplier of 1 (layers.position_bias).
+        identity["model"].setdefault("position_lr_multiplier", 1.0)
     if "model" in identity:
         identity["model"] = json.loads(json.dumps(ModelConfig.from_dict(identity["model"]).to_dict()))
     return identity
@@ -418,7 +422,8 @@ def train(work_dir: str | Path, run_dir: str | Path, model_config: ModelConfig, 
         return {"role": f"{cluster.task_type} {cluster.task_id}", "epochs_run": len(history)}
     model.load_weights(str(best))
     val_auc = [entry["val_auc"] for entry in history]
-    return finish_run(run_dir, ranker, predict_fn, work, train_config, valid, valid_labels, {
+    return finish_run(run_dir, ranker, predict_fn, work, train_config, valid, valid_labels, position_bias=model.position_bias,
+                      summary={
         "best_epoch": int(np.argmax(val_auc)) + 1 if val_auc else None,
         "epochs_run": len(val_auc),
         "val_auc_per_epoch": val_auc,
@@ -431,12 +436,28 @@ def train(work_dir: str | Path, run_dir: str | Path, model_config: ModelConfig, 
 
 
 def finish_run(run_dir: Path, ranker: DropdownRanker, predict_fn, work: Work, train_config: TrainConfig, valid: tf.data.Dataset,
-               valid_labels: np.ndarray, summary: dict) -> dict:
+               valid_labels: np.ndarray, summary: dict, position_bias=None) -> dict:
     """Calibrate the trained ranker, predict the validation and test days with ``predict_fn`` (its
     :func:`predictor`), save the run and write ``metrics.json`` (the test metrics, then ``summary``: how it was
-    trained); returns the metrics."""
+    trained); returns the metrics.
+
+    With the training wrapper's ``position_bias`` tower (PAL), ``metrics.json`` also gets the learned
+    ``position_examination`` (P(seen | position) per position), and both prediction files get
+    ``prediction_logged_position`` (:data:`LOGGED_POSITION_PREDICTION`): what the position-aware training model predicts for the logged list,
+    ``P(seen | logged position) * sigmoid(uncalibrated logit)``, the model that was fitted to the logged clicks."""
+    raw_logits = {}
+    if position_bias is not None:  # before calibration changes the ranker's logits
+        raw_logits = {"valid": predict(predict_fn, valid, logits=True),
+                      "test": predict(predict_fn, make_dataset(work.samples_dir, "test", ranker.config.seq_len,
+                                                               train_config.eval_batch_size), logits=True)}
     calibration = calibrate(ranker, predict_fn, valid, valid_labels) if train_config.calibrate else None
     valid_frame, frame, frozen_metrics = predict_splits(ranker, predict_fn, work, valid, train_config.eval_batch_size)
+    if position_bias is not None:
+        examination = position_bias.examination().numpy().astype(np.float64)
+        for split, split_frame in (("valid", valid_frame), ("test", frame)):
+            seen = examination[np.clip(split_frame["position"].to_numpy(), 0, len(examination) - 1)]
+            split_frame[LOGGED_POSITION_PREDICTION] = seen / (1.0 + np.exp(-raw_logits[split].astype(np.float64)))
+        summary = {**summary, "position_examination": examination.tolist()}
     test_metrics = exact_metrics(frame["label"].to_numpy(), frame["prediction"].to_numpy())
     train_ctr = train_click_rate(work)[0]
     constant_logloss = exact_metrics(frame["label"].to_numpy(), np.full(len(frame), train_ctr))["logloss"]

@@ -304,6 +304,15 @@ def test_synth_keeps_the_scales_life_cycle_unless_told_otherwise(tmp_path, monke
     assert synth.SCALES["default"].lifecycle and not synth.SCALES["static"].lifecycle
 
 
+def test_the_position_towers_learning_rate_is_a_pal_option(tmp_path, capsys):
+    from dropdown_rank.cli import _model_config
+
+    args = make_parser().parse_args(["train", "--data", "w", "--out", "r", "--position-bias", "--position-lr-multiplier", "5"])
+    assert _model_config(args).position_lr_multiplier == 5.0 and _model_config(args).name == "base_20+pal"
+    assert main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "r"), "--position-lr-multiplier", "5"]) == 2
+    assert "give it with --position-bias" in capsys.readouterr().err
+
+
 def test_feature_choices_are_the_model_feature_groups_and_none_means_no_features():
     from dropdown_rank.cli import FEATURE_CHOICES, _model_config
     from dropdown_rank.layers.request_features import FEATURE_GROUPS

@@ -615,6 +615,43 @@ def copy_run(source, target, seed=None, noise=None, weights=False):
     return predictions
 
 
+def test_a_pal_run_reports_its_learned_examination_and_its_logged_position_scores(tiny_work, tiny_runs, tmp_path):
+    from dropdown_rank.model import ModelConfig
+    from dropdown_rank.train import TrainConfig, train
+
+    pal = tmp_path / "pal"
+    metrics = train(tiny_work, pal, ModelConfig(kind="base", position_bias=True), TrainConfig(epochs=2, batch_size=512, seed=3),
+                    verbose=0)
+    examination = np.asarray(metrics["position_examination"])
+    assert examination.shape == (21,) and ((examination > 0) & (examination < 1)).all()
+    # The logged-position prediction is the tower's examination of the logged position times the uncalibrated ranker,
+    # recovered here from the calibrated prediction through the run's Platt transform.
+    scale, bias = metrics["calibration"]["scale"], metrics["calibration"]["bias"]
+    for split in ("valid", "test"):
+        frame = pd.read_parquet(pal / "predictions" / f"{split}.parquet")
+        raw = (np.log(frame["prediction"] / (1 - frame["prediction"])) - bias) / scale
+        expected = examination[frame["position"].clip(0, 20)] / (1 + np.exp(-raw))
+        np.testing.assert_allclose(frame["prediction_logged_position"], expected, rtol=1e-4)
+
+    out = tmp_path / "report"
+    assert main(["evaluate", "--data", str(tiny_work), "--runs", str(tiny_runs["base_20"]), str(pal), "--out", str(out),
+                 "--bootstrap", "50", "--no-storage"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    frame = pd.read_parquet(pal / "predictions" / "test.parquet")
+    positions = int(frame["position"].max()) + 1
+    bias_section = report["position_bias"]
+    assert bias_section["positions"] == positions
+    assert bias_section["models"]["base_20+pal"]["per_seed"] == [examination[:positions].tolist()]
+    world = np.asarray(bias_section["world"])  # the tiny world's factor, (1 + p)^-0.6 relative to the top
+    np.testing.assert_allclose(world / world[0], (1.0 + np.arange(positions)) ** -0.6, rtol=1e-6)
+    logged = report["models"]["base_20+pal (logged position)"]["all"]["all"]
+    assert logged["auc"]["value"] == pytest.approx(roc_auc_score(frame["label"], frame["prediction_logged_position"]), abs=1e-9)
+    assert "expected_clicks" not in logged  # a score that reads the logged position is not re-ranked in the simulated A/B
+    assert any((p["a"], p["b"]) == ("base_20+pal (logged position)", LEGACY) and "low" in p["auc"] for p in report["pairs"])
+    markdown = (out / "report.md").read_text()
+    assert "## Position bias (PAL)" in markdown and (out / report["plots"]["position_examination"]).exists()
+
+
 def test_runs_of_one_model_are_grouped_as_seeds(tiny_work, tiny_runs, tmp_path):
     """Two runs named gat_20 (seeds 3 and 4) are one model: its value is the mean of the two exact AUCs.
 

@@ -334,15 +334,51 @@ def test_precompute_in_chunks_equals_one_pass():
 # -- position bias ------------------------------------------------------------------------------
 
 def test_position_bias_clips_and_round_trips(tmp_path):
-    layer = PositionBias(max_position=3)
-    logits = np.array([[2.0], [1.0], [0.0], [-1.0]], np.float32)
-    layer.logit.embeddings.assign(logits)
+    layer = PositionBias(max_position=3, learning_rate_multiplier=4.0)
+    np.testing.assert_allclose(layer.logits(), [3.0] * 4, rtol=1e-6)  # every position starts at the initial logit
+    logits = np.array([2.0, 1.0, 0.0, -1.0], np.float32)
+    layer.scaled_logit.assign(logits / 4.0)
     positions = tf.constant([0, 2, 3, 10, -4])
     out = layer(positions)
     # each position reads its own logit; beyond max_position the last one, below 0 the first
-    np.testing.assert_allclose(out, 1 / (1 + np.exp(-logits[[0, 2, 3, 3, 0], 0])), rtol=1e-6)
+    np.testing.assert_allclose(out, 1 / (1 + np.exp(-logits[[0, 2, 3, 3, 0]])), rtol=1e-6)
+    np.testing.assert_allclose(layer.examination(), 1 / (1 + np.exp(-logits)), rtol=1e-6)
     assert_config_round_trip(layer)
     np.testing.assert_allclose(saved_round_trip(tmp_path, layer, [tf.TensorSpec([None], tf.int32)], (positions,)), out)
+    with pytest.raises(ValueError, match="learning_rate_multiplier must be positive"):
+        PositionBias(learning_rate_multiplier=0.0)
+
+
+def _fit_planted_examination(multiplier: float, steps: int, decay: float = 0.6) -> np.ndarray:
+    """PositionBias x a one-logit ranker fitted by Adam (1e-3, the default) to clicks drawn with relevance 0.3 and
+    examination (1 + p)^-decay; the learned examination relative to position 0."""
+    rng = np.random.default_rng(0)
+    tower, relevance_logit = PositionBias(max_position=9, learning_rate_multiplier=multiplier), tf.Variable(0.0)
+    optimizer = tf.keras.optimizers.legacy.Adam(1e-3)
+
+    @tf.function
+    def step(position, clicked):
+        with tf.GradientTape() as tape:
+            probability = tf.sigmoid(relevance_logit) * tower(position)
+            loss = tf.reduce_mean(tf.keras.losses.binary_crossentropy(clicked[:, None], probability[:, None]))
+        variables = [relevance_logit, tower.scaled_logit]
+        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+
+    for _ in range(steps):
+        position = rng.integers(0, 10, 1024)
+        clicked = (rng.random(1024) < 0.3 * (1.0 + position) ** -decay).astype(np.float32)
+        step(tf.constant(position, tf.int32), tf.constant(clicked))
+    examination = tower.examination().numpy()
+    return examination / examination[0]
+
+
+def test_the_position_tower_learns_a_planted_examination_curve_with_its_own_learning_rate():
+    planted = (1.0 + np.arange(10)) ** -0.6
+    # 600 steps of 1,024: well under the default world's 1,600 training steps.
+    learned = _fit_planted_examination(multiplier=20.0, steps=600)
+    assert np.abs(learned - planted).max() < 0.1  # 0.055 measured: click noise and Adam steps of 0.02 logits
+    # The tower as it was (multiplier 1) has barely left its start after the same steps: this is why PAL changed nothing.
+    assert np.abs(_fit_planted_examination(multiplier=1.0, steps=600) - planted).max() > 0.3
 
 
 # -- request features ---------------------------------------------------------------------------

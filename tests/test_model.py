@@ -218,7 +218,7 @@ def test_position_tower_is_training_only(tiny):
     np.testing.assert_allclose(model(dict(features, position=tf.fill([64], 9))), serving)
     np.testing.assert_allclose(serving, tf.sigmoid(model.ranker(features)).numpy())
     # In the loss, the examination probability of the logged position multiplies the ranker's.
-    model.position_bias.logit.embeddings.assign(tf.fill([21, 1], -50.0))
+    model.position_bias.scaled_logit.assign(tf.fill([21], -50.0 / model.position_bias.learning_rate_multiplier))
     assert float(model.compute_loss((features, tf.zeros_like(labels)))) < 1e-6
 
 

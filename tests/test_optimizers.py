@@ -161,3 +161,26 @@ def test_runs_started_before_an_option_existed_read_as_its_default(tmp_path):
         claim_run_dir(tmp_path, {**identity, "train": dataclasses.asdict(TrainConfig())})
     with pytest.raises(ValueError, match="differs: model.session"):
         claim_run_dir(tmp_path, {**identity, "model": ModelConfig(kind="hgcn", session=True).to_dict()})
+
+
+def test_a_pal_run_from_before_the_towers_learning_rate_reads_as_multiplier_1(tmp_path):
+    import dataclasses
+
+    from dropdown_rank._io import write_json
+    from dropdown_rank.layers.time_gap import BUCKET_RULE
+    from dropdown_rank.model import ModelConfig
+    from dropdown_rank.train import claim_run_dir, saved_identity
+
+    def identity(config):
+        return {"model": config.to_dict(), "train": dataclasses.asdict(TrainConfig()), "work_fingerprint": "f", "buckets": BUCKET_RULE}
+
+    for name, config in (("pal", ModelConfig(kind="base", position_bias=True)), ("plain", ModelConfig(kind="base"))):
+        old = identity(config)
+        old["model"] = {k: v for k, v in old["model"].items() if k != "position_lr_multiplier"}
+        write_json(tmp_path / name / "run.json", old)
+    # The old tower is the new one with a multiplier of 1: a PAL run from before is not today's default PAL run.
+    assert saved_identity(tmp_path / "pal")["model"]["position_lr_multiplier"] == 1.0
+    with pytest.raises(ValueError, match="differs: model.position_lr_multiplier"):
+        claim_run_dir(tmp_path / "pal", identity(ModelConfig(kind="base", position_bias=True)))
+    claim_run_dir(tmp_path / "pal", identity(ModelConfig(kind="base", position_bias=True, position_lr_multiplier=1.0)))
+    claim_run_dir(tmp_path / "plain", identity(ModelConfig(kind="base")))  # the option never mattered without the tower

@@ -73,6 +73,7 @@ class Scorer:
     seed: int | None = None
     probability: bool = True  # a click probability: logloss is defined
     slices: tuple | None = None  # evaluate only these slices (None: all)
+    online: bool = True  # scored in the simulated A/B test (not a score that reads the logged position)
 
 
 def interval(replicates: np.ndarray, point: float) -> dict:
@@ -235,7 +236,7 @@ def bootstrap_report(labels: np.ndarray, users: np.ndarray, scores: dict, slices
     sums = _UserSums(buckets)
     points, cells = {}, {}
     for key, scorer in scorers.items():
-        by_request = None if online is None else request_values(requests, np.asarray(scorer.scores), positions, online, len(request_size))
+        by_request = None if online is None or not scorer.online else request_values(requests, np.asarray(scorer.scores), positions, online, len(request_size))
         for (s, b), (point, cell) in _point_values(key, scorer, buckets, labels, users, requests, request_user, num_users, sums,
                                                    by_request, online_slices).items():
             points[(key, s, b)], cells[(key, s, b)] = point, cell

@@ -1,6 +1,8 @@
 """``report.md``: the report's tables in Markdown, with significance marks."""
 from __future__ import annotations
 
+import numpy as np
+
 ORACLE = "oracle"
 RELEVANCE = "relevance oracle"
 LEGACY = "legacy order"
@@ -8,6 +10,7 @@ PERSONAL = "personal count, then position"
 CONSTANT = "constant CTR"
 RANDOM = "random order"
 FROZEN = "(frozen graph)"
+WITH_POSITION = "(logged position)"  # a PAL model's training-time prediction: examination of the logged position x ranker
 METRIC_TITLES = {"auc": "AUC", "gauc": "GAUC", "logloss": "logloss", "mrr": "MRR", "ndcg@10": "NDCG@10"}
 RANKING_METRICS = ("auc", "gauc", "mrr", "ndcg@10")
 BASELINE_LABEL = {LEGACY: "legacy order (baseline)", PERSONAL: "personal count, then position (baseline)",
@@ -406,10 +409,47 @@ def _storage(report: dict) -> list:
     return lines
 
 
+def _position_bias(report: dict) -> list:
+    """The PAL towers' learned examination against the world's, and each PAL model scored with its logged position."""
+    bias = report.get("position_bias")
+    if not bias:
+        return []
+    models, world = list(bias["models"]), bias["world"]
+    relative = {m: np.array([np.asarray(c) / c[0] for c in bias["models"][m]["per_seed"]]) for m in models}
+    lines = ["", "## Position bias (PAL)", "",
+             "P(seen | position) of each PAL model's position tower relative to position 0 (mean over seeds, min-max in "
+             "brackets)" + (", against the world's position factor `(1 + p)^-decay` relative to position 0" if world else "")
+             + f". ![learned examination]({report['plots']['position_examination']})", "",
+             "| position |" + (" world |" if world else "") + "".join(f" {m} |" for m in models),
+             "| --- |" + (" --- |" if world else "") + " --- |" * len(models)]
+    for p in range(bias["positions"]):
+        row = f"| {p} |" + (f" {world[p] / world[0]:.3f} |" if world else "")
+        row += "".join(f" {relative[m][:, p].mean():.3f} [{relative[m][:, p].min():.3f}, {relative[m][:, p].max():.3f}] |" for m in models)
+        lines.append(row)
+    if world:
+        gaps = ", ".join(f"{m} {np.abs(relative[m].mean(axis=0) - np.asarray(world) / world[0]).max():.3f}" for m in models)
+        lines += ["", f"Largest gap between the seed-mean curve and the world's, over positions: {gaps}."]
+    logged = [m for m in models if f"{m} {WITH_POSITION}" in report["models"]]
+    if logged and LEGACY in report["models"]:
+        cell = lambda m, k: report["models"][m]["all"]["all"].get(k)  # noqa: E731
+        lines += ["", "Logged-click metrics on equal terms with the legacy order: `(logged position)` is what the PAL model "
+                  "was trained to predict for the logged list, P(seen | logged position) x the ranker's P(click | seen); "
+                  "the position-free score is what it serves.", "",
+                  "| model | AUC, position-free | AUC, logged position | logged position - legacy order (AUC) | "
+                  "MRR, logged position | logged position - legacy order (MRR) |", "| --- | --- | --- | --- | --- | --- |"]
+        for m in logged:
+            name = f"{m} {WITH_POSITION}"
+            lines.append(f"| {m} | {_ci(cell(m, 'auc'))} | {_ci(cell(name, 'auc'))} | "
+                         f"{difference_text(oriented(report, 'all', 'all', name, LEGACY, 'auc'))} | {_ci(cell(name, 'mrr'))} | "
+                         f"{difference_text(oriented(report, 'all', 'all', name, LEGACY, 'mrr'))} |")
+        lines.append(f"| {LEGACY} | | {_ci(cell(LEGACY, 'auc'))} | | {_ci(cell(LEGACY, 'mrr'))} | |")
+    return lines
+
+
 def render(report: dict) -> str:
     split, label = split_of(report)
     title = "# dropdown_rank evaluation report" + ("" if split == "test" else f": {label} days (split `{split}`)")
-    lines = [title, ""] + _header(report) + _overall(report) + _online(report)
+    lines = [title, ""] + _header(report) + _overall(report) + _online(report) + _position_bias(report)
     sliced = report["models"][next(iter(report["model_configs"]))]
     for slice_name, title in SLICE_TITLES.items():
         if slice_name in sliced:

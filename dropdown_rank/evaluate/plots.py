@@ -133,6 +133,26 @@ def online_lift(lifts: dict, buckets: list, requests: list, path: Path, title: s
     _save(fig, path)
 
 
+def examination_curves(curves: dict, world: list | None, path: Path) -> None:
+    """Learned P(seen | position) relative to position 0 per model (seed mean as a line, each seed as dots) against the
+    world's position factor (``world``, relative to position 0), when the log has one."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for model, per_seed in curves.items():
+        relative = np.array([np.asarray(c) / c[0] for c in per_seed])
+        positions = np.arange(relative.shape[1])
+        line = ax.plot(positions, relative.mean(axis=0), marker="o", label=f"{model} (learned, {len(per_seed)} seed(s))")
+        for row in relative:
+            ax.scatter(positions, row, s=8, color=line[0].get_color(), alpha=0.5)
+    if world is not None:
+        ax.plot(np.arange(len(world)), np.asarray(world) / world[0], color="black", linestyle="--", label="the world's (1 + p)^-decay")
+    ax.set_xlabel("logged position (0 = top)")
+    ax.set_ylabel("P(seen | position) / P(seen | 0)")
+    ax.set_ylim(bottom=0)
+    ax.set_title("Position bias: learned examination against the world's")
+    ax.legend(fontsize=8)
+    _save(fig, path)
+
+
 def profile_plots(profile: dict, activity: np.ndarray, per_day_path: Path, activity_path: Path) -> None:
     """A log profile's two plots: the first-time query share per day (warm-up days shaded), and the impressions by
     the user's activity at the request."""

@@ -33,7 +33,7 @@ from dropdown_rank.workdir import Work, samples_fingerprint
 from dropdown_rank.dataset import make_dataset
 from dropdown_rank.evaluate import plots
 from dropdown_rank.evaluate.bootstrap import Scorer, bootstrap_report
-from dropdown_rank.evaluate.markdown import (CONSTANT, FROZEN, LEGACY, ONLINE_SLICES, ORACLE, PERSONAL, RANDOM, RELEVANCE, SPLIT_LABEL,
+from dropdown_rank.evaluate.markdown import (CONSTANT, FROZEN, LEGACY, WITH_POSITION, ONLINE_SLICES, ORACLE, PERSONAL, RANDOM, RELEVANCE, SPLIT_LABEL,
                                              render)
 from dropdown_rank.evaluate.online import ClickModel, position_factor
 from dropdown_rank.evaluate.oov import oov_flags, oov_shares, read_run_vocabulary, read_split_samples
@@ -42,7 +42,7 @@ from dropdown_rank.evaluate.storage import measure_storage, model_storage
 from dropdown_rank.model import ModelConfig
 from dropdown_rank.workdir import shard_files
 from dropdown_rank.split import TimeSplit
-from dropdown_rank.train import load_run, read_predictions, train_click_rate
+from dropdown_rank.train import LOGGED_POSITION_PREDICTION, load_run, read_predictions, train_click_rate
 
 _KEY = ["request_id", "candidate"]
 PERSONAL_COUNT = "user_candidate_count"
@@ -58,6 +58,7 @@ BASELINES = {
     RELEVANCE: "true click probability without the position factor, p_relevance (ceiling for a position-free ranker)",
     RANDOM: "uniform random scores, seeded by the report's --seed (what an order that knows nothing earns in the simulated A/B test)",
 }
+LOGGED_POSITION_SLICES = ("all", "activity", "request_kind")  # where a PAL model is compared with the legacy order on its terms
 NO_TRUTH = ("the log has no ground truth (no truth.parquet with p_relevance: only synthetic worlds have one), so the expected "
             "clicks of another order cannot be computed; only logged-click metrics are reported")
 
@@ -165,7 +166,7 @@ def _aligned_frame(runs: dict, work: Work, samples, click_rate: float, split: st
     ``samples`` are the ``split`` samples in the predictions' row order; ``click_rate`` is the constant
     CTR's probability (:func:`train_click_rate`, the training split's whatever ``split`` is)."""
     first = next(iter(runs.values()))["predictions"]
-    frame = first.drop(columns=[c for c in ("prediction", "prediction_frozen") if c in first])
+    frame = first.drop(columns=[c for c in ("prediction", "prediction_frozen", LOGGED_POSITION_PREDICTION) if c in first])
     scorers, names = {}, {}
     for key, run in runs.items():
         predictions = run["predictions"]
@@ -179,6 +180,12 @@ def _aligned_frame(runs: dict, work: Work, samples, click_rate: float, split: st
             for k in keys:
                 scorers[f"{k} {FROZEN}"] = Scorer(f"{name} {FROZEN}", runs[k]["predictions"]["prediction_frozen"].to_numpy(np.float64),
                                                   seed=runs[k]["seed"], slices=("all",))
+    for name, keys in names.items():  # PAL: the training model's prediction of the logged list, beside the legacy order
+        if all(LOGGED_POSITION_PREDICTION in runs[k]["predictions"] for k in keys):
+            for k in keys:
+                scorers[f"{k} {WITH_POSITION}"] = Scorer(f"{name} {WITH_POSITION}",
+                                                         runs[k]["predictions"][LOGGED_POSITION_PREDICTION].to_numpy(np.float64),
+                                                         seed=runs[k]["seed"], slices=LOGGED_POSITION_SLICES, online=False)
     if "position" not in frame:  # older runs: the logged position from the samples (same row order, checked)
         frame["position"] = samples.column("position").to_numpy()
     scorers[LEGACY] = Scorer(LEGACY, -frame["position"].to_numpy(np.float64), probability=False)
@@ -209,8 +216,27 @@ def _pairs(models: list, scorers: dict) -> list:
     pairs += [(m, baseline) for baseline in (LEGACY, PERSONAL, CONSTANT) if baseline in groups for m in models]
     pairs += [(ceiling, m) for ceiling in (ORACLE, RELEVANCE) if ceiling in groups for m in models + [LEGACY]]
     pairs += [(m, f"{m} {FROZEN}", "same_seed") for m in models if f"{m} {FROZEN}" in groups]
+    pairs += [(f"{m} {WITH_POSITION}", b) for m in models if f"{m} {WITH_POSITION}" in groups for b in (LEGACY,) if b in groups]
+    pairs += [(f"{m} {WITH_POSITION}", m, "same_seed") for m in models if f"{m} {WITH_POSITION}" in groups]
     pairs += [(b, LEGACY) for b in (PERSONAL, RANDOM) if b in groups]
     return pairs
+
+
+def _position_bias(runs: dict, positions: int, click_model: ClickModel | None) -> dict:
+    """Per PAL model, each seed's learned P(seen | position) (``metrics.json``) at the ``positions`` the evaluated lists
+    have (the tower's other buckets never had a gradient), and the world's position factor when the log has one; empty
+    without a PAL run."""
+    curves = {}
+    for run in runs.values():
+        examination = read_json(run["dir"] / "metrics.json").get("position_examination")
+        if examination is not None:
+            entry = curves.setdefault(run["name"], {"seeds": [], "per_seed": []})
+            entry["seeds"].append(run["seed"])
+            entry["per_seed"].append(examination[:positions])
+    if not curves:
+        return {}
+    world = None if click_model is None else np.asarray(click_model.factor, dtype=np.float64)[:positions].tolist()
+    return {"models": curves, "world": world, "positions": positions}
 
 
 def _oov(runs: dict, samples, slices: dict) -> list:
@@ -339,10 +365,15 @@ def evaluate(work_dir, run_dirs, out_dir, slice_config: SliceConfig = SliceConfi
         "oov": oov,
         "storage": storage_report,
         "attention_profiles": profiles,
+        "position_bias": _position_bias(runs, int(frame["position"].max()) + 1, click_model),
     }
     report["plots"] = _write_plots(out_dir, result["models"], models, storage_report, profiles, label)
     if click_model is not None:
         report["plots"].update(_online_plot(out_dir, report, models))
+    if report["position_bias"]:
+        report["plots"]["position_examination"] = "position_examination.png"
+        plots.examination_curves({m: c["per_seed"] for m, c in report["position_bias"]["models"].items()},
+                                 report["position_bias"]["world"], out_dir / "position_examination.png")
     report["seconds"] = round(time.perf_counter() - started, 2)
     write_json(out_dir / "report.json", report)
     with atomic_path(out_dir / "report.md") as tmp:
