@@ -512,7 +512,7 @@ def test_report_on_a_tiny_world(tiny_work, tiny_runs, tmp_path, capsys):
         cells = [row[m] for row in report["pairs"] if (row["a"], row["b"]) == pair for m in row
                  if isinstance(row[m], dict) and "low" in row[m] and not m.endswith("_lift")]
         assert all(c["family_size"] == len(cells) and c["holm_p"] >= c["p_value"] for c in cells)
-    assert "Holm-Bonferroni" in (out / "report.md").read_text()
+    assert "Holm-Bonferroni" in (out / "report.md").read_text() and "In-sample" not in (out / "report.md").read_text()
     # Freshness against the build's query vocabulary read independently.
     vocab = pd.read_parquet(tiny_work / "vocab" / "queries.parquet").set_index("token")["known_since"]
     since = vocab.reindex(samples["candidate"]).to_numpy()
@@ -738,6 +738,7 @@ def test_report_on_validation_days(tiny_work, tiny_runs, tmp_path):
     assert "- Split: **valid**" in header and f"- Validation split: {len(samples):,} impressions" in header
     assert "validation-impression quantiles" in header and "test period" not in header and "Test split" not in header
     assert "frozen snapshot" not in markdown
+    assert "**In-sample on these days**" in header  # the epoch choice and the calibration were made on these days
 
 
 def test_validation_report_needs_valid_predictions_and_a_known_split(tiny_work, tiny_runs, tmp_path):

@@ -122,7 +122,11 @@ def _header(report: dict) -> list:
         f"- Work directory: `{report['work']}`; {label} period {period[f'{split}_start_iso']} to {period[f'{split}_end_iso']}.",
         *([] if split == "test" else
           [f"- Split: **{split}** ({label} days, where model choices are made). Every table, baseline, slice and OOV share "
-           "below is of these days; no test day is read."]),
+           "below is of these days; no test day is read.",
+           "- **In-sample on these days**: each run's epoch was chosen on them (early stopping and the best checkpoint, by "
+           "exact AUC), and its Platt calibration was fitted on them, so every model's logloss here is in-sample for the "
+           "calibration and its AUC, GAUC, MRR and NDCG@10 for the choice of one epoch among a few. The baselines are not "
+           "fitted here. The test report has neither."]),
         f"- {label.capitalize()} split: {overall['impressions']:,} impressions, {overall['clicks']:,} clicks, {overall['users']:,} users, "
         f"{overall['requests']:,} requests ({overall['clicked_requests']:,} with a click; the "
         f"{overall['requests_without_click']:,} without one are excluded from MRR and NDCG@10).",
