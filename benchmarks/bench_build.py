@@ -20,6 +20,7 @@ The issue's targets are checked and recorded: the Beam build of the larger world
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -30,6 +31,8 @@ import time
 from pathlib import Path
 
 from common import CACHE, write_result
+
+from dropdown_rank.logs.synth import SCALES
 
 RUNS = {
     "memory": [],
@@ -124,8 +127,11 @@ def measured(command: list[str], sample_seconds: float, log: Path) -> dict:
 
 def generate(world: str, root: Path, scale: str, factor: int, seed: int) -> dict:
     logs = root / "logs"
+    config = dataclasses.asdict(SCALES[scale])
     if (root / "world.json").exists():
-        return json.loads((root / "world.json").read_text())
+        cached = json.loads((root / "world.json").read_text())
+        if cached.get("config") == config:  # a world kept (--keep) from the scale as it is now
+            return cached
     shutil.rmtree(root, ignore_errors=True)
     logs.mkdir(parents=True)
     started = time.perf_counter()
@@ -137,7 +143,7 @@ def generate(world: str, root: Path, scale: str, factor: int, seed: int) -> dict
             raise SystemExit(done.stderr[-3000:])
         for key, value in json.loads(done.stdout.strip().splitlines()[-1]).items():
             counts[key] += value
-    info = {**counts, "files": sorted(str(p.relative_to(logs)) for p in logs.rglob("*.parquet")),
+    info = {**counts, "config": config, "files": sorted(str(p.relative_to(logs)) for p in logs.rglob("*.parquet")),
             "bytes_on_disk": sum(p.stat().st_size for p in logs.rglob("*") if p.is_file()),
             "generate_seconds": round(time.perf_counter() - started, 2),
             "how": f"synth --scale {scale} --seed {seed}" if world == "base" else

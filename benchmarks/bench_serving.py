@@ -95,7 +95,7 @@ def main(argv=None):
     from dropdown_rank.workdir import Work
     from dropdown_rank.export import export
     from dropdown_rank.model import ModelConfig
-    from dropdown_rank.train import TrainConfig, train
+    from dropdown_rank.train import TrainConfig, train_or_reuse
 
     work = Work.open(default_work(args.scale))
     root = CACHE / f"serving-{args.scale}"
@@ -103,8 +103,7 @@ def main(argv=None):
     servers = {}
     for name, (kind, precompute) in EXPORTS.items():
         run = root / "runs" / kind
-        if not (run / "metrics.json").exists():
-            train(work.path, run, ModelConfig(kind=kind), TrainConfig(epochs=1), verbose=0)
+        train_or_reuse(work.path, run, ModelConfig(kind=kind), TrainConfig(epochs=1), verbose=0)  # retrained for another build
         saved = root / "export" / name.replace(" ", "_")
         export(run, saved, precompute_context=precompute)
         servers[name] = (tf.saved_model.load(str(saved)).signatures["serving_default"], one, batch)

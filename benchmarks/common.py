@@ -64,11 +64,13 @@ def default_work(scale: str = "static", seed: int = 0) -> Path:
     import json
 
     from dropdown_rank.build import build
-    from dropdown_rank.logs.synth import SCALES, write_world
+    from dropdown_rank.logs.synth import SCALES, WorldConfig, write_world
 
     root = CACHE / f"{scale}-{seed}"
     world = root / "logs" / "world.json"
-    current = world.exists() and json.loads(world.read_text())["config"] == dataclasses.asdict(SCALES[scale])
+    # A world written before a WorldConfig field existed had that field's default.
+    defaults = {f.name: f.default for f in dataclasses.fields(WorldConfig) if f.default is not dataclasses.MISSING}
+    current = world.exists() and {**defaults, **json.loads(world.read_text())["config"]} == dataclasses.asdict(SCALES[scale])
     if not current or not (root / "work" / "stats.json").exists():
         shutil.rmtree(root, ignore_errors=True)
         write_world(root / "logs", scale=scale, seed=seed)

@@ -264,7 +264,8 @@ def cmd_evaluate(args) -> None:
     from dropdown_rank.evaluate.slices import SliceConfig
 
     config = SliceConfig(activity_edges=tuple(args.activity_edges or SliceConfig.activity_edges), activity_explicit=bool(args.activity_edges),
-                         pv_edges=tuple(args.pv_edges) if args.pv_edges else None, fresh_days=args.fresh_days)
+                         pv_edges=tuple(args.pv_edges) if args.pv_edges else None,
+                         **({"fresh_days": args.fresh_days} if args.fresh_days is not None else {}))
     evaluate(args.data, args.runs, args.out, config, replicates=args.bootstrap, seed=args.seed, storage=not args.no_storage,
              split=args.split)
 
@@ -430,7 +431,7 @@ def _add_evaluate_command(sub) -> None:
                         "activity quartiles when one of those buckets has fewer than 30 users)")
     p.add_argument("--pv-edges", type=int, nargs="+", default=None,
                    help="candidate-PV bucket edges (default: test-impression tertiles, tail/torso/head)")
-    p.add_argument("--fresh-days", type=positive_int, default=7,
+    p.add_argument("--fresh-days", type=positive_int, default=None,
                    help="a candidate that entered the query vocabulary less than this many days before the request is fresh "
                         "(default 7)")
     p.add_argument("--no-storage", action="store_true", help="skip writing files to measure storage")

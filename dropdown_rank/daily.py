@@ -48,8 +48,8 @@ from dropdown_rank.layers.time_gap import BUCKET_RULE
 from dropdown_rank.logs.schema import DAY
 from dropdown_rank.model import ModelConfig
 from dropdown_rank.train import (SteadyRate, TrainConfig, claim_run_dir, compiled_model, exact_metrics, finish_run, fit_to_work,
-                                 fit_verbosity, flatten, make_deterministic, model_inputs, predict, predictor, run_identity,
-                                 saved_identity)
+                                 fit_verbosity, flatten, make_deterministic, model_inputs, predict, predictor,
+                                 refuse_old_position_tower, run_identity, saved_identity)
 from dropdown_rank.workdir import Work, fingerprint, read_samples
 from dropdown_rank.tables import iso_day
 
@@ -83,6 +83,7 @@ def parent_lineage(parent: Path, model_config: ModelConfig, train_config: TrainC
         raise ValueError(f"--from {parent}: not a daily run (no {LOG}); a continuation starts from a `train-daily` run")
     if not (parent / "metrics.json").exists():
         raise ValueError(f"--from {parent}: the run has not finished (no metrics.json); finish it first with its own command")
+    refuse_old_position_tower(parent, "be continued")
     identity, log = saved_identity(parent), read_json(parent / LOG)
     wanted = json.loads(json.dumps({"model": model_config.to_dict(), "train": dataclasses.asdict(train_config),
                                     "buckets": BUCKET_RULE}))

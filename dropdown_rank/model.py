@@ -51,6 +51,7 @@ from dropdown_rank.features import BY_NAME, COUNTER_FIELDS, HISTORY_FIELDS, MODE
 from dropdown_rank.logs.schema import MAX_ID_CHARS, SESSION_GAP_MINUTES, TS_MAX, TS_MIN, WHITESPACE
 from dropdown_rank.tables import RELATIONS, DailyTables
 from dropdown_rank.layers import CandidateRelations, GraphContext, PositionBias, RequestFeatures, TargetAttention, TimeGapEmbedding
+from dropdown_rank.layers.position_bias import DEFAULT_LEARNING_RATE_MULTIPLIER, OLD_TOWER_MULTIPLIER
 from dropdown_rank.layers.graph_context import AGE_BUCKETS, COUNT_BUCKETS
 from dropdown_rank.layers.request_features import FEATURE_GROUPS
 
@@ -78,7 +79,7 @@ class ModelConfig:
     neighbors: int | None = None  # GNN: read the top N of each row's stored neighbors; None: all the build stores
     position_bias: bool = False
     max_position: int = 20
-    position_lr_multiplier: float = 20.0  # the position tower's logits learn this many times faster (PositionBias)
+    position_lr_multiplier: float = DEFAULT_LEARNING_RATE_MULTIPLIER  # the PAL tower's logits learn this many times faster
     lagged_vocab: bool = True
     features: tuple = FEATURE_GROUPS
     relations: bool = False
@@ -120,8 +121,17 @@ class ModelConfig:
         missing = [g for g in FEATURE_GROUPS if g not in self.features]
         features = "-nofeat" if len(missing) == len(FEATURE_GROUPS) else "".join(f"-no{g}" for g in missing)
         return (f"{self.kind}{'*' if self.id_time_only else ''}_{self.seq_len}{'+rel' if self.relations else ''}"
-                f"{'+2hop' if self.two_hops else ''}{'+ses' if self.session else ''}{'+pal' if self.position_bias else ''}"
+                f"{'+2hop' if self.two_hops else ''}{'+ses' if self.session else ''}{self._pal_suffix}"
                 f"{'' if self.lagged_vocab else '-nolag'}{features}")
+
+    @property
+    def _pal_suffix(self) -> str:
+        """``+pal``, or ``+pal1x`` for a tower learning at another rate than the default (runs of another tower are
+        another model, not seeds of this one)."""
+        if not self.position_bias:
+            return ""
+        multiplier = self.position_lr_multiplier
+        return "+pal" if multiplier == DEFAULT_LEARNING_RATE_MULTIPLIER else f"+pal{multiplier:g}x"
 
     @property
     def slug(self) -> str:
@@ -141,6 +151,8 @@ class ModelConfig:
             values["kind"] = "gat"
         if values.get("kind", "base") == "base":
             values.pop("neighbors", None)  # runs saved before it was None for base recorded the default, 10
+        if values.get("position_bias"):  # PAL runs saved before the tower had its own learning rate
+            values.setdefault("position_lr_multiplier", OLD_TOWER_MULTIPLIER)
         return cls(**values)
 
 
@@ -525,7 +537,7 @@ class CTRModel(tfrs.models.Model):
     default) they stay sparse, so a step's cost follows the batch's ids, not the vocabulary size. With plain Adam they
     are made dense first: Adam decays every row at every step anyway, and a dense gradient lets it
     run one fused kernel per table instead of deduplicating ~40k rows (1.34x faster base_20 steps on
-    the default world's vocabulary).
+    the static world's vocabulary).
     """
 
     def __init__(self, ranker: DropdownRanker):

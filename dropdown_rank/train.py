@@ -275,9 +275,6 @@ def saved_identity(run_dir: Path) -> dict:
     identity = read_json(run_dir / "run.json")
     identity.get("train", {}).setdefault("optimizer", "adam")
     identity.setdefault("buckets", BUCKET_RULE_BEFORE)
-    if identity.get("model", {}).get("position_bias"):
-        # The tower before it had its own learning rate is the one with a multiplier of 1 (layers.position_bias).
-        identity["model"].setdefault("position_lr_multiplier", 1.0)
     if "model" in identity:
         identity["model"] = json.loads(json.dumps(ModelConfig.from_dict(identity["model"]).to_dict()))
     return identity
@@ -302,12 +299,22 @@ def claim_run_dir(run_dir: Path, identity: dict, write: bool = True) -> None:
                              f"{', '.join(differs)}); choose another --out, or delete {run_dir} to start over")
         if (run_dir / "metrics.json").exists():
             raise ValueError(f"{run_dir} is a finished run (metrics.json); choose another --out, or delete {run_dir} to retrain")
+        refuse_old_position_tower(run_dir, "resume it")
         return
     if not write:
         return
     if run_dir.is_dir() and any(run_dir.iterdir()):
         raise ValueError(f"{run_dir}: exists and is not a dropdown-rank run (no run.json); choose another --out")
     write_json(record, identity)
+
+
+def refuse_old_position_tower(run_dir: Path, what: str) -> None:
+    """A PAL run started before the tower had its own learning rate holds the old tower's variable in its checkpoints,
+    which today's tower cannot restore: resuming or continuing it would restart the tower from its initial logits."""
+    model = read_json(run_dir / "run.json").get("model", {})
+    if model.get("position_bias") and "position_lr_multiplier" not in model:
+        raise ValueError(f"{run_dir}: a PAL run started before 2026-12-04, whose checkpoints hold the position tower as it was "
+                         f"then; this version cannot restore that tower, so it cannot {what}. Train a new run (another --out)")
 
 
 def fit_to_work(model_config: ModelConfig, work: Work) -> ModelConfig:
@@ -339,7 +346,7 @@ def fit_verbosity(verbose="auto", cluster_kind: str = "single"):
     (and under parameter servers, as Keras does).
 
     Keras's own ``"auto"`` draws the bar into a log file too, a line of text per batch; redrawing it
-    cost as much time as the training step in a background run on the default world."""
+    cost as much time as the training step in a background run on the static world."""
     if verbose != "auto":
         return verbose
     return 1 if sys.stdout.isatty() and cluster_kind != "parameter-server" else 2

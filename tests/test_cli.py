@@ -308,7 +308,7 @@ def test_the_position_towers_learning_rate_is_a_pal_option(tmp_path, capsys):
     from dropdown_rank.cli import _model_config
 
     args = make_parser().parse_args(["train", "--data", "w", "--out", "r", "--position-bias", "--position-lr-multiplier", "5"])
-    assert _model_config(args).position_lr_multiplier == 5.0 and _model_config(args).name == "base_20+pal"
+    assert _model_config(args).position_lr_multiplier == 5.0 and _model_config(args).name == "base_20+pal5x"
     assert main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "r"), "--position-lr-multiplier", "5"]) == 2
     assert "give it with --position-bias" in capsys.readouterr().err
 

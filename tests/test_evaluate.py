@@ -182,15 +182,13 @@ def test_holm_adjusts_by_hand_and_a_family_of_many_cells_takes_back_a_lone_star(
 
     rng = np.random.default_rng(11)
     users, labels = star_world(rng)
-    # a and b differ in one of 12 buckets (a clear signal) and are equal elsewhere; the same draws one bucket at a
-    # time (a family of one) against the whole family.
+    # A clear difference in one bucket: its family is the bucket's five metrics, and a strong AUC star survives.
     scorers = seeded_scorers(rng, {"a": [1.6, 1.5, 1.7], "b": [0.9, 0.8, 1.0]}, users, labels)
     one = bootstrap_report(labels, users, scorers, {"all": {"all": np.ones(len(users), bool)}}, replicates=200, seed=0)
-    cell = one["pairs"][0]["auc"]
-    assert cell["significant"] and cell["family_size"] == 5 and cell["holm_p"] <= 5 * cell["p_value"] + 1e-12
-    families = [row[m] for row in one["pairs"] for m in ("auc", "gauc", "logloss", "mrr", "ndcg@10") if "holm_p" in row.get(m, {})]
-    assert all(c["holm_p"] >= c["p_value"] for c in families)
-    assert all(c["significant_holm"] == (c["significant"] and c["holm_p"] < 0.05) for c in families)
+    cells = {m: one["pairs"][0][m] for m in ("auc", "gauc", "logloss", "mrr", "ndcg@10")}
+    assert {c["family_size"] for c in cells.values()} == {5}
+    assert cells["auc"]["significant"] and cells["auc"]["significant_holm"]
+    np.testing.assert_allclose([c["holm_p"] for c in cells.values()], holm([c["p_value"] for c in cells.values()]))
     # A borderline star: the interval barely excludes 0 on one cell (p just under 0.05); among 5 cells Holm takes it back.
     borderline = {"value": 0.01, "low": 0.0001, "high": 0.02, "p_value": 0.04, "significant": True}
     others = [{"value": 0.0, "low": -1.0, "high": 1.0, "p_value": 0.9, "significant": False} for _ in range(4)]
@@ -623,7 +621,9 @@ def test_a_pal_run_reports_its_learned_examination_and_its_logged_position_score
     metrics = train(tiny_work, pal, ModelConfig(kind="base", position_bias=True), TrainConfig(epochs=2, batch_size=512, seed=3),
                     verbose=0)
     examination = np.asarray(metrics["position_examination"])
-    assert examination.shape == (21,) and ((examination > 0) & (examination < 1)).all()
+    # In two short epochs the tower left its start (every logit 3.0, 0.953) in the world's direction: the world's factor
+    # at position 9 is a quarter of the top's (0.966 and 0.935 measured).
+    assert examination.shape == (21,) and examination[0] > 0.96 and examination[9] < 0.945
     # The logged-position prediction is the tower's examination of the logged position times the uncalibrated ranker,
     # recovered here from the calibrated prediction through the run's Platt transform.
     scale, bias = metrics["calibration"]["scale"], metrics["calibration"]["bias"]
@@ -738,7 +738,9 @@ def test_report_on_validation_days(tiny_work, tiny_runs, tmp_path):
     assert "- Split: **valid**" in header and f"- Validation split: {len(samples):,} impressions" in header
     assert "validation-impression quantiles" in header and "test period" not in header and "Test split" not in header
     assert "frozen snapshot" not in markdown
-    assert "**In-sample on these days**" in header  # the epoch choice and the calibration were made on these days
+    # The epoch choice and the calibration were made on these days, and the report says for which models.
+    assert report["in_sample"] == {"epoch_chosen": ["base_20", "gat_20"], "calibrated": ["base_20", "gat_20"]}
+    assert "**In-sample on these days**: the epoch of base_20, gat_20 was chosen on them" in header
 
 
 def test_validation_report_needs_valid_predictions_and_a_known_split(tiny_work, tiny_runs, tmp_path):

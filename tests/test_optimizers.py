@@ -178,9 +178,13 @@ def test_a_pal_run_from_before_the_towers_learning_rate_reads_as_multiplier_1(tm
         old = identity(config)
         old["model"] = {k: v for k, v in old["model"].items() if k != "position_lr_multiplier"}
         write_json(tmp_path / name / "run.json", old)
-    # The old tower is the new one with a multiplier of 1: a PAL run from before is not today's default PAL run.
+    # The old tower is the new one with a multiplier of 1: a PAL run from before is not today's default PAL run, and
+    # reports name it apart, so it is never pooled with today's as a seed of one model.
     assert saved_identity(tmp_path / "pal")["model"]["position_lr_multiplier"] == 1.0
+    assert ModelConfig.from_dict(old["model"] | {"position_bias": True}).name == "base_20+pal1x"
     with pytest.raises(ValueError, match="differs: model.position_lr_multiplier"):
         claim_run_dir(tmp_path / "pal", identity(ModelConfig(kind="base", position_bias=True)))
-    claim_run_dir(tmp_path / "pal", identity(ModelConfig(kind="base", position_bias=True, position_lr_multiplier=1.0)))
+    # Its checkpoints hold the old tower's variable, which today's tower cannot restore: not resumed, even asked for.
+    with pytest.raises(ValueError, match="cannot resume it"):
+        claim_run_dir(tmp_path / "pal", identity(ModelConfig(kind="base", position_bias=True, position_lr_multiplier=1.0)))
     claim_run_dir(tmp_path / "plain", identity(ModelConfig(kind="base")))  # the option never mattered without the tower

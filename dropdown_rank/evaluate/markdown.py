@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from dropdown_rank.evaluate.bootstrap import FAMILY_ALPHA
+
 ORACLE = "oracle"
 RELEVANCE = "relevance oracle"
 LEGACY = "legacy order"
@@ -123,10 +125,7 @@ def _header(report: dict) -> list:
         *([] if split == "test" else
           [f"- Split: **{split}** ({label} days, where model choices are made). Every table, baseline, slice and OOV share "
            "below is of these days; no test day is read.",
-           "- **In-sample on these days**: each run's epoch was chosen on them (early stopping and the best checkpoint, by "
-           "exact AUC), and its Platt calibration was fitted on them, so every model's logloss here is in-sample for the "
-           "calibration and its AUC, GAUC, MRR and NDCG@10 for the choice of one epoch among a few. The baselines are not "
-           "fitted here. The test report has neither."]),
+           *_in_sample(report)]),
         f"- {label.capitalize()} split: {overall['impressions']:,} impressions, {overall['clicks']:,} clicks, {overall['users']:,} users, "
         f"{overall['requests']:,} requests ({overall['clicked_requests']:,} with a click; the "
         f"{overall['requests_without_click']:,} without one are excluded from MRR and NDCG@10).",
@@ -147,10 +146,12 @@ def _header(report: dict) -> list:
         f"{minimums['non_clicks']} non-clicked impressions, (2) the 95% interval of the seed-averaged paired difference excludes 0, "
         "and (3) every seed of a differs from every seed of b in that same direction (daily vs frozen graph: each seed against "
         "itself). Below the minimums a cell shows its point value and \"too few users/clicks\", never an interval or a `*`.",
-        *(["- `*†`: the difference also survives a Holm-Bonferroni correction at 5% over its **family**, every cell of that pair in "
-           "this report (each slice bucket and metric with an interval; `family_size` in report.json), with a two-sided p from the "
-           "bootstrap standard error (`holm_p` in report.json). The interval shown is uncorrected. A `*` without `†` is a lead "
-           "to test on other days, not a claim."] if any("holm_p" in row.get("auc", {}) for row in report["pairs"]) else []),
+        *([f"- `*†`: the difference also survives a Holm-Bonferroni correction at {FAMILY_ALPHA:.0%} over its **family**, every cell "
+           "of that pair in this report (each slice bucket and metric with an interval; `family_size` in report.json), with a "
+           "two-sided p from the bootstrap standard error (`holm_p` in report.json; a normal approximation, so with skewed "
+           "replicates it can disagree with the percentile interval behind `*` even in a family of one). The interval shown is "
+           "uncorrected. A `*` without `†` is a lead to test on other days, not a claim."]
+          if any("holm_p" in cell for row in report["pairs"] for cell in row.values() if isinstance(cell, dict)) else []),
         "- MRR and NDCG@10: per request with a click, binary gains, candidates ranked by score within the request (ties: "
         "non-clicked first, i.e. pessimistic). A slice keeps its clicked candidates; ranks are within the whole request.",
         "- Baselines, not models: " + "; ".join(f"`{b}`: {d}" for b, d in report["baselines"].items()) + ".",
@@ -170,6 +171,22 @@ def _header(report: dict) -> list:
         + ".",
     ]
     return lines
+
+
+def _in_sample(report: dict) -> list:
+    """Which of a validation report's numbers were fitted on its days (reports written before ``in_sample``: none said)."""
+    fitted = report.get("in_sample")
+    if not fitted or not (fitted["epoch_chosen"] or fitted["calibrated"]):
+        return []
+    parts = []
+    if fitted["epoch_chosen"]:
+        parts.append(f"the epoch of {', '.join(fitted['epoch_chosen'])} was chosen on them (early stopping and the best "
+                     "checkpoint, by exact AUC), so their AUC, GAUC, MRR and NDCG@10 here are in-sample for that choice")
+    if fitted["calibrated"]:
+        parts.append(f"the Platt calibration of {', '.join(fitted['calibrated'])} was fitted on them, so their logloss here is "
+                     "in-sample")
+    return ["- **In-sample on these days**: " + "; ".join(parts) + ". The baselines are not fitted here; the test report has "
+            "no in-sample number."]
 
 
 def _calibration_line(report: dict) -> list:

@@ -222,19 +222,41 @@ def _pairs(models: list, scorers: dict) -> list:
     return pairs
 
 
+def _run_metrics(run: dict) -> dict:
+    """A run's ``metrics.json`` ({} for a run directory holding only its predictions)."""
+    path = run["dir"] / "metrics.json"
+    return read_json(path) if path.exists() else {}
+
+
+def _in_sample(runs: dict) -> dict:
+    """The models whose epoch was chosen (``best_epoch``: not a daily run) and whose calibration was fitted on the
+    validation days (``metrics.json``)."""
+    chosen, calibrated = [], []
+    for run in runs.values():
+        metrics = _run_metrics(run)
+        if metrics.get("best_epoch") is not None and run["name"] not in chosen:
+            chosen.append(run["name"])
+        if metrics.get("calibration") and run["name"] not in calibrated:
+            calibrated.append(run["name"])
+    return {"epoch_chosen": chosen, "calibrated": calibrated}
+
+
 def _position_bias(runs: dict, positions: int, click_model: ClickModel | None) -> dict:
     """Per PAL model, each seed's learned P(seen | position) (``metrics.json``) at the ``positions`` the evaluated lists
     have (the tower's other buckets never had a gradient), and the world's position factor when the log has one; empty
     without a PAL run."""
     curves = {}
     for run in runs.values():
-        examination = read_json(run["dir"] / "metrics.json").get("position_examination")
+        examination = _run_metrics(run).get("position_examination")
         if examination is not None:
+            positions = min(positions, len(examination))  # lists longer than the tower's buckets share its last one
             entry = curves.setdefault(run["name"], {"seeds": [], "per_seed": []})
             entry["seeds"].append(run["seed"])
-            entry["per_seed"].append(examination[:positions])
+            entry["per_seed"].append(examination)
     if not curves:
         return {}
+    for entry in curves.values():
+        entry["per_seed"] = [examination[:positions] for examination in entry["per_seed"]]
     world = None if click_model is None else np.asarray(click_model.factor, dtype=np.float64)[:positions].tolist()
     return {"models": curves, "world": world, "positions": positions}
 
@@ -366,6 +388,7 @@ def evaluate(work_dir, run_dirs, out_dir, slice_config: SliceConfig = SliceConfi
         "storage": storage_report,
         "attention_profiles": profiles,
         "position_bias": _position_bias(runs, int(frame["position"].max()) + 1, click_model),
+        "in_sample": _in_sample(runs) if split == "valid" else None,
     }
     report["plots"] = _write_plots(out_dir, result["models"], models, storage_report, profiles, label)
     if click_model is not None:

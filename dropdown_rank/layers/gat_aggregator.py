@@ -23,7 +23,7 @@ class GATAggregator(tf.keras.layers.Layer):
 
     The skip keeps the node's own identity: in a plain GAT row the node is one of K+1 softmax
     entries (about 1/11 of the weight at initialization with K=10), and without it the attention
-    ranker scored 0.6919 test AUC on the default world against base_20's 0.7025. HGCN has the same
+    ranker scored 0.6919 test AUC on the synthetic default world of then against base_20's 0.7025. HGCN has the same
     self term.
 
     :meth:`call_factorized` computes the same thing when neighbor features are sums of lookup-table

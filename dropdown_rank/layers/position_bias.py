@@ -1,6 +1,9 @@
 """A shallow position-bias tower (PAL): used in training only, fixed at serving."""
 import tensorflow as tf
 
+DEFAULT_LEARNING_RATE_MULTIPLIER = 20.0
+OLD_TOWER_MULTIPLIER = 1.0  # the tower until 2026-12-04: its logits learned at the ranker's rate
+
 
 @tf.keras.utils.register_keras_serializable(package="dropdown_rank")
 class PositionBias(tf.keras.layers.Layer):
@@ -17,15 +20,16 @@ class PositionBias(tf.keras.layers.Layer):
     ``learning_rate_multiplier`` times faster than the ranker's weights: the tower gets a larger
     learning rate inside the one optimizer, with no second optimizer to checkpoint. With a
     multiplier of 1 this is the tower as it was until 2026-12-04, whose logits moved from 3.0 to
-    2.89-3.33 over a default-world training (about 1,600 steps of 1e-3) while the world's
+    2.89-3.33 over a training on the static world (fewer than 1,700 steps of 1e-3) while the world's
     examination falls to a quarter by position 9, about 4 logits away. The default, 20, lets the
-    logits cross that distance in about 200 steps, half of the default world's first epoch: the
+    logits cross that distance in about 200 steps, half of the static world's first epoch: the
     multiplier is set by that step budget, not tuned on results.
 
     **Mode**: batch. **Input**: int ``[batch]`` 0-based positions. **Output**: ``[batch]`` in (0, 1).
     """
 
-    def __init__(self, max_position: int = 20, learning_rate_multiplier: float = 20.0, initial_logit: float = 3.0, **kwargs):
+    def __init__(self, max_position: int = 20, learning_rate_multiplier: float = DEFAULT_LEARNING_RATE_MULTIPLIER,
+                 initial_logit: float = 3.0, **kwargs):
         super().__init__(**kwargs)
         if learning_rate_multiplier <= 0:
             raise ValueError(f"learning_rate_multiplier must be positive, not {learning_rate_multiplier}")
