@@ -181,3 +181,15 @@ def test_a_daily_run_is_its_own_model_in_a_report(daily_runs, tiny_work, tiny_ru
     # the whole run and the parent + continuation cover the same days (seeds of one model); the parent alone is another
     assert report["seeds"] == {f"hgcn_20 [daily {days[0]}..{days[-1]}]": [5, 5], f"hgcn_20 [daily {days[0]}..{days[1]}]": [5],
                                "base_20": [3]}
+
+
+def test_a_continuation_carries_the_position_tower(tiny_work, tmp_path):
+    """The PAL tower lives beside the ranker (training only): a continuation restores it with the ranker, so parent +
+    child learn the examination one uninterrupted daily run learns."""
+    config, training = ModelConfig(kind="base", dim=8, position_bias=True), TrainConfig(batch_size=256, seed=5)
+    whole = train_daily(tiny_work, tmp_path / "whole", config, training, validate_daily=False, verbose=0)
+    train_daily(tiny_work, tmp_path / "parent", config, training, days=2, validate_daily=False, verbose=0)
+    child = train_daily(tiny_work, tmp_path / "child", config, training, parent=tmp_path / "parent", validate_daily=False,
+                        verbose=0)
+    np.testing.assert_array_equal(child["position_examination"], whole["position_examination"])
+    assert child["position_examination"][0] != pytest.approx(child["position_examination"][9], abs=1e-3)  # it trained
