@@ -98,12 +98,12 @@ def main(argv=None):
     from dropdown_rank.train import TrainConfig, train_or_reuse
 
     work = Work.open(default_work(args.scale))
-    root = CACHE / f"serving-{args.scale}"
+    root = CACHE / f"serving-{args.scale}-{work.fingerprint[:12]}"  # runs of another build are another cache
     one, batch = requests(work)
     servers = {}
     for name, (kind, precompute) in EXPORTS.items():
         run = root / "runs" / kind
-        train_or_reuse(work.path, run, ModelConfig(kind=kind), TrainConfig(epochs=1), verbose=0)  # retrained for another build
+        train_or_reuse(work.path, run, ModelConfig(kind=kind), TrainConfig(epochs=1), verbose=0)
         saved = root / "export" / name.replace(" ", "_")
         export(run, saved, precompute_context=precompute)
         servers[name] = (tf.saved_model.load(str(saved)).signatures["serving_default"], one, batch)

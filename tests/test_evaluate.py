@@ -741,6 +741,8 @@ def test_report_on_validation_days(tiny_work, tiny_runs, tmp_path):
     # The epoch choice and the calibration were made on these days, and the report says for which models.
     assert report["in_sample"] == {"epoch_chosen": ["base_20", "gat_20"], "calibrated": ["base_20", "gat_20"]}
     assert "**In-sample on these days**: the epoch of base_20, gat_20 was chosen on them" in header
+    older = {k: v for k, v in report.items() if k != "in_sample"}  # a report written before the record: still said
+    assert "predates the per-model record" in render(older)
 
 
 def test_validation_report_needs_valid_predictions_and_a_known_split(tiny_work, tiny_runs, tmp_path):
@@ -781,3 +783,13 @@ def test_a_run_of_a_build_with_only_another_graph_joins_the_report_under_its_gra
     (run / "config.json").write_text(json.dumps({**saved, "work": str(tiny_work.parent / "nowhere"), "work_fingerprint": "x"}))
     with pytest.raises(ValueError, match="does not hold the same samples and vocabularies"):
         evaluate(tiny_work, [run], tmp_path / "refused", replicates=20, storage=False, progress=lambda *a: None)
+
+
+def test_a_pal_model_at_any_multiplier_is_paired_with_its_plain_twin():
+    from dropdown_rank.evaluate.markdown import _focus_pairs
+
+    configs = {"base_20": {"kind": "base"}, "hgcn_20": {"kind": "hgcn"}, "base_20+pal1x": {"kind": "base", "position_bias": True},
+               "hgcn_20+pal": {"kind": "hgcn", "position_bias": True}, "base_20+pal5x-nolag": {"kind": "base", "position_bias": True}}
+    pairs = _focus_pairs({"model_configs": configs})
+    assert ("base_20+pal1x", "base_20") in pairs and ("hgcn_20+pal", "hgcn_20") in pairs
+    assert not any(a == "base_20+pal5x-nolag" for a, _ in pairs)  # its twin, base_20-nolag, is not in the report

@@ -1,6 +1,8 @@
 """``report.md``: the report's tables in Markdown, with significance marks."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from dropdown_rank.evaluate.bootstrap import FAMILY_ALPHA
@@ -12,6 +14,7 @@ PERSONAL = "personal count, then position"
 CONSTANT = "constant CTR"
 RANDOM = "random order"
 FROZEN = "(frozen graph)"
+PAL_SUFFIX = re.compile(r"\+pal(?:[0-9.e+]+x)?(?=-|$)")  # ModelConfig.name's "+pal" or "+pal<multiplier>x"
 WITH_POSITION = "(logged position)"  # a PAL model's training-time prediction: examination of the logged position x ranker
 METRIC_TITLES = {"auc": "AUC", "gauc": "GAUC", "logloss": "logloss", "mrr": "MRR", "ndcg@10": "NDCG@10"}
 RANKING_METRICS = ("auc", "gauc", "mrr", "ndcg@10")
@@ -108,7 +111,8 @@ def _focus_pairs(report: dict) -> list:
     plain = [m for m, c in configs.items() if not c.get("position_bias")]
     gnn = [m for m in plain if configs[m]["kind"] != "base"]
     base = [m for m in plain if configs[m]["kind"] == "base"]
-    pal = [(m, m.removesuffix("+pal")) for m, c in configs.items() if c.get("position_bias") and m.removesuffix("+pal") in configs]
+    twins = {m: PAL_SUFFIX.sub("", m) for m, c in configs.items() if c.get("position_bias")}
+    pal = [(m, twin) for m, twin in twins.items() if twin in configs]
     return [(a, b) for a in gnn for b in base] + pal
 
 
@@ -174,8 +178,11 @@ def _header(report: dict) -> list:
 
 
 def _in_sample(report: dict) -> list:
-    """Which of a validation report's numbers were fitted on its days (reports written before ``in_sample``: none said)."""
-    fitted = report.get("in_sample")
+    """Which of a validation report's numbers were fitted on its days (reports written before ``in_sample``: all runs')."""
+    if "in_sample" not in report:  # written before the report recorded it: every run chose its epoch and calibrated here
+        return ["- **In-sample on these days**: each run's epoch was chosen and its Platt calibration fitted on them (the "
+                "report predates the per-model record), so the models' ranking metrics and logloss here are in-sample."]
+    fitted = report["in_sample"]
     if not fitted or not (fitted["epoch_chosen"] or fitted["calibrated"]):
         return []
     parts = []
